@@ -1,0 +1,35 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Registry } from 'prom-client'
+import { loggerOptions } from '../observability/logger.js'
+
+export interface Readiness {
+  ready: boolean
+  checks: Record<string, boolean>
+}
+
+export interface AdminOptions {
+  registry: Registry
+  readiness: () => Readiness
+  status: () => Record<string, unknown>
+  logLevel: string
+}
+
+/**
+ * The admin listener, separate from the public one and on loopback by default: metrics, liveness,
+ * readiness and a status document. It serves nothing from the request path.
+ */
+export function createAdminServer (opts: AdminOptions): FastifyInstance {
+  const admin = Fastify({ logger: loggerOptions(opts.logLevel), disableRequestLogging: true })
+  admin.get('/metrics', async (_request, reply) => {
+    reply.type(opts.registry.contentType)
+    return opts.registry.metrics()
+  })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+  admin.get('/readyz', async (_request, reply) => {
+    const r = opts.readiness()
+    reply.code(r.ready ? 200 : 503)
+    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks }
+  })
+  admin.get('/status', async () => opts.status())
+  return admin
+}

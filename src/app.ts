@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { createAdminServer } from './admin/server.js'
+import type { Config } from './config/schema.js'
+import { createMetrics, type Metrics } from './observability/metrics.js'
+import { loggerOptions } from './observability/logger.js'
+import { observePlugin } from './observability/plugin.js'
+import { replyWithError } from './pipeline/error-reply.js'
+import { guardPlugin } from './pipeline/guard/plugin.js'
+import { routePlugin } from './pipeline/route/plugin.js'
+import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
+import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
+import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
+import { authorizePlugin } from './pipeline/authorize/plugin.js'
+import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
+import { rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
+import { forwardPlugin } from './pipeline/forward/plugin.js'
+import { createForwarder } from './pipeline/forward/forwarder.js'
+import { createUpstreams } from './pipeline/forward/upstreams.js'
+
+export interface Gateway {
+  /** The public listener: the request path. */
+  app: FastifyInstance
+  /** The admin listener: /metrics, /healthz, /readyz, /status. */
+  admin: FastifyInstance
+  metrics: Metrics
+  policy: PolicyStore
+  keySources: ReadonlyMap<string, KeySource>
+  close: () => Promise<void>
+}
+
+export interface GatewayOptions {
+  /** How often to look for a changed bundle file; 0 turns watching off (tests). */
+  bundleWatchIntervalMs?: number
+}
+
+/**
+ * Builds a gateway from a validated config. Everything the request path reads (key sources, the
+ * policy, connection pools, route table) is built here, once; requests only read it.
+ */
+export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  const registry = new Registry()
+  const metrics = createMetrics(registry)
+  const tls = config.listen.tls
+  const app = Fastify({
+    logger: loggerOptions(config.logging.level),
+    disableRequestLogging: true,
+    ...(tls !== undefined ? { https: { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2' as const } } : {}),
+    bodyLimit: config.limits.maxBodyBytes,
+    requestTimeout: config.limits.requestTimeoutMs,
+    maxRequestsPerSocket: 0,
+    http: { maxHeaderSize: config.limits.maxHeaderBytes },
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    trustProxy: false,
+    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false }
+  })
+
+  const keySources = new Map<string, KeySource>()
+  for (const issuer of config.issuers) keySources.set(issuer.id, await createKeySource(issuer))
+  await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
+    app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
+  })))
+  const policy = await createPolicyStore({
+    file: config.policy.bundle,
+    entrypoint: config.policy.entrypoint,
+    log: app.log,
+    metrics,
+    watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
+  })
+  const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics, maxBodyBytes: config.limits.maxBodyBytes })
+  const authenticators = [createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))]
+
+  // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
+  app.setErrorHandler(replyWithError)
+
+  // The request path, in order. Each stage refuses what it must; only a request that passed them all
+  // reaches the route handler, which is the forward stage.
+  await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
+  await app.register(guardPlugin, { maxBodyBytes: config.limits.maxBodyBytes }) // 1. edge guards
+  await app.register(authenticatePlugin, { authenticators, metrics }) //         3. authenticate
+  await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
+  await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
+  await app.register(forwardPlugin, { forwarder }) //                            6. forward
+  await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
+
+  const readiness = () => {
+    const checks: Record<string, boolean> = { policy: policy.current !== null }
+    for (const [id, k] of keySources) checks[`issuer:${id}`] = k.ready
+    return { ready: Object.values(checks).every(Boolean), checks }
+  }
+  const admin = createAdminServer({
+    registry,
+    readiness,
+    logLevel: config.logging.level,
+    status: () => ({
+      ready: readiness().ready,
+      policy: { revision: policy.current?.revision ?? null, entrypoint: config.policy.entrypoint },
+      issuers: config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })),
+      routes: config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })),
+      upstreams: config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined }))
+    })
+  })
+  // Issuers that were down at start are retried in the background, so readiness can recover.
+  const retry = setInterval(() => {
+    for (const k of keySources.values()) if (!k.ready) k.warm().catch(() => {})
+  }, 5000).unref()
+
+  return {
+    app,
+    admin,
+    metrics,
+    policy,
+    keySources,
+    async close () {
+      clearInterval(retry)
+      policy.close()
+      await app.close()
+      await admin.close()
+      await Promise.all([...keySources.values()].map(k => k.close()))
+    }
+  }
+}

@@ -1,0 +1,121 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+/*
+ * The one config schema. It is the source of the TypeScript types (Static<>), of the defaults and of
+ * the validation run once at start (config/load.ts). Every object is closed so a typo is an error,
+ * not a silently ignored key.
+ */
+
+const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', description: 'lower-case id: letters, digits, - and _' })
+const FilePath = Type.String({ minLength: 1, description: 'file path, relative to the config file' })
+const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'absolute http(s) URL' })
+
+const ServerTls = Type.Object({
+  cert: FilePath,
+  key: FilePath
+}, { additionalProperties: false })
+
+const Listen = Type.Object({
+  host: Type.String({ default: '0.0.0.0', minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443 }),
+  tls: Type.Optional(ServerTls),
+  plaintext: Type.Boolean({
+    default: false,
+    description: 'serve plain HTTP; only behind a TLS-terminating load balancer'
+  })
+}, { additionalProperties: false, default: {} })
+
+const Admin = Type.Object({
+  host: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 })
+}, { additionalProperties: false, default: {} })
+
+const Limits = Type.Object({
+  maxBodyBytes: Type.Integer({ minimum: 0, default: 1_048_576 }),
+  requestTimeoutMs: Type.Integer({ minimum: 1000, default: 30_000 }),
+  maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 16_384 })
+}, { additionalProperties: false, default: {} })
+
+const Jwks = Type.Union([
+  Type.Object({ discovery: Type.Literal(true) }, { additionalProperties: false }),
+  Type.Object({ url: HttpUrl }, { additionalProperties: false }),
+  Type.Object({ file: FilePath }, { additionalProperties: false })
+], { description: 'where the issuer keys come from: OIDC discovery at the issuer, a JWKS URL, or a JWKS file' })
+
+const Algorithm = Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
+  .map(a => Type.Literal(a)))
+
+const Issuer = Type.Object({
+  id: Id,
+  issuer: HttpUrl,
+  audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
+  jwks: Jwks,
+  ca: Type.Optional(FilePath),
+  clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+  jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
+  fetchTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5_000 })
+}, { additionalProperties: false })
+
+const Policy = Type.Object({
+  bundle: FilePath,
+  entrypoint: Type.String({ default: 'gateway/authz/decision', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$' })
+}, { additionalProperties: false })
+
+const UpstreamTls = Type.Object({
+  ca: FilePath,
+  cert: FilePath,
+  key: FilePath,
+  servername: Type.Optional(Type.String({ minLength: 1 }))
+}, { additionalProperties: false })
+
+const Upstream = Type.Object({
+  id: Id,
+  url: HttpUrl,
+  tls: Type.Optional(UpstreamTls),
+  plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' }),
+  connectTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5_000 }),
+  headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
+  bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
+  connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 })
+}, { additionalProperties: false })
+
+const RateLimit = Type.Object({
+  max: Type.Integer({ minimum: 1 }),
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 })
+}, { additionalProperties: false })
+
+const Method = Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map(m => Type.Literal(m)))
+
+const Route = Type.Object({
+  id: Id,
+  prefix: Type.String({ pattern: '^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$', description: 'canonical path prefix, no trailing slash' }),
+  methods: Type.Array(Method, { minItems: 1, uniqueItems: true }),
+  upstream: Id,
+  stripPrefix: Type.Boolean({ default: false }),
+  issuers: Type.Optional(Type.Array(Id, { minItems: 1, uniqueItems: true, description: 'issuers accepted here; all when absent' })),
+  rateLimit: Type.Optional(RateLimit),
+  metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} })
+}, { additionalProperties: false })
+
+const Logging = Type.Object({
+  level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' })
+}, { additionalProperties: false, default: {} })
+
+export const ConfigSchema = Type.Object({
+  listen: Listen,
+  admin: Admin,
+  limits: Limits,
+  logging: Logging,
+  issuers: Type.Array(Issuer, { minItems: 1 }),
+  policy: Policy,
+  rateLimit: Type.Object({ default: Type.Optional(RateLimit) }, { additionalProperties: false, default: {} }),
+  upstreams: Type.Array(Upstream, { minItems: 1 }),
+  routes: Type.Array(Route, { minItems: 1 })
+}, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
+
+export type Config = Static<typeof ConfigSchema>
+export type RouteConfig = Config['routes'][number]
+export type UpstreamConfig = Config['upstreams'][number]
+export type IssuerConfig = Config['issuers'][number]
+export type RateLimitConfig = Static<typeof RateLimit>

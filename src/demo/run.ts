@@ -1,0 +1,84 @@
+import { fileURLToPath } from 'node:url'
+import { validateConfig } from '../config/load.js'
+import type { Config } from '../config/schema.js'
+import { startGateway, type RunningGateway } from '../server.js'
+import { startDemoFunction, type DemoFunction } from './function.js'
+import { startDemoIssuer, type DemoIssuer } from './issuer.js'
+import { DEMO_AUDIENCE, ensureDemoState, GATEWAY_SPIFFE_ID, type DemoPaths } from './state.js'
+
+export const DEMO_BUNDLE = fileURLToPath(new URL('../../build/bundle.tar.gz', import.meta.url))
+
+/** The demo's rate limit: per subject and route. Documented in the README. */
+export const DEMO_RATE_LIMIT = { max: 10, windowSeconds: 10 }
+
+export interface DemoOptions {
+  dir: string
+  host?: string
+  ports?: { gateway: number, admin: number, issuer: number, fn: number }
+  bundle?: string
+  logLevel?: Config['logging']['level']
+  bundleWatchIntervalMs?: number
+}
+
+export interface RunningDemo {
+  paths: DemoPaths
+  gateway: RunningGateway
+  issuer: DemoIssuer
+  fn: DemoFunction
+  close: () => Promise<void>
+}
+
+/** The embedded default config: three routes in front of the demo function, one demo issuer. */
+export function demoConfig (paths: DemoPaths, issuer: string, fnUrl: string, opts: DemoOptions): unknown {
+  return {
+    listen: { host: opts.host ?? '127.0.0.1', port: opts.ports?.gateway ?? 8443, tls: { cert: paths.gatewayCert, key: paths.gatewayKey } },
+    admin: { host: opts.host ?? '127.0.0.1', port: opts.ports?.admin ?? 9090 },
+    logging: { level: opts.logLevel ?? 'info' },
+    issuers: [{
+      id: 'demo',
+      issuer,
+      audiences: [DEMO_AUDIENCE],
+      algorithms: ['ES256'],
+      jwks: { discovery: true },
+      ca: paths.caCert
+    }],
+    policy: { bundle: opts.bundle ?? DEMO_BUNDLE, entrypoint: 'gateway/authz/decision' },
+    rateLimit: { default: DEMO_RATE_LIMIT },
+    upstreams: [{
+      id: 'demo-function',
+      url: fnUrl,
+      tls: { ca: paths.caCert, cert: paths.gatewayClientCert, key: paths.gatewayClientKey, servername: 'localhost' }
+    }],
+    routes: [
+      { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'demo-function' },
+      { id: 'orders', prefix: '/orders', methods: ['GET', 'POST', 'PUT', 'DELETE'], upstream: 'demo-function' },
+      { id: 'admin', prefix: '/admin', methods: ['GET', 'POST', 'DELETE'], upstream: 'demo-function' }
+    ]
+  }
+}
+
+/** Starts the demo issuer, the demo function behind mutual TLS, and the gateway in front of it. */
+export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
+  const host = opts.host ?? '127.0.0.1'
+  const paths = await ensureDemoState(opts.dir)
+  const issuer = await startDemoIssuer(paths, host, opts.ports?.issuer ?? 8444)
+  const closers: Array<() => Promise<void>> = [issuer.close]
+  try {
+    const fn = await startDemoFunction({
+      host,
+      port: opts.ports?.fn ?? 8445,
+      cert: paths.functionCert,
+      key: paths.functionKey,
+      clientCa: paths.caCert,
+      allowedClient: GATEWAY_SPIFFE_ID
+    })
+    closers.unshift(fn.close)
+    const config = await validateConfig(demoConfig(paths, issuer.url, fn.url, opts), { baseDir: paths.dir, source: '<demo config>' })
+    const gateway = await startGateway(config, { bundleWatchIntervalMs: opts.bundleWatchIntervalMs ?? 2000 })
+    closers.unshift(gateway.close)
+    return { paths, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }
+  } catch (err) {
+    for (const c of closers) await c()
+    throw err
+  }
+}

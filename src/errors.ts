@@ -1,0 +1,42 @@
+import createError from '@fastify/error'
+
+/*
+ * Every error a client can receive, in one table. Codes are GW_ERR_<STAGE>_<WHAT>, the export name is
+ * the code, and docs/errors.md documents each one (a test keeps the two in step). Released codes are
+ * never renamed or reused. Messages are safe to show a client: no tokens, paths of files or stacks.
+ */
+
+// Edge guards
+export const GW_ERR_GUARD_BAD_PATH = createError('GW_ERR_GUARD_BAD_PATH', 'request path is not canonical: %s', 400)
+export const GW_ERR_GUARD_METHOD = createError('GW_ERR_GUARD_METHOD', 'method %s is not supported', 405)
+export const GW_ERR_GUARD_BAD_REQUEST = createError('GW_ERR_GUARD_BAD_REQUEST', 'bad request', 400)
+export const GW_ERR_GUARD_BODY_TOO_LARGE = createError('GW_ERR_GUARD_BODY_TOO_LARGE', 'request body exceeds the limit', 413)
+
+// Route match
+export const GW_ERR_ROUTE_NOT_FOUND = createError('GW_ERR_ROUTE_NOT_FOUND', 'no route for %s %s', 404)
+
+// Authenticate
+export const GW_ERR_AUTHN_MISSING = createError('GW_ERR_AUTHN_MISSING', 'authentication required', 401)
+export const GW_ERR_AUTHN_MALFORMED = createError('GW_ERR_AUTHN_MALFORMED', 'malformed credentials: %s', 401)
+export const GW_ERR_AUTHN_UNKNOWN_ISSUER = createError('GW_ERR_AUTHN_UNKNOWN_ISSUER', 'token issuer is not trusted for this route', 401)
+export const GW_ERR_AUTHN_EXPIRED = createError('GW_ERR_AUTHN_EXPIRED', 'token has expired', 401)
+export const GW_ERR_AUTHN_INVALID = createError('GW_ERR_AUTHN_INVALID', 'token is not valid: %s', 401)
+export const GW_ERR_AUTHN_KEYS_UNAVAILABLE = createError('GW_ERR_AUTHN_KEYS_UNAVAILABLE', 'issuer keys are unavailable', 503)
+
+// Authorize
+export const GW_ERR_AUTHZ_DENIED = createError('GW_ERR_AUTHZ_DENIED', 'access denied by policy', 403)
+export const GW_ERR_AUTHZ_NOT_READY = createError('GW_ERR_AUTHZ_NOT_READY', 'no policy is loaded', 503)
+export const GW_ERR_AUTHZ_POLICY_ERROR = createError('GW_ERR_AUTHZ_POLICY_ERROR', 'policy evaluation failed', 500)
+export const GW_ERR_AUTHZ_BAD_DECISION = createError('GW_ERR_AUTHZ_BAD_DECISION', 'policy returned no usable decision', 500)
+
+// Rate limit
+export const GW_ERR_RATE_LIMITED = createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s seconds', 429)
+
+// Upstream
+export const GW_ERR_UPSTREAM_CONNECT = createError('GW_ERR_UPSTREAM_CONNECT', 'upstream is unreachable', 502)
+export const GW_ERR_UPSTREAM_TLS = createError('GW_ERR_UPSTREAM_TLS', 'upstream TLS handshake failed', 502)
+export const GW_ERR_UPSTREAM_TIMEOUT = createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504)
+export const GW_ERR_UPSTREAM_FAILED = createError('GW_ERR_UPSTREAM_FAILED', 'upstream request failed', 502)
+
+// Internal
+export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)

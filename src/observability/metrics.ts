@@ -1,0 +1,94 @@
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
+
+/*
+ * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
+ * Labels are bounded: route and upstream ids come from config, outcomes and reasons from fixed sets.
+ * Subjects, tokens and raw paths never become labels.
+ */
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+const POLICY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05]
+
+export type Outcome =
+  | 'forwarded' | 'bad_request' | 'not_found' | 'unauthenticated' | 'denied' | 'rate_limited'
+  | 'not_ready' | 'upstream_error' | 'error'
+
+export function createMetrics (registry: Registry) {
+  const registers = [registry]
+  collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
+  return {
+    registry,
+    requests: new Counter({
+      name: 'portcullis_requests_total',
+      help: 'Requests answered, by route, method, outcome and status class',
+      labelNames: ['route', 'method', 'outcome', 'status_class'] as const,
+      registers
+    }),
+    requestDuration: new Histogram({
+      name: 'portcullis_request_duration_seconds',
+      help: 'Time from request start to response end, by route and outcome',
+      labelNames: ['route', 'outcome'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
+    authnFailures: new Counter({
+      name: 'portcullis_authn_failures_total',
+      help: 'Requests refused by the authenticate stage, by reason',
+      labelNames: ['route', 'reason'] as const,
+      registers
+    }),
+    policyDecisions: new Counter({
+      name: 'portcullis_policy_decisions_total',
+      help: 'Policy decisions, by route and result (allow, deny, error)',
+      labelNames: ['route', 'result'] as const,
+      registers
+    }),
+    policyDuration: new Histogram({
+      name: 'portcullis_policy_evaluation_seconds',
+      help: 'Time spent evaluating the policy for one request',
+      buckets: POLICY_BUCKETS,
+      registers
+    }),
+    bundleLoaded: new Gauge({
+      name: 'portcullis_policy_bundle_loaded',
+      help: '1 while a policy bundle is active, else 0',
+      registers
+    }),
+    bundleActivatedAt: new Gauge({
+      name: 'portcullis_policy_bundle_activation_timestamp_seconds',
+      help: 'When the active policy bundle was activated',
+      registers
+    }),
+    bundleLoadFailures: new Counter({
+      name: 'portcullis_policy_bundle_load_failures_total',
+      help: 'Policy bundles that failed to load and were not activated',
+      registers
+    }),
+    rateLimited: new Counter({
+      name: 'portcullis_rate_limited_total',
+      help: 'Requests refused with 429, by route',
+      labelNames: ['route'] as const,
+      registers
+    }),
+    upstreamDuration: new Histogram({
+      name: 'portcullis_upstream_duration_seconds',
+      help: 'Time until the upstream answered with headers, by upstream and status class',
+      labelNames: ['upstream', 'status_class'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    upstreamErrors: new Counter({
+      name: 'portcullis_upstream_errors_total',
+      help: 'Upstream requests that failed without a response, by upstream and kind',
+      labelNames: ['upstream', 'kind'] as const,
+      registers
+    })
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+export function statusClass (status: number): string {
+  return `${Math.floor(status / 100)}xx`
+}

@@ -1,0 +1,65 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { statusClass, type Metrics, type Outcome } from './metrics.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The GW_ERR_* code the request ended with, if it was refused. */
+    errorCode: string | null
+  }
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+function outcomeOf (code: string | null, status: number): Outcome {
+  if (code === null) return status >= 500 ? 'error' : 'forwarded'
+  if (code === 'GW_ERR_ROUTE_NOT_FOUND') return 'not_found'
+  if (code.startsWith('GW_ERR_AUTHN_')) return code === 'GW_ERR_AUTHN_KEYS_UNAVAILABLE' ? 'not_ready' : 'unauthenticated'
+  if (code === 'GW_ERR_AUTHZ_DENIED') return 'denied'
+  if (code === 'GW_ERR_AUTHZ_NOT_READY') return 'not_ready'
+  if (code === 'GW_ERR_RATE_LIMITED') return 'rate_limited'
+  if (code.startsWith('GW_ERR_UPSTREAM_')) return 'upstream_error'
+  if (code.startsWith('GW_ERR_GUARD_') || status < 500) return 'bad_request'
+  return 'error'
+}
+
+/**
+ * Stage 7, observe: one access line per request that also carries the verdict, and the request
+ * metrics. Registered first so it sees every request, including those the guards refuse.
+ */
+const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics }) => {
+  app.decorateRequest('errorCode', null)
+
+  app.addHook('onRequest', async () => { metrics.inFlight.inc() })
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.inFlight.dec()
+    const route = request.routeOptions.config.gateway?.id ?? '-'
+    const outcome = outcomeOf(request.errorCode, reply.statusCode)
+    const seconds = reply.elapsedTime / 1000
+    metrics.requests.inc({
+      route,
+      method: METHODS.has(request.method) ? request.method : 'OTHER',
+      outcome,
+      status_class: statusClass(reply.statusCode)
+    })
+    metrics.requestDuration.observe({ route, outcome }, seconds)
+    request.log.info({
+      access: true,
+      method: request.method,
+      path: request.canonicalPath || null, // never the raw target: its query may carry secrets
+      status: reply.statusCode,
+      duration_ms: Math.round(reply.elapsedTime * 1000) / 1000,
+      client_ip: request.ip,
+      route_id: route,
+      outcome,
+      code: request.errorCode,
+      subject: request.principal?.subject ?? null,
+      decision_id: request.decisionId,
+      allow: request.decision?.allow ?? null,
+      reasons: request.decision?.reasons ?? null,
+      upstream_status: request.upstreamStatus
+    }, 'request completed')
+  })
+}
+
+export const observePlugin = fp(observe, { name: 'gateway-observe', fastify: '5.x' })

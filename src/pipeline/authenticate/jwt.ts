@@ -1,0 +1,86 @@
+import type { FastifyError } from 'fastify'
+import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose'
+import type { IssuerConfig } from '../../config/schema.js'
+import {
+  GW_ERR_AUTHN_EXPIRED, GW_ERR_AUTHN_INVALID, GW_ERR_AUTHN_KEYS_UNAVAILABLE, GW_ERR_AUTHN_MALFORMED,
+  GW_ERR_AUTHN_UNKNOWN_ISSUER
+} from '../../errors.js'
+import type { AuthnResult, RouteContext } from '../types.js'
+import { KeysUnavailableError, type KeySource } from './key-source.js'
+
+/*
+ * Bearer JWT authentication. The unverified `iss` only selects which issuer's rules and keys to try;
+ * the token is then verified against exactly that issuer (signature, pinned algorithms, exact iss,
+ * audience, exp/nbf with leeway). Nothing from the token is used before that succeeds.
+ */
+
+const MAX_TOKEN_BYTES = 8192
+const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/
+
+export interface Authenticator {
+  readonly id: string
+  authenticate: (headers: Readonly<Record<string, string | string[] | undefined>>, route: RouteContext) => Promise<AuthnResult>
+}
+
+interface TrustedIssuer { config: IssuerConfig, keys: KeySource }
+
+export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): Authenticator {
+  const byIssuer = new Map(issuers.map(i => [i.config.issuer, i]))
+
+  return {
+    id: 'jwt',
+    async authenticate (headers, route) {
+      const header = headers.authorization
+      if (header === undefined) return { kind: 'not-applicable' }
+      if (typeof header !== 'string') return failure(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'malformed')
+      if (header.length > MAX_TOKEN_BYTES) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'malformed')
+      const token = BEARER.exec(header)?.[1]
+      if (token === undefined) return failure(new GW_ERR_AUTHN_MALFORMED('expected "Authorization: Bearer <jwt>"'), 'malformed')
+
+      let claimedIssuer: unknown
+      try {
+        claimedIssuer = decodeJwt(token).iss
+      } catch {
+        return failure(new GW_ERR_AUTHN_MALFORMED('token is not a JWT'), 'malformed')
+      }
+      const trusted = typeof claimedIssuer === 'string' ? byIssuer.get(claimedIssuer) : undefined
+      if (trusted === undefined || (route.issuers !== undefined && !route.issuers.includes(trusted.config.id))) {
+        return failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
+      }
+
+      const { config, keys } = trusted
+      try {
+        const { payload } = await jwtVerify(token, keys.getKey, {
+          issuer: config.issuer,
+          audience: config.audiences,
+          algorithms: config.algorithms,
+          clockTolerance: config.clockToleranceSeconds,
+          requiredClaims: ['exp', 'sub']
+        })
+        return {
+          kind: 'principal',
+          principal: { type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub!, claims: payload }
+        }
+      } catch (err) {
+        return classify(err)
+      }
+    }
+  }
+}
+
+function failure (error: FastifyError, reason: string): AuthnResult {
+  return { kind: 'failure', error, reason }
+}
+
+function classify (err: unknown): AuthnResult {
+  if (err instanceof joseErrors.JWTExpired) return failure(new GW_ERR_AUTHN_EXPIRED(), 'expired')
+  if (err instanceof KeysUnavailableError || err instanceof joseErrors.JWKSTimeout) {
+    return failure(new GW_ERR_AUTHN_KEYS_UNAVAILABLE(), 'keys_unavailable')
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return failure(new GW_ERR_AUTHN_INVALID(`claim "${err.claim}" ${err.reason}`), 'invalid_claims')
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return failure(new GW_ERR_AUTHN_INVALID('no matching key'), 'unknown_key')
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return failure(new GW_ERR_AUTHN_INVALID('bad signature'), 'bad_signature')
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return failure(new GW_ERR_AUTHN_INVALID('algorithm not allowed'), 'bad_algorithm')
+  if (err instanceof joseErrors.JOSEError) return failure(new GW_ERR_AUTHN_INVALID(err.code), 'invalid')
+  return failure(new GW_ERR_AUTHN_KEYS_UNAVAILABLE(), 'keys_unavailable')
+}

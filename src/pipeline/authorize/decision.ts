@@ -1,0 +1,50 @@
+import type { Decision } from '../types.js'
+
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+// Headers a policy may never set: framing, routing and the gateway's own identity headers.
+const RESERVED = /^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|proxy-.*|authorization|x-forwarded-.*|forwarded|x-portcullis-(subject|issuer|request-id))$/
+
+/**
+ * Turns whatever the entrypoint returned into a Decision, or null when it is not a usable one.
+ * A bare boolean means `{allow: <bool>}`. Anything malformed, including undefined, is null and denies.
+ */
+export function toDecision (value: unknown): Decision | null {
+  if (typeof value === 'boolean') return { allow: value, reasons: [], headers: { upstream: {}, client: {} } }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
+  const v = value as Record<string, unknown>
+  if (typeof v.allow !== 'boolean') return null
+  const reasons = v.reasons ?? []
+  if (!Array.isArray(reasons) || !reasons.every(r => typeof r === 'string')) return null
+  const decision: Decision = { allow: v.allow, reasons, headers: { upstream: {}, client: {} } }
+  if (v.status !== undefined) {
+    if (typeof v.status !== 'number' || !Number.isInteger(v.status) || v.status < 400 || v.status > 499) return null
+    decision.status = v.status
+  }
+  if (v.message !== undefined) {
+    if (typeof v.message !== 'string' || v.message.length > 200) return null
+    decision.message = v.message
+  }
+  if (v.headers !== undefined) {
+    if (v.headers === null || typeof v.headers !== 'object') return null
+    const h = v.headers as Record<string, unknown>
+    for (const side of ['upstream', 'client'] as const) {
+      const parsed = parseHeaders(h[side])
+      if (parsed === null) return null
+      decision.headers[side] = parsed
+    }
+  }
+  return decision
+}
+
+function parseHeaders (value: unknown): Record<string, string> | null {
+  if (value === undefined) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
+  const out: Record<string, string> = {}
+  for (const [rawName, v] of Object.entries(value)) {
+    const name = rawName.toLowerCase()
+    if (!HEADER_NAME.test(name) || RESERVED.test(name) || typeof v !== 'string' || !HEADER_VALUE.test(v)) return null
+    out[name] = v
+  }
+  return out
+}

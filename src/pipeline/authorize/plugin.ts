@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import {
+  GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
+  GW_ERR_AUTHZ_POLICY_ERROR
+} from '../../errors.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Decision } from '../types.js'
+import { toDecision } from './decision.js'
+import { buildPolicyInput } from './input.js'
+import type { PolicyStore } from './policy-store.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    decision: Decision | null
+    decisionId: string | null
+  }
+}
+
+export interface AuthorizeOptions {
+  policy: PolicyStore
+  metrics: Metrics
+}
+
+/**
+ * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
+ * undefined or malformed decision: each refuses the request (fail closed) with its own code.
+ */
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics }) => {
+  app.decorateRequest('decision', null)
+  app.decorateRequest('decisionId', null)
+
+  app.addHook('onRequest', async (request, reply) => {
+    const route = request.routeOptions.config.gateway
+    if (route === undefined) return
+    if (request.principal === null) throw new GW_ERR_AUTHN_MISSING() // unreachable unless stages are misordered
+    const engine = policy.current
+    if (engine === null) throw new GW_ERR_AUTHZ_NOT_READY()
+
+    const input = buildPolicyInput(request, route, Date.now())
+    request.decisionId = randomUUID()
+    const started = process.hrtime.bigint()
+    let value: unknown
+    try {
+      value = engine.evaluate(input)
+    } catch (err) {
+      metrics.policyDecisions.inc({ route: route.id, result: 'error' })
+      request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, err }, 'policy evaluation failed')
+      throw new GW_ERR_AUTHZ_POLICY_ERROR()
+    } finally {
+      metrics.policyDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
+    }
+    const decision = toDecision(value)
+    request.log.info({
+      decision_id: request.decisionId,
+      policy_revision: engine.revision,
+      route_id: route.id,
+      subject: request.principal.subject,
+      allow: decision?.allow ?? false,
+      reasons: decision?.reasons ?? [],
+      ...(decision === null ? { malformed: true } : {})
+    }, 'policy decision')
+    if (decision === null) {
+      metrics.policyDecisions.inc({ route: route.id, result: 'error' })
+      throw new GW_ERR_AUTHZ_BAD_DECISION()
+    }
+    request.decision = decision
+    metrics.policyDecisions.inc({ route: route.id, result: decision.allow ? 'allow' : 'deny' })
+    for (const [name, value] of Object.entries(decision.headers.client)) reply.header(name, value)
+    if (!decision.allow) {
+      const denied = new GW_ERR_AUTHZ_DENIED()
+      if (decision.status !== undefined) (denied as { statusCode: number }).statusCode = decision.status
+      if (decision.message !== undefined) denied.message = decision.message
+      throw denied
+    }
+  })
+}
+
+export const authorizePlugin = fp(authorize, {
+  name: 'gateway-authorize',
+  fastify: '5.x',
+  dependencies: ['gateway-authenticate']
+})

@@ -1,0 +1,29 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+
+/**
+ * The only shape a refused request gets: `{error, code, request_id}`. Gateway errors carry their own
+ * safe message; anything else (a bug, a library error) becomes a generic message so that no stack,
+ * file path, upstream body or policy text reaches a client. The full error stays in the server log.
+ */
+export function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const ours = typeof error.code === 'string' && error.code.startsWith('GW_ERR_')
+  let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+  let code = ours ? error.code : 'GW_ERR_INTERNAL'
+  let message = ours ? error.message : 'internal error'
+  if (!ours && status < 500) {
+    // Fastify's own client errors (bad JSON framing, oversized body, ...): keep the status, not the text.
+    code = status === 413 ? 'GW_ERR_GUARD_BODY_TOO_LARGE' : 'GW_ERR_GUARD_BAD_REQUEST'
+    message = status === 413 ? 'request body exceeds the limit' : 'bad request'
+  }
+  if (status >= 500 && !ours) {
+    request.log.error({ err: error }, 'unexpected error')
+    status = 500
+  }
+  request.errorCode = code
+  if (reply.sent || reply.raw.headersSent) {
+    // The response is already streaming; all that is left is to cut it short.
+    reply.raw.destroy()
+    return reply
+  }
+  return reply.code(status).type('application/json; charset=utf-8').send({ error: message, code, request_id: request.id })
+}
