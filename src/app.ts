@@ -4,7 +4,7 @@ import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
 import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
-import { loggerOptions } from './observability/logger.js'
+import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
 import { replyWithError } from './pipeline/error-reply.js'
 import { guardPlugin } from './pipeline/guard/plugin.js'
@@ -45,7 +45,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   const tls = config.listen.tls
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
-    disableRequestLogging: true,
+    logController: quietRequestLogging(),
     ...(tls !== undefined ? { https: { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2' as const } } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
-import { loggerOptions } from '../observability/logger.js'
+import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 
 export interface Readiness {
   ready: boolean
@@ -19,7 +19,7 @@ export interface AdminOptions {
  * readiness and a status document. It serves nothing from the request path.
  */
 export function createAdminServer (opts: AdminOptions): FastifyInstance {
-  const admin = Fastify({ logger: loggerOptions(opts.logLevel), disableRequestLogging: true })
+  const admin = Fastify({ logger: loggerOptions(opts.logLevel), logController: quietRequestLogging() })
   admin.get('/metrics', async (_request, reply) => {
     reply.type(opts.registry.contentType)
     return opts.registry.metrics()

@@ -10,6 +10,8 @@ export interface DemoTokenOptions {
   /** Lifetime in seconds; negative makes an already expired token. */
   ttl: number
   claims: Record<string, unknown>
+  /** Defaults to the demo gateway's audience. */
+  audience?: string
 }
 
 /** Mints a token signed by the demo issuer's key, for the issuer recorded by the running demo. */
@@ -21,7 +23,7 @@ export async function mintDemoToken (paths: DemoPaths, opts: DemoTokenOptions): 
   return new SignJWT({ ...opts.claims, roles: opts.roles })
     .setProtectedHeader({ alg: 'ES256', kid: jwk.kid, typ: 'JWT' })
     .setIssuer(issuer)
-    .setAudience(DEMO_AUDIENCE)
+    .setAudience(opts.audience ?? DEMO_AUDIENCE)
     .setSubject(opts.sub)
     .setIssuedAt(opts.ttl < 0 ? now + opts.ttl - 60 : now)
     .setExpirationTime(now + opts.ttl)

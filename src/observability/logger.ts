@@ -1,4 +1,4 @@
-import type { FastifyServerOptions } from 'fastify'
+import { LogController, type FastifyServerOptions } from 'fastify'
 
 /*
  * pino options shared by both listeners. The access line is built field by field from safe values,
@@ -18,4 +18,9 @@ export function loggerOptions (level: string): FastifyServerOptions['logger'] {
     // The access line carries what matters; the default req/res serialisers would log raw URLs.
     serializers: {}
   }
+}
+
+/** Turns off Fastify's own per-request lines: the gateway writes one access line of its own. */
+export function quietRequestLogging (): LogController {
+  return new LogController({ disableRequestLogging: true })
 }

@@ -1,0 +1,13 @@
+// Types for scripts/opa.mjs, so TypeScript tests can compile ad-hoc policies with the pinned OPA.
+export declare const OPA_VERSION: string
+export declare const DEFAULT_POLICIES_DIR: string
+export declare const DEFAULT_BUNDLE: string
+export declare const DEFAULT_ENTRYPOINTS: string[]
+export declare function cachedOpaPath (): string
+export declare function resolveOpa (): Promise<string>
+export declare function buildBundle (opts?: {
+  policiesDir?: string
+  out?: string
+  entrypoints?: string[]
+  force?: boolean
+}): Promise<{ out: string, built: boolean }>

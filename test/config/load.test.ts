@@ -1,0 +1,304 @@
+import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ConfigError, loadConfig, validateConfig } from '../../src/config/load.js'
+import type { Config } from '../../src/config/schema.js'
+
+// The loader only checks that TLS and JWKS files are readable, so plain text stands in for them.
+const FILES = {
+  certs: { 'server.crt': 'dummy cert\n', 'server.key': 'dummy key\n', 'ca.crt': 'dummy ca\n', 'client.crt': 'c\n', 'client.key': 'k\n' },
+  keys: { 'jwks.json': '{"keys":[]}\n' }
+}
+
+const MINIMAL = `
+listen:
+  tls:
+    cert: certs/server.crt
+    key: certs/server.key
+issuers:
+  - id: idp
+    issuer: https://idp.example.com
+    audiences: [api]
+    algorithms: [RS256]
+    jwks: { file: keys/jwks.json }
+policy:
+  bundle: build/bundle.tar.gz
+upstreams:
+  - id: fn
+    url: https://fn.internal.example/base
+routes:
+  - id: hello
+    prefix: /hello
+    methods: [GET]
+    upstream: fn
+`
+
+/** A raw (already parsed) config equivalent to MINIMAL, for validateConfig tests. */
+function minimalObject (): Record<string, any> {
+  return {
+    listen: { tls: { cert: 'certs/server.crt', key: 'certs/server.key' } },
+    issuers: [{ id: 'idp', issuer: 'https://idp.example.com', audiences: ['api'], algorithms: ['RS256'], jwks: { file: 'keys/jwks.json' } }],
+    policy: { bundle: 'build/bundle.tar.gz' },
+    upstreams: [{ id: 'fn', url: 'https://fn.internal.example/base' }],
+    routes: [{ id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn' }]
+  }
+}
+
+/** The ConfigError a refused config produces; anything else (including acceptance) fails the test. */
+async function refusal (pending: Promise<unknown>): Promise<ConfigError> {
+  const err = await pending.then(() => undefined, (e: unknown) => e)
+  if (!(err instanceof ConfigError)) throw new Error(`expected a ConfigError, got ${err === undefined ? 'an accepted config' : String(err)}`)
+  return err
+}
+
+function paths (err: ConfigError): string[] {
+  return err.problems.map(p => p.path)
+}
+
+t.test('a valid minimal config loads with defaults filled in', async t => {
+  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const config = await loadConfig(join(dir, 'gateway.yaml'), {})
+
+  t.same(config.admin, { host: '127.0.0.1', port: 9090 })
+  t.same(config.limits, { maxBodyBytes: 1_048_576, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384 })
+  t.equal(config.listen.host, '0.0.0.0')
+  t.equal(config.listen.port, 8443)
+  t.equal(config.listen.plaintext, false)
+  t.equal(config.logging.level, 'info')
+  t.same(config.rateLimit, {})
+  t.equal(config.policy.entrypoint, 'gateway/authz/decision')
+  t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
+  t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })
+  t.match(config.routes[0], { stripPrefix: false, metadata: {} })
+  t.equal(config.routes[0]!.issuers, undefined, 'no issuer restriction unless configured')
+})
+
+t.test('relative file paths are resolved against the config file folder, absolute ones kept', async t => {
+  const dir = t.testdir({
+    ...FILES,
+    conf: {
+      'gateway.yaml': MINIMAL
+        .replaceAll('certs/', '../certs/')
+        .replace('keys/jwks.json', '../keys/jwks.json')
+        .replace('    url: https://fn.internal.example/base', [
+          '    url: https://fn.internal.example/base',
+          '    tls:',
+          '      ca: ../certs/ca.crt',
+          '      cert: ../certs/client.crt',
+          '      key: ../certs/client.key'
+        ].join('\n'))
+    }
+  })
+  const config = await loadConfig(join(dir, 'conf', 'gateway.yaml'), {})
+  t.equal(config.listen.tls?.cert, join(dir, 'certs', 'server.crt'))
+  t.equal(config.listen.tls?.key, join(dir, 'certs', 'server.key'))
+  t.same(config.issuers[0]!.jwks, { file: join(dir, 'keys', 'jwks.json') })
+  t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key') })
+  t.equal(config.policy.bundle, join(dir, 'conf', 'build', 'bundle.tar.gz'), 'the bundle path is resolved even though the file does not exist yet')
+
+  const raw = minimalObject()
+  raw.listen.tls = { cert: join(dir, 'certs', 'server.crt'), key: join(dir, 'certs', 'server.key') }
+  raw.issuers[0].jwks.file = join(dir, 'keys', 'jwks.json')
+  const other = await validateConfig(raw, { baseDir: join(dir, 'somewhere-else'), env: {} })
+  t.same(other.listen.tls, { cert: join(dir, 'certs', 'server.crt'), key: join(dir, 'certs', 'server.key') }, 'absolute paths kept')
+  t.equal(other.policy.bundle, join(dir, 'somewhere-else', 'build', 'bundle.tar.gz'), 'relative to baseDir')
+})
+
+t.test('the loaded config is deeply frozen', async t => {
+  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const config = await loadConfig(join(dir, 'gateway.yaml'), {})
+  for (const part of [config, config.admin, config.listen, config.listen.tls, config.routes, config.routes[0], config.routes[0]!.methods,
+    config.routes[0]!.metadata, config.upstreams[0], config.issuers[0]!.jwks]) {
+    t.ok(Object.isFrozen(part), 'frozen')
+  }
+  t.throws(() => { (config.admin as { port: number }).port = 1 }, TypeError)
+  t.throws(() => { (config.routes as Config['routes'][number][]).push(config.routes[0]!) }, TypeError)
+  t.equal(config.admin.port, 9090)
+})
+
+t.test('validateConfig does not change the object it is given', async t => {
+  const dir = t.testdir(FILES)
+  const raw = minimalObject()
+  const before = structuredClone(raw)
+  await validateConfig(raw, { baseDir: dir, env: {} })
+  t.same(raw, before)
+  t.notOk(Object.isFrozen(raw))
+})
+
+t.test('environment substitution', async t => {
+  t.test('${VAR} and ${VAR:-default} are replaced', async t => {
+    const dir = t.testdir({
+      ...FILES,
+      'gateway.yaml': MINIMAL.replace('https://fn.internal.example/base', '${FN_URL}') +
+        'logging:\n  level: ${LOG_LEVEL:-warn}\nadmin:\n  host: ${ADMIN_HOST:-127.0.0.2}\n'
+    })
+    const config = await loadConfig(join(dir, 'gateway.yaml'), { FN_URL: 'https://fn.from-env.example/x', ADMIN_HOST: '10.0.0.1' })
+    t.equal(config.upstreams[0]!.url, 'https://fn.from-env.example/x')
+    t.equal(config.logging.level, 'warn', 'default used when the variable is unset')
+    t.equal(config.admin.host, '10.0.0.1', 'the variable wins over the default')
+  })
+
+  t.test('an empty default is allowed, substitution is a single pass', async t => {
+    const raw = minimalObject()
+    raw.routes[0].metadata = { team: 'x${TEAM:-}y', nested: '${INDIRECT}', list: ['${TEAM:-none}'] }
+    const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: { INDIRECT: '${SECRET}', SECRET: 'leaked' } })
+    t.same(config.routes[0]!.metadata, { team: 'xy', nested: '${SECRET}', list: ['none'] })
+  })
+
+  t.test('a missing variable is reported with the JSON pointer of where it is used', async t => {
+    const raw = minimalObject()
+    raw.routes[0].metadata = { owner: '${OWNER}', 'a/b~c': ['ok', 'team-${TEAM}'] }
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(err.problems, [
+      { path: '/routes/0/metadata/owner', message: 'environment variable OWNER is not set' },
+      { path: '/routes/0/metadata/a~1b~0c/1', message: 'environment variable TEAM is not set' }
+    ])
+    t.match(err.message, /^- \/routes\/0\/metadata\/owner: environment variable OWNER is not set$/m)
+  })
+
+  t.test('loadConfig reports a missing variable from the YAML file', async t => {
+    const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL.replace('bundle: build/bundle.tar.gz', 'bundle: ${BUNDLE_DIR}/bundle.tar.gz') })
+    const err = await refusal(loadConfig(join(dir, 'gateway.yaml'), {}))
+    t.same(paths(err), ['/policy/bundle'])
+    t.match(err.problems[0]!.message, /BUNDLE_DIR/)
+  })
+})
+
+t.test('semantic mistakes are all reported together, each with its path', async t => {
+  const dir = t.testdir(FILES)
+  const raw = minimalObject()
+  raw.listen.tls.cert = 'certs/missing.crt'
+  raw.upstreams.push({ id: 'local', url: 'http://127.0.0.1:3000' })
+  raw.routes = [
+    { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'nope', issuers: ['other-idp'] },
+    { id: 'hello', prefix: '/hello', methods: ['GET', 'POST'], upstream: 'fn' }
+  ]
+  const err = await refusal(validateConfig(raw, { baseDir: dir, source: 'gateway.yaml', env: {} }))
+  t.same(paths(err).sort(), [
+    '/listen/tls/cert',
+    '/routes/0/issuers/0',
+    '/routes/0/upstream',
+    '/routes/1/id',
+    '/routes/1/prefix',
+    '/upstreams/1/url'
+  ])
+  t.match(err.message, /^invalid configuration in gateway\.yaml:$/m)
+  t.match(err.message, /^- \/routes\/0\/upstream: unknown upstream "nope"$/m)
+  t.match(err.message, /^- \/routes\/1\/id: duplicate id "hello"$/m)
+  t.match(err.message, /^- \/routes\/0\/issuers\/0: unknown issuer "other-idp"$/m)
+  t.match(err.message, /^- \/upstreams\/1\/url: must be an https URL/m)
+  t.match(err.message, new RegExp(`^- /listen/tls/cert: file not readable: .*missing\\.crt$`, 'm'))
+  t.equal(err.code, 'GW_ERR_CONFIG_INVALID')
+  t.equal(err.name, 'ConfigError')
+  t.equal(err.source, 'gateway.yaml')
+})
+
+t.test('schema mistakes are all reported together, each with its path', async t => {
+  const raw = minimalObject()
+  raw.listen.tsl = raw.listen.tls
+  raw.admin = { port: '9090' }
+  raw.limits = { requestTimeoutMs: 10 }
+  raw.routes[0].methods = ['GET', 'FETCH']
+  delete raw.policy
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const byPath = new Map(err.problems.map(p => [p.path, p.message]))
+  t.equal(byPath.get('/listen'), 'unknown property "tsl"')
+  t.equal(byPath.get('/admin/port'), 'must be integer')
+  t.match(byPath.get('/limits/requestTimeoutMs'), />= 1000/)
+  t.ok(byPath.has('/routes/0/methods/1'), 'unknown method reported at its index')
+  t.equal(byPath.get(''), 'missing required property "policy"')
+  t.match(err.message, /^- \/: missing required property "policy"$/m, 'the root is shown as /')
+  t.match(err.message, /^- \/admin\/port: must be integer$/m)
+})
+
+t.test('schema and semantic mistakes in one file are all reported together', {
+  todo: 'src/config/load.ts validateConfig throws right after a schema failure, so reference and file checks never run'
+}, async t => {
+  const raw = minimalObject()
+  raw.listen.tls.cert = 'certs/missing.crt'
+  raw.listen.extra = true // unknown property
+  raw.admin = { port: 'ninety' } // wrong type
+  raw.upstreams.push({ id: 'local', url: 'http://127.0.0.1:3000' }) // http without plaintext
+  raw.routes = [
+    { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'nope' }, // unknown upstream
+    { id: 'hello', prefix: '/other', methods: ['GET'], upstream: 'fn' } // duplicate id
+  ]
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const got = paths(err)
+  for (const p of ['/listen', '/admin/port', '/upstreams/1/url', '/routes/0/upstream', '/routes/1/id', '/listen/tls/cert']) {
+    t.ok(got.includes(p), `reports ${p}`)
+  }
+})
+
+t.test('plaintext rules', async t => {
+  t.test('listen without tls and without plaintext is refused', async t => {
+    const raw = minimalObject()
+    delete raw.listen
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/listen/tls'])
+  })
+  t.test('listen with both tls and plaintext is refused', async t => {
+    const raw = minimalObject()
+    raw.listen.plaintext = true
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/listen/plaintext'])
+  })
+  t.test('plaintext listener and http upstream are accepted when declared', async t => {
+    const raw = minimalObject()
+    raw.listen = { plaintext: true }
+    raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true }]
+    const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: {} })
+    t.equal(config.listen.tls, undefined)
+    t.equal(config.upstreams[0]!.plaintext, true)
+  })
+  t.test('plaintext on an https upstream is refused', async t => {
+    const raw = minimalObject()
+    raw.upstreams[0].plaintext = true
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/upstreams/0/plaintext'])
+  })
+  t.test('an upstream URL with credentials or a query is refused', async t => {
+    const raw = minimalObject()
+    raw.upstreams[0].url = 'https://user:pw@fn.internal.example/?x=1'
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/upstreams/0/url'])
+  })
+  t.test('an http issuer is refused', async t => {
+    const raw = minimalObject()
+    raw.issuers[0].issuer = 'http://idp.example.com'
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/issuers/0/issuer'])
+  })
+})
+
+t.test('YAML problems', async t => {
+  t.test('a syntax error is reported', async t => {
+    const dir = t.testdir({ 'gateway.yaml': 'listen:\n  tls: [unclosed\nadmin: {\n' })
+    const err = await refusal(loadConfig(join(dir, 'gateway.yaml'), {}))
+    t.ok(err.problems.length > 0)
+    for (const p of err.problems) t.match(p.message, /^YAML: /)
+    t.equal(err.source, join(dir, 'gateway.yaml'))
+    t.match(err.message, /^- \/: YAML: /m)
+  })
+  t.test('duplicate keys are refused instead of the last one silently winning', async t => {
+    const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL + 'admin:\n  port: 9091\n  port: 9092\n' })
+    const err = await refusal(loadConfig(join(dir, 'gateway.yaml'), {}))
+    t.equal(err.problems.length, 1)
+    t.match(err.problems[0]!.message, /^YAML: .*unique/i)
+  })
+  t.test('an unreadable file is reported', async t => {
+    const dir = t.testdir({})
+    const err = await refusal(loadConfig(join(dir, 'absent.yaml'), {}))
+    t.same(paths(err), [''])
+    t.match(err.problems[0]!.message, /^cannot read file: /)
+  })
+})
+
+t.test('each load reads the file afresh', async t => {
+  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const a = await loadConfig(join(dir, 'gateway.yaml'), {})
+  await writeFile(join(dir, 'gateway.yaml'), MINIMAL + 'admin:\n  port: 9999\n')
+  const b = await loadConfig(join(dir, 'gateway.yaml'), {})
+  t.equal(a.admin.port, 9090)
+  t.equal(b.admin.port, 9999)
+})
