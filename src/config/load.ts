@@ -1,6 +1,6 @@
 import { access, readFile } from 'node:fs/promises'
 import { constants } from 'node:fs'
-import { dirname, isAbsolute, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
@@ -20,7 +20,7 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false })
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true })
 addFormats(ajv)
 const validateSchema = ajv.compile<Config>(ConfigSchema)
 
@@ -47,15 +47,23 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   const source = opts.source ?? '<config>'
   const problems: ConfigProblem[] = []
   const value = substituteEnv(structuredClone(raw), '', opts.env ?? process.env, problems)
-  if (!validateSchema(value)) {
-    problems.push(...describeAjvErrors(validateSchema.errors ?? []))
-    throw new ConfigError(source, problems)
-  }
-  const config = value
-  problems.push(...checkReferences(config))
-  problems.push(...await resolveFiles(config, opts.baseDir))
-  if (problems.length > 0) throw new ConfigError(source, problems)
+  const valid = validateSchema(value)
+  if (!valid) problems.push(...describeAjvErrors(validateSchema.errors ?? []))
+  // The cross-reference and file checks also run on a config that failed the schema, so that one
+  // run lists every problem; on a shape they cannot read they just find less.
+  const config = value as Config
+  problems.push(...bestEffort(() => checkReferences(config)))
+  problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
+  if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
+}
+
+function bestEffort (check: () => ConfigProblem[]): ConfigProblem[] {
+  try { return check() } catch { return [] }
+}
+
+async function bestEffortAsync (check: () => Promise<ConfigProblem[]>): Promise<ConfigProblem[]> {
+  try { return await check() } catch { return [] }
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
@@ -84,15 +92,19 @@ function escapePointer (key: string): string {
 }
 
 function describeAjvErrors (errors: ErrorObject[]): ConfigProblem[] {
-  // anyOf failures repeat each branch's complaint; keep one readable line per distinct location.
+  // Inside a failed anyOf, each branch adds its own complaints; the anyOf line alone says it better.
+  const anyOfPaths = errors.filter(e => e.keyword === 'anyOf').map(e => e.instancePath)
   const seen = new Set<string>()
   const out: ConfigProblem[] = []
   for (const e of errors) {
+    if (e.keyword !== 'anyOf' && anyOfPaths.some(p => e.instancePath === p || e.instancePath.startsWith(`${p}/`))) continue
     let message = e.message ?? 'is invalid'
     if (e.keyword === 'additionalProperties') message = `unknown property "${String(e.params.additionalProperty)}"`
     if (e.keyword === 'required') message = `missing required property "${String(e.params.missingProperty)}"`
-    if (e.keyword === 'anyOf') message = 'does not match any allowed form'
-    if (e.keyword === 'pattern' && e.parentSchema?.description !== undefined) message = `must be ${String(e.parentSchema.description)}`
+    if (e.keyword === 'enum') message = `must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`
+    if (e.keyword === 'anyOf') message = `must be one of the allowed forms${describeForms(e.parentSchema)}`
+    if (e.keyword === 'pattern' && typeof e.parentSchema?.description === 'string') message = `must be ${e.parentSchema.description}`
+    if (e.keyword === 'format' && typeof e.parentSchema?.description === 'string') message = `must be an ${e.parentSchema.description}`
     const key = `${e.instancePath}|${message}`
     if (seen.has(key)) continue
     seen.add(key)
@@ -101,8 +113,16 @@ function describeAjvErrors (errors: ErrorObject[]): ConfigProblem[] {
   return out
 }
 
-function checkReferences (config: Config): ConfigProblem[] {
+function describeForms (schema: unknown): string {
+  const s = schema as { description?: unknown } | undefined
+  return typeof s?.description === 'string' ? ` (${s.description})` : ''
+}
+
+function checkReferences (input: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = []
+  // The config may have failed the schema: read only what has the right shape.
+  const list = <T>(v: T[] | undefined): T[] => Array.isArray(v) ? v.filter(x => x !== null && typeof x === 'object') : []
+  const config = { ...input, issuers: list(input.issuers), upstreams: list(input.upstreams), routes: list(input.routes) }
   const dupes = (items: Array<{ id: string }>, where: string): void => {
     const seen = new Set<string>()
     items.forEach((item, i) => {
@@ -118,10 +138,10 @@ function checkReferences (config: Config): ConfigProblem[] {
   const prefixes = new Map<string, number>()
   config.routes.forEach((route, i) => {
     if (!upstreams.has(route.upstream)) problems.push({ path: `/routes/${i}/upstream`, message: `unknown upstream "${route.upstream}"` })
-    route.issuers?.forEach((id, j) => {
+    list(route.issuers).forEach((id, j) => {
       if (!issuers.has(id)) problems.push({ path: `/routes/${i}/issuers/${j}`, message: `unknown issuer "${id}"` })
     })
-    for (const m of route.methods) {
+    for (const m of list(route.methods)) {
       const key = `${m} ${route.prefix}`
       const other = prefixes.get(key)
       if (other !== undefined) problems.push({ path: `/routes/${i}/prefix`, message: `${key} is already served by /routes/${other}` })
@@ -129,6 +149,7 @@ function checkReferences (config: Config): ConfigProblem[] {
     }
   })
   config.upstreams.forEach((u, i) => {
+    if (typeof u.url !== 'string' || !URL.canParse(u.url)) return
     if (u.url.startsWith('http://') && !u.plaintext) {
       problems.push({ path: `/upstreams/${i}/url`, message: 'must be an https URL (set plaintext: true only for local development)' })
     }
@@ -141,9 +162,10 @@ function checkReferences (config: Config): ConfigProblem[] {
     }
   })
   config.issuers.forEach((iss, i) => {
-    if (!iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
-    if ('url' in iss.jwks && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
+    if (typeof iss.issuer === 'string' && !iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
+    if (typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
   })
+  if (config.listen === undefined) return problems
   if (config.listen.tls === undefined && !config.listen.plaintext) {
     problems.push({ path: '/listen/tls', message: 'is required (set listen.plaintext: true only behind a TLS-terminating proxy)' })
   }
@@ -156,10 +178,10 @@ function checkReferences (config: Config): ConfigProblem[] {
 /** Makes every file path absolute (relative to the config file) and checks that it can be read. */
 async function resolveFiles (config: Config, baseDir: string): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = []
-  const fix = async (holder: Record<string, unknown>, key: string, path: string): Promise<void> => {
-    const v = holder[key]
-    if (typeof v !== 'string') return
-    const abs = isAbsolute(v) ? v : resolve(baseDir, v)
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object'
+  const fix = async (holder: unknown, key: string, path: string): Promise<void> => {
+    if (!isObject(holder) || typeof holder[key] !== 'string') return
+    const abs = resolve(baseDir, holder[key])
     holder[key] = abs
     try {
       await access(abs, constants.R_OK)
@@ -167,20 +189,20 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
       problems.push({ path, message: `file not readable: ${abs}` })
     }
   }
-  if (config.listen.tls !== undefined) {
-    await fix(config.listen.tls, 'cert', '/listen/tls/cert')
-    await fix(config.listen.tls, 'key', '/listen/tls/key')
-  }
-  for (const [i, iss] of config.issuers.entries()) {
-    if ('file' in iss.jwks) await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)
+  const list = (v: unknown): unknown[] => Array.isArray(v) ? v : []
+  await fix(config.listen?.tls, 'cert', '/listen/tls/cert')
+  await fix(config.listen?.tls, 'key', '/listen/tls/key')
+  for (const [i, iss] of list(config.issuers).entries()) {
+    if (!isObject(iss)) continue
+    await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)
     await fix(iss, 'ca', `/issuers/${i}/ca`)
   }
-  for (const [i, u] of config.upstreams.entries()) {
-    if (u.tls === undefined) continue
-    for (const k of ['ca', 'cert', 'key'] as const) await fix(u.tls, k, `/upstreams/${i}/tls/${k}`)
+  for (const [i, u] of list(config.upstreams).entries()) {
+    if (!isObject(u)) continue
+    for (const k of ['ca', 'cert', 'key']) await fix(u.tls, k, `/upstreams/${i}/tls/${k}`)
   }
-  // The bundle is a build output that may appear after start; only its path is resolved here.
-  config.policy.bundle = isAbsolute(config.policy.bundle) ? config.policy.bundle : resolve(baseDir, config.policy.bundle)
+  // The bundle is a build output that may appear after start: its path is resolved, not checked.
+  if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
   return problems
 }
 

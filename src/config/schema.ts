@@ -1,10 +1,15 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
 
 /*
  * The one config schema. It is the source of the TypeScript types (Static<>), of the defaults and of
  * the validation run once at start (config/load.ts). Every object is closed so a typo is an error,
  * not a silently ignored key.
  */
+
+/** A string from a fixed list, as a plain JSON Schema `enum` (one clear error instead of one per value). */
+function StringEnum<const T extends readonly string[]> (values: T, options: { default?: T[number], description?: string } = {}): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
+}
 
 const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', description: 'lower-case id: letters, digits, - and _' })
 const FilePath = Type.String({ minLength: 1, description: 'file path, relative to the config file' })
@@ -42,8 +47,7 @@ const Jwks = Type.Union([
   Type.Object({ file: FilePath }, { additionalProperties: false })
 ], { description: 'where the issuer keys come from: OIDC discovery at the issuer, a JWKS URL, or a JWKS file' })
 
-const Algorithm = Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
-  .map(a => Type.Literal(a)))
+const Algorithm = StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
 
 const Issuer = Type.Object({
   id: Id,
@@ -85,7 +89,7 @@ const RateLimit = Type.Object({
   windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 })
 }, { additionalProperties: false })
 
-const Method = Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map(m => Type.Literal(m)))
+const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
 const Route = Type.Object({
   id: Id,
@@ -99,7 +103,7 @@ const Route = Type.Object({
 }, { additionalProperties: false })
 
 const Logging = Type.Object({
-  level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' })
+  level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })
 }, { additionalProperties: false, default: {} })
 
 export const ConfigSchema = Type.Object({
