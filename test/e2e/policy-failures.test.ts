@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { buildBundle, DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
@@ -6,13 +6,12 @@ import { startDemoHarness } from '../helpers/demo.js'
 
 // Fail closed: whatever goes wrong with the policy, the request is refused and the function is not called.
 
-async function compile (t: Tap, rego: string): Promise<string> {
+async function compile (t: Test, rego: string): Promise<string> {
   const dir = t.testdir({ gateway: { 'authz.rego': rego } })
   const out = join(dir, 'bundle.tar.gz')
   await buildBundle({ policiesDir: dir, out, force: true })
   return out
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0]
 
 async function upstreamCalls (demo: Awaited<ReturnType<typeof startDemoHarness>>): Promise<number> {
   const text = (await demo.client.send(`${demo.adminUrl}/metrics`)).text

@@ -7,7 +7,7 @@ import { createCa } from '../../src/tls/pki.js'
 
 export interface SigningKey { kid: string, alg: string, privateKey: KeyObject, publicJwk: Record<string, unknown> }
 
-export function makeKey (alg: 'ES256' | 'RS256' | 'EdDSA' = 'ES256', kid = randomUUID()): SigningKey {
+export function makeKey (alg: 'ES256' | 'RS256' | 'EdDSA' = 'ES256', kid: string = randomUUID()): SigningKey {
   const pair = alg === 'ES256'
     ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
     : alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519')

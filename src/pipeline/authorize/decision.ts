@@ -14,7 +14,7 @@ export function toDecision (value: unknown): Decision | null {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
   const v = value as Record<string, unknown>
   if (typeof v.allow !== 'boolean') return null
-  const reasons = v.reasons ?? []
+  const reasons = v.reasons === undefined ? [] : v.reasons
   if (!Array.isArray(reasons) || !reasons.every(r => typeof r === 'string')) return null
   const decision: Decision = { allow: v.allow, reasons, headers: { upstream: {}, client: {} } }
   if (v.status !== undefined) {
@@ -26,7 +26,7 @@ export function toDecision (value: unknown): Decision | null {
     decision.message = v.message
   }
   if (v.headers !== undefined) {
-    if (v.headers === null || typeof v.headers !== 'object') return null
+    if (v.headers === null || typeof v.headers !== 'object' || Array.isArray(v.headers)) return null
     const h = v.headers as Record<string, unknown>
     for (const side of ['upstream', 'client'] as const) {
       const parsed = parseHeaders(h[side])

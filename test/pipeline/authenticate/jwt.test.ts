@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createHmac } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -13,7 +13,7 @@ import { makeKey, sign } from '../../helpers/idp.js'
 const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, metadata: {} }
 const ISS = 'https://idp.test'
 
-async function setup (t: Parameters<Parameters<typeof t.test>[1]>[0], overrides: Partial<IssuerConfig> = {}) {
+async function setup (t: Test, overrides: Partial<IssuerConfig> = {}) {
   const key = makeKey('ES256', 'k1')
   const rsa = makeKey('RS256', 'k2')
   const file = join(t.testdir(), 'jwks.json')

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { IssuerConfig } from '../../../src/config/schema.js'
 import { createJwtAuthenticator } from '../../../src/pipeline/authenticate/jwt.js'
 import { createKeySource } from '../../../src/pipeline/authenticate/key-source.js'
@@ -8,9 +8,8 @@ import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 // Keys fetched from a real HTTPS identity provider through OIDC discovery.
 
 const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, metadata: {} }
-type T = Parameters<Parameters<typeof t.test>[1]>[0]
 
-async function setup (t: T, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }) {
+async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }) {
   const config: IssuerConfig = {
     id: 'idp', issuer: idp.issuer, audiences: ['api'], algorithms: ['ES256'], jwks, ca: idp.caFile,
     clockToleranceSeconds: 0, jwksCacheSeconds: 600, fetchTimeoutMs: 2000
