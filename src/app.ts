@@ -6,7 +6,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
-import { replyWithError } from './pipeline/error-reply.js'
+import { replyToClientError, replyWithError } from './pipeline/error-reply.js'
 import { guardPlugin } from './pipeline/guard/plugin.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
@@ -52,6 +52,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     maxRequestsPerSocket: 0,
     http: { maxHeaderSize: config.limits.maxHeaderBytes },
     exposeHeadRoutes: false,
+    clientErrorHandler: replyToClientError,
     return503OnClosing: true,
     trustProxy: false,
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false }

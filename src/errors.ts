@@ -10,6 +10,8 @@ import createError from '@fastify/error'
 export const GW_ERR_GUARD_BAD_PATH = createError('GW_ERR_GUARD_BAD_PATH', 'request path is not canonical: %s', 400)
 export const GW_ERR_GUARD_METHOD = createError('GW_ERR_GUARD_METHOD', 'method %s is not supported', 405)
 export const GW_ERR_GUARD_BAD_REQUEST = createError('GW_ERR_GUARD_BAD_REQUEST', 'bad request', 400)
+export const GW_ERR_GUARD_HEADERS_TOO_LARGE = createError('GW_ERR_GUARD_HEADERS_TOO_LARGE', 'request headers exceed the limit', 431)
+export const GW_ERR_GUARD_TIMEOUT = createError('GW_ERR_GUARD_TIMEOUT', 'request was not received in time', 408)
 export const GW_ERR_GUARD_BODY_TOO_LARGE = createError('GW_ERR_GUARD_BODY_TOO_LARGE', 'request body exceeds the limit', 413)
 
 // Route match

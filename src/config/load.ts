@@ -20,7 +20,9 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true })
+// coerceTypes: `${PORT}` substitutes text; where the schema wants a number or boolean, text that is
+// exactly one ("8443", "true") is read as such. Anything else still fails with its path.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: true, verbose: true })
 addFormats(ajv)
 const validateSchema = ajv.compile<Config>(ConfigSchema)
 
@@ -122,6 +124,7 @@ function checkReferences (input: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   // The config may have failed the schema: read only what has the right shape.
   const list = <T>(v: T[] | undefined): T[] => Array.isArray(v) ? v.filter(x => x !== null && typeof x === 'object') : []
+  const strings = (v: unknown): string[] => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
   const config = { ...input, issuers: list(input.issuers), upstreams: list(input.upstreams), routes: list(input.routes) }
   const dupes = (items: Array<{ id: string }>, where: string): void => {
     const seen = new Set<string>()
@@ -138,10 +141,10 @@ function checkReferences (input: Config): ConfigProblem[] {
   const prefixes = new Map<string, number>()
   config.routes.forEach((route, i) => {
     if (!upstreams.has(route.upstream)) problems.push({ path: `/routes/${i}/upstream`, message: `unknown upstream "${route.upstream}"` })
-    list(route.issuers).forEach((id, j) => {
+    strings(route.issuers).forEach((id, j) => {
       if (!issuers.has(id)) problems.push({ path: `/routes/${i}/issuers/${j}`, message: `unknown issuer "${id}"` })
     })
-    for (const m of list(route.methods)) {
+    for (const m of strings(route.methods)) {
       const key = `${m} ${route.prefix}`
       const other = prefixes.get(key)
       if (other !== undefined) problems.push({ path: `/routes/${i}/prefix`, message: `${key} is already served by /routes/${other}` })

@@ -11,7 +11,8 @@ export function replyWithError (error: FastifyError, request: FastifyRequest, re
   let code = ours ? error.code : 'GW_ERR_INTERNAL'
   let message = ours ? error.message : 'internal error'
   if (!ours && status < 500) {
-    // Fastify's own client errors (bad JSON framing, oversized body, ...): keep the status, not the text.
+    // Fastify's own client errors (oversized body, bad framing, ...): keep the status, not the text.
+    request.log.info({ err: error }, 'client error')
     code = status === 413 ? 'GW_ERR_GUARD_BODY_TOO_LARGE' : 'GW_ERR_GUARD_BAD_REQUEST'
     message = status === 413 ? 'request body exceeds the limit' : 'bad request'
   }
@@ -26,4 +27,22 @@ export function replyWithError (error: FastifyError, request: FastifyRequest, re
     return reply
   }
   return reply.code(status).type('application/json; charset=utf-8').send({ error: message, code, request_id: request.id })
+}
+
+/**
+ * Requests that Node's HTTP parser cannot read never reach Fastify's error handler; they get the same
+ * JSON body here, on a connection that is then closed (a malformed request leaves the stream unusable).
+ */
+export function replyToClientError (err: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'Request Header Fields Too Large', 'GW_ERR_GUARD_HEADERS_TOO_LARGE', 'request headers exceed the limit']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'GW_ERR_GUARD_TIMEOUT', 'request was not received in time']
+      : [400, 'Bad Request', 'GW_ERR_GUARD_BAD_REQUEST', 'bad request']
+  const body = JSON.stringify({ error: message, code, request_id: null })
+  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }

@@ -201,7 +201,7 @@ t.test('a route naming an unknown issuer or repeating a method and prefix is ref
 t.test('schema mistakes are all reported together, each with its path', async t => {
   const raw = minimalObject()
   raw.listen.tsl = raw.listen.tls
-  raw.admin = { port: '9090' }
+  raw.admin = { port: 'ninety' } // text that is not a number ("9090" would be read as one)
   raw.limits = { requestTimeoutMs: 10 }
   raw.routes[0].methods = ['GET', 'FETCH']
   delete raw.policy
@@ -307,4 +307,11 @@ t.test('each load reads the file afresh', async t => {
   const b = await loadConfig(join(dir, 'gateway.yaml'), {})
   t.equal(a.admin.port, 9090)
   t.equal(b.admin.port, 9999)
+})
+
+t.test('a number or boolean substituted from the environment is read as one', async t => {
+  const raw = minimalObject()
+  raw.admin = { port: '${ADMIN_PORT}' }
+  const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: { ADMIN_PORT: '9191' } })
+  t.equal(config.admin.port, 9191)
 })

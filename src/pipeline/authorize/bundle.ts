@@ -53,7 +53,12 @@ export async function parseBundle (archive: Buffer): Promise<Bundle> {
 
 function parseJsonObject (buf: Buffer | undefined, name: string): Record<string, unknown> | undefined {
   if (buf === undefined) return undefined
-  const value: unknown = JSON.parse(buf.toString('utf8'))
+  let value: unknown
+  try {
+    value = JSON.parse(buf.toString('utf8'))
+  } catch (err) {
+    throw new Error(`bundle ${name} is not valid JSON: ${(err as Error).message}`)
+  }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`bundle ${name} is not a JSON object`)
   return value as Record<string, unknown>
 }

@@ -17,14 +17,18 @@ export interface GuardOptions {
 }
 
 const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 
 /** Stage 1, edge guards: refuse what is ambiguous or oversized before any identity or policy work. */
 const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
   app.decorateRequest('rawQuery', '')
 
-  app.addHook('onRequest', async (request) => {
-    if (!ALLOWED_METHODS.has(request.method)) throw new GW_ERR_GUARD_METHOD(request.method)
+  app.addHook('onRequest', async (request, reply) => {
+    if (!ALLOWED_METHODS.has(request.method)) {
+      reply.header('allow', ALLOW_HEADER) // RFC 9110 §15.5.6
+      throw new GW_ERR_GUARD_METHOD(request.method)
+    }
     const verdict = canonicalizeTarget(request.raw.url ?? '')
     if (!verdict.ok) throw new GW_ERR_GUARD_BAD_PATH(verdict.reason)
     request.canonicalPath = verdict.path

@@ -104,7 +104,7 @@ t.test('data.json or .manifest that is not a JSON object is refused', async t =>
 
 t.test('data.json that is not JSON at all is refused', async t => {
   const dir = t.testdir({ 'policy.wasm': WASM, 'data.json': '{roles: ' })
-  await t.rejects(parseBundle(await pack(dir, ['policy.wasm', 'data.json'])), SyntaxError)
+  await t.rejects(parseBundle(await pack(dir, ['policy.wasm', 'data.json'])), /bundle data.json is not valid JSON/)
 })
 
 t.test('an archive that is not a gzipped tar is refused', async t => {

@@ -61,6 +61,7 @@ const malformed: Array<[string, unknown]> = [
   ['reasons as a string', { allow: false, reasons: 'nope' }],
   ['reasons with a number', { allow: false, reasons: ['a', 2] }],
   ['reasons with an object', { allow: false, reasons: [{ r: 'a' }] }],
+  ['reasons null', { allow: false, reasons: null }],
   ['status 399', { allow: false, status: 399 }],
   ['status 500', { allow: false, status: 500 }],
   ['status 200', { allow: false, status: 200 }],
@@ -72,6 +73,7 @@ const malformed: Array<[string, unknown]> = [
   ['headers as a string', { allow: true, headers: 'x-a: b' }],
   ['headers null', { allow: true, headers: null }],
   ['headers as a number', { allow: true, headers: 1 }],
+  ['headers as an empty array', { allow: true, headers: [] }],
   ['upstream headers as an array', { allow: true, headers: { upstream: [['x-a', 'b']] } }],
   ['client headers null', { allow: true, headers: { client: null } }],
   ['upstream headers as a string', { allow: true, headers: { upstream: 'x-a: b' } }],
@@ -112,11 +114,4 @@ t.test('reserved header names are refused on either side', async t => {
 t.test('names that only look like reserved ones are allowed', async t => {
   const headers = { 'x-forwarded': 'a', 'hosts': 'b', 'x-portcullis-tenant': 'c', 'x-te': 'd' }
   t.same(toDecision({ allow: true, headers: { upstream: headers } })?.headers.upstream, headers)
-})
-
-t.test('null reasons and array headers are refused like other malformed shapes', {
-  todo: 'src/pipeline/authorize/decision.ts reads `reasons: null` as [] (?? treats null as absent) and accepts `headers: []` (the outer check does not exclude arrays)'
-}, async t => {
-  t.equal(toDecision({ allow: false, reasons: null }), null, 'reasons null')
-  t.equal(toDecision({ allow: true, headers: [] }), null, 'headers as an empty array')
 })
