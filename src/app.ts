@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
@@ -55,6 +56,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     clientErrorHandler: replyToClientError,
     return503OnClosing: true,
     trustProxy: false,
+    // Random ids: unique across replicas and restarts, and never taken from a client header.
+    genReqId: () => randomUUID(),
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false }
   })
 

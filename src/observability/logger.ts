@@ -22,5 +22,5 @@ export function loggerOptions (level: string): FastifyServerOptions['logger'] {
 
 /** Turns off Fastify's own per-request lines: the gateway writes one access line of its own. */
 export function quietRequestLogging (): LogController {
-  return new LogController({ disableRequestLogging: true })
+  return new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' })
 }
