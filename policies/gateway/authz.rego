@@ -68,12 +68,15 @@ authenticated if {
 	input.principal.subject != ""
 }
 
-# Claims are issuer-controlled: ignore anything that is not a string, and
-# anything that could not be carried safely in a comma-joined header value.
+# The roles this policy knows. Claims are issuer-controlled: only these exact
+# strings count, so nothing else (a comma, a line break, a look-alike) can
+# reach the comma-joined header forwarded upstream. A set lookup rather than a
+# regex: the WASM runtime compiles a regex on every evaluation (~300 us).
+known_roles := {"reader", "writer", "admin"}
+
 roles := [r |
 	some r in input.principal.claims.roles
-	is_string(r)
-	regex.match(`^[A-Za-z0-9_.:-]{1,64}$`, r)
+	r in known_roles
 ]
 
 has_role(allowed) if {

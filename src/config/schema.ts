@@ -58,6 +58,12 @@ const Issuer = Type.Object({
   ca: Type.Optional(FilePath),
   clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
   jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
+  verifiedTokenCacheSeconds: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 60,
+    description: 'how long a verified token is remembered (never past its exp); 0 verifies every request'
+  }),
   fetchTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5_000 })
 }, { additionalProperties: false })
 

@@ -20,7 +20,7 @@ async function setup (t: Test, overrides: Partial<IssuerConfig> = {}) {
   await writeFile(file, JSON.stringify({ keys: [key.publicJwk, rsa.publicJwk] }))
   const config: IssuerConfig = {
     id: 'idp', issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { file },
-    clockToleranceSeconds: 5, jwksCacheSeconds: 600, fetchTimeoutMs: 1000, ...overrides
+    clockToleranceSeconds: 5, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, fetchTimeoutMs: 1000, ...overrides
   }
   const authn = createJwtAuthenticator([{ config, keys: await createKeySource(config) }])
   const check = async (token: string, r: RouteContext = route) => authn.authenticate({ authorization: `Bearer ${token}` }, r)
@@ -95,4 +95,15 @@ t.test('a route that names its issuers refuses tokens from the others', async t 
   t.equal((await check(token, { ...route, issuers: ['idp'] })).kind, 'principal')
   const r = await check(token, { ...route, issuers: ['someone-else'] })
   t.equal(r.kind === 'failure' && r.reason, 'unknown_issuer')
+})
+
+t.test('a remembered token still stops working at its exp', async t => {
+  const { key, check } = await setup(t, { clockToleranceSeconds: 0, verifiedTokenCacheSeconds: 60 })
+  const exp = Math.floor(Date.now() / 1000) + 2
+  const token = await sign(key, { iss: ISS, aud: 'api', sub: 'alice', exp })
+  t.equal((await check(token)).kind, 'principal')
+  t.equal((await check(token)).kind, 'principal', 'second use, from the cache')
+  await new Promise(resolve => setTimeout(resolve, exp * 1000 - Date.now() + 1100))
+  const r = await check(token)
+  t.equal(r.kind === 'failure' && r.reason, 'expired')
 })

@@ -1,0 +1,52 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { pinned, type Tools } from './tools.js'
+
+const REPORT_LUA = fileURLToPath(new URL('../wrk/report.lua', import.meta.url))
+
+export interface WrkResult { rps: number, p50_us: number, p99_us: number, p999_us: number, requests: number, errors: number, non2xx: number }
+export interface RateResult { rate: number, p50_us: number, p99_us: number, max_us: number, success: number }
+
+function collect (cmd: string[], stdin?: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+    if (stdin !== undefined) stdin.pipe(child.stdin)
+    else child.stdin.end()
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => { out += String(d) })
+    child.stderr.on('data', (d: Buffer) => { err += String(d) })
+    child.once('error', reject)
+    child.once('exit', code => code === 0 ? resolve(out) : reject(new Error(`${cmd[0]} exited ${String(code)}: ${err || out}`)))
+  })
+}
+
+/** Closed-loop saturation: wrk on `cpu`, one thread, `connections` keep-alive connections, fixed time. */
+export async function runWrk (tools: Tools, cpu: number, url: string, headers: Record<string, string>, seconds: number, connections: number): Promise<WrkResult> {
+  const args = [tools.wrk, '-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', REPORT_LUA]
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
+  const out = await collect(pinned(tools, cpu, [...args, url]))
+  const line = out.split('\n').reverse().find(l => l.startsWith('{'))
+  if (line === undefined) throw new Error(`no wrk result in: ${out}`)
+  const r = JSON.parse(line) as { requests: number, duration_us: number, errors: number, non2xx: number, p50_us: number, p99_us: number, p999_us: number }
+  return { rps: r.requests / (r.duration_us / 1e6), p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, requests: r.requests, errors: r.errors, non2xx: r.non2xx }
+}
+
+/** Open-loop constant rate: vegeta sends `rate` requests/s whatever the latency, so queueing shows. */
+export async function runVegeta (tools: Tools, cpu: number, url: string, headers: Record<string, string>, rate: number, seconds: number): Promise<RateResult> {
+  const attack = pinned(tools, cpu, [tools.vegeta, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-insecure', '-keepalive=true',
+    '-connections=64', '-max-workers=256', ...Object.entries(headers).flatMap(([k, v]) => ['-header', `${k}: ${v}`])])
+  const { Readable } = await import('node:stream')
+  const target = Readable.from([`GET ${url}\n`])
+  const results = await new Promise<Buffer>((resolve, reject) => {
+    const child = spawn(attack[0]!, attack.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+    target.pipe(child.stdin)
+    const chunks: Buffer[] = []
+    child.stdout.on('data', (d: Buffer) => chunks.push(d))
+    child.once('error', reject)
+    child.once('exit', code => code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`vegeta attack exited ${String(code)}`)))
+  })
+  const report = await collect([tools.vegeta, 'report', '-type=json'], Readable.from([results]))
+  const r = JSON.parse(report) as { rate: number, success: number, latencies: Record<string, number> }
+  return { rate: r.rate, p50_us: r.latencies['50th']! / 1000, p99_us: r.latencies['99th']! / 1000, max_us: r.latencies.max! / 1000, success: r.success }
+}

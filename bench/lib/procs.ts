@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync, readdirSync } from 'node:fs'
+import { connect } from 'node:net'
+
+/*
+ * Processes under test: started pinned, awaited until their port accepts, measured from /proc (CPU
+ * time and RSS of the process and its children, e.g. nginx's workers), and killed at the end.
+ */
+
+export interface Proc { name: string, child: ChildProcess, pids: () => number[] }
+
+const CLOCK_TICKS = 100 // USER_HZ on Linux
+
+export function start (name: string, cmd: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + String(d)).slice(-4000) })
+  child.once('exit', code => {
+    if (code !== 0 && code !== null) process.stderr.write(`${name} exited ${code}: ${stderr}\n`)
+  })
+  return { name, child, pids: () => (child.pid === undefined ? [] : [child.pid, ...descendants(child.pid)]) }
+}
+
+function descendants (pid: number): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid) out.push(Number(entry), ...descendants(Number(entry)))
+    } catch {}
+  }
+  return out
+}
+
+/** User + system CPU seconds used so far by the given processes. */
+export function cpuSeconds (pids: number[]): number {
+  let ticks = 0
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      ticks += Number(fields[11]) + Number(fields[12]) // utime, stime
+    } catch {}
+  }
+  return ticks / CLOCK_TICKS
+}
+
+/** Resident set size in MiB of the given processes. */
+export function rssMiB (pids: number[]): number {
+  let kb = 0
+  for (const pid of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      kb += Number(m?.[1] ?? 0)
+    } catch {}
+  }
+  return kb / 1024
+}
+
+export async function waitForPort (port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>(resolve => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`)
+}
+
+export async function stopAll (procs: Proc[]): Promise<void> {
+  await Promise.all(procs.map(async p => {
+    if (p.child.exitCode !== null) return
+    const exited = new Promise(resolve => p.child.once('exit', resolve))
+    p.child.kill('SIGTERM')
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }))
+}
