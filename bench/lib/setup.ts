@@ -110,6 +110,10 @@ routes:
   - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
 `
   }
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: name.endsWith('.key') ? 0o600 : 0o644 })
-  return { dir, tokens: { rs256: await token('RS256', rs.privateKey), es256: await token('ES256', es.privateKey) } }
+  const tokens = { rs256: await token('RS256', rs.privateKey), es256: await token('ES256', es.privateKey) }
+  // Also on disk, for profiling one scenario by hand (see bench/README.md).
+  files['rs256.token'] = tokens.rs256
+  files['es256.token'] = tokens.es256
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: /\.(key|token)$/.test(name) ? 0o600 : 0o644 })
+  return { dir, tokens }
 }

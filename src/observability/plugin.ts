@@ -24,8 +24,8 @@ function outcomeOf (code: string | null, status: number): Outcome {
 }
 
 /**
- * Stage 7, observe: one access line per request that also carries the verdict, and the request
- * metrics. Registered first so it sees every request, including those the guards refuse.
+ * Stage 7, observe: one access line per request that also carries the verdict (it is the decision
+ * log too: decision_id, policy_revision, subject, allow, reasons), and the request metrics. Registered first so it sees every request, including those the guards refuse.
  */
 const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics }) => {
   app.decorateRequest('errorCode', null)
@@ -55,6 +55,7 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
       code: request.errorCode,
       subject: request.principal?.subject ?? null,
       decision_id: request.decisionId,
+      policy_revision: request.policyRevision,
       allow: request.decision?.allow ?? null,
       reasons: request.decision?.reasons ?? null,
       upstream_status: request.upstreamStatus

@@ -170,6 +170,13 @@ routes:
   t.equal(res.status, 200, res.text)
   t.equal(res.json().path, '/base/there', 'prefix stripped, upstream base path prepended')
   t.notMatch(log, token.split('.')[2]!, 'the token never appears in the logs')
+  await new Promise(resolve => setTimeout(resolve, 200)) // let the access line reach stdout
+  const access = log.split('\n').filter(l => l.includes('"access":true')).map(l => JSON.parse(l) as Record<string, unknown>)
+  t.equal(access.length, 1, 'one access line per request')
+  t.match(access[0], {
+    route_id: 'hello', path: '/hello/there', status: 200, outcome: 'forwarded', subject: 'carol', allow: true,
+    reasons: ['authz.hello.authenticated'], policy_revision: String, decision_id: String, request_id: String, upstream_status: 200
+  }, 'the access line carries the verdict')
 
   child.kill('SIGTERM')
   const code = await new Promise<number | null>(resolve => child.once('exit', resolve))

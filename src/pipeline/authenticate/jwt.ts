@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { FastifyError } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose'
@@ -17,7 +16,8 @@ import { KeysUnavailableError, type KeySource } from './key-source.js'
  */
 
 const MAX_TOKEN_BYTES = 8192
-const VERIFIED_CACHE_ENTRIES = 10_000
+const VERIFIED_CACHE_ENTRIES = 4096
+const MAX_CACHED_TOKEN_BYTES = 4096 // bounds the cache at ~16 MiB of keys
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/
 
 export interface Authenticator {
@@ -30,8 +30,9 @@ interface TrustedIssuer { config: IssuerConfig, keys: KeySource }
 export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): Authenticator {
   const byIssuer = new Map(issuers.map(i => [i.config.issuer, i]))
   // Clients send the same token for its whole lifetime, and a signature check costs 100-300 us. A
-  // token verified once is remembered under its SHA-256 for verifiedTokenCacheSeconds, never past
-  // its exp (plus leeway), so it still stops working on time. Only successes are cached.
+  // token verified once is remembered (keyed by the whole token, so any change to it misses) for
+  // verifiedTokenCacheSeconds, never past its exp plus leeway, so it still stops working on time.
+  // Only successes are cached.
   const verified = new LRUCache<string, JwtPrincipal>({ max: VERIFIED_CACHE_ENTRIES })
   const allowedOn = (principal: JwtPrincipal, route: RouteContext): boolean =>
     route.issuers === undefined || route.issuers.includes(principal.issuerId)
@@ -45,8 +46,7 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       if (header.length > MAX_TOKEN_BYTES) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'malformed')
       const token = BEARER.exec(header)?.[1]
       if (token === undefined) return failure(new GW_ERR_AUTHN_MALFORMED('expected "Authorization: Bearer <jwt>"'), 'malformed')
-      const cacheKey = createHash('sha256').update(token).digest('base64')
-      const known = verified.get(cacheKey)
+      const known = verified.get(token)
       if (known !== undefined) {
         return allowedOn(known, route) ? { kind: 'principal', principal: known } : failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
       }
@@ -73,7 +73,7 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
         })
         const principal: JwtPrincipal = { type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub!, claims: payload }
         const ttl = Math.min(config.verifiedTokenCacheSeconds * 1000, (payload.exp! + config.clockToleranceSeconds) * 1000 - Date.now())
-        if (ttl > 0) verified.set(cacheKey, principal, { ttl })
+        if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, principal, { ttl })
         return { kind: 'principal', principal }
       } catch (err) {
         return classify(err)

@@ -15,6 +15,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     decision: Decision | null
     decisionId: string | null
+    policyRevision: string | null
   }
 }
 
@@ -30,6 +31,7 @@ export interface AuthorizeOptions {
 const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
+  app.decorateRequest('policyRevision', null)
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
@@ -52,15 +54,12 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       metrics.policyDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
     }
     const decision = toDecision(value)
-    request.log.info({
-      decision_id: request.decisionId,
-      policy_revision: engine.revision,
-      route_id: route.id,
-      subject: request.principal.subject,
-      allow: decision?.allow ?? false,
-      reasons: decision?.reasons ?? [],
-      ...(decision === null ? { malformed: true } : {})
-    }, 'policy decision')
+    // The decision is logged once, on the request's access line (observability/plugin.ts), which
+    // carries decision_id, policy_revision, allow and reasons; only a malformed one gets its own line.
+    request.policyRevision = engine.revision
+    if (decision === null) {
+      request.log.warn({ decision_id: request.decisionId, policy_revision: engine.revision, route_id: route.id }, 'policy returned a malformed decision')
+    }
     if (decision === null) {
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
       throw new GW_ERR_AUTHZ_BAD_DECISION()

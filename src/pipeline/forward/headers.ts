@@ -30,9 +30,13 @@ export const IDENTITY_HEADERS = {
   requestId: 'x-portcullis-request-id'
 } as const
 
-function nominated (headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+const NONE: ReadonlySet<string> = new Set()
+
+function nominated (headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ReadonlySet<string> {
   const value = headers.connection
-  const list = Array.isArray(value) ? value.join(',') : value ?? ''
+  // The usual values name no other header; skip the parsing on every keep-alive request.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return NONE
+  const list = Array.isArray(value) ? value.join(',') : value
   return new Set(list.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== ''))
 }
 
