@@ -31,6 +31,19 @@ export interface Gateway {
   close: () => Promise<void>
 }
 
+/**
+ * The public listener's TLS. With a client CA, every client is asked for a certificate and OpenSSL
+ * verifies it, but the handshake does not fail without one: routes decide what they require.
+ */
+function httpsOptions (tls: NonNullable<Config['listen']['tls']>) {
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    minVersion: 'TLSv1.2' as const,
+    ...(tls.clientCa !== undefined ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {})
+  }
+}
+
 export interface GatewayOptions {
   /** How often to look for a changed bundle file; 0 turns watching off (tests). */
   bundleWatchIntervalMs?: number
@@ -47,7 +60,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
-    ...(tls !== undefined ? { https: { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2' as const } } : {}),
+    ...(tls !== undefined ? { https: httpsOptions(tls) } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,
     maxRequestsPerSocket: 0,
@@ -74,7 +87,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
   })
   const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics, maxBodyBytes: config.limits.maxBodyBytes })
-  const authenticators = [createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))]
+  const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
@@ -85,7 +98,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   // reaches the route handler, which is the forward stage.
   await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
   await app.register(guardPlugin, { maxBodyBytes: config.limits.maxBodyBytes }) // 1. edge guards
-  await app.register(authenticatePlugin, { authenticators, metrics }) //         3. authenticate
+  await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
   await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
   await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward

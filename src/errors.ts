@@ -23,6 +23,7 @@ export const GW_ERR_AUTHN_MALFORMED = createError('GW_ERR_AUTHN_MALFORMED', 'mal
 export const GW_ERR_AUTHN_UNKNOWN_ISSUER = createError('GW_ERR_AUTHN_UNKNOWN_ISSUER', 'token issuer is not trusted for this route', 401)
 export const GW_ERR_AUTHN_EXPIRED = createError('GW_ERR_AUTHN_EXPIRED', 'token has expired', 401)
 export const GW_ERR_AUTHN_INVALID = createError('GW_ERR_AUTHN_INVALID', 'token is not valid: %s', 401)
+export const GW_ERR_AUTHN_CERTIFICATE = createError('GW_ERR_AUTHN_CERTIFICATE', 'client certificate refused: %s', 401)
 export const GW_ERR_AUTHN_KEYS_UNAVAILABLE = createError('GW_ERR_AUTHN_KEYS_UNAVAILABLE', 'issuer keys are unavailable', 503)
 
 // Authorize

@@ -32,21 +32,35 @@ export async function runWrk (tools: Tools, cpu: number, url: string, headers: R
   return { rps: r.requests / (r.duration_us / 1e6), p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, requests: r.requests, errors: r.errors, non2xx: r.non2xx }
 }
 
-/** Open-loop constant rate: vegeta sends `rate` requests/s whatever the latency, so queueing shows. */
-export async function runVegeta (tools: Tools, cpu: number, url: string, headers: Record<string, string>, rate: number, seconds: number): Promise<RateResult> {
-  const attack = pinned(tools, cpu, [tools.vegeta, 'attack', `-rate=${rate}/s`, `-duration=${seconds}s`, '-insecure', '-keepalive=true',
-    '-connections=64', '-max-workers=256', ...Object.entries(headers).flatMap(([k, v]) => ['-header', `${k}: ${v}`])])
+/**
+ * Open-loop constant rate: vegeta sends `rate` requests/s whatever the latency, so queueing shows.
+ * Connections are capped and the first `warmupSeconds` (a fresh load generator opening its connections) are
+ * dropped from the percentiles.
+ */
+export async function runVegeta (tools: Tools, cpu: number, url: string, headers: Record<string, string>, rate: number, seconds: number, warmupSeconds = 8): Promise<RateResult> {
+  const attack = pinned(tools, cpu, [tools.vegeta, 'attack', `-rate=${rate}/s`, `-duration=${seconds + warmupSeconds}s`, '-insecure',
+    '-keepalive=true', '-connections=50', '-max-connections=50', '-workers=20', '-max-workers=200',
+    ...Object.entries(headers).flatMap(([k, v]) => ['-header', `${k}: ${v}`])])
   const { Readable } = await import('node:stream')
-  const target = Readable.from([`GET ${url}\n`])
   const results = await new Promise<Buffer>((resolve, reject) => {
     const child = spawn(attack[0]!, attack.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
-    target.pipe(child.stdin)
+    Readable.from([`GET ${url}\n`]).pipe(child.stdin)
     const chunks: Buffer[] = []
     child.stdout.on('data', (d: Buffer) => chunks.push(d))
     child.once('error', reject)
     child.once('exit', code => code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`vegeta attack exited ${String(code)}`)))
   })
-  const report = await collect([tools.vegeta, 'report', '-type=json'], Readable.from([results]))
-  const r = JSON.parse(report) as { rate: number, success: number, latencies: Record<string, number> }
-  return { rate: r.rate, p50_us: r.latencies['50th']! / 1000, p99_us: r.latencies['99th']! / 1000, max_us: r.latencies.max! / 1000, success: r.success }
+  // CSV columns: timestamp (ns), status, latency (ns), ...
+  const rows = (await collect([tools.vegeta, 'encode', '--to', 'csv'], Readable.from([results]))).trim().split('\n').map(l => l.split(','))
+  const t0 = Number(rows[0]?.[0] ?? 0)
+  const kept = rows.filter(r => Number(r[0]) - t0 >= warmupSeconds * 1e9)
+  const latencies = kept.map(r => Number(r[2]) / 1000).sort((a, b) => a - b)
+  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+  return {
+    rate,
+    p50_us: at(0.5),
+    p99_us: at(0.99),
+    max_us: latencies.at(-1) ?? NaN,
+    success: kept.filter(r => r[1] === '200').length / Math.max(1, kept.length)
+  }
 }

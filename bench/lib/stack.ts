@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
 import { resolveOpa } from '../../scripts/opa.mjs'
 import { rssMiB, start, stopAll, waitForPort, type Proc } from './procs.js'
@@ -13,6 +15,7 @@ import { pinned, resolveTools, type Tools } from './tools.js'
 export const LOAD_CPU = 0
 export const SUT_CPU = 1
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const run = promisify(execFile)
 
 export interface Scenario { id: string, label: string, url: string, headers: Record<string, string>, proc: Proc }
 
@@ -68,9 +71,17 @@ export async function startStack (dir: string): Promise<Stack> {
   }
 }
 
-/** `opa run --server` with the same bundle, pinned like the other systems under test (scenario 6). */
-export async function startOpaServer (tools: Tools, bundle: string): Promise<{ url: string, proc: Proc }> {
-  const proc = start('opa-server', pinned(tools, SUT_CPU, [await resolveOpa(), 'run', '--server', '--addr', `127.0.0.1:${PORTS.opa}`,
+/**
+ * `opa run --server` with the same policies, pinned like the other systems under test (scenario 6).
+ * A sidecar OPA evaluates Rego with its interpreter (its WASM engine is not in the standard build), so
+ * it gets the same sources as a regular (rego) bundle, built by the same pinned OPA.
+ */
+export async function startOpaServer (tools: Tools, dir: string): Promise<{ url: string, proc: Proc }> {
+  const opa = await resolveOpa()
+  const bundle = `${dir}/rego-bundle.tar.gz`
+  await run(opa, ['build', '-t', 'rego', '--ignore', '*_test.rego', '--ignore', '*.schema.json', '--ignore', 'capabilities.json',
+    '-o', bundle, '.'], { cwd: `${ROOT}policies` })
+  const proc = start('opa-server', pinned(tools, SUT_CPU, [opa, 'run', '--server', '--addr', `127.0.0.1:${PORTS.opa}`,
     '--log-level', 'error', '--skip-version-check', '--bundle', bundle]))
   await waitForPort(PORTS.opa)
   return { url: `http://127.0.0.1:${PORTS.opa}`, proc }

@@ -63,8 +63,11 @@ known_route if route in known_routes
 
 safe_method if input.method in safe_methods
 
+# Someone the gateway verified: a token or a client certificate. An anonymous
+# principal (public routes) is never "authenticated".
 authenticated if {
 	is_object(input.principal)
+	input.principal.type in {"jwt", "mtls"}
 	input.principal.subject != ""
 }
 

@@ -18,6 +18,7 @@ request(route, method, who) := {
 	"query": {},
 	"headers": {"accept": "application/json"},
 	"client": {"ip": "192.0.2.10"},
+	"tls": {"client_certificate": null},
 	"principal": who,
 	"route": {"id": route, "metadata": {}},
 	"time_ns": 1700000000000000000,
@@ -186,4 +187,19 @@ test_fallback_decision_denies if {
 	# gap turning into an undefined (and thus malformed) decision.
 	d := authz.decision with input as {} with authz.denials as set()
 	d == {"allow": false, "reasons": ["authz.default_deny"], "status": 403, "message": "forbidden"}
+}
+
+test_anonymous_principal_is_not_authenticated if {
+	who := {"type": "anonymous", "issuer": "", "subject": "", "claims": {}}
+	decide("hello", "GET", who).reasons == ["authz.unauthenticated"]
+}
+
+test_anonymous_principal_with_a_subject_is_still_not_authenticated if {
+	who := {"type": "anonymous", "issuer": "", "subject": "mallory", "claims": {"roles": ["admin"]}}
+	not decide("admin", "GET", who).allow
+}
+
+test_certificate_principal_is_authenticated if {
+	who := {"type": "mtls", "issuer": "CN=Example CA", "subject": "spiffe://example.org/svc", "claims": {}}
+	decide("hello", "GET", who) == allowed("authz.hello.authenticated")
 }

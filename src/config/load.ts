@@ -165,10 +165,26 @@ function checkReferences (input: Config): ConfigProblem[] {
     }
   })
   config.issuers.forEach((iss, i) => {
+    const algs = strings(iss.algorithms)
+    const hmac = algs.filter(a => a.startsWith('HS'))
+    if (hmac.length > 0 && hmac.length < algs.length) {
+      problems.push({ path: `/issuers/${i}/algorithms`, message: 'must not mix HS* with public-key algorithms (algorithm confusion)' })
+    } else if (hmac.length > 0) {
+      if (iss.secret === undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is required for HS* algorithms' })
+      if (iss.jwks !== undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is not used with HS* algorithms; remove it' })
+    } else if (algs.length > 0) {
+      if (iss.jwks === undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is required for public-key algorithms' })
+      if (iss.secret !== undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is only for HS* algorithms; remove it' })
+    }
     if (typeof iss.issuer === 'string' && !iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
-    if (typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
+    if (iss.jwks !== null && typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
   })
   if (config.listen === undefined) return problems
+  config.routes.forEach((route, i) => {
+    if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
+      problems.push({ path: `/routes/${i}/authentication`, message: `"${route.authentication}" needs listen.tls.clientCa (the CA that client certificates are verified against)` })
+    }
+  })
   if (config.listen.tls === undefined && !config.listen.plaintext) {
     problems.push({ path: '/listen/tls', message: 'is required (set listen.plaintext: true only behind a TLS-terminating proxy)' })
   }
@@ -195,6 +211,7 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   const list = (v: unknown): unknown[] => Array.isArray(v) ? v : []
   await fix(config.listen?.tls, 'cert', '/listen/tls/cert')
   await fix(config.listen?.tls, 'key', '/listen/tls/key')
+  await fix(config.listen?.tls, 'clientCa', '/listen/tls/clientCa')
   for (const [i, iss] of list(config.issuers).entries()) {
     if (!isObject(iss)) continue
     await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)

@@ -17,7 +17,11 @@ const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description:
 
 const ServerTls = Type.Object({
   cert: FilePath,
-  key: FilePath
+  key: FilePath,
+  clientCa: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'CA file for client certificates: when set, the listener asks every client for one and verifies it; routes decide whether one is required'
+  }))
 }, { additionalProperties: false })
 
 const Listen = Type.Object({
@@ -47,14 +51,21 @@ const Jwks = Type.Union([
   Type.Object({ file: FilePath }, { additionalProperties: false })
 ], { description: 'where the issuer keys come from: OIDC discovery at the issuer, a JWKS URL, or a JWKS file' })
 
-const Algorithm = StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
+const Algorithm = StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'])
 
 const Issuer = Type.Object({
   id: Id,
   issuer: HttpUrl,
   audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
   algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
-  jwks: Jwks,
+  jwks: Type.Optional(Jwks),
+  secret: Type.Optional(Type.String({
+    minLength: 32,
+    description: 'shared secret for HS256/384/512 only (at least 32 bytes; use ${ENV}); an issuer has either a secret or jwks'
+  })),
+  typ: Type.Optional(Type.String({ minLength: 1, description: 'required "typ" header, e.g. at+jwt (RFC 9068), so other JWTs cannot be substituted' })),
+  requiredClaims: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'claims that must be present besides exp and sub' }),
+  maxTokenBytes: Type.Integer({ minimum: 512, maximum: 65_536, default: 8192 }),
   ca: Type.Optional(FilePath),
   clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
   jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
@@ -103,6 +114,10 @@ const Route = Type.Object({
   methods: Type.Array(Method, { minItems: 1, uniqueItems: true }),
   upstream: Id,
   stripPrefix: Type.Boolean({ default: false }),
+  authentication: StringEnum(['jwt', 'mtls', 'jwt-and-mtls', 'jwt-or-mtls', 'public'], {
+    default: 'jwt',
+    description: 'what a caller must present: a token, a client certificate, both, either, or nothing (public: an anonymous principal, still judged by the policy)'
+  }),
   issuers: Type.Optional(Type.Array(Id, { minItems: 1, uniqueItems: true, description: 'issuers accepted here; all when absent' })),
   rateLimit: Type.Optional(RateLimit),
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} })

@@ -18,6 +18,8 @@ export interface DemoOptions {
   bundle?: string
   logLevel?: Config['logging']['level']
   bundleWatchIntervalMs?: number
+  /** Adjusts the demo config (a plain object, before validation); tests use it to try other setups. */
+  configure?: (config: Record<string, any>, paths: DemoPaths) => void
 }
 
 export interface RunningDemo {
@@ -73,7 +75,9 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
       allowedClient: GATEWAY_SPIFFE_ID
     })
     closers.unshift(fn.close)
-    const config = await validateConfig(demoConfig(paths, issuer.url, fn.url, opts), { baseDir: paths.dir, source: '<demo config>' })
+    const raw = demoConfig(paths, issuer.url, fn.url, opts) as Record<string, any>
+    opts.configure?.(raw, paths)
+    const config = await validateConfig(raw, { baseDir: paths.dir, source: '<demo config>' })
     const gateway = await startGateway(config, { bundleWatchIntervalMs: opts.bundleWatchIntervalMs ?? 2000 })
     closers.unshift(gateway.close)
     return { paths, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }

@@ -54,6 +54,8 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
       outcome,
       code: request.errorCode,
       subject: request.principal?.subject ?? null,
+      principal_type: request.principal?.type ?? null,
+      authn_reason: request.authnReason,
       decision_id: request.decisionId,
       policy_revision: request.policyRevision,
       allow: request.decision?.allow ?? null,

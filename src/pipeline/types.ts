@@ -4,16 +4,36 @@
  */
 import type { FastifyError } from 'fastify'
 
-/** A verified identity. Only the authenticate stage creates one. */
-export interface JwtPrincipal {
-  type: 'jwt'
-  issuerId: string
+/** A client certificate the TLS layer verified against the listener's client CA. */
+export interface ClientCertificate {
+  /** Subject distinguished name, e.g. `CN=svc,O=Example`. */
+  subject: string
+  issuer: string
+  serialNumber: string
+  notAfter: string
+  sans: { dns: string[], uri: string[], email: string[], ip: string[] }
+  /** The first `spiffe://` URI SAN, if any. */
+  spiffeId: string | null
+  /** base64url SHA-256 of the DER certificate: the `x5t#S256` of RFC 8705 token binding. */
+  thumbprintSha256: string
+}
+
+interface PrincipalBase {
   issuer: string
   subject: string
   claims: Readonly<Record<string, unknown>>
+  /** The verified client certificate presented with this request, if any. */
+  certificate: ClientCertificate | null
 }
 
-export type Principal = JwtPrincipal
+/** A verified identity. Only the authenticate stage creates one. */
+export interface JwtPrincipal extends PrincipalBase { type: 'jwt', issuerId: string }
+/** Identified by a verified client certificate alone: subject is its SPIFFE ID, else its subject DN. */
+export interface CertificatePrincipal extends PrincipalBase { type: 'mtls' }
+/** On a public route with no credentials: still judged by the policy, with nothing vouched for. */
+export interface AnonymousPrincipal extends PrincipalBase { type: 'anonymous' }
+
+export type Principal = JwtPrincipal | CertificatePrincipal | AnonymousPrincipal
 
 /** What an authenticator says about a request. */
 export type AuthnResult =
@@ -29,9 +49,21 @@ export interface PolicyInput {
   query: Record<string, string[]>
   headers: Record<string, string>
   client: { ip: string }
+  tls: { client_certificate: null | PolicyCertificate }
   principal: null | { type: Principal['type'], issuer: string, subject: string, claims: Record<string, unknown> }
   route: { id: string, metadata: Record<string, unknown> }
   time_ns: number
+}
+
+/** A client certificate as the policy sees it (snake_case, like the rest of the input). */
+export interface PolicyCertificate {
+  subject: string
+  issuer: string
+  serial_number: string
+  not_after: string
+  sans: { dns: string[], uri: string[], email: string[], ip: string[] }
+  spiffe_id: string | null
+  thumbprint_sha256: string
 }
 
 /** A policy decision after validation; anything that does not fit this shape denies. */
@@ -49,6 +81,7 @@ export interface RouteContext {
   prefix: string
   upstream: string
   stripPrefix: boolean
+  authentication: 'jwt' | 'mtls' | 'jwt-and-mtls' | 'jwt-or-mtls' | 'public'
   issuers?: readonly string[]
   rateLimit?: { max: number, windowSeconds: number }
   metadata: Readonly<Record<string, unknown>>

@@ -69,7 +69,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
   t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })
-  t.match(config.routes[0], { stripPrefix: false, metadata: {} })
+  t.match(config.routes[0], { stripPrefix: false, authentication: 'jwt', metadata: {} })
   t.equal(config.routes[0]!.issuers, undefined, 'no issuer restriction unless configured')
 })
 
@@ -314,4 +314,40 @@ t.test('a number or boolean substituted from the environment is read as one', as
   raw.admin = { port: '${ADMIN_PORT}' }
   const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: { ADMIN_PORT: '9191' } })
   t.equal(config.admin.port, 9191)
+})
+
+t.test('issuer keys: HS* needs a strong secret, never mixed with public-key algorithms', async t => {
+  const mixed = minimalObject()
+  mixed.issuers[0].algorithms = ['RS256', 'HS256']
+  t.same(paths(await refusal(validateConfig(mixed, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/algorithms'])
+
+  const noSecret = minimalObject()
+  noSecret.issuers[0] = { ...noSecret.issuers[0], algorithms: ['HS256'], jwks: undefined }
+  t.same(paths(await refusal(validateConfig(noSecret, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/secret'])
+
+  const weak = minimalObject()
+  weak.issuers[0] = { ...weak.issuers[0], algorithms: ['HS256'], jwks: undefined, secret: 'short' }
+  t.same(paths(await refusal(validateConfig(weak, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/secret'])
+
+  const hmac = minimalObject()
+  hmac.issuers[0] = { ...hmac.issuers[0], algorithms: ['HS256'], jwks: undefined, secret: '${SECRET}' }
+  const config = await validateConfig(hmac, { baseDir: t.testdir(FILES), env: { SECRET: 'x'.repeat(32) } })
+  t.equal(config.issuers[0]!.secret, 'x'.repeat(32))
+
+  const noKeys = minimalObject()
+  delete noKeys.issuers[0].jwks
+  t.same(paths(await refusal(validateConfig(noKeys, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/jwks'])
+})
+
+t.test('a route that needs client certificates needs listen.tls.clientCa', async t => {
+  const raw = minimalObject()
+  raw.routes[0].authentication = 'jwt-and-mtls'
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  t.same(paths(err), ['/routes/0/authentication'])
+  t.match(err.message, /needs listen\.tls\.clientCa/)
+  raw.listen.tls.clientCa = 'certs/ca.crt'
+  const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: {} })
+  t.match(config.listen.tls?.clientCa, /certs\/ca\.crt$/)
+  t.equal(config.routes[0]!.authentication, 'jwt-and-mtls')
+  t.equal(minimalObject().routes[0].authentication, undefined, 'the default is filled in by the schema')
 })

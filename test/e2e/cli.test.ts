@@ -33,7 +33,7 @@ issuers:
   - id: idp
     issuer: https://idp.example.com
     audiences: [api]
-    algorithms: [HS256]
+    algorithms: [none]
     jwks: { discovery: true }
 policy: { bundle: bundle.tar.gz }
 upstreams:
@@ -78,7 +78,7 @@ t.test('check accepts a good config; the shipped example config is valid', async
   const ca = await createCa('Example CA')
   const pair = await ca.issue({ commonName: 'gw', dnsNames: ['gateway.example.com'], usage: 'both' })
   const tls = t.testdir({
-    'gateway.crt': pair.cert, 'gateway.key': pair.key, 'gateway-client.crt': pair.cert, 'gateway-client.key': pair.key, 'functions-ca.crt': ca.cert
+    'gateway.crt': pair.cert, 'gateway.key': pair.key, 'gateway-client.crt': pair.cert, 'gateway-client.key': pair.key, 'functions-ca.crt': ca.cert, 'clients-ca.crt': ca.cert
   })
   const res = await cli(['check', '-c', 'config/example.yaml'], { PORTCULLIS_TLS_DIR: tls, FUNCTION_URL: 'https://fn.example.com/prod' })
   t.equal(res.code, 0, res.stderr)

@@ -15,7 +15,6 @@ import { KeysUnavailableError, type KeySource } from './key-source.js'
  * audience, exp/nbf with leeway). Nothing from the token is used before that succeeds.
  */
 
-const MAX_TOKEN_BYTES = 8192
 const VERIFIED_CACHE_ENTRIES = 4096
 const MAX_CACHED_TOKEN_BYTES = 4096 // bounds the cache at ~16 MiB of keys
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/
@@ -29,6 +28,9 @@ interface TrustedIssuer { config: IssuerConfig, keys: KeySource }
 
 export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): Authenticator {
   const byIssuer = new Map(issuers.map(i => [i.config.issuer, i]))
+  // The shape check runs before the issuer is known, so it uses the largest limit; each issuer's own
+  // limit applies once its token is identified.
+  const maxTokenBytes = Math.max(...issuers.map(i => i.config.maxTokenBytes))
   // Clients send the same token for its whole lifetime, and a signature check costs 100-300 us. A
   // token verified once is remembered (keyed by the whole token, so any change to it misses) for
   // verifiedTokenCacheSeconds, never past its exp plus leeway, so it still stops working on time.
@@ -43,7 +45,7 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       const header = headers.authorization
       if (header === undefined) return { kind: 'not-applicable' }
       if (typeof header !== 'string') return failure(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'malformed')
-      if (header.length > MAX_TOKEN_BYTES) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'malformed')
+      if (header.length > maxTokenBytes + 7) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'too_large')
       const token = BEARER.exec(header)?.[1]
       if (token === undefined) return failure(new GW_ERR_AUTHN_MALFORMED('expected "Authorization: Bearer <jwt>"'), 'malformed')
       const known = verified.get(token)
@@ -63,15 +65,20 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       }
 
       const { config, keys } = trusted
+      if (token.length > config.maxTokenBytes) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'too_large')
       try {
         const { payload } = await jwtVerify(token, keys.getKey, {
           issuer: config.issuer,
           audience: config.audiences,
           algorithms: config.algorithms,
           clockTolerance: config.clockToleranceSeconds,
-          requiredClaims: ['exp', 'sub']
+          requiredClaims: ['exp', 'sub', ...config.requiredClaims],
+          ...(config.typ !== undefined ? { typ: config.typ } : {})
         })
-        const principal: JwtPrincipal = { type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub!, claims: payload }
+        if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
+        const principal: JwtPrincipal = {
+          type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub, claims: payload, certificate: null
+        }
         const ttl = Math.min(config.verifiedTokenCacheSeconds * 1000, (payload.exp! + config.clockToleranceSeconds) * 1000 - Date.now())
         if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, principal, { ttl })
         return { kind: 'principal', principal }
@@ -91,7 +98,12 @@ function classify (err: unknown): AuthnResult {
   if (err instanceof KeysUnavailableError || err instanceof joseErrors.JWKSTimeout) {
     return failure(new GW_ERR_AUTHN_KEYS_UNAVAILABLE(), 'keys_unavailable')
   }
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return failure(new GW_ERR_AUTHN_INVALID(`claim "${err.claim}" ${err.reason}`), 'invalid_claims')
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    // jose says 'check_failed' when a well-formed claim fails its check, other reasons for bad shapes.
+    const failedCheck = err.reason === 'check_failed'
+    const reason = failedCheck && err.claim === 'nbf' ? 'not_yet_valid' : failedCheck && err.claim === 'typ' ? 'bad_type' : 'invalid_claims'
+    return failure(new GW_ERR_AUTHN_INVALID(`claim "${err.claim}" ${err.reason}`), reason)
+  }
   if (err instanceof joseErrors.JWKSNoMatchingKey) return failure(new GW_ERR_AUTHN_INVALID('no matching key'), 'unknown_key')
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return failure(new GW_ERR_AUTHN_INVALID('bad signature'), 'bad_signature')
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return failure(new GW_ERR_AUTHN_INVALID('algorithm not allowed'), 'bad_algorithm')

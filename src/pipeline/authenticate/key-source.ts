@@ -1,3 +1,4 @@
+import { createSecretKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { Agent, request, type Dispatcher } from 'undici'
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from 'jose'
@@ -28,6 +29,11 @@ export class KeysUnavailableError extends Error {
 }
 
 export async function createKeySource (issuer: IssuerConfig): Promise<KeySource> {
+  if (issuer.jwks === undefined) {
+    // HS* issuers: config validation guarantees a secret of at least 32 bytes and no public-key algorithm.
+    const key = createSecretKey(Buffer.from(issuer.secret ?? '', 'utf8'))
+    return { getKey: async () => key, warm: async () => {}, ready: true, close: async () => {} }
+  }
   if ('file' in issuer.jwks) {
     const getKey = createLocalJWKSet(JSON.parse(await readFile(issuer.jwks.file, 'utf8')))
     return { getKey, warm: async () => {}, ready: true, close: async () => {} }

@@ -1,40 +1,53 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
-import type { Principal } from '../types.js'
-import { runAuthenticators } from './chain.js'
+import type { ClientCertificate, Principal } from '../types.js'
+import { authenticateRequest } from './chain.js'
+import { readPeerCertificate } from './client-cert.js'
 import type { Authenticator } from './jwt.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null
+    /** The client certificate the TLS layer verified, whatever the route requires. */
+    clientCertificate: ClientCertificate | null
+    /** Why authentication failed (an enumerated reason, for the access line), or null. */
+    authnReason: string | null
   }
 }
 
 export interface AuthenticateOptions {
-  authenticators: readonly Authenticator[]
+  jwt: Authenticator
   metrics: Metrics
 }
 
+// RFC 6750 §3.1: a request that is malformed (rather than carrying a bad token) is invalid_request.
+const INVALID_REQUEST = new Set(['malformed', 'ambiguous', 'too_large', 'cert_missing', 'cert_untrusted', 'cert_binding_mismatch'])
+
 /** Stage 3, authenticate: every routed request must yield a principal, or it ends here with 401. */
-const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { authenticators, metrics }) => {
+const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt, metrics }) => {
   app.decorateRequest('principal', null)
+  app.decorateRequest('clientCertificate', null)
+  app.decorateRequest('authnReason', null)
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return // not found: the route stage answers 404
-    const result = await runAuthenticators(authenticators, request.headers, route)
+    const peer = readPeerCertificate(request.raw.socket)
+    if (peer.state === 'verified') request.clientCertificate = peer.certificate
+    const result = await authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
     if (result.kind === 'principal') {
       request.principal = result.principal
       return
     }
-    if (result.kind === 'not-applicable') throw new Error('authenticator chain returned not-applicable')
+    if (result.kind === 'not-applicable') throw new Error('authentication returned not-applicable')
     metrics.authnFailures.inc({ route: route.id, reason: result.reason })
+    request.authnReason = result.reason
     // RFC 6750 §3: say how to authenticate; name the error only when a token was actually presented.
     if (result.error.statusCode === 401) {
       reply.header('www-authenticate', result.reason === 'missing'
         ? 'Bearer realm="portcullis"'
-        : `Bearer realm="portcullis", error="${result.reason === 'malformed' ? 'invalid_request' : 'invalid_token'}"`)
+        : `Bearer realm="portcullis", error="${INVALID_REQUEST.has(result.reason) ? 'invalid_request' : 'invalid_token'}"`)
     }
     throw result.error
   })

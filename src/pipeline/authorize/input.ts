@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { pathSegments } from '../guard/canonical-path.js'
-import type { PolicyInput, RouteContext } from '../types.js'
+import type { ClientCertificate, PolicyCertificate, PolicyInput, RouteContext } from '../types.js'
 
 // Credentials are for the gateway to verify, never for a policy (or its decision log) to read.
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'x-amz-security-token'])
@@ -22,8 +22,35 @@ export function buildPolicyInput (request: FastifyRequest, route: RouteContext, 
     query,
     headers,
     client: { ip: request.ip },
-    principal: p === null ? null : { type: p.type, issuer: p.issuer, subject: p.subject, claims: { ...p.claims } },
+    tls: { client_certificate: request.clientCertificate === null ? null : toPolicyCertificate(request.clientCertificate) },
+    principal: p === null ? null : { type: p.type, issuer: p.issuer, subject: p.subject, claims: dataOnly(p.claims) as Record<string, unknown> },
     route: { id: route.id, metadata: { ...route.metadata } },
     time_ns: nowMs * 1_000_000
+  }
+}
+
+const POISON = new Set(['__proto__', 'constructor', 'prototype'])
+
+/**
+ * Claims are issuer-controlled JSON. Keys that mean something to JavaScript objects are dropped at any
+ * depth, so a `__proto__` claim cannot reach the policy input (or anything built from it).
+ */
+function dataOnly (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dataOnly)
+  if (value === null || typeof value !== 'object') return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) if (!POISON.has(k)) out[k] = dataOnly(v)
+  return out
+}
+
+function toPolicyCertificate (c: ClientCertificate): PolicyCertificate {
+  return {
+    subject: c.subject,
+    issuer: c.issuer,
+    serial_number: c.serialNumber,
+    not_after: c.notAfter,
+    sans: c.sans,
+    spiffe_id: c.spiffeId,
+    thumbprint_sha256: c.thumbprintSha256
   }
 }

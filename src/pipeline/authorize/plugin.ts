@@ -70,6 +70,8 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     if (!decision.allow) {
       const denied = new GW_ERR_AUTHZ_DENIED()
       if (decision.status !== undefined) (denied as { statusCode: number }).statusCode = decision.status
+      // RFC 9110 §15.5.2: every 401 carries a challenge, also when the policy chose the status.
+      if (decision.status === 401) reply.header('www-authenticate', 'Bearer realm="portcullis"')
       if (decision.message !== undefined) denied.message = decision.message
       throw denied
     }

@@ -66,8 +66,11 @@ export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: Upstre
   out['x-forwarded-proto'] = 'https'
   if (ctx.host !== undefined) out['x-forwarded-host'] = ctx.host
   Object.assign(out, ctx.decision.headers.upstream)
-  out[IDENTITY_HEADERS.subject] = ctx.principal.subject
-  out[IDENTITY_HEADERS.issuer] = ctx.principal.issuer
+  // An anonymous caller (public route) is vouched for by nobody: no identity headers at all.
+  if (ctx.principal.type !== 'anonymous') {
+    out[IDENTITY_HEADERS.subject] = ctx.principal.subject
+    out[IDENTITY_HEADERS.issuer] = ctx.principal.issuer
+  }
   out[IDENTITY_HEADERS.requestId] = ctx.requestId
   return out
 }

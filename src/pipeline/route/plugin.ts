@@ -30,6 +30,7 @@ const routeTable: FastifyPluginAsync<RouteTableOptions> = async (app, { config, 
       prefix: route.prefix,
       upstream: route.upstream,
       stripPrefix: route.stripPrefix,
+      authentication: route.authentication,
       ...(route.issuers !== undefined ? { issuers: route.issuers } : {}),
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       metadata: route.metadata

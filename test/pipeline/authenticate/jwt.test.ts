@@ -10,7 +10,7 @@ import { makeKey, sign } from '../../helpers/idp.js'
 
 // Token checks against a JWKS file: every way a token can be wrong ends in a failure, never a principal.
 
-const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, metadata: {} }
+const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', metadata: {} }
 const ISS = 'https://idp.test'
 
 async function setup (t: Test, overrides: Partial<IssuerConfig> = {}) {
@@ -20,7 +20,7 @@ async function setup (t: Test, overrides: Partial<IssuerConfig> = {}) {
   await writeFile(file, JSON.stringify({ keys: [key.publicJwk, rsa.publicJwk] }))
   const config: IssuerConfig = {
     id: 'idp', issuer: ISS, audiences: ['api'], algorithms: ['ES256'], jwks: { file },
-    clockToleranceSeconds: 5, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, fetchTimeoutMs: 1000, ...overrides
+    clockToleranceSeconds: 5, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, requiredClaims: [], maxTokenBytes: 8192, fetchTimeoutMs: 1000, ...overrides
   }
   const authn = createJwtAuthenticator([{ config, keys: await createKeySource(config) }])
   const check = async (token: string, r: RouteContext = route) => authn.authenticate({ authorization: `Bearer ${token}` }, r)
@@ -33,7 +33,7 @@ t.test('a valid token yields a principal with its verified claims', async t => {
   t.equal(result.kind, 'principal')
   if (result.kind !== 'principal') return
   t.equal(result.principal.subject, 'alice')
-  t.equal(result.principal.issuerId, 'idp')
+  t.equal(result.principal.type === 'jwt' && result.principal.issuerId, 'idp')
   t.same(result.principal.claims.roles, ['reader'])
 })
 

@@ -7,12 +7,12 @@ import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 
 // Keys fetched from a real HTTPS identity provider through OIDC discovery.
 
-const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, metadata: {} }
+const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', metadata: {} }
 
 async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }) {
   const config: IssuerConfig = {
     id: 'idp', issuer: idp.issuer, audiences: ['api'], algorithms: ['ES256'], jwks, ca: idp.caFile,
-    clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, fetchTimeoutMs: 2000
+    clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, requiredClaims: [], maxTokenBytes: 8192, fetchTimeoutMs: 2000
   }
   const keys = await createKeySource(config)
   t.teardown(() => keys.close())
@@ -95,7 +95,7 @@ t.test('the issuer certificate is verified against the configured CA', async t =
   const other = await startIdp(t) // a different CA
   const config: IssuerConfig = {
     id: 'idp', issuer: idp.issuer, audiences: ['api'], algorithms: ['ES256'], jwks: { discovery: true }, ca: other.caFile,
-    clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, fetchTimeoutMs: 2000
+    clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, requiredClaims: [], maxTokenBytes: 8192, fetchTimeoutMs: 2000
   }
   const keys = await createKeySource(config)
   t.teardown(() => keys.close())

@@ -5,7 +5,7 @@ import type { Decision } from '../../../src/pipeline/types.js'
 
 function context (upstream: Decision['headers']['upstream'] = {}): UpstreamContext {
   return {
-    principal: { type: 'jwt', issuerId: 'idp', issuer: 'https://idp.example.com', subject: 'alice', claims: { sub: 'alice' } },
+    principal: { type: 'jwt', issuerId: 'idp', issuer: 'https://idp.example.com', subject: 'alice', claims: { sub: 'alice' }, certificate: null },
     decision: { allow: true, reasons: [], headers: { upstream, client: {} } },
     requestId: 'req-123',
     clientIp: '203.0.113.7',
