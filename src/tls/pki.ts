@@ -27,6 +27,8 @@ export interface IssueOptions {
   uris?: string[]
   usage: 'server' | 'client' | 'both'
   days?: number
+  /** Explicit validity, e.g. an already expired certificate for a test; overrides `days`. */
+  validity?: { notBefore: Date, notAfter: Date }
 }
 
 export interface CertificateAuthority extends PemPair {
@@ -93,7 +95,7 @@ function caFrom (caCert: x509.X509Certificate, caKey: CryptoKey, caKeyPem: strin
         publicKey: keys.publicKey,
         signingKey: caKey,
         signingAlgorithm: ALG,
-        ...validity(opts.days ?? 365),
+        ...(opts.validity ?? validity(opts.days ?? 365)),
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),

@@ -1,7 +1,7 @@
 import { createSecretKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { Agent, request, type Dispatcher } from 'undici'
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose'
 import type { IssuerConfig } from '../../config/schema.js'
 
 /*
@@ -77,7 +77,14 @@ export async function createKeySource (issuer: IssuerConfig): Promise<KeySource>
 
   const getKey: JWTVerifyGetKey = async (header, token) => {
     await warm()
-    return remote!(header, token)
+    try {
+      return await remote!(header, token)
+    } catch (err) {
+      // No such key in a set we could load is the token's problem; a set we could not (re)load is
+      // ours (the IdP is down or answers garbage), and must not be reported as a bad token.
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys || err instanceof errors.JOSENotSupported) throw err
+      throw new KeysUnavailableError(`cannot refresh keys of issuer ${issuer.id}: ${(err as Error).message}`)
+    }
   }
 
   return {
