@@ -113,6 +113,7 @@ async function writeReport (results: ScenarioResult[], rate: number, fixed: Map<
 
 Produced by \`${command}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC. Method and
 scenarios: [README.md](README.md). Chart: [results.svg](results.svg). Raw numbers: [results.json](results.json).
+Per-step costs (token verification, policy, path, headers): [MICRO.md](MICRO.md).
 
 ![throughput and p99 per scenario](results.svg)
 
