@@ -76,7 +76,7 @@ bench
 // (keys imported, signature checked every time) and cold (as after a reload).
 const dir = await mkdtemp(join(tmpdir(), 'portcullis-bench-'))
 try {
-  const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', metadata: {} }
+  const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', maxBodyBytes: 1_048_576, metadata: {} }
   const keys: Array<{ alg: 'ES256' | 'RS256', kid: string, privateKey: KeyObject, jwk: Record<string, unknown> }> = []
   for (const alg of ['ES256', 'RS256'] as const) {
     const pair = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })

@@ -7,7 +7,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
-import { replyToClientError, replyWithError } from './pipeline/error-reply.js'
+import { createClientErrorReplier, createErrorReplier } from './pipeline/error-reply.js'
 import { guardPlugin } from './pipeline/guard/plugin.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
@@ -66,7 +66,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     maxRequestsPerSocket: 0,
     http: { maxHeaderSize: config.limits.maxHeaderBytes },
     exposeHeadRoutes: false,
-    clientErrorHandler: replyToClientError,
+    clientErrorHandler: createClientErrorReplier(metrics),
+    keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     return503OnClosing: true,
     trustProxy: false,
     // Random ids: unique across replicas and restarts, and never taken from a client header.
@@ -86,18 +87,28 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
   })
-  const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics, maxBodyBytes: config.limits.maxBodyBytes })
+  const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
-  app.setErrorHandler(replyWithError)
+  app.setErrorHandler(createErrorReplier(metrics))
+  // Node's server limits, before any parsing of ours: a slow head (slowloris) is cut at
+  // headersTimeout; one header field beyond maxHeaders is kept so the guard can see and refuse it.
+  app.server.headersTimeout = config.limits.headersTimeoutMs
+  app.server.maxHeadersCount = config.limits.maxHeaders + 1
+  app.server.maxConnections = config.limits.maxConnections
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.
   await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
-  await app.register(guardPlugin, { maxBodyBytes: config.limits.maxBodyBytes }) // 1. edge guards
+  await app.register(guardPlugin, { //                                           1. edge guards
+    maxBodyBytes: config.limits.maxBodyBytes,
+    maxUriBytes: config.limits.maxUriBytes,
+    maxHeaders: config.limits.maxHeaders,
+    ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
+  })
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
   await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
   await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit

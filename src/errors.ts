@@ -12,10 +12,13 @@ export const GW_ERR_GUARD_METHOD = createError('GW_ERR_GUARD_METHOD', 'method %s
 export const GW_ERR_GUARD_BAD_REQUEST = createError('GW_ERR_GUARD_BAD_REQUEST', 'bad request', 400)
 export const GW_ERR_GUARD_HEADERS_TOO_LARGE = createError('GW_ERR_GUARD_HEADERS_TOO_LARGE', 'request headers exceed the limit', 431)
 export const GW_ERR_GUARD_TIMEOUT = createError('GW_ERR_GUARD_TIMEOUT', 'request was not received in time', 408)
+export const GW_ERR_GUARD_URI_TOO_LONG = createError('GW_ERR_GUARD_URI_TOO_LONG', 'request target exceeds the limit', 414)
+export const GW_ERR_GUARD_UPGRADE = createError('GW_ERR_GUARD_UPGRADE', 'protocol upgrades are not supported here', 501)
 export const GW_ERR_GUARD_BODY_TOO_LARGE = createError('GW_ERR_GUARD_BODY_TOO_LARGE', 'request body exceeds the limit', 413)
 
 // Route match
 export const GW_ERR_ROUTE_NOT_FOUND = createError('GW_ERR_ROUTE_NOT_FOUND', 'no route for %s %s', 404)
+export const GW_ERR_ROUTE_UNKNOWN_HOST = createError('GW_ERR_ROUTE_UNKNOWN_HOST', 'this gateway does not serve that host', 404)
 
 // Authenticate
 export const GW_ERR_AUTHN_MISSING = createError('GW_ERR_AUTHN_MISSING', 'authentication required', 401)

@@ -28,6 +28,11 @@ const Listen = Type.Object({
   host: Type.String({ default: '0.0.0.0', minLength: 1 }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8443 }),
   tls: Type.Optional(ServerTls),
+  hosts: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.-]+$|^\\[[0-9A-Fa-f:.]+\\]$' }), {
+    minItems: 1,
+    uniqueItems: true,
+    description: 'Host names this gateway answers for (port ignored); any other Host is 404. All when absent.'
+  })),
   plaintext: Type.Boolean({
     default: false,
     description: 'serve plain HTTP; only behind a TLS-terminating load balancer'
@@ -40,9 +45,14 @@ const Admin = Type.Object({
 }, { additionalProperties: false, default: {} })
 
 const Limits = Type.Object({
-  maxBodyBytes: Type.Integer({ minimum: 0, default: 1_048_576 }),
-  requestTimeoutMs: Type.Integer({ minimum: 1000, default: 30_000 }),
-  maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 16_384 })
+  maxBodyBytes: Type.Integer({ minimum: 0, default: 1_048_576, description: 'request body cap (413), also for chunked bodies; routes may lower or raise it' }),
+  requestTimeoutMs: Type.Integer({ minimum: 1000, default: 30_000, description: 'the whole request must arrive within this (408)' }),
+  headersTimeoutMs: Type.Integer({ minimum: 100, default: 10_000, description: 'the request head must arrive within this (slowloris)' }),
+  keepAliveTimeoutMs: Type.Integer({ minimum: 100, default: 5_000, description: 'idle keep-alive connections are closed after this' }),
+  maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 16_384, description: 'request line and headers together (431)' }),
+  maxHeaders: Type.Integer({ minimum: 8, maximum: 1000, default: 100, description: 'number of header fields (431)' }),
+  maxUriBytes: Type.Integer({ minimum: 64, maximum: 65_536, default: 8192, description: 'request target length (414)' }),
+  maxConnections: Type.Integer({ minimum: 1, default: 10_000, description: 'open client connections; more are refused at accept' })
 }, { additionalProperties: false, default: {} })
 
 const Jwks = Type.Union([
@@ -120,6 +130,7 @@ const Route = Type.Object({
   }),
   issuers: Type.Optional(Type.Array(Id, { minItems: 1, uniqueItems: true, description: 'issuers accepted here; all when absent' })),
   rateLimit: Type.Optional(RateLimit),
+  maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'overrides limits.maxBodyBytes for this route' })),
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} })
 }, { additionalProperties: false })
 

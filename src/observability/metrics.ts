@@ -32,6 +32,12 @@ export function createMetrics (registry: Registry) {
       registers
     }),
     inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
+    rejected: new Counter({
+      name: 'portcullis_rejected_total',
+      help: 'Requests the gateway refused, by reason (the error code without GW_ERR_, lower-cased)',
+      labelNames: ['reason'] as const,
+      registers
+    }),
     authnFailures: new Counter({
       name: 'portcullis_authn_failures_total',
       help: 'Requests refused by the authenticate stage, by reason',

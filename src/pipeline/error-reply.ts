@@ -1,11 +1,26 @@
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { Metrics } from '../observability/metrics.js'
+
+/** The metric label of a refusal: its code without the prefix (GW_ERR_GUARD_BAD_PATH → guard_bad_path). */
+export function rejectionReason (code: string): string {
+  return code.slice('GW_ERR_'.length).toLowerCase()
+}
 
 /**
  * The only shape a refused request gets: `{error, code, request_id}`. Gateway errors carry their own
  * safe message; anything else (a bug, a library error) becomes a generic message so that no stack,
  * file path, upstream body or policy text reaches a client. The full error stays in the server log.
  */
-export function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function createErrorReplier (metrics: Metrics) {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const sent = replyWithError(error, request, reply)
+    if (request.errorCode !== null) metrics.rejected.inc({ reason: rejectionReason(request.errorCode) })
+    return sent
+  }
+}
+
+function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const ours = typeof error.code === 'string' && error.code.startsWith('GW_ERR_')
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   let code = ours ? error.code : 'GW_ERR_INTERNAL'
@@ -33,7 +48,11 @@ export function replyWithError (error: FastifyError, request: FastifyRequest, re
  * Requests that Node's HTTP parser cannot read never reach Fastify's error handler; they get the same
  * JSON body here, on a connection that is then closed (a malformed request leaves the stream unusable).
  */
-export function replyToClientError (err: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
+export function createClientErrorReplier (metrics: Metrics) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => replyToClientError(err, socket, metrics)
+}
+
+function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics: Metrics): void {
   if (!socket.writable) {
     socket.destroy()
     return
@@ -43,6 +62,7 @@ export function replyToClientError (err: NodeJS.ErrnoException, socket: import('
     : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [408, 'Request Timeout', 'GW_ERR_GUARD_TIMEOUT', 'request was not received in time']
       : [400, 'Bad Request', 'GW_ERR_GUARD_BAD_REQUEST', 'bad request']
+  metrics.rejected.inc({ reason: rejectionReason(code) })
   const body = JSON.stringify({ error: message, code, request_id: null })
   socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }

@@ -84,5 +84,7 @@ export interface RouteContext {
   authentication: 'jwt' | 'mtls' | 'jwt-and-mtls' | 'jwt-or-mtls' | 'public'
   issuers?: readonly string[]
   rateLimit?: { max: number, windowSeconds: number }
+  /** Request body cap for this route (the route's own, else limits.maxBodyBytes). */
+  maxBodyBytes: number
   metadata: Readonly<Record<string, unknown>>
 }

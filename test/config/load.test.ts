@@ -60,7 +60,16 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   const config = await loadConfig(join(dir, 'gateway.yaml'), {})
 
   t.same(config.admin, { host: '127.0.0.1', port: 9090 })
-  t.same(config.limits, { maxBodyBytes: 1_048_576, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384 })
+  t.same(config.limits, {
+    maxBodyBytes: 1_048_576,
+    requestTimeoutMs: 30_000,
+    headersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 5_000,
+    maxHeaderBytes: 16_384,
+    maxHeaders: 100,
+    maxUriBytes: 8192,
+    maxConnections: 10_000
+  })
   t.equal(config.listen.host, '0.0.0.0')
   t.equal(config.listen.port, 8443)
   t.equal(config.listen.plaintext, false)
@@ -70,6 +79,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
   t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })
   t.match(config.routes[0], { stripPrefix: false, authentication: 'jwt', metadata: {} })
+  t.equal(config.routes[0]!.maxBodyBytes, undefined, 'a route without its own body limit uses limits.maxBodyBytes')
   t.equal(config.routes[0]!.issuers, undefined, 'no issuer restriction unless configured')
 })
 

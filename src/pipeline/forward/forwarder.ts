@@ -18,7 +18,6 @@ export interface Forwarder {
 export interface ForwarderOptions {
   upstreams: Map<string, Upstream>
   metrics: Metrics
-  maxBodyBytes: number
 }
 
 /**
@@ -26,7 +25,7 @@ export interface ForwarderOptions {
  * sent is the canonical path the policy saw (minus the route prefix when the route strips it), under
  * the upstream's base path, so a client can never reach outside that base.
  */
-export function createForwarder ({ upstreams, metrics, maxBodyBytes }: ForwarderOptions): Forwarder {
+export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forwarder {
   return {
     async handle (request, reply) {
       const route = request.routeOptions.config.gateway
@@ -60,7 +59,7 @@ export function createForwarder ({ upstreams, metrics, maxBodyBytes }: Forwarder
           path: target,
           method: request.method as Dispatcher.HttpMethod,
           headers,
-          body: hasBody ? limitBody(request.raw, maxBodyBytes) : null,
+          body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
           signal: abort
         })
       } catch (err) {

@@ -40,8 +40,15 @@ function nominated (headers: IncomingHttpHeaders | Record<string, string | strin
   return new Set(list.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== ''))
 }
 
-function forbiddenFromClient (name: string): boolean {
-  return CLIENT_FORBIDDEN.has(name) || CLIENT_FORBIDDEN_PREFIXES.some(p => name.startsWith(p))
+/**
+ * Whether a client header must not reach the function. Names are compared with `_` and `.` read as
+ * `-`: many servers and CGI-style adapters map `X_Forwarded_For` (or `Transfer_Encoding`) onto the
+ * dashed name, so an alias would smuggle what the dashed name cannot.
+ */
+function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>): boolean {
+  const dashed = /[_.]/.test(name) ? name.replace(/[_.]/g, '-') : name
+  return HOP_BY_HOP.has(dashed) || nominatedByClient.has(name) || nominatedByClient.has(dashed) ||
+    CLIENT_FORBIDDEN.has(dashed) || CLIENT_FORBIDDEN_PREFIXES.some(p => dashed.startsWith(p))
 }
 
 export interface UpstreamContext {
@@ -58,7 +65,7 @@ export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: Upstre
   const drop = nominated(incoming)
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name) || forbiddenFromClient(name)) continue
+    if (value === undefined || forbiddenFromClient(name, drop)) continue
     out[name] = value
   }
   out.host = ctx.upstreamHost

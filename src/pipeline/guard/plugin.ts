@@ -1,6 +1,9 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_METHOD } from '../../errors.js'
+import {
+  GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
+  GW_ERR_GUARD_UPGRADE, GW_ERR_GUARD_URI_TOO_LONG, GW_ERR_ROUTE_UNKNOWN_HOST
+} from '../../errors.js'
 import { canonicalizeTarget } from './canonical-path.js'
 
 declare module 'fastify' {
@@ -14,6 +17,17 @@ declare module 'fastify' {
 
 export interface GuardOptions {
   maxBodyBytes: number
+  maxUriBytes: number
+  maxHeaders: number
+  /** Host names served (lower-case, no port); undefined serves any. */
+  hosts?: readonly string[]
+}
+
+/** The host name of a Host header value, lower-cased, without port ("[::1]:8443" → "[::1]"). */
+export function hostName (host: string | undefined): string {
+  if (host === undefined) return ''
+  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.lastIndexOf(':')
+  return (end > 0 ? host.slice(0, end) : host).toLowerCase()
 }
 
 const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -24,17 +38,30 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
   app.decorateRequest('rawQuery', '')
 
+  const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))
+
+  // Cheapest checks first: sizes and counts, then the method, the host, the path, the body length.
   app.addHook('onRequest', async (request, reply) => {
+    const target = request.raw.url ?? ''
+    if (target.length > opts.maxUriBytes) throw new GW_ERR_GUARD_URI_TOO_LONG()
+    // The server keeps at most maxHeaders + 1 fields (maxHeadersCount), so one too many shows here.
+    if (request.raw.rawHeaders.length / 2 > opts.maxHeaders) throw new GW_ERR_GUARD_HEADERS_TOO_LARGE()
     if (!ALLOWED_METHODS.has(request.method)) {
       reply.header('allow', ALLOW_HEADER) // RFC 9110 §15.5.6
       throw new GW_ERR_GUARD_METHOD(request.method)
     }
-    const verdict = canonicalizeTarget(request.raw.url ?? '')
+    if (hosts !== undefined && !hosts.has(hostName(request.headers.host))) throw new GW_ERR_ROUTE_UNKNOWN_HOST()
+    if (request.headers.upgrade !== undefined) {
+      reply.header('connection', 'close')
+      throw new GW_ERR_GUARD_UPGRADE()
+    }
+    const verdict = canonicalizeTarget(target)
     if (!verdict.ok) throw new GW_ERR_GUARD_BAD_PATH(verdict.reason)
     request.canonicalPath = verdict.path
     request.rawQuery = verdict.query
     const length = request.headers['content-length']
-    if (length !== undefined && Number(length) > opts.maxBodyBytes) throw new GW_ERR_GUARD_BODY_TOO_LARGE()
+    const limit = request.routeOptions.config.gateway?.maxBodyBytes ?? opts.maxBodyBytes
+    if (length !== undefined && Number(length) > limit) throw new GW_ERR_GUARD_BODY_TOO_LARGE()
   })
 }
 

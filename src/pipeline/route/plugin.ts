@@ -12,7 +12,7 @@ declare module 'fastify' {
 }
 
 export interface RouteTableOptions {
-  config: Pick<Config, 'routes' | 'rateLimit'>
+  config: Pick<Config, 'routes' | 'rateLimit' | 'limits'>
   /** Stage 6: what an allowed request is handed to. */
   handler: RouteHandlerMethod
 }
@@ -31,6 +31,7 @@ const routeTable: FastifyPluginAsync<RouteTableOptions> = async (app, { config, 
       upstream: route.upstream,
       stripPrefix: route.stripPrefix,
       authentication: route.authentication,
+      maxBodyBytes: route.maxBodyBytes ?? config.limits.maxBodyBytes,
       ...(route.issuers !== undefined ? { issuers: route.issuers } : {}),
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       metadata: route.metadata

@@ -10,7 +10,7 @@ import { makeKey, sign } from '../../helpers/idp.js'
 
 // Token checks against a JWKS file: every way a token can be wrong ends in a failure, never a principal.
 
-const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', metadata: {} }
+const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', maxBodyBytes: 1_048_576, metadata: {} }
 const ISS = 'https://idp.test'
 
 async function setup (t: Test, overrides: Partial<IssuerConfig> = {}) {

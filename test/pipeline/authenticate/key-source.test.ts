@@ -7,7 +7,7 @@ import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 
 // Keys fetched from a real HTTPS identity provider through OIDC discovery.
 
-const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', metadata: {} }
+const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', maxBodyBytes: 1_048_576, metadata: {} }
 
 async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }) {
   const config: IssuerConfig = {
