@@ -7,8 +7,8 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
-import { createClientErrorReplier, createErrorReplier } from './pipeline/error-reply.js'
-import { guardPlugin } from './pipeline/guard/plugin.js'
+import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
+import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
@@ -99,6 +99,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.server.headersTimeout = config.limits.headersTimeoutMs
   app.server.maxHeadersCount = config.limits.maxHeaders + 1
   app.server.maxConnections = config.limits.maxConnections
+  app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.

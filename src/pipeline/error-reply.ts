@@ -66,3 +66,15 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   const body = JSON.stringify({ error: message, code, request_id: null })
   socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }
+
+/**
+ * CONNECT never reaches Fastify (Node hands it to a 'connect' listener, or drops the socket without
+ * an answer). The gateway tunnels nothing: it answers 405 like any other refused method and closes.
+ */
+export function createConnectRefuser (metrics: Metrics, allow: string) {
+  return (_request: unknown, socket: Socket): void => {
+    metrics.rejected.inc({ reason: 'guard_method' })
+    const body = JSON.stringify({ error: 'method CONNECT is not supported', code: 'GW_ERR_GUARD_METHOD', request_id: null })
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nallow: ${allow}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  }
+}

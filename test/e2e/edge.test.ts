@@ -62,3 +62,22 @@ t.test('bodies over the limit get 413, with or without Content-Length', async t 
   t.match(res, /^HTTP\/1\.1 413 /, 'a chunked body is cut off once it passes the limit')
   t.match(res, /"code":"GW_ERR_GUARD_BODY_TOO_LARGE"/)
 })
+
+t.test('CONNECT is refused with 405 and the connection closed: nothing is tunnelled', async t => {
+  const demo = await startDemoHarness(t)
+  const res = await raw(demo, 'CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n')
+  t.match(res, /^HTTP\/1\.1 405 /)
+  t.match(res, /allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS/)
+  t.match(res, /"code":"GW_ERR_GUARD_METHOD"/)
+  const metrics = (await demo.client.send(`${demo.adminUrl}/metrics`)).text
+  t.match(metrics, /portcullis_rejected_total\{reason="guard_method"\} 1/)
+})
+
+t.test('protocol upgrades are refused with 501, not silently downgraded', async t => {
+  const demo = await startDemoHarness(t)
+  const token = await demo.token()
+  const res = await raw(demo, `GET /hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)
+  t.match(res, /^HTTP\/1\.1 501 /)
+  t.match(res, /"code":"GW_ERR_GUARD_UPGRADE"/)
+  t.equal(await upstreamCalls(demo), 0)
+})

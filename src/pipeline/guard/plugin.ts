@@ -31,7 +31,7 @@ export function hostName (host: string | undefined): string {
 }
 
 const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
-const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
+export const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 
 /** Stage 1, edge guards: refuse what is ambiguous or oversized before any identity or policy work. */
 const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
