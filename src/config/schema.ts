@@ -76,6 +76,10 @@ const Issuer = Type.Object({
   typ: Type.Optional(Type.String({ minLength: 1, description: 'required "typ" header, e.g. at+jwt (RFC 9068), so other JWTs cannot be substituted' })),
   requiredClaims: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'claims that must be present besides exp and sub' }),
   maxTokenBytes: Type.Integer({ minimum: 512, maximum: 65_536, default: 8192 }),
+  maxTokenLifetimeSeconds: Type.Optional(Type.Integer({
+    minimum: 1,
+    description: 'refuse tokens whose exp is further than this in the future (a correctly signed token must still run out)'
+  })),
   ca: Type.Optional(FilePath),
   clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
   jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),

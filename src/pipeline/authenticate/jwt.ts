@@ -76,6 +76,9 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
           ...(config.typ !== undefined ? { typ: config.typ } : {})
         })
         if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
+        if (config.maxTokenLifetimeSeconds !== undefined && payload.exp! - Date.now() / 1000 > config.maxTokenLifetimeSeconds + config.clockToleranceSeconds) {
+          return failure(new GW_ERR_AUTHN_INVALID('claim "exp" is too far in the future'), 'invalid_claims')
+        }
         const principal: JwtPrincipal = {
           type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub, claims: payload, certificate: null
         }

@@ -110,3 +110,14 @@ t.test('a remembered token still stops working at its exp', async t => {
   const r = await check(token)
   t.equal(r.kind === 'failure' && r.reason, 'expired')
 })
+
+t.test('maxTokenLifetimeSeconds refuses a token that would practically never expire', async t => {
+  const { key, check } = await setup(t, { maxTokenLifetimeSeconds: 3600 })
+  const now = Math.floor(Date.now() / 1000)
+  const good = { iss: ISS, aud: 'api', sub: 'alice' }
+  t.equal((await check(await sign(key, { ...good, exp: now + 600 }))).kind, 'principal')
+  for (const exp of [now + 7200, 1e300]) {
+    const r = await check(await sign(key, { ...good, exp }))
+    t.equal(r.kind === 'failure' && r.reason, 'invalid_claims', `exp ${exp}`)
+  }
+})
