@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
+import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
 import { routePlugin } from './pipeline/route/plugin.js'
@@ -35,13 +36,22 @@ export interface Gateway {
  * The public listener's TLS. With a client CA, every client is asked for a certificate and OpenSSL
  * verifies it, but the handshake does not fail without one: routes decide what they require.
  */
-function httpsOptions (tls: NonNullable<Config['listen']['tls']>) {
+function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits']) {
   return {
+    ...serverOptions(limits),
     cert: readFileSync(tls.cert),
     key: readFileSync(tls.key),
     minVersion: 'TLSv1.2' as const,
     ...(tls.clientCa !== undefined ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {})
   }
+}
+
+/**
+ * Node HTTP server options for either listener kind. A missing Host is left to the guard, so that it
+ * gets the gateway's own 400 body rather than Node's empty one.
+ */
+function serverOptions (limits: Config['limits']) {
+  return { maxHeaderSize: limits.maxHeaderBytes, requireHostHeader: false }
 }
 
 export interface GatewayOptions {
@@ -56,17 +66,21 @@ export interface GatewayOptions {
 export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
   const registry = new Registry()
   const metrics = createMetrics(registry)
+  const errorReplier = createErrorReplier(metrics)
   const tls = config.listen.tls
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
-    ...(tls !== undefined ? { https: httpsOptions(tls) } : {}),
+    ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,
     maxRequestsPerSocket: 0,
-    http: { maxHeaderSize: config.limits.maxHeaderBytes },
     exposeHeadRoutes: false,
     clientErrorHandler: createClientErrorReplier(metrics),
+    // The router refuses what it cannot decode before any hook runs; answer that as a bad path.
+    frameworkErrors: (error, request, reply) => errorReplier(error.code === 'FST_ERR_BAD_URL'
+      ? new GW_ERR_GUARD_BAD_PATH('invalid percent-encoding')
+      : new GW_ERR_GUARD_BAD_REQUEST(), request, reply),
     keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     return503OnClosing: true,
     trustProxy: false,
@@ -93,7 +107,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
-  app.setErrorHandler(createErrorReplier(metrics))
+  app.setErrorHandler(errorReplier)
   // Node's server limits, before any parsing of ours: a slow head (slowloris) is cut at
   // headersTimeout; one header field beyond maxHeaders is kept so the guard can see and refuse it.
   app.server.headersTimeout = config.limits.headersTimeoutMs

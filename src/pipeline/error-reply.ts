@@ -57,6 +57,16 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
     socket.destroy()
     return
   }
+  // Bytes that cannot be parsed after a complete request (pipelined garbage) must not overwrite that
+  // request's answer: it was already dispatched, and the client must learn what happened to it. Let
+  // its response finish, then close; the garbage itself is never answered or forwarded. (Node's own
+  // default handler looks at the same in-progress response.)
+  const inFlight = (socket as Socket & { _httpMessage?: { writableEnded: boolean, shouldKeepAlive: boolean } })._httpMessage
+  if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded) {
+    metrics.rejected.inc({ reason: 'guard_bad_request' })
+    inFlight.shouldKeepAlive = false
+    return
+  }
   const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
     ? [431, 'Request Header Fields Too Large', 'GW_ERR_GUARD_HEADERS_TOO_LARGE', 'request headers exceed the limit']
     : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'

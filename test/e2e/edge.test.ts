@@ -2,6 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:tls'
 import { startDemoHarness, type DemoHarness } from '../helpers/demo.js'
+import { exchange } from '../security/fuzz/raw.js'
 
 // Hostile or broken HTTP at the edge, over a real TLS socket: a clear refusal, nothing forwarded.
 
@@ -80,4 +81,15 @@ t.test('protocol upgrades are refused with 501, not silently downgraded', async 
   t.match(res, /^HTTP\/1\.1 501 /)
   t.match(res, /"code":"GW_ERR_GUARD_UPGRADE"/)
   t.equal(await upstreamCalls(demo), 0)
+})
+
+// Found by npm run fuzz:edge: garbage pipelined after a complete request used to be answered with a
+// 400 that replaced the first request's answer, although that request had reached the function.
+t.test('garbage after a complete request does not hide that request\'s answer', async t => {
+  const demo = await startDemoHarness(t)
+  const token = await demo.token({ roles: ['writer'] })
+  const r = await exchange(Number(new URL(demo.url).port), readFileSync(demo.paths.caCert), `POST /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 2\r\n\r\n{}\x00garbage\r\n\r\n`, token)
+  t.equal(r.status, 201, 'the client learns the order was created')
+  t.equal(r.responses, 1, 'the garbage itself is not answered')
+  t.equal(await upstreamCalls(demo), 1)
 })

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import {
-  GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
+  GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
   GW_ERR_GUARD_UPGRADE, GW_ERR_GUARD_URI_TOO_LONG, GW_ERR_ROUTE_UNKNOWN_HOST
 } from '../../errors.js'
 import { canonicalizeTarget } from './canonical-path.js'
@@ -33,6 +33,12 @@ export function hostName (host: string | undefined): string {
 const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 export const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 
+function countField (rawHeaders: readonly string[], name: string): number {
+  let n = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === name.length && rawHeaders[i]!.toLowerCase() === name) n++
+  return n
+}
+
 /** Stage 1, edge guards: refuse what is ambiguous or oversized before any identity or policy work. */
 const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
@@ -50,7 +56,13 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       reply.header('allow', ALLOW_HEADER) // RFC 9110 §15.5.6
       throw new GW_ERR_GUARD_METHOD(request.method)
     }
-    if (hosts !== undefined && !hosts.has(hostName(request.headers.host))) throw new GW_ERR_ROUTE_UNKNOWN_HOST()
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400 (Node keeps only the
+    // first of several, so they are counted in the raw list).
+    const host = request.headers.host
+    if (request.raw.httpVersion === '1.1' && (host === undefined || host === '' || countField(request.raw.rawHeaders, 'host') > 1)) {
+      throw new GW_ERR_GUARD_BAD_REQUEST()
+    }
+    if (hosts !== undefined && !hosts.has(hostName(host))) throw new GW_ERR_ROUTE_UNKNOWN_HOST()
     if (request.headers.upgrade !== undefined) {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_UPGRADE()
