@@ -93,3 +93,18 @@ t.test('garbage after a complete request does not hide that request\'s answer', 
   t.equal(r.responses, 1, 'the garbage itself is not answered')
   t.equal(await upstreamCalls(demo), 1)
 })
+
+t.test('a Host that is not a host name and port is refused (RFC 9110 §7.2)', async t => {
+  const demo = await startDemoHarness(t)
+  const token = await demo.token()
+  const port = Number(new URL(demo.url).port)
+  const ca = readFileSync(demo.paths.caCert)
+  for (const host of ['gw/admin', 'user@gw', 'gw:80:80', 'gw gw']) {
+    const r = await exchange(port, ca, `GET /hello HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\n\r\n`, token)
+    t.equal(r.status, 400, host)
+    t.equal(r.code, 'GW_ERR_GUARD_BAD_REQUEST', host)
+  }
+  const missing = await exchange(port, ca, `GET /hello HTTP/1.1\r\nAuthorization: Bearer ${token}\r\n\r\n`, token)
+  t.equal(missing.code, 'GW_ERR_GUARD_BAD_REQUEST', 'no Host at all')
+  t.equal(await upstreamCalls(demo), 0)
+})

@@ -27,7 +27,7 @@ export function httpsClient (t: Test, caFile?: string, clientCert?: { cert: stri
       const headers: Record<string, string> = { ...opts.headers }
       if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
       // Split by hand: WHATWG URL parsing would resolve dot segments and %2e before sending.
-      const [, origin, path] = /^(https?:\/\/[^/]+)(\/.*)?$/.exec(url) ?? []
+      const [, origin, path] = /^(https?:\/\/[^/]+)(\/[\s\S]*)?$/.exec(url) ?? []
       if (origin === undefined) throw new Error(`not an absolute URL: ${url}`)
       const res = await dispatcher.request({
         origin,

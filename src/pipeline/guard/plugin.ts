@@ -31,6 +31,7 @@ export function hostName (host: string | undefined): string {
 }
 
 const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+const HOST_SYNTAX = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 export const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 
 function countField (rawHeaders: readonly string[], name: string): number {
@@ -62,6 +63,9 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     if (request.raw.httpVersion === '1.1' && (host === undefined || host === '' || countField(request.raw.rawHeaders, 'host') > 1)) {
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }
+    // Host is a host name or IP literal and an optional port: no path, userinfo or spaces
+    // (RFC 9110 §7.2); anything else could be read differently by the function or a log parser.
+    if (host !== undefined && host !== '' && !HOST_SYNTAX.test(host)) throw new GW_ERR_GUARD_BAD_REQUEST()
     if (hosts !== undefined && !hosts.has(hostName(host))) throw new GW_ERR_ROUTE_UNKNOWN_HOST()
     if (request.headers.upgrade !== undefined) {
       reply.header('connection', 'close')
