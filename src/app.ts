@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
@@ -67,6 +68,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   const registry = new Registry()
   const metrics = createMetrics(registry)
   const errorReplier = createErrorReplier(metrics)
+  // Fastify's logger exists only once the instance does; the handler is called after that.
+  let clientErrorReplier = (_err: NodeJS.ErrnoException, socket: Socket): void => { socket.destroy() }
   const tls = config.listen.tls
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
@@ -76,7 +79,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     requestTimeout: config.limits.requestTimeoutMs,
     maxRequestsPerSocket: 0,
     exposeHeadRoutes: false,
-    clientErrorHandler: createClientErrorReplier(metrics),
+    clientErrorHandler: (err, socket) => clientErrorReplier(err, socket),
     // The router refuses what it cannot decode before any hook runs; answer that as a bad path.
     frameworkErrors: (error, request, reply) => errorReplier(error.code === 'FST_ERR_BAD_URL'
       ? new GW_ERR_GUARD_BAD_PATH('invalid percent-encoding')
@@ -108,6 +111,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
   app.setErrorHandler(errorReplier)
+  clientErrorReplier = createClientErrorReplier(metrics, app.log)
   // Node's server limits, before any parsing of ours: a slow head (slowloris) is cut at
   // headersTimeout; one header field beyond maxHeaders is kept so the guard can see and refuse it.
   app.server.headersTimeout = config.limits.headersTimeoutMs

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../observability/metrics.js'
 
 /** The metric label of a refusal: its code without the prefix (GW_ERR_GUARD_BAD_PATH → guard_bad_path). */
@@ -48,11 +48,11 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
  * Requests that Node's HTTP parser cannot read never reach Fastify's error handler; they get the same
  * JSON body here, on a connection that is then closed (a malformed request leaves the stream unusable).
  */
-export function createClientErrorReplier (metrics: Metrics) {
-  return (err: NodeJS.ErrnoException, socket: Socket): void => replyToClientError(err, socket, metrics)
+export function createClientErrorReplier (metrics: Metrics, log: FastifyBaseLogger) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => replyToClientError(err, socket, metrics, log)
 }
 
-function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics: Metrics): void {
+function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics: Metrics, log: FastifyBaseLogger): void {
   if (!socket.writable) {
     socket.destroy()
     return
@@ -64,6 +64,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   const inFlight = (socket as Socket & { _httpMessage?: { writableEnded: boolean, shouldKeepAlive: boolean } })._httpMessage
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded) {
     metrics.rejected.inc({ reason: 'guard_bad_request' })
+    log.info({ code: 'GW_ERR_GUARD_BAD_REQUEST', reason: 'guard_bad_request', parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'unparseable bytes after a request; closing after its answer')
     inFlight.shouldKeepAlive = false
     return
   }
@@ -73,6 +74,8 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
       ? [408, 'Request Timeout', 'GW_ERR_GUARD_TIMEOUT', 'request was not received in time']
       : [400, 'Bad Request', 'GW_ERR_GUARD_BAD_REQUEST', 'bad request']
   metrics.rejected.inc({ reason: rejectionReason(code) })
+  // No request exists, so no access line: this is the one line that records the refusal.
+  log.info({ code, reason: rejectionReason(code), status, parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'request refused before parsing')
   const body = JSON.stringify({ error: message, code, request_id: null })
   socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }
