@@ -43,6 +43,7 @@ function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config
     cert: readFileSync(tls.cert),
     key: readFileSync(tls.key),
     minVersion: 'TLSv1.2' as const,
+    handshakeTimeout: limits.headersTimeoutMs,
     ...(tls.clientCa !== undefined ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {})
   }
 }
@@ -52,7 +53,12 @@ function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config
  * gets the gateway's own 400 body rather than Node's empty one.
  */
 function serverOptions (limits: Config['limits']) {
-  return { maxHeaderSize: limits.maxHeaderBytes, requireHostHeader: false }
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    requireHostHeader: false,
+    // Node enforces headersTimeout/requestTimeout only when it checks, every 30 s by default.
+    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs)
+  }
 }
 
 export interface GatewayOptions {
@@ -118,6 +124,13 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.server.maxHeadersCount = config.limits.maxHeaders + 1
   app.server.maxConnections = config.limits.maxConnections
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
+  // Node's head timer starts at the first byte: a connection that never sends one is closed here.
+  app.server.on(tls !== undefined ? 'secureConnection' : 'connection', (socket: Socket) => {
+    // bytesRead, not a 'data' listener: the HTTP parser may consume the socket without emitting data.
+    const idle = setTimeout(() => { if (socket.bytesRead === 0) socket.destroy() }, config.limits.headersTimeoutMs)
+    idle.unref()
+    socket.once('close', () => clearTimeout(idle))
+  })
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.

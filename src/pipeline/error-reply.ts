@@ -23,18 +23,25 @@ export function createErrorReplier (metrics: Metrics) {
 function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const ours = typeof error.code === 'string' && error.code.startsWith('GW_ERR_')
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
-  let code = ours ? error.code : 'GW_ERR_INTERNAL'
-  let message = ours ? error.message : 'internal error'
+  // undici's errors while reading the function's answer (bad framing, reset mid-body) are the
+  // function's fault, not ours: 502 like any other upstream failure.
+  const upstream = !ours && typeof error.code === 'string' && (error.code.startsWith('UND_ERR_') || error.code.startsWith('HPE_'))
+  if (upstream) status = 502
+  let code = ours ? error.code : upstream ? 'GW_ERR_UPSTREAM_FAILED' : 'GW_ERR_INTERNAL'
+  let message = ours ? error.message : upstream ? 'upstream request failed' : 'internal error'
   if (!ours && status < 500) {
     // Fastify's own client errors (oversized body, bad framing, ...): keep the status, not the text.
     request.log.info({ err: error }, 'client error')
     code = status === 413 ? 'GW_ERR_GUARD_BODY_TOO_LARGE' : 'GW_ERR_GUARD_BAD_REQUEST'
     message = status === 413 ? 'request body exceeds the limit' : 'bad request'
   }
-  if (status >= 500 && !ours) {
+  if (status >= 500 && !ours && !upstream) {
     request.log.error({ err: error }, 'unexpected error')
     status = 500
   }
+  if (upstream) request.log.warn({ err: error.message }, 'upstream answer broke off')
+  // A refused request whose body was not read: close rather than read and discard it (RFC 9110 §15.5.14).
+  if (!request.raw.complete) reply.header('connection', 'close')
   request.errorCode = code
   if (reply.sent || reply.raw.headersSent) {
     // The response is already streaming; all that is left is to cut it short.
@@ -61,8 +68,10 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   // request's answer: it was already dispatched, and the client must learn what happened to it. Let
   // its response finish, then close; the garbage itself is never answered or forwarded. (Node's own
   // default handler looks at the same in-progress response.)
-  const inFlight = (socket as Socket & { _httpMessage?: { writableEnded: boolean, shouldKeepAlive: boolean } })._httpMessage
-  if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded) {
+  const inFlight = (socket as Socket & { _httpMessage?: { writableEnded: boolean, shouldKeepAlive: boolean, req?: { complete: boolean } } })._httpMessage
+  // Only a request that arrived whole gets its answer; if the broken bytes are its own body, it is
+  // answered 400 below (the forwarder sees the request destroyed and sends nothing on).
+  if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded && inFlight.req?.complete === true) {
     metrics.rejected.inc({ reason: 'guard_bad_request' })
     log.info({ code: 'GW_ERR_GUARD_BAD_REQUEST', reason: 'guard_bad_request', parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'unparseable bytes after a request; closing after its answer')
     inFlight.shouldKeepAlive = false

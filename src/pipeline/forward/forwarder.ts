@@ -3,7 +3,7 @@ import { Transform, type Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors as undiciErrors, type Dispatcher } from 'undici'
 import {
-  GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_FAILED,
+  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_FAILED,
   GW_ERR_UPSTREAM_TIMEOUT, GW_ERR_UPSTREAM_TLS
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
@@ -33,6 +33,8 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       if (route === undefined || upstream === undefined || request.principal === null || request.decision === null) {
         throw new GW_ERR_INTERNAL() // the earlier stages guarantee these; refuse rather than forward
       }
+      // A client that is already gone (or whose request broke off) gets nothing forwarded on its behalf.
+      if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed) throw new GW_ERR_GUARD_BAD_REQUEST()
       let path = request.canonicalPath
       if (route.stripPrefix && route.prefix !== '/') path = path.slice(route.prefix.length) || '/'
       const target = upstream.basePath + path + (request.rawQuery === '' ? '' : `?${request.rawQuery}`)
@@ -52,6 +54,7 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       // 'abort' as a signal, which costs far less per request than an AbortController (~10 us here).
       const abort = new EventEmitter()
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.emit('abort') })
+      request.raw.once('error', () => abort.emit('abort'))
       const started = performance.now()
       let response: Dispatcher.ResponseData
       try {
@@ -71,6 +74,7 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) },
         (performance.now() - started) / 1000)
       request.upstreamStatus = response.statusCode
+      response.body.once('error', () => metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'body' }))
       reply.code(response.statusCode)
       reply.headers(filterResponseHeaders(response.headers))
       return reply.send(response.body)

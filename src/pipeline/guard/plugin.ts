@@ -71,6 +71,13 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_UPGRADE()
     }
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, and the only coding the gateway
+    // forwards is plain chunked (anything else would reach the function relabelled).
+    const te = request.headers['transfer-encoding']
+    if (te !== undefined && (request.raw.httpVersion !== '1.1' || te.trim().toLowerCase() !== 'chunked')) {
+      reply.header('connection', 'close')
+      throw new GW_ERR_GUARD_BAD_REQUEST()
+    }
     const verdict = canonicalizeTarget(target)
     if (!verdict.ok) throw new GW_ERR_GUARD_BAD_PATH(verdict.reason)
     request.canonicalPath = verdict.path
