@@ -125,12 +125,15 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.server.maxConnections = config.limits.maxConnections
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
   // Node's head timer starts at the first byte: a connection that never sends one is closed here.
-  app.server.on(tls !== undefined ? 'secureConnection' : 'connection', (socket: Socket) => {
+  // On TLS, both the raw connection (no ClientHello ever) and the secured one (no request ever).
+  const closeIfSilent = (socket: Socket): void => {
     // bytesRead, not a 'data' listener: the HTTP parser may consume the socket without emitting data.
     const idle = setTimeout(() => { if (socket.bytesRead === 0) socket.destroy() }, config.limits.headersTimeoutMs)
     idle.unref()
     socket.once('close', () => clearTimeout(idle))
-  })
+  }
+  app.server.on('connection', closeIfSilent)
+  if (tls !== undefined) app.server.on('secureConnection', closeIfSilent)
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.

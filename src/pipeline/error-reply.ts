@@ -2,6 +2,16 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../observability/metrics.js'
 
+const UPSTREAM = Symbol('portcullis.upstream-error')
+// Set on a connection whose refusal was answered with `connection: close`: the parser error that
+// often follows (the unread, badly framed body) is the same refusal and must not be answered twice.
+const CLOSING = Symbol('portcullis.closing')
+
+/** Marks an error that came from reading the function's answer, whatever its class or code. */
+export function markUpstreamError (err: Error): void {
+  (err as Error & { [UPSTREAM]?: true })[UPSTREAM] = true
+}
+
 /** The metric label of a refusal: its code without the prefix (GW_ERR_GUARD_BAD_PATH → guard_bad_path). */
 export function rejectionReason (code: string): string {
   return code.slice('GW_ERR_'.length).toLowerCase()
@@ -14,8 +24,10 @@ export function rejectionReason (code: string): string {
  */
 export function createErrorReplier (metrics: Metrics) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    // A request whose bytes broke the parser was already answered and counted as a client error.
+    const answered = (request.raw.socket as Socket & { [CLOSING]?: true } | null)?.[CLOSING] === true
     const sent = replyWithError(error, request, reply)
-    if (request.errorCode !== null) metrics.rejected.inc({ reason: rejectionReason(request.errorCode) })
+    if (request.errorCode !== null && !answered && request.raw.errored === null) metrics.rejected.inc({ reason: rejectionReason(request.errorCode) })
     return sent
   }
 }
@@ -25,7 +37,8 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   // undici's errors while reading the function's answer (bad framing, reset mid-body) are the
   // function's fault, not ours: 502 like any other upstream failure.
-  const upstream = !ours && typeof error.code === 'string' && (error.code.startsWith('UND_ERR_') || error.code.startsWith('HPE_'))
+  const upstream = !ours && ((error as FastifyError & { [UPSTREAM]?: true })[UPSTREAM] === true ||
+    (typeof error.code === 'string' && (error.code.startsWith('UND_ERR_') || error.code.startsWith('HPE_'))))
   if (upstream) status = 502
   let code = ours ? error.code : upstream ? 'GW_ERR_UPSTREAM_FAILED' : 'GW_ERR_INTERNAL'
   let message = ours ? error.message : upstream ? 'upstream request failed' : 'internal error'
@@ -42,6 +55,7 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
   if (upstream) request.log.warn({ err: error.message }, 'upstream answer broke off')
   // A refused request whose body was not read: close rather than read and discard it (RFC 9110 §15.5.14).
   if (!request.raw.complete) reply.header('connection', 'close')
+  if (reply.getHeader('connection') === 'close') (request.raw.socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   request.errorCode = code
   if (reply.sent || reply.raw.headersSent) {
     // The response is already streaming; all that is left is to cut it short.
@@ -69,6 +83,11 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   // its response finish, then close; the garbage itself is never answered or forwarded. (Node's own
   // default handler looks at the same in-progress response.)
   const inFlight = (socket as Socket & { _httpMessage?: { writableEnded: boolean, shouldKeepAlive: boolean, req?: { complete: boolean } } })._httpMessage
+  // The request was already answered (a refusal, counted then): just end the connection.
+  if ((socket as Socket & { [CLOSING]?: true })[CLOSING] === true || (inFlight !== undefined && inFlight !== null && inFlight.writableEnded)) {
+    socket.end()
+    return
+  }
   // Only a request that arrived whole gets its answer; if the broken bytes are its own body, it is
   // answered 400 below (the forwarder sees the request destroyed and sends nothing on).
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded && inFlight.req?.complete === true) {
@@ -83,6 +102,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
       ? [408, 'Request Timeout', 'GW_ERR_GUARD_TIMEOUT', 'request was not received in time']
       : [400, 'Bad Request', 'GW_ERR_GUARD_BAD_REQUEST', 'bad request']
   metrics.rejected.inc({ reason: rejectionReason(code) })
+  ;(socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   // No request exists, so no access line: this is the one line that records the refusal.
   log.info({ code, reason: rejectionReason(code), status, parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'request refused before parsing')
   const body = JSON.stringify({ error: message, code, request_id: null })

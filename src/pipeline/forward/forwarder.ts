@@ -7,6 +7,7 @@ import {
   GW_ERR_UPSTREAM_TIMEOUT, GW_ERR_UPSTREAM_TLS
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
+import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
 import type { Upstream } from './upstreams.js'
 
@@ -74,7 +75,10 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) },
         (performance.now() - started) / 1000)
       request.upstreamStatus = response.statusCode
-      response.body.once('error', () => metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'body' }))
+      response.body.once('error', (err: Error) => {
+        metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'failed' })
+        markUpstreamError(err)
+      })
       reply.code(response.statusCode)
       reply.headers(filterResponseHeaders(response.headers))
       return reply.send(response.body)
