@@ -1,8 +1,8 @@
-import type { FastifyError } from 'fastify'
 import { GW_ERR_AUTHN_CERTIFICATE, GW_ERR_AUTHN_MALFORMED, GW_ERR_AUTHN_MISSING } from '../../errors.js'
 import type { AuthnResult, ClientCertificate, Principal, RouteContext } from '../types.js'
 import type { PeerCertificate } from './client-cert.js'
-import type { Authenticator } from './jwt.js'
+import { failure, type Authenticator } from './jwt.js'
+import { countRawHeader } from '../../util/raw-headers.js'
 
 /*
  * What a route demands, applied to what a request carries. The token authenticator says principal,
@@ -18,17 +18,10 @@ export interface AuthnRequest {
   peer: PeerCertificate
 }
 
-const fail = (error: FastifyError, reason: string): AuthnResult => ({ kind: 'failure', error, reason })
 const principal = (p: Principal): AuthnResult => ({ kind: 'principal', principal: p })
 
 function certificatePrincipal (cert: ClientCertificate): Principal {
   return { type: 'mtls', issuer: cert.issuer, subject: cert.spiffeId ?? cert.subject, claims: {}, certificate: cert }
-}
-
-function countAuthorization (rawHeaders: readonly string[]): number {
-  let n = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === 13 && rawHeaders[i]!.toLowerCase() === 'authorization') n++
-  return n
 }
 
 /** RFC 8705 §3: a token bound to a certificate (`cnf.x5t#S256`) is only good with that certificate. */
@@ -36,24 +29,24 @@ function bindCertificate (p: Principal, cert: ClientCertificate | null): AuthnRe
   const cnf = p.claims.cnf
   const bound = cnf !== null && typeof cnf === 'object' ? (cnf as Record<string, unknown>)['x5t#S256'] : undefined
   if (cnf !== undefined && (typeof bound !== 'string' || cert === null || bound !== cert.thumbprintSha256)) {
-    return fail(new GW_ERR_AUTHN_CERTIFICATE('token is bound to another client certificate'), 'cert_binding_mismatch')
+    return failure(new GW_ERR_AUTHN_CERTIFICATE('token is bound to another client certificate'), 'cert_binding_mismatch')
   }
   // Principals may come from the verified-token cache: attach the certificate to a copy.
   return principal(cert === null ? p : { ...p, certificate: cert })
 }
 
 export async function authenticateRequest (req: AuthnRequest, route: RouteContext, jwt: Authenticator): Promise<AuthnResult> {
-  if (countAuthorization(req.rawHeaders) > 1) return fail(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'ambiguous')
+  if (countRawHeader(req.rawHeaders, 'authorization') > 1) return failure(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'ambiguous')
   // RFC 6750 §2.3 query tokens end up in logs and caches; they are refused rather than ignored.
-  if (req.query !== '' && new URLSearchParams(req.query).has('access_token')) return fail(new GW_ERR_AUTHN_MALFORMED('tokens are accepted in the Authorization header only'), 'ambiguous')
+  if (req.query !== '' && new URLSearchParams(req.query).has('access_token')) return failure(new GW_ERR_AUTHN_MALFORMED('tokens are accepted in the Authorization header only'), 'ambiguous')
 
   const mode = route.authentication
   const cert = req.peer.state === 'verified' ? req.peer.certificate : null
   const needsCert = mode === 'mtls' || mode === 'jwt-and-mtls'
   if (needsCert && cert === null) {
     return req.peer.state === 'untrusted'
-      ? fail(new GW_ERR_AUTHN_CERTIFICATE('client certificate is not trusted'), 'cert_untrusted')
-      : fail(new GW_ERR_AUTHN_CERTIFICATE('a client certificate is required'), 'cert_missing')
+      ? failure(new GW_ERR_AUTHN_CERTIFICATE('client certificate is not trusted'), 'cert_untrusted')
+      : failure(new GW_ERR_AUTHN_CERTIFICATE('a client certificate is required'), 'cert_missing')
   }
   const token = await jwt.authenticate(req.headers, route)
   if (token.kind === 'failure') return token
@@ -64,7 +57,7 @@ export async function authenticateRequest (req: AuthnRequest, route: RouteContex
   if (mode === 'public') return principal({ type: 'anonymous', issuer: '', subject: '', claims: {}, certificate: cert })
   if (mode === 'jwt-or-mtls') {
     if (cert !== null) return principal(certificatePrincipal(cert))
-    if (req.peer.state === 'untrusted') return fail(new GW_ERR_AUTHN_CERTIFICATE('client certificate is not trusted'), 'cert_untrusted')
+    if (req.peer.state === 'untrusted') return failure(new GW_ERR_AUTHN_CERTIFICATE('client certificate is not trusted'), 'cert_untrusted')
   }
-  return fail(new GW_ERR_AUTHN_MISSING(), 'missing')
+  return failure(new GW_ERR_AUTHN_MISSING(), 'missing')
 }

@@ -92,7 +92,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
   }
 }
 
-function failure (error: FastifyError, reason: string): AuthnResult {
+/** A refusal with its enumerated reason (metrics label, access line, challenge). */
+export function failure (error: FastifyError, reason: string): AuthnResult {
   return { kind: 'failure', error, reason }
 }
 

@@ -4,6 +4,7 @@ import {
   GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
   GW_ERR_GUARD_UPGRADE, GW_ERR_GUARD_URI_TOO_LONG, GW_ERR_ROUTE_UNKNOWN_HOST
 } from '../../errors.js'
+import { countRawHeader } from '../../util/raw-headers.js'
 import { canonicalizeTarget } from './canonical-path.js'
 
 declare module 'fastify' {
@@ -34,12 +35,6 @@ const ALLOWED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'
 const HOST_SYNTAX = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 export const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 
-function countField (rawHeaders: readonly string[], name: string): number {
-  let n = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.length === name.length && rawHeaders[i]!.toLowerCase() === name) n++
-  return n
-}
-
 /** Stage 1, edge guards: refuse what is ambiguous or oversized before any identity or policy work. */
 const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
@@ -60,7 +55,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400 (Node keeps only the
     // first of several, so they are counted in the raw list).
     const host = request.headers.host
-    if (request.raw.httpVersion === '1.1' && (host === undefined || host === '' || countField(request.raw.rawHeaders, 'host') > 1)) {
+    if (request.raw.httpVersion === '1.1' && (host === undefined || host === '' || countRawHeader(request.raw.rawHeaders, 'host') > 1)) {
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }
     // Host is a host name or IP literal and an optional port: no path, userinfo or spaces
