@@ -1,5 +1,7 @@
+import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD, GW_ERR_GUARD_TIMEOUT } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 
 const UPSTREAM = Symbol('portcullis.upstream-error')
@@ -96,17 +98,24 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
     inFlight.shouldKeepAlive = false
     return
   }
-  const [status, text, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
-    ? [431, 'Request Header Fields Too Large', 'GW_ERR_GUARD_HEADERS_TOO_LARGE', 'request headers exceed the limit']
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'Request Timeout', 'GW_ERR_GUARD_TIMEOUT', 'request was not received in time']
-      : [400, 'Bad Request', 'GW_ERR_GUARD_BAD_REQUEST', 'bad request']
-  metrics.rejected.inc({ reason: rejectionReason(code) })
+  const refusal = err.code === 'HPE_HEADER_OVERFLOW'
+    ? new GW_ERR_GUARD_HEADERS_TOO_LARGE()
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new GW_ERR_GUARD_TIMEOUT() : new GW_ERR_GUARD_BAD_REQUEST()
+  metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
   ;(socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   // No request exists, so no access line: this is the one line that records the refusal.
-  log.info({ code, reason: rejectionReason(code), status, parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'request refused before parsing')
-  const body = JSON.stringify({ error: message, code, request_id: null })
-  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  log.info({ code: refusal.code, reason: rejectionReason(refusal.code), status: refusal.statusCode, parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'request refused before parsing')
+  endWithRefusal(socket, refusal)
+}
+
+/**
+ * Writes a gateway refusal straight to a socket that has no Fastify reply (no request was parsed,
+ * or Node handled the method itself) and closes it: the same `{error, code, request_id}` body.
+ */
+function endWithRefusal (socket: Socket, refusal: FastifyError, extraHeaders = ''): void {
+  const status = refusal.statusCode ?? 400
+  const body = JSON.stringify({ error: refusal.message, code: refusal.code, request_id: null })
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${extraHeaders}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }
 
 /**
@@ -115,8 +124,8 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
  */
 export function createConnectRefuser (metrics: Metrics, allow: string) {
   return (_request: unknown, socket: Socket): void => {
-    metrics.rejected.inc({ reason: 'guard_method' })
-    const body = JSON.stringify({ error: 'method CONNECT is not supported', code: 'GW_ERR_GUARD_METHOD', request_id: null })
-    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nallow: ${allow}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    const refusal = new GW_ERR_GUARD_METHOD('CONNECT')
+    metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
+    endWithRefusal(socket, refusal, `allow: ${allow}\r\n`)
   }
 }
