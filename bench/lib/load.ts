@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { pinned, type Tools } from './tools.js'
 
@@ -41,7 +42,6 @@ export async function runVegeta (tools: Tools, cpu: number, url: string, headers
   const attack = pinned(tools, cpu, [tools.vegeta, 'attack', `-rate=${rate}/s`, `-duration=${seconds + warmupSeconds}s`, '-insecure',
     '-keepalive=true', '-connections=50', '-max-connections=50', '-workers=20', '-max-workers=200',
     ...Object.entries(headers).flatMap(([k, v]) => ['-header', `${k}: ${v}`])])
-  const { Readable } = await import('node:stream')
   const results = await new Promise<Buffer>((resolve, reject) => {
     const child = spawn(attack[0]!, attack.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
     Readable.from([`GET ${url}\n`]).pipe(child.stdin)

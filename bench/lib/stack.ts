@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
@@ -61,7 +62,6 @@ export async function startStack (dir: string): Promise<Stack> {
       { id: 'portcullis-rs256', label: '4 Portcullis, RS256', url: `https://127.0.0.1:${PORTS.portcullis}/hello`, headers: auth(work.tokens.rs256), proc: procs.portcullis },
       { id: 'portcullis-es256', label: '4 Portcullis, ES256', url: `https://127.0.0.1:${PORTS.portcullis}/hello`, headers: auth(work.tokens.es256), proc: procs.portcullis }
     ]
-    const { readFileSync } = await import('node:fs')
     const ca = readFileSync(`${dir}/ca.crt`, 'utf8')
     for (const s of scenarios) await expectOk(s.url, s.headers, ca)
     return { tools, work, scenarios, procs, stop }

@@ -4,6 +4,7 @@ import { connect } from 'node:tls'
 import { httpsClient } from '../helpers/http.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { DEMO_RATE_LIMIT } from '../../src/demo/run.js'
+import { loadCa } from '../../src/tls/pki.js'
 
 // The demo behaviours promised in the README, through the real pipeline over real sockets and TLS.
 
@@ -156,7 +157,7 @@ t.test('the function refuses a caller without the gateway client certificate', a
   t.match(outcome, /refused: .*certificate required|closed/, outcome)
 
   // A client certificate from the same CA but another identity is rejected by the function as well.
-  const other = await (await import('../../src/tls/pki.js')).loadCa({
+  const other = await loadCa({
     cert: readFileSync(demo.paths.caCert, 'utf8'),
     key: readFileSync(`${demo.paths.dir}/ca.key`, 'utf8')
   }).then(ca => ca.issue({ commonName: 'intruder', uris: ['spiffe://portcullis.demo/intruder'], usage: 'client' }))

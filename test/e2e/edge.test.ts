@@ -1,6 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:tls'
+import { upstreamCalls } from '../helpers/authn.js'
 import { startDemoHarness, type DemoHarness } from '../helpers/demo.js'
 import { exchange } from '../security/fuzz/raw.js'
 
@@ -15,11 +16,6 @@ async function raw (demo: DemoHarness, request: string): Promise<string> {
     socket.on('close', () => resolve(data))
     socket.on('error', reject)
   })
-}
-
-async function upstreamCalls (demo: DemoHarness): Promise<number> {
-  const m = /portcullis_upstream_duration_seconds_count\{[^}]*\} (\d+)/.exec((await demo.client.send(`${demo.adminUrl}/metrics`)).text)
-  return m === null ? 0 : Number(m[1])
 }
 
 t.test('unsupported methods get 405 with Allow', async t => {

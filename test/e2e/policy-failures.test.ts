@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { buildBundle, DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
+import { upstreamCalls } from '../helpers/authn.js'
 import { startDemoHarness } from '../helpers/demo.js'
 
 // Fail closed: whatever goes wrong with the policy, the request is refused and the function is not called.
@@ -11,12 +12,6 @@ async function compile (t: Test, rego: string): Promise<string> {
   const out = join(dir, 'bundle.tar.gz')
   await buildBundle({ policiesDir: dir, out, force: true })
   return out
-}
-
-async function upstreamCalls (demo: Awaited<ReturnType<typeof startDemoHarness>>): Promise<number> {
-  const text = (await demo.client.send(`${demo.adminUrl}/metrics`)).text
-  const m = /portcullis_upstream_duration_seconds_count\{[^}]*\} (\d+)/.exec(text)
-  return m === null ? 0 : Number(m[1])
 }
 
 t.test('a policy that errors at evaluation denies with 500', async t => {

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { readFile } from 'node:fs/promises'
+import { upstreamCalls } from '../helpers/authn.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { exchange } from './fuzz/raw.js'
 
@@ -16,15 +17,11 @@ t.test(`the fuzz corpus (${corpus.length} inputs) replays with the recorded outc
   const token = await demo.token({ sub: 'fuzz', roles: ['admin'] })
   const port = Number(new URL(demo.url).port)
   const ca = await readFile(demo.paths.caCert)
-  const upstreamCalls = async (): Promise<number> => {
-    const text = (await demo.client.send(`${demo.adminUrl}/metrics`)).text
-    return [...text.matchAll(/portcullis_upstream_duration_seconds_count\{[^}]*\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0)
-  }
   for (const [i, entry] of corpus.entries()) {
     const name = `#${i} ${JSON.stringify(entry.request.slice(0, 40))}`
-    const before = await upstreamCalls()
+    const before = await upstreamCalls(demo)
     const r = await exchange(port, ca, entry.request, token)
-    const forwarded = (await upstreamCalls()) - before
+    const forwarded = (await upstreamCalls(demo)) - before
     t.equal(r.status, entry.status, `${name}: status ${String(entry.status)}`)
     t.equal(r.code, entry.code, `${name}: code ${String(entry.code)}`)
     if (r.status !== null && r.status >= 400) t.ok(r.shapeOk, `${name}: the gateway's error body`)
