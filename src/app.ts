@@ -142,6 +142,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     maxBodyBytes: config.limits.maxBodyBytes,
     maxUriBytes: config.limits.maxUriBytes,
     maxHeaders: config.limits.maxHeaders,
+    pathParameters: config.limits.pathParameters === 'allow',
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate

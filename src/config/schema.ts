@@ -52,7 +52,13 @@ const Limits = Type.Object({
   maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 16_384, description: 'request line and headers together (431)' }),
   maxHeaders: Type.Integer({ minimum: 8, maximum: 1000, default: 100, description: 'number of header fields (431)' }),
   maxUriBytes: Type.Integer({ minimum: 64, maximum: 65_536, default: 8192, description: 'request target length (414)' }),
-  maxConnections: Type.Integer({ minimum: 1, default: 10_000, description: 'open client connections; more are refused at accept' })
+  maxConnections: Type.Integer({ minimum: 1, default: 10_000, description: 'open client connections; more are refused at accept' }),
+  pathParameters: Type.Union([Type.Literal('reject'), Type.Literal('allow')], {
+    default: 'reject',
+    description: '";" in the path (400 unless "allow"). Servlet-style functions strip ";params" from segments, ' +
+      'so "/a;x" or "/..;/admin" would name a different resource there than the one the policy judged. ' +
+      'Even with "allow", a dot segment carrying parameters ("..;x") is refused.'
+  })
 }, { additionalProperties: false, default: {} })
 
 const Jwks = Type.Union([

@@ -13,7 +13,12 @@ export type PathVerdict =
 // differently: unreserved characters (must be sent literally), "/", "\" and control bytes.
 const UNRESERVED = /[A-Za-z0-9\-._~]/
 
-export function canonicalizeTarget (target: string): PathVerdict {
+export interface CanonicalOptions {
+  /** Accept ";" in the path (matrix or path parameters); a dot segment with parameters is refused anyway. */
+  pathParameters?: boolean
+}
+
+export function canonicalizeTarget (target: string, opts: CanonicalOptions = {}): PathVerdict {
   if (target.length === 0 || target[0] !== '/') return { ok: false, reason: 'request target must be an absolute path' }
   const q = target.indexOf('?')
   const path = q === -1 ? target : target.slice(0, q)
@@ -24,6 +29,7 @@ export function canonicalizeTarget (target: string): PathVerdict {
     const c = path.charCodeAt(i)
     if (c <= 0x20 || c >= 0x7f) return { ok: false, reason: 'control, space or non-ASCII byte in path' }
     if (c === 0x5c) return { ok: false, reason: 'backslash in path' }
+    if (c === 0x3b && opts.pathParameters !== true) return { ok: false, reason: 'path parameter (";") in path' }
     if (c === 0x25) {
       const hex = path.slice(i + 1, i + 3)
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return { ok: false, reason: 'invalid percent-encoding' }
@@ -42,7 +48,9 @@ export function canonicalizeTarget (target: string): PathVerdict {
   }
   const segments = path.split('/').slice(1)
   for (const [i, s] of segments.entries()) {
-    if (s === '.' || s === '..') return { ok: false, reason: 'dot segment in path' }
+    // Servlet containers read "..;x" as "..": a dot segment the router and policy never saw.
+    const name = s.includes(';') ? s.slice(0, s.indexOf(';')) : s
+    if (name === '.' || name === '..') return { ok: false, reason: 'dot segment in path' }
     if (s === '' && i !== segments.length - 1) return { ok: false, reason: 'empty path segment' }
   }
   return { ok: true, path, query }

@@ -20,6 +20,8 @@ export interface GuardOptions {
   maxBodyBytes: number
   maxUriBytes: number
   maxHeaders: number
+  /** Accept ";" path parameters (limits.pathParameters: allow). */
+  pathParameters: boolean
   /** Host names served (lower-case, no port); undefined serves any. */
   hosts?: readonly string[]
 }
@@ -40,6 +42,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
   app.decorateRequest('rawQuery', '')
 
+  const canonical = { pathParameters: opts.pathParameters }
   const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))
 
   // Cheapest checks first: sizes and counts, then the method, the host, the path, the body length.
@@ -73,7 +76,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }
-    const verdict = canonicalizeTarget(target)
+    const verdict = canonicalizeTarget(target, canonical)
     if (!verdict.ok) throw new GW_ERR_GUARD_BAD_PATH(verdict.reason)
     request.canonicalPath = verdict.path
     request.rawQuery = verdict.query

@@ -15,7 +15,7 @@ const accepted: Array<[string, string, string]> = [
   ['/a%3Fb', '/a%3Fb', ''],
   ['/v1/users/123.json', '/v1/users/123.json', ''],
   ['/a/.well-known/..x/...', '/a/.well-known/..x/...', ''],
-  ['/a-b_c~d/e:f@g!$&\'()*+,;=', '/a-b_c~d/e:f@g!$&\'()*+,;=', '']
+  ['/a-b_c~d/e:f@g!$&\'()*+,=', '/a-b_c~d/e:f@g!$&\'()*+,=', '']
 ]
 
 // [request target, why it must be refused]
@@ -57,7 +57,10 @@ const rejected: Array<[string, string]> = [
   ['/a\u0000', 'raw NUL'],
   ['/a\u007f', 'raw DEL'],
   ['/café', 'raw non-ASCII'],
-  ['/a\u2215b', 'raw division slash look-alike']
+  ['/a\u2215b', 'raw division slash look-alike'],
+  ['/public/..;/admin', 'dot-dot with a path parameter (Tomcat reads it as "..")'],
+  ['/a;jsessionid=1', 'path parameter: a servlet function would strip it and see "/a"'],
+  ['/a/b;v=1/c', 'path parameter mid-path']
 ]
 
 t.test('canonical targets are accepted and used byte for byte', async t => {
@@ -90,6 +93,17 @@ t.test('reasons tell the kinds of refusal apart', async t => {
   t.match(reason('/%c3%28'), /UTF-8/)
   t.match(reason('/a#f'), /fragment/)
   t.match(reason('http://evil/x'), /absolute path/)
+})
+
+t.test('limits.pathParameters: allow accepts ";" but never a dot segment carrying parameters', async t => {
+  const allow = { pathParameters: true }
+  t.same(canonicalizeTarget('/a;jsessionid=1/b;v=2', allow), { ok: true, path: '/a;jsessionid=1/b;v=2', query: '' })
+  t.same(canonicalizeTarget('/a/;x', allow), { ok: true, path: '/a/;x', query: '' }, 'a segment that is only parameters')
+  for (const target of ['/public/..;/admin', '/a/.;x/b', '/a/..;jsessionid=1', '/..;']) {
+    const v = canonicalizeTarget(target, allow)
+    t.ok(!v.ok && /dot segment/.test(v.reason), `${target} refused as a dot segment`)
+  }
+  t.match(canonicalizeTarget('/a;x'), { ok: false, reason: /path parameter/ }, 'refused by default, with its own reason')
 })
 
 t.test('pathSegments decodes each segment of a canonical path', async t => {
