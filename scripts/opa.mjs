@@ -17,7 +17,11 @@ const SELF = fileURLToPath(import.meta.url)
 const ROOT = path.resolve(path.dirname(SELF), '..')
 export const DEFAULT_POLICIES_DIR = path.join(ROOT, 'policies')
 export const DEFAULT_BUNDLE = path.join(ROOT, 'build', 'bundle.tar.gz')
-export const DEFAULT_ENTRYPOINTS = ['gateway/authz/decision']
+// The demo policy and every policy of the library (policies/library/, each used by config/library/).
+export const DEFAULT_ENTRYPOINTS = [
+  'gateway/authz/decision',
+  ...['rbac', 'tenant_isolation', 'device_admin', 'network_time', 'tiers', 'scopes_data'].map((p) => `library/${p}/decision`)
+]
 // opa loads every .json file under a directory as data, so without these the input schema and
 // the capabilities file would be compiled into the bundle's data document.
 const IGNORED = ['*_test.rego', '*.schema.json', 'capabilities.json', 'schemas']
