@@ -4,7 +4,7 @@ import { relative } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
 import { ConfigError, loadConfig } from './config/load.js'
 import { closeOnSignals, startGateway } from './server.js'
-import { DEMO_RATE_LIMIT, startDemo } from './demo/run.js'
+import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
 import { demoDir, ensureDemoState } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
 
@@ -24,6 +24,16 @@ function fail (err: unknown): never {
 function parseInteger (value: string): number {
   if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError('must be an integer')
   return Number(value)
+}
+
+/** `--ports gateway,admin,issuer,function`, e.g. 8443,9090,8444,8445 (the defaults). */
+function parsePorts (value: string): NonNullable<DemoOptions['ports']> {
+  const ports = value.split(',').map(Number)
+  if (ports.length !== 4 || !ports.every(p => Number.isInteger(p) && p > 0 && p < 65536)) {
+    throw new InvalidArgumentError('expected four ports: gateway,admin,issuer,function')
+  }
+  const [gateway, admin, issuer, fn] = ports as [number, number, number, number]
+  return { gateway, admin, issuer, fn }
 }
 
 function collectClaim (value: string, previous: Record<string, unknown>): Record<string, unknown> {
@@ -65,8 +75,14 @@ const demo = program.command('demo').description('the self-contained demo: issue
 demo.command('run', { isDefault: true })
   .description('start the demo (default)')
   .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
-  .action(async (opts: { dir?: string }) => {
-    const running = await startDemo({ dir: demoDir(opts.dir) }).catch(fail)
+  .option('-c, --config <file>', 'run this config instead of the embedded one (start from `portcullis demo config`)')
+  .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
+  .action(async (opts: { dir?: string, config?: string, ports?: DemoOptions['ports'] }) => {
+    const running = await startDemo({
+      dir: demoDir(opts.dir),
+      ...(opts.config !== undefined ? { config: opts.config } : {}),
+      ...(opts.ports !== undefined ? { ports: opts.ports } : {})
+    }).catch(fail)
     const dir = relative(process.cwd(), running.paths.dir) || '.'
     const url = running.gateway.url
     const ca = `${dir}/ca.crt`
@@ -95,6 +111,16 @@ demo.command('run', { isDefault: true })
       ''
     ].join('\n'))
     closeOnSignals(running.close, running.gateway.gateway.app.log)
+  })
+
+demo.command('config')
+  .description('print the embedded demo config as YAML, to save in this folder and change')
+  .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
+  .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
+  .action(async (opts: { dir?: string, ports?: DemoOptions['ports'] }) => {
+    const dir = demoDir(opts.dir)
+    const paths = await ensureDemoState(dir).catch(fail)
+    process.stdout.write(demoConfigYaml(paths, { dir, ...(opts.ports !== undefined ? { ports: opts.ports } : {}) }, process.cwd()))
   })
 
 demo.command('token')

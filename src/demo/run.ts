@@ -1,5 +1,7 @@
+import { relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { validateConfig } from '../config/load.js'
+import { stringify } from 'yaml'
+import { loadConfig, validateConfig } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { startGateway, type RunningGateway } from '../server.js'
 import { startDemoFunction, type DemoFunction } from './function.js'
@@ -18,6 +20,8 @@ export interface DemoOptions {
   bundle?: string
   logLevel?: Config['logging']['level']
   bundleWatchIntervalMs?: number
+  /** A config file to run instead of the embedded one (start from `portcullis demo config`). */
+  config?: string
   /** Adjusts the demo config (a plain object, before validation); tests use it to try other setups. */
   configure?: (config: Record<string, any>, paths: DemoPaths) => void
 }
@@ -59,6 +63,24 @@ export function demoConfig (paths: DemoPaths, issuer: string, fnUrl: string, opt
   }
 }
 
+/**
+ * The embedded config as a YAML file to start from (`portcullis demo config > my-gateway.yaml`): the
+ * demo's issuer and function URLs, and its files relative to `baseDir`, where the file will be saved.
+ * Routes come last, so a route can be added by appending to the file.
+ */
+export function demoConfigYaml (paths: DemoPaths, opts: DemoOptions, baseDir: string): string {
+  const host = opts.host ?? '127.0.0.1'
+  const local = (file: string): string => relative(baseDir, file) || '.'
+  const rel: DemoPaths = Object.fromEntries(Object.entries(paths).map(([k, v]) => [k, local(v)])) as unknown as DemoPaths
+  const config = demoConfig(rel, `https://${host}:${opts.ports?.issuer ?? 8444}`, `https://${host}:${opts.ports?.fn ?? 8445}`,
+    { ...opts, bundle: local(opts.bundle ?? DEMO_BUNDLE) })
+  return [
+    '# The Portcullis demo config: run it with `npx portcullis demo run --config <this file>`, which starts',
+    '# the demo issuer and function too. Paths are relative to this file. Reference: docs/configuration.md',
+    stringify(config, { lineWidth: 0 })
+  ].join('\n')
+}
+
 /** Starts the demo issuer, the demo function behind mutual TLS, and the gateway in front of it. */
 export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
   const host = opts.host ?? '127.0.0.1'
@@ -75,9 +97,9 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
       allowedClient: GATEWAY_SPIFFE_ID
     })
     closers.unshift(fn.close)
-    const raw = demoConfig(paths, issuer.url, fn.url, opts) as Record<string, any>
-    opts.configure?.(raw, paths)
-    const config = await validateConfig(raw, { baseDir: paths.dir, source: '<demo config>' })
+    const config = opts.config !== undefined
+      ? await loadConfig(opts.config)
+      : await embeddedConfig(paths, issuer.url, fn.url, opts)
     const gateway = await startGateway(config, { bundleWatchIntervalMs: opts.bundleWatchIntervalMs ?? 2000 })
     closers.unshift(gateway.close)
     return { paths, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }
@@ -85,4 +107,10 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
     for (const c of closers) await c()
     throw err
   }
+}
+
+async function embeddedConfig (paths: DemoPaths, issuer: string, fnUrl: string, opts: DemoOptions): Promise<Config> {
+  const raw = demoConfig(paths, issuer, fnUrl, opts) as Record<string, any>
+  opts.configure?.(raw, paths)
+  return validateConfig(raw, { baseDir: paths.dir, source: '<demo config>' })
 }
