@@ -103,7 +103,7 @@ t.test('relative file paths are resolved against the config file folder, absolut
   t.equal(config.listen.tls?.cert, join(dir, 'certs', 'server.crt'))
   t.equal(config.listen.tls?.key, join(dir, 'certs', 'server.key'))
   t.same(config.issuers[0]!.jwks, { file: join(dir, 'keys', 'jwks.json') })
-  t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key') })
+  t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key'), reloadIntervalMs: 5000 })
   t.equal(config.policy.bundle, join(dir, 'conf', 'build', 'bundle.tar.gz'), 'the bundle path is resolved even though the file does not exist yet')
 
   const raw = minimalObject()
