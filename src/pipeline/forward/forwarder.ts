@@ -156,7 +156,7 @@ export function createForwarder ({ upstreams, routes, metrics }: ForwarderOption
       const declared = Number(response.headers['content-length'] ?? 0)
       if (declared > settings.maxResponseBytes) {
         clearTimeout(deadline)
-        response.body.destroy()
+        response.body.on('error', () => {}).destroy() // undici errors a body destroyed unread; nothing to report
         metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'response_too_large' })
         throw new GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE()
       }
