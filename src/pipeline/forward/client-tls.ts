@@ -18,8 +18,6 @@ import type { Metrics } from '../../observability/metrics.js'
 
 export interface ClientTls {
   connect: buildConnector.connector
-  /** The client certificate presented now, if any (for /status and tests). */
-  readonly fingerprint: string | null
   close: () => void
 }
 
@@ -103,8 +101,8 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
   timer?.unref()
 
   return {
-    connect: (opts, callback) => connector({ ...opts, ...(servername !== undefined ? { servername } : {}) }, callback),
-    get fingerprint () { return pair.fingerprint },
+    // '' when none is configured: undici then takes the name from the pool's origin, not a request.
+    connect: (opts, callback) => connector({ ...opts, servername: servername ?? '' }, callback),
     close () {
       if (timer !== undefined) clearInterval(timer)
       metrics.certificateNotAfter.delete(certificate)
