@@ -132,6 +132,7 @@ const Upstream = Type.Object({
   headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 }),
+  http2: Type.Boolean({ default: false, description: 'offer HTTP/2 in ALPN (https only); HTTP/1.1 when the function does not pick it' }),
   totalTimeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 120_000, description: 'the whole upstream exchange, body included' }),
   retryConnectFailures: Type.Boolean({
     default: true,

@@ -67,6 +67,7 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
   let pair = await loadPair(tls, files)
   const build = (p: Pair): buildConnector.connector => buildConnector({
     timeout: config.connectTimeoutMs,
+    allowH2: config.http2,
     secureContext: p.context,
     rejectUnauthorized: true,
     ...(servername !== undefined ? { servername } : {})

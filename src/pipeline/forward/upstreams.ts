@@ -41,6 +41,7 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
     connections: config.connections,
     headersTimeout: config.headersTimeoutMs,
     bodyTimeout: config.bodyTimeoutMs,
+    allowH2: config.http2,
     connect: tls.connect
   })
   const cb = config.circuitBreaker
