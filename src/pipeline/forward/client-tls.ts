@@ -9,11 +9,11 @@ import type { Metrics } from '../../observability/metrics.js'
 
 /*
  * The TLS side of one upstream: a single SecureContext (CA, client certificate, TLS 1.2+) shared by
- * every connection, and an undici connector that uses whichever context is current. The certificate
- * and key files are checked for changes on an interval; a changed pair that loads becomes the context
- * for new connections (open ones finish on the old pair), one that does not is logged and counted and
- * the old pair stays. Polling rather than fs.watch: secrets mounted by Kubernetes and the like change
- * by swapping a symlink, which fs.watch on the file misses.
+ * every connection, and an undici connector that uses whichever context is current. The CA,
+ * certificate and key files are checked for changes on an interval; files that load become the
+ * context for new connections (open ones finish on the old pair), files that do not are logged and
+ * counted and the old context stays. Polling rather than fs.watch: secrets mounted by Kubernetes and
+ * the like change by swapping a symlink, which fs.watch on the file misses.
  */
 
 export interface ClientTls {
@@ -57,7 +57,7 @@ async function loadPair (tls: NonNullable<UpstreamConfig['tls']>, files: string[
 export async function createClientTls (config: UpstreamConfig, { log, metrics }: ClientTlsOptions): Promise<ClientTls> {
   const url = new URL(config.url)
   const tls = config.tls ?? { reloadIntervalMs: 0 }
-  const files = [tls.cert, tls.key].filter((f): f is string => f !== undefined)
+  const files = [tls.ca, tls.cert, tls.key].filter((f): f is string => f !== undefined)
   // SNI and the name checked against the certificate: from config, else the URL's host (never an IP
   // literal, which SNI does not allow). Never the client's Host: undici would otherwise take it from
   // the request's host header.
