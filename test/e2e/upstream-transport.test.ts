@@ -2,6 +2,7 @@ import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
+import { gzipSync } from 'node:zlib'
 import { loadCa } from '../../src/tls/pki.js'
 import { answerOk, requestLine, type Responder } from '../helpers/recording-upstream.js'
 import { expectErrorBody, startSecurityHarness } from '../helpers/security.js'
@@ -58,6 +59,7 @@ expired.setCertificate(await ca.issue({
 }))
 
 // The recording function answers by path; anything unlisted gets 200 "ok".
+const GZIPPED = gzipSync(Buffer.from('{"compressed":true}'.repeat(50)))
 const held: TLSSocket[] = []
 const trickle = (socket: TLSSocket): void => {
   socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n')
@@ -76,6 +78,10 @@ const byPath: Record<string, Responder> = {
     setTimeout(() => socket.write(`64\r\n${'b'.repeat(100)}\r\n0\r\n\r\n`), 200)
   },
   '/public/capped/hold': socket => { held.push(socket) },
+  '/public/gzip': socket => {
+    socket.write(`HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: ${GZIPPED.length}\r\n\r\n`)
+    socket.write(GZIPPED)
+  },
   '/public/redirect': socket => {
     socket.write('HTTP/1.1 302 Found\r\nlocation: https://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\n\r\n')
   }
@@ -112,6 +118,14 @@ t.test('a redirect goes back to the client and is not followed', async t => {
   t.equal(ex.responses[0]?.status, 302)
   t.equal(ex.responses[0]?.headers.location, 'https://127.0.0.1:1/elsewhere', 'Location passed through as the function sent it')
   t.equal(h.stub.requests.length, before + 1, 'the function saw one request and nothing else was fetched')
+})
+
+t.test('a compressed response is passed on as sent, not decompressed', async t => {
+  const ex = await get('/public/gzip')
+  t.equal(ex.responses[0]?.headers['content-encoding'], 'gzip')
+  t.equal(ex.responses[0]?.headers['content-length'], String(GZIPPED.length))
+  const raw = Buffer.from(ex.text, 'latin1')
+  t.ok(raw.subarray(raw.indexOf('\r\n\r\n') + 4).equals(GZIPPED), 'the body is the function\'s bytes')
 })
 
 t.test('each timeout has its own code', async t => {
