@@ -110,7 +110,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
   })
-  const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics })
+  const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
+  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.

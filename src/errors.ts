@@ -37,12 +37,18 @@ export const GW_ERR_AUTHZ_BAD_DECISION = createError('GW_ERR_AUTHZ_BAD_DECISION'
 
 // Rate limit
 export const GW_ERR_RATE_LIMITED = createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s seconds', 429)
+export const GW_ERR_RATE_CONCURRENCY = createError('GW_ERR_RATE_CONCURRENCY', 'too many requests in flight for this caller', 429)
 
 // Upstream
 export const GW_ERR_UPSTREAM_CONNECT = createError('GW_ERR_UPSTREAM_CONNECT', 'upstream is unreachable', 502)
 export const GW_ERR_UPSTREAM_TLS = createError('GW_ERR_UPSTREAM_TLS', 'upstream TLS handshake failed', 502)
 export const GW_ERR_UPSTREAM_TIMEOUT = createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504)
 export const GW_ERR_UPSTREAM_FAILED = createError('GW_ERR_UPSTREAM_FAILED', 'upstream request failed', 502)
+export const GW_ERR_UPSTREAM_CONNECT_TIMEOUT = createError('GW_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream did not accept a connection in time', 504)
+export const GW_ERR_UPSTREAM_BODY_TIMEOUT = createError('GW_ERR_UPSTREAM_BODY_TIMEOUT', 'upstream response body stalled', 504)
+export const GW_ERR_UPSTREAM_TOTAL_TIMEOUT = createError('GW_ERR_UPSTREAM_TOTAL_TIMEOUT', 'upstream exchange took longer than allowed', 504)
+export const GW_ERR_UPSTREAM_UNAVAILABLE = createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream is failing; request not sent', 503)
+export const GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE = createError('GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE', 'upstream response exceeds the limit', 502)
 
 // Internal
 export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)

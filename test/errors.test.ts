@@ -9,7 +9,7 @@ const STAGE_STATUSES: Record<string, number[]> = {
   AUTHN: [401, 503],
   AUTHZ: [403, 500, 503],
   RATE: [429],
-  UPSTREAM: [502, 504],
+  UPSTREAM: [502, 503, 504],
   INTERNAL: [500]
 }
 const CODE = /^GW_ERR_[A-Z]+(_[A-Z]+)+$/

@@ -159,6 +159,12 @@ function checkReferences (input: Config): ConfigProblem[] {
     if (u.url.startsWith('https://') && u.plaintext) {
       problems.push({ path: `/upstreams/${i}/plaintext`, message: 'plaintext is only meaningful for an http:// URL' })
     }
+    if (u.plaintext && u.tls !== undefined) {
+      problems.push({ path: `/upstreams/${i}/tls`, message: 'is not used with a plaintext upstream; remove it' })
+    }
+    if (u.tls !== null && typeof u.tls === 'object' && (u.tls.cert === undefined) !== (u.tls.key === undefined)) {
+      problems.push({ path: `/upstreams/${i}/tls`, message: 'cert and key go together (the client certificate for mutual TLS)' })
+    }
     const url = new URL(u.url)
     if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
       problems.push({ path: `/upstreams/${i}/url`, message: 'must not carry credentials, a query or a fragment' })

@@ -104,11 +104,24 @@ const Policy = Type.Object({
 }, { additionalProperties: false })
 
 const UpstreamTls = Type.Object({
-  ca: FilePath,
-  cert: FilePath,
-  key: FilePath,
-  servername: Type.Optional(Type.String({ minLength: 1 }))
+  ca: Type.Optional(Type.String({ minLength: 1, description: 'CA file the upstream certificate must chain to; the system roots when absent' })),
+  cert: Type.Optional(Type.String({ minLength: 1, description: 'the gateway\'s client certificate for mutual TLS (with key); reloaded when the file changes' })),
+  key: Type.Optional(Type.String({ minLength: 1, description: 'the private key of cert' })),
+  servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and the name the certificate must match; the URL host when absent' })),
+  reloadIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 5_000, description: 'how often cert and key are checked for a change on disk' })
 }, { additionalProperties: false })
+
+const CircuitBreaker = Type.Object({
+  enabled: Type.Boolean({ default: true }),
+  failures: Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'consecutive connection failures or timeouts that open the circuit' }),
+  openMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000, description: 'how long an open circuit fails fast before one probe request is let through' })
+}, { additionalProperties: false, default: {} })
+
+const RouteTimeouts = Type.Object({
+  headersMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'response headers must arrive within this (504)' })),
+  bodyMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'longest pause while the response body streams' })),
+  totalMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'the whole upstream exchange, body included (504 before the response starts)' }))
+}, { additionalProperties: false, description: 'overrides the upstream\'s timeouts for this route' })
 
 const Upstream = Type.Object({
   id: Id,
@@ -118,7 +131,18 @@ const Upstream = Type.Object({
   connectTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5_000 }),
   headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
-  connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 })
+  connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 }),
+  http2: Type.Boolean({ default: false, description: 'offer HTTP/2 in ALPN (https only); HTTP/1.1 when the function does not pick it' }),
+  totalTimeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 120_000, description: 'the whole upstream exchange, body included' }),
+  retryConnectFailures: Type.Boolean({
+    default: true,
+    description: 'retry once when a connection could not be opened, for GET, HEAD, OPTIONS, PUT and DELETE without a body'
+  }),
+  circuitBreaker: CircuitBreaker,
+  maxConcurrentPerIdentity: Type.Optional(Type.Integer({
+    minimum: 1,
+    description: 'requests one caller (issuer and subject; client IP when anonymous) may have in flight to this upstream (429 beyond)'
+  }))
 }, { additionalProperties: false })
 
 const RateLimit = Type.Object({
@@ -141,6 +165,8 @@ const Route = Type.Object({
   issuers: Type.Optional(Type.Array(Id, { minItems: 1, uniqueItems: true, description: 'issuers accepted here; all when absent' })),
   rateLimit: Type.Optional(RateLimit),
   maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'overrides limits.maxBodyBytes for this route' })),
+  timeouts: Type.Optional(RouteTimeouts),
+  maxResponseBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'response body cap: a larger declared length is 502, a longer stream is cut off' })),
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} })
 }, { additionalProperties: false })
 

@@ -16,6 +16,8 @@ export type Outcome =
 export function createMetrics (registry: Registry) {
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
+  // Certificate name → notAfter (ms since the epoch); the expiry gauge reads it at scrape time.
+  const certificateNotAfter = new Map<string, number>()
   return {
     registry,
     requests: new Counter({
@@ -88,6 +90,35 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_upstream_errors_total',
       help: 'Upstream requests that failed without a response, by upstream and kind',
       labelNames: ['upstream', 'kind'] as const,
+      registers
+    }),
+    certificateNotAfter,
+    certificateExpiry: new Gauge({
+      name: 'portcullis_certificate_expiry_seconds',
+      help: 'Seconds until a certificate the gateway presents expires (negative once expired), by certificate',
+      labelNames: ['certificate'] as const,
+      registers,
+      collect () {
+        this.reset()
+        for (const [certificate, notAfter] of certificateNotAfter) this.set({ certificate }, (notAfter - Date.now()) / 1000)
+      }
+    }),
+    certificateReloads: new Counter({
+      name: 'portcullis_certificate_reloads_total',
+      help: 'Certificate files reloaded after a change on disk, by certificate and result (loaded, failed: old one kept)',
+      labelNames: ['certificate', 'result'] as const,
+      registers
+    }),
+    upstreamCircuitState: new Gauge({
+      name: 'portcullis_upstream_circuit_state',
+      help: 'Circuit breaker per upstream: 0 closed, 1 open (failing fast), 2 half-open (one probe in flight)',
+      labelNames: ['upstream'] as const,
+      registers
+    }),
+    upstreamRetries: new Counter({
+      name: 'portcullis_upstream_retries_total',
+      help: 'Requests sent a second time after the first could not connect, by upstream',
+      labelNames: ['upstream'] as const,
       registers
     })
   }

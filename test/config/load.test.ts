@@ -79,6 +79,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
   t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })
+  t.match(config.upstreams[0], { totalTimeoutMs: 120_000, retryConnectFailures: true, circuitBreaker: { enabled: true, failures: 5, openMs: 10_000 } })
   t.match(config.routes[0], { stripPrefix: false, authentication: 'jwt', metadata: {} })
   t.equal(config.routes[0]!.maxBodyBytes, undefined, 'a route without its own body limit uses limits.maxBodyBytes')
   t.equal(config.routes[0]!.issuers, undefined, 'no issuer restriction unless configured')
@@ -104,7 +105,7 @@ t.test('relative file paths are resolved against the config file folder, absolut
   t.equal(config.listen.tls?.cert, join(dir, 'certs', 'server.crt'))
   t.equal(config.listen.tls?.key, join(dir, 'certs', 'server.key'))
   t.same(config.issuers[0]!.jwks, { file: join(dir, 'keys', 'jwks.json') })
-  t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key') })
+  t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key'), reloadIntervalMs: 5000 })
   t.equal(config.policy.bundle, join(dir, 'conf', 'build', 'bundle.tar.gz'), 'the bundle path is resolved even though the file does not exist yet')
 
   const raw = minimalObject()
@@ -279,6 +280,18 @@ t.test('plaintext rules', async t => {
     raw.upstreams[0].url = 'https://user:pw@fn.internal.example/?x=1'
     const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
     t.same(paths(err), ['/upstreams/0/url'])
+  })
+  t.test('a plaintext upstream with tls settings is refused', async t => {
+    const raw = minimalObject()
+    raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true, tls: { ca: 'certs/ca.crt' } }]
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/upstreams/0/tls'])
+  })
+  t.test('an upstream client certificate without its key is refused', async t => {
+    const raw = minimalObject()
+    raw.upstreams[0].tls = { cert: 'certs/ca.crt' }
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    t.same(paths(err), ['/upstreams/0/tls'])
   })
   t.test('an http issuer is refused', async t => {
     const raw = minimalObject()

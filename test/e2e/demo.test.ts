@@ -60,7 +60,7 @@ t.test('a valid token reaches the function over mutual TLS with gateway-set iden
   t.equal(seen.headers['x-portcullis-subject'], 'alice')
   t.equal(seen.headers['x-forwarded-for'], '127.0.0.1')
   t.equal(seen.headers['x-forwarded-user'], undefined, 'client-sent identity header stripped')
-  t.equal(seen.headers.forwarded, undefined)
+  t.equal(seen.headers.forwarded, `for=127.0.0.1;proto=https;host="${new URL(demo.url).host}"`, 'Forwarded is the gateway\'s own')
   t.equal(seen.headers['x-http-method-override'], undefined)
   t.equal(seen.headers.authorization, undefined, 'the client token is not passed on')
   t.equal(seen.headers['x-app-header'], 'kept')

@@ -20,6 +20,7 @@ function expectGatewayHeaders (t: Test, name: string, head: string): void {
     'x-forwarded-for': '127.0.0.1',
     'x-forwarded-proto': 'https',
     'x-forwarded-host': 'localhost',
+    forwarded: 'for=127.0.0.1;proto=https;host=localhost',
     'x-portcullis-subject': 'alice',
     'x-portcullis-issuer': h.demo.issuer.url,
     'x-portcullis-request-id': /^[0-9a-f-]{36}$/

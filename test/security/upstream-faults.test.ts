@@ -24,6 +24,9 @@ const h = await startSecurityHarness(t, {
     const fn = raw.upstreams[0]
     fn.headersTimeoutMs = 1000
     fn.bodyTimeoutMs = 1000
+    // Each case here fails on purpose, many in a row: the breaker would (rightly) open and answer 503.
+    // test/pipeline/forward/transport.test.ts covers the breaker.
+    fn.circuitBreaker = { enabled: false }
     raw.upstreams.push(
       { ...fn, id: 'dead', url: 'https://127.0.0.1:1' }, // nothing listens on port 1
       { ...fn, id: 'foreign', url: `https://127.0.0.1:${(foreign.address() as AddressInfo).port}` }

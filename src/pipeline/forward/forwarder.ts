@@ -1,15 +1,17 @@
 import { EventEmitter } from 'node:events'
-import { Transform, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { errors as undiciErrors, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { RouteConfig } from '../../config/schema.js'
 import {
-  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_FAILED,
-  GW_ERR_UPSTREAM_TIMEOUT, GW_ERR_UPSTREAM_TLS
+  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_RATE_CONCURRENCY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE,
+  GW_ERR_UPSTREAM_TOTAL_TIMEOUT, GW_ERR_UPSTREAM_UNAVAILABLE
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
-import type { Upstream } from './upstreams.js'
+import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
+import { closeUpstreams, type Upstream } from './upstreams.js'
 
 export interface Forwarder {
   handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
@@ -18,20 +20,41 @@ export interface Forwarder {
 
 export interface ForwarderOptions {
   upstreams: Map<string, Upstream>
+  routes: readonly RouteConfig[]
   metrics: Metrics
 }
+
+/** What a route sets for its exchange with the function: its own values, else the upstream's. */
+interface RouteForwarding { headersTimeoutMs: number, bodyTimeoutMs: number, totalTimeoutMs: number, maxResponseBytes: number }
+
+// RFC 9110 §9.2.2. Only these are sent twice, only without a body, and only when the first attempt
+// never reached the function (no connection): the retry cannot repeat an effect.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 /**
  * Stage 6, forward: sends an allowed request to its function and streams the answer back. The path
  * sent is the canonical path the policy saw (minus the route prefix when the route strips it), under
  * the upstream's base path, so a client can never reach outside that base.
  */
-export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forwarder {
+export function createForwarder ({ upstreams, routes, metrics }: ForwarderOptions): Forwarder {
+  const forwarding = new Map<string, RouteForwarding>()
+  for (const r of routes) {
+    const u = upstreams.get(r.upstream)
+    if (u === undefined) continue
+    forwarding.set(r.id, {
+      headersTimeoutMs: r.timeouts?.headersMs ?? u.headersTimeoutMs,
+      bodyTimeoutMs: r.timeouts?.bodyMs ?? u.bodyTimeoutMs,
+      totalTimeoutMs: r.timeouts?.totalMs ?? u.totalTimeoutMs,
+      maxResponseBytes: r.maxResponseBytes ?? Infinity
+    })
+  }
+
   return {
     async handle (request, reply) {
       const route = request.routeOptions.config.gateway
       const upstream = route === undefined ? undefined : upstreams.get(route.upstream)
-      if (route === undefined || upstream === undefined || request.principal === null || request.decision === null) {
+      const settings = route === undefined ? undefined : forwarding.get(route.id)
+      if (route === undefined || upstream === undefined || settings === undefined || request.principal === null || request.decision === null) {
         throw new GW_ERR_INTERNAL() // the earlier stages guarantee these; refuse rather than forward
       }
       // A client that is already gone (or whose request broke off) gets nothing forwarded on its behalf.
@@ -51,40 +74,111 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
 
-      // A client that goes away cancels the upstream request. undici accepts an EventEmitter that emits
-      // 'abort' as a signal, which costs far less per request than an AbortController (~10 us here).
+      // Per-caller cap on requests in flight, so one caller cannot use up the function's concurrency.
+      let release = (): void => {}
+      if (upstream.inFlight !== null) {
+        const p = request.principal
+        const who = p.type === 'anonymous' ? `ip ${request.ip}` : `${p.issuer}\n${p.subject}`
+        const n = upstream.inFlight.get(who) ?? 0
+        if (n >= upstream.maxConcurrentPerIdentity) throw new GW_ERR_RATE_CONCURRENCY()
+        upstream.inFlight.set(who, n + 1)
+        const counts = upstream.inFlight
+        release = () => {
+          release = () => {}
+          const left = (counts.get(who) ?? 1) - 1
+          if (left <= 0) counts.delete(who)
+          else counts.set(who, left)
+        }
+      }
+
+      // A client that goes away cancels the upstream request, and so does the total deadline. undici
+      // accepts an EventEmitter that emits 'abort' as a signal, which costs far less per request than
+      // an AbortController (~10 us here).
       const abort = new EventEmitter()
-      reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.emit('abort') })
+      let body: Readable | null = null
+      let timedOut = false
+      const deadline = setTimeout(() => {
+        timedOut = true
+        if (body !== null) {
+          // Past the head: the response is cut off, which the client sees as an incomplete body.
+          const err = new GW_ERR_UPSTREAM_TOTAL_TIMEOUT()
+          markUpstreamError(err)
+          metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'total_timeout' })
+          body.destroy(err)
+        }
+        abort.emit('abort')
+      }, settings.totalTimeoutMs)
+      reply.raw.once('close', () => {
+        clearTimeout(deadline)
+        release()
+        if (!reply.raw.writableFinished) abort.emit('abort')
+      })
       request.raw.once('error', () => abort.emit('abort'))
+
       const started = performance.now()
       let response: Dispatcher.ResponseData
-      try {
-        response = await upstream.pool.request({
-          path: target,
-          method: request.method as Dispatcher.HttpMethod,
-          headers,
-          body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
-          signal: abort
-        })
-      } catch (err) {
-        const { error, kind } = classify(err)
-        metrics.upstreamErrors.inc({ upstream: upstream.id, kind })
-        request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
-        throw error
+      for (let attempt = 1; ; attempt++) {
+        if (upstream.breaker !== null && !upstream.breaker.admit()) {
+          clearTimeout(deadline)
+          metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'circuit_open' })
+          throw new GW_ERR_UPSTREAM_UNAVAILABLE()
+        }
+        try {
+          response = await upstream.pool.request({
+            path: target,
+            method: request.method as Dispatcher.HttpMethod,
+            headers,
+            body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
+            signal: abort,
+            headersTimeout: settings.headersTimeoutMs,
+            bodyTimeout: settings.bodyTimeoutMs
+          })
+          upstream.breaker?.succeeded()
+          break
+        } catch (err) {
+          const { error, kind, transport } = classify(err, timedOut)
+          if (transport) upstream.breaker?.failed()
+          else upstream.breaker?.abandoned()
+          metrics.upstreamErrors.inc({ upstream: upstream.id, kind })
+          if (attempt === 1 && upstream.retryConnectFailures && !hasBody && IDEMPOTENT.has(request.method) && isRetryable(err) && !reply.raw.destroyed) {
+            metrics.upstreamRetries.inc({ upstream: upstream.id })
+            request.log.info({ upstream: upstream.id, kind }, 'upstream connection failed; retrying once')
+            continue
+          }
+          clearTimeout(deadline)
+          request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
+          throw error
+        }
       }
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) },
         (performance.now() - started) / 1000)
+
+      const declared = Number(response.headers['content-length'] ?? 0)
+      if (declared > settings.maxResponseBytes) {
+        clearTimeout(deadline)
+        response.body.on('error', () => {}).destroy() // undici errors a body destroyed unread; nothing to report
+        metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'response_too_large' })
+        throw new GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE()
+      }
       request.upstreamStatus = response.statusCode
+      body = response.body
       response.body.once('error', (err: Error) => {
-        metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'failed' })
+        // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
+        if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream: upstream.id, kind: classify(err, false).kind })
         markUpstreamError(err)
       })
       reply.code(response.statusCode)
       reply.headers(filterResponseHeaders(response.headers))
-      return reply.send(response.body)
+      const out = settings.maxResponseBytes === Infinity
+        ? response.body
+        : capBody(response.body, settings.maxResponseBytes, () => {
+          metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'response_too_large' })
+          request.log.warn({ upstream: upstream.id }, 'upstream response cut off at maxResponseBytes')
+        })
+      return reply.send(out)
     },
     async close () {
-      await Promise.all([...upstreams.values()].map(u => u.pool.close()))
+      await closeUpstreams(upstreams)
     }
   }
 }
@@ -93,32 +187,4 @@ declare module 'fastify' {
   interface FastifyRequest {
     upstreamStatus: number | null
   }
-}
-
-/** Streams a request body through, failing once it passes the limit (for bodies without a length). */
-function limitBody (body: Readable, max: number): Readable {
-  let seen = 0
-  return body.pipe(new Transform({
-    transform (chunk: Buffer, _enc, done) {
-      seen += chunk.length
-      if (seen > max) done(new GW_ERR_GUARD_BODY_TOO_LARGE())
-      else done(null, chunk)
-    }
-  }))
-}
-
-function classify (err: unknown): { error: Error, kind: string } {
-  if (err instanceof GW_ERR_GUARD_BODY_TOO_LARGE) return { error: err, kind: 'request_too_large' }
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-    return { error: new GW_ERR_UPSTREAM_TIMEOUT(), kind: 'timeout' }
-  }
-  if (err instanceof undiciErrors.ConnectTimeoutError) return { error: new GW_ERR_UPSTREAM_TIMEOUT(), kind: 'connect_timeout' }
-  const code = (err as NodeJS.ErrnoException).code ?? ''
-  if (/^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH)/.test(code) || code === 'ECONNRESET_TLS') {
-    return { error: new GW_ERR_UPSTREAM_TLS(), kind: 'tls' }
-  }
-  if (['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'].includes(code)) {
-    return { error: new GW_ERR_UPSTREAM_CONNECT(), kind: 'connect' }
-  }
-  return { error: new GW_ERR_UPSTREAM_FAILED(), kind: 'failed' }
 }

@@ -72,6 +72,7 @@ export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: Upstre
   out['x-forwarded-for'] = ctx.clientIp
   out['x-forwarded-proto'] = 'https'
   if (ctx.host !== undefined) out['x-forwarded-host'] = ctx.host
+  out.forwarded = forwardedHeader(ctx.clientIp, ctx.host)
   Object.assign(out, ctx.decision.headers.upstream)
   // An anonymous caller (public route) is vouched for by nobody: no identity headers at all.
   if (ctx.principal.type !== 'anonymous') {
@@ -80,6 +81,19 @@ export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: Upstre
   }
   out[IDENTITY_HEADERS.requestId] = ctx.requestId
   return out
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** A Forwarded value (RFC 7239 §4): a token as is, anything else quoted; an IPv6 node in brackets. */
+function forwardedValue (value: string): string {
+  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
+}
+
+/** The one Forwarded element the gateway vouches for: the peer it saw, over TLS, for the Host it served. */
+export function forwardedHeader (clientIp: string, host: string | undefined): string {
+  const node = clientIp.includes(':') ? `[${clientIp}]` : clientIp
+  return `for=${forwardedValue(node)};proto=https` + (host !== undefined ? `;host=${forwardedValue(host)}` : '')
 }
 
 /** Headers from the function's response that may reach the client. */

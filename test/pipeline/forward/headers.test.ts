@@ -42,6 +42,13 @@ t.test('the gateway sets its own identity and forwarding headers', async t => {
   t.same(IDENTITY_HEADERS, { subject: 'x-portcullis-subject', issuer: 'x-portcullis-issuer', requestId: 'x-portcullis-request-id' })
 })
 
+t.test('Forwarded is rebuilt by the gateway (RFC 7239), quoting what is not a token', async t => {
+  t.equal(buildUpstreamHeaders({ host: 'api.example.com' }, context()).forwarded, 'for=203.0.113.7;proto=https;host=api.example.com')
+  t.equal(buildUpstreamHeaders({}, { ...context(), clientIp: '2001:db8::1', host: 'api.example.com:8443' }).forwarded,
+    'for="[2001:db8::1]";proto=https;host="api.example.com:8443"')
+  t.equal(buildUpstreamHeaders({}, { ...context(), host: undefined }).forwarded, 'for=203.0.113.7;proto=https')
+})
+
 t.test('no x-forwarded-host when the client sent no Host', async t => {
   const out = buildUpstreamHeaders({}, { ...context(), host: undefined })
   t.notOk('x-forwarded-host' in out)
@@ -85,7 +92,7 @@ t.test('identity and forwarding headers sent by the client never reach the funct
     expect: '100-continue'
   }
   const out = buildUpstreamHeaders({ ...forged, accept: '*/*' }, context())
-  const gatewaySet = new Set(['host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto',
+  const gatewaySet = new Set(['host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'forwarded',
     IDENTITY_HEADERS.subject, IDENTITY_HEADERS.issuer, IDENTITY_HEADERS.requestId])
   for (const name of Object.keys(forged)) {
     if (gatewaySet.has(name)) t.not(out[name], forged[name], `${name} is the gateway's value`)
