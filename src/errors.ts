@@ -43,6 +43,7 @@ export const GW_ERR_UPSTREAM_CONNECT = createError('GW_ERR_UPSTREAM_CONNECT', 'u
 export const GW_ERR_UPSTREAM_TLS = createError('GW_ERR_UPSTREAM_TLS', 'upstream TLS handshake failed', 502)
 export const GW_ERR_UPSTREAM_TIMEOUT = createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504)
 export const GW_ERR_UPSTREAM_FAILED = createError('GW_ERR_UPSTREAM_FAILED', 'upstream request failed', 502)
+export const GW_ERR_UPSTREAM_CREDENTIALS = createError('GW_ERR_UPSTREAM_CREDENTIALS', 'credentials for the upstream could not be obtained', 502)
 
 // Internal
 export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)

@@ -10,6 +10,7 @@ import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
 import type { Upstream } from './upstreams.js'
+import type { Credentials } from './credentials/index.js'
 
 export interface Forwarder {
   handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
@@ -19,6 +20,8 @@ export interface Forwarder {
 export interface ForwarderOptions {
   upstreams: Map<string, Upstream>
   metrics: Metrics
+  /** Per-route credentials for the function (credentials/); none attached when absent. */
+  credentials?: Credentials
 }
 
 /**
@@ -26,7 +29,7 @@ export interface ForwarderOptions {
  * sent is the canonical path the policy saw (minus the route prefix when the route strips it), under
  * the upstream's base path, so a client can never reach outside that base.
  */
-export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forwarder {
+export function createForwarder ({ upstreams, metrics, credentials }: ForwarderOptions): Forwarder {
   return {
     async handle (request, reply) {
       const route = request.routeOptions.config.gateway
@@ -50,6 +53,12 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       })
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
+      const body = credentials === undefined
+        ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
+        : await credentials.attach({
+          routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
+          clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
+        })
 
       // A client that goes away cancels the upstream request. undici accepts an EventEmitter that emits
       // 'abort' as a signal, which costs far less per request than an AbortController (~10 us here).
@@ -63,7 +72,7 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
           path: target,
           method: request.method as Dispatcher.HttpMethod,
           headers,
-          body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
+          body,
           signal: abort
         })
       } catch (err) {
