@@ -204,8 +204,9 @@ function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProble
   const upstreams = new Map((Array.isArray(config.upstreams) ? config.upstreams : []).map((u, i) => [u?.id, { u, i }]))
   for (const { u, i } of upstreams.values()) {
     const c = u?.credentials
-    if (c?.awsSigV4 !== undefined && c.googleIdToken !== undefined) {
-      problems.push({ path: `/upstreams/${i}/credentials`, message: 'awsSigV4 and googleIdToken both need the Authorization header; choose one' })
+    const bearers = (['awsSigV4', 'googleIdToken', 'azureManagedIdentity'] as const).filter(k => c?.[k] !== undefined)
+    if (bearers.length > 1) {
+      problems.push({ path: `/upstreams/${i}/credentials`, message: `${bearers.join(' and ')} all need the Authorization header; choose one` })
     }
     const key = c?.azureFunctionKey
     if (key !== undefined && 'env' in key && (env[key.env] ?? '') === '') {
@@ -213,7 +214,8 @@ function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProble
     }
   }
   const configured: Record<string, keyof Config['upstreams'][number]['credentials']> = {
-    assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey'
+    assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey',
+    'azure-managed-identity': 'azureManagedIdentity'
   }
   ;(Array.isArray(config.routes) ? config.routes : []).forEach((route, i) => {
     const upstream = upstreams.get(route?.upstream)?.u
@@ -224,8 +226,10 @@ function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProble
         problems.push({ path: `/routes/${i}/credentials/${j}`, message: `upstream "${upstream.id}" has no ${configured[kind]} credentials configured` })
       }
     })
-    if (route.forwardAuthorization && kinds.includes('aws-sigv4')) {
-      problems.push({ path: `/routes/${i}/forwardAuthorization`, message: 'cannot be combined with aws-sigv4, which signs in the Authorization header' })
+    for (const kind of ['aws-sigv4', 'azure-managed-identity']) {
+      if (route.forwardAuthorization && kinds.includes(kind)) {
+        problems.push({ path: `/routes/${i}/forwardAuthorization`, message: `cannot be combined with ${kind}, which uses the Authorization header` })
+      }
     }
   })
   return problems

@@ -112,7 +112,7 @@ const UpstreamTls = Type.Object({
 
 // Credentials the gateway attaches for a function (pipeline/forward/credentials/). Which ones a route
 // sends is the route's choice (routes[].credentials); by default, all of its upstream's.
-const CredentialKind = StringEnum(['assertion', 'aws-sigv4', 'google-id-token', 'azure-function-key'])
+const CredentialKind = StringEnum(['assertion', 'aws-sigv4', 'google-id-token', 'azure-function-key', 'azure-managed-identity'])
 
 const UpstreamCredentials = Type.Object({
   assertion: Type.Optional(Type.Object({
@@ -129,7 +129,11 @@ const UpstreamCredentials = Type.Object({
   azureFunctionKey: Type.Optional(Type.Union([
     Type.Object({ file: FilePath }, { additionalProperties: false }),
     Type.Object({ env: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false })
-  ], { description: 'Azure Functions key sent as x-functions-key: from a secret file or an environment variable' }))
+  ], { description: 'Azure Functions key sent as x-functions-key: from a secret file or an environment variable' })),
+  azureManagedIdentity: Type.Optional(Type.Object({
+    scope: Type.String({ minLength: 1, description: 'scope of the token, e.g. api://<app id>/.default' }),
+    clientId: Type.Optional(Type.String({ minLength: 1, description: 'a user-assigned identity; the system-assigned one when absent' }))
+  }, { additionalProperties: false, description: 'Microsoft Entra token of the gateway\'s managed identity (App Service authentication), from @azure/identity' }))
 }, { additionalProperties: false, default: {} })
 
 const Assertion = Type.Object({

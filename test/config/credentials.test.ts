@@ -55,9 +55,9 @@ t.test('refused at start, all problems at once', async t => {
     '/assertion/algorithm: must be one of: ES256, EdDSA',
     '/assertion/ttlSeconds: must be <= 300',
     '/routes/0/credentials/0: upstream "fn" has no assertion credentials configured',
-    '/routes/0/forwardAuthorization: cannot be combined with aws-sigv4, which signs in the Authorization header',
+    '/routes/0/forwardAuthorization: cannot be combined with aws-sigv4, which uses the Authorization header',
     '/upstreams/0/credentials/azureFunctionKey/env: environment variable NOT_SET_ANYWHERE is not set',
-    '/upstreams/0/credentials: awsSigV4 and googleIdToken both need the Authorization header; choose one'
+    '/upstreams/0/credentials: awsSigV4 and googleIdToken all need the Authorization header; choose one'
   ])
 })
 

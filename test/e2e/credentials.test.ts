@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { DEMO_ASSERTION_ISSUER } from '../../src/demo/run.js'
 import { createAssertionVerifier } from '../../src/verify/index.js'
-import { checkSigV4, startMetadataServer } from '../helpers/cloud.js'
+import { checkSigV4, startAppServiceIdentity, startMetadataServer } from '../helpers/cloud.js'
 import { headerFields, type UpstreamRequest } from '../helpers/recording-upstream.js'
 import { startSecurityHarness } from '../helpers/security.js'
 
@@ -25,8 +25,10 @@ const one = (r: UpstreamRequest, name: string): string | undefined => {
 
 async function start (t: Test) {
   const metadata = await startMetadataServer(t)
-  // The documented environment: the AWS chain reads AWS_*, google-auth-library finds the metadata server here.
-  Object.assign(process.env, AWS, { AWS_EC2_METADATA_DISABLED: 'true', GCE_METADATA_HOST: metadata.host })
+  const identity = await startAppServiceIdentity(t)
+  // The documented environment: the AWS chain reads AWS_*, google-auth-library finds the metadata
+  // server at GCE_METADATA_HOST, @azure/identity the App Service identity endpoint at IDENTITY_*.
+  Object.assign(process.env, AWS, { AWS_EC2_METADATA_DISABLED: 'true', GCE_METADATA_HOST: metadata.host }, identity.env)
   delete process.env.GOOGLE_APPLICATION_CREDENTIALS
   // Not t.testdir: the harness keeps its policy there.
   const keyDir = mkdtempSync(join(tmpdir(), 'portcullis-keys-'))
@@ -40,7 +42,8 @@ async function start (t: Test) {
         { ...base, id: 'lambda', credentials: { awsSigV4: { region: 'eu-west-1' } } },
         { ...base, id: 'cloudrun', credentials: { googleIdToken: {} } },
         { ...base, id: 'cloudrun-other', credentials: { googleIdToken: { audience: 'https://other.run.app' } } },
-        { ...base, id: 'azure', credentials: { azureFunctionKey: { file: join(keyDir, 'functions.key') } } }
+        { ...base, id: 'azure', credentials: { azureFunctionKey: { file: join(keyDir, 'functions.key') } } },
+        { ...base, id: 'azure-mi', credentials: { azureManagedIdentity: { scope: 'api://orders-fn/.default' } } }
       ]
       const all = ['GET', 'POST']
       raw.routes = [
@@ -51,7 +54,8 @@ async function start (t: Test) {
         { id: 'gcp', prefix: '/public/gcp', methods: all, upstream: 'cloudrun' },
         { id: 'gcpfwd', prefix: '/public/gcpfwd', methods: all, upstream: 'cloudrun', forwardAuthorization: true },
         { id: 'gcpdown', prefix: '/public/gcpdown', methods: all, upstream: 'cloudrun-other' },
-        { id: 'azure', prefix: '/public/azure', methods: all, upstream: 'azure' }
+        { id: 'azure', prefix: '/public/azure', methods: all, upstream: 'azure' },
+        { id: 'azuremi', prefix: '/public/azuremi', methods: all, upstream: 'azure-mi' }
       ]
     }
   })
@@ -59,7 +63,7 @@ async function start (t: Test) {
   const send = async (path: string, opts: { method?: string, body?: string, headers?: Record<string, string> } = {}) =>
     h.demo.client.send(`${h.demo.url}${path}`, { token, ...opts })
   const last = (): UpstreamRequest => h.stub.parsed.at(-1)!
-  return { h, metadata, token, send, last }
+  return { h, metadata, identity, token, send, last }
 }
 
 t.test('the assertion: signed per request, bound to audience, method, path and body; verified by jose and by portcullis/verify', async t => {
@@ -170,4 +174,14 @@ t.test('Google ID token from the metadata server, cached; X-Serverless-Authoriza
   t.equal(res.json().code, 'GW_ERR_UPSTREAM_CREDENTIALS')
   t.equal(h.stub.parsed.length, before, 'nothing was forwarded')
   t.match(await h.metrics(), /portcullis_upstream_credential_failures_total\{upstream="cloudrun-other",kind="google-id-token"\} 1/)
+})
+
+t.test('Azure managed identity token from the App Service identity endpoint, cached', async t => {
+  const { identity, send, last } = await start(t)
+  t.equal((await send('/public/azuremi/a', { headers: { 'x-functions-key': 'stolen' } })).status, 200)
+  t.equal(one(last(), 'authorization'), 'Bearer entra-token-1-for-api://orders-fn')
+  t.equal(one(last(), 'x-functions-key'), undefined)
+  t.equal((await send('/public/azuremi/b')).status, 200)
+  t.equal(one(last(), 'authorization'), 'Bearer entra-token-1-for-api://orders-fn', 'reused while fresh')
+  t.same(identity.issued, ['api://orders-fn'], 'one token request for two calls')
 })

@@ -111,3 +111,37 @@ export function checkSigV4 (request: UpstreamRequest, secretAccessKey: string): 
   if (expected !== signature) problems.push('signature does not match the request received')
   return { ok: problems.length === 0, problems, accessKeyId, scope }
 }
+
+export interface IdentityEndpoint {
+  /** IDENTITY_ENDPOINT and IDENTITY_HEADER, as App Service sets them. */
+  env: { IDENTITY_ENDPOINT: string, IDENTITY_HEADER: string }
+  /** Resources tokens were issued for, in order. */
+  issued: string[]
+}
+
+/**
+ * App Service's managed identity endpoint as documented: `GET IDENTITY_ENDPOINT?resource=...&api-version=2019-08-01`
+ * with the secret `X-IDENTITY-HEADER`, answering `{access_token, expires_on, resource, token_type}`.
+ */
+export async function startAppServiceIdentity (t: Test): Promise<IdentityEndpoint> {
+  const secret = createHash('sha256').update(String(Math.random())).digest('hex')
+  const state: IdentityEndpoint = { env: { IDENTITY_ENDPOINT: '', IDENTITY_HEADER: secret }, issued: [] }
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://identity')
+    const resource = url.searchParams.get('resource')
+    if (req.headers['x-identity-header'] !== secret) { res.writeHead(401).end(); return }
+    if (url.pathname !== '/MSI/token/' || url.searchParams.get('api-version') !== '2019-08-01' || resource === null) {
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"bad_request"}')
+      return
+    }
+    state.issued.push(resource)
+    const expiresOn = Math.floor(Date.now() / 1000) + 3600
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+      access_token: `entra-token-${state.issued.length}-for-${resource}`, expires_on: String(expiresOn), resource, token_type: 'Bearer', client_id: 'msi-client'
+    }))
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  state.env.IDENTITY_ENDPOINT = `http://127.0.0.1:${(server.address() as AddressInfo).port}/MSI/token/`
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  return state
+}

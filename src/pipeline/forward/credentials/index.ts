@@ -8,11 +8,12 @@ import type { Principal } from '../../types.js'
 import { createAssertionMinter, type AssertionMinter } from './assertion.js'
 import { createAwsSigner, type AwsSigner, type AwsSignerOptions } from './aws-sigv4.js'
 import { createGoogleIdTokens, type GoogleIdTokens } from './google-id-token.js'
+import { createAzureManagedIdentityTokens, type AzureTokens } from './azure-managed-identity.js'
 import type { KeyRing } from './signing-keys.js'
 
 /*
  * Per-request credentials for the function, decided per route at start: the gateway's signed
- * assertion, SigV4, a Google ID token, an Azure function key. Whatever a client sent under those
+ * assertion, SigV4, a Google ID token, an Azure function key or managed identity token. Whatever a client sent under those
  * headers is removed first, and the client's own Authorization reaches the function only on a route
  * that opts in (forwardAuthorization).
  */
@@ -29,6 +30,7 @@ interface RoutePlan {
   /** Cloud Run also reads X-Serverless-Authorization, which leaves Authorization to the client's token. */
   googleHeader: 'authorization' | 'x-serverless-authorization'
   azureKey: string | null
+  azureToken: AzureTokens | null
   forwardAuthorization: boolean
   /** The body must be read whole before sending: it is hashed into a signature. */
   buffer: boolean
@@ -61,9 +63,10 @@ export interface CredentialsOptions {
   keys: KeyRing
   metrics: Metrics
   env?: NodeJS.ProcessEnv
-  /** Test seams: the AWS credential provider, Google's auth object. */
+  /** Test seams: the AWS credential provider, Google's auth object, an Azure token credential. */
   awsCredentials?: AwsSignerOptions['credentials']
   googleAuth?: Parameters<typeof createGoogleIdTokens>[1]
+  azureCredential?: Parameters<typeof createAzureManagedIdentityTokens>[1]
 }
 
 async function readWhole (body: Readable): Promise<Buffer> {
@@ -82,14 +85,15 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
   const mint: AssertionMinter = createAssertionMinter(config.assertion, opts.keys)
   const plans = new Map<string, RoutePlan>()
   // One signer, token source and key per upstream, shared by its routes.
-  const perUpstream = new Map<string, { aws: AwsSigner | null, google: GoogleIdTokens | null, azureKey: string | null }>()
+  const perUpstream = new Map<string, { aws: AwsSigner | null, google: GoogleIdTokens | null, azureKey: string | null, azureToken: AzureTokens | null }>()
   for (const u of config.upstreams) {
     const c = u.credentials
     const key = c.azureFunctionKey
     perUpstream.set(u.id, {
       aws: c.awsSigV4 === undefined ? null : createAwsSigner({ ...c.awsSigV4, ...(opts.awsCredentials !== undefined ? { credentials: opts.awsCredentials } : {}) }),
       google: c.googleIdToken === undefined ? null : createGoogleIdTokens(c.googleIdToken.audience ?? u.url.replace(/\/$/, ''), opts.googleAuth),
-      azureKey: key === undefined ? null : 'file' in key ? (await readFile(key.file, 'utf8')).trim() : (opts.env ?? process.env)[key.env] ?? null
+      azureKey: key === undefined ? null : 'file' in key ? (await readFile(key.file, 'utf8')).trim() : (opts.env ?? process.env)[key.env] ?? null,
+      azureToken: c.azureManagedIdentity === undefined ? null : createAzureManagedIdentityTokens(c.azureManagedIdentity, opts.azureCredential)
     })
   }
   for (const route of config.routes) {
@@ -108,6 +112,7 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
       google: wants('google-id-token') ? shared.google : null,
       googleHeader: route.forwardAuthorization ? 'x-serverless-authorization' : 'authorization',
       azureKey: wants('azure-function-key') ? shared.azureKey : null,
+      azureToken: wants('azure-managed-identity') ? shared.azureToken : null,
       forwardAuthorization: route.forwardAuthorization,
       buffer: aws !== null || (assertion?.bindBody ?? false)
     })
@@ -157,6 +162,11 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
         } catch (err) { throw failed(input, plan.upstreamId, 'google-id-token', err) }
       }
       if (plan.azureKey !== null) h['x-functions-key'] = plan.azureKey
+      if (plan.azureToken !== null) {
+        try {
+          h.authorization = await plan.azureToken()
+        } catch (err) { throw failed(input, plan.upstreamId, 'azure-managed-identity', err) }
+      }
       return body
     }
   }
