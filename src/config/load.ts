@@ -213,6 +213,11 @@ function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProble
       problems.push({ path: `/upstreams/${i}/credentials/azureFunctionKey/env`, message: `environment variable ${key.env} is not set` })
     }
   }
+  const header = config.assertion?.header
+  if (typeof header === 'string' && (['host', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection',
+    'forwarded', 'x-functions-key', 'x-serverless-authorization'].includes(header) || /^(x-forwarded-|x-amz-)/.test(header))) {
+    problems.push({ path: '/assertion/header', message: `"${header}" is a header with its own meaning; choose another name` })
+  }
   const configured: Record<string, keyof Config['upstreams'][number]['credentials']> = {
     assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey',
     'azure-managed-identity': 'azureManagedIdentity'

@@ -49,10 +49,11 @@ t.test('refused at start, all problems at once', async t => {
       { credentials: { awsSigV4: { region: 'eu-west-1' }, googleIdToken: {}, azureFunctionKey: { env: 'NOT_SET_ANYWHERE' } } },
       { credentials: ['assertion', 'aws-sigv4'], forwardAuthorization: true }
     ),
-    assertion: { ttlSeconds: 3600, algorithm: 'RS256' }
+    assertion: { ttlSeconds: 3600, algorithm: 'RS256', header: 'authorization' }
   }, { baseDir: dir, env: {} }))
   t.same(found.sort(), [
     '/assertion/algorithm: must be one of: ES256, EdDSA',
+    '/assertion/header: "authorization" is a header with its own meaning; choose another name',
     '/assertion/ttlSeconds: must be <= 300',
     '/routes/0/credentials/0: upstream "fn" has no assertion credentials configured',
     '/routes/0/forwardAuthorization: cannot be combined with aws-sigv4, which uses the Authorization header',
