@@ -11,6 +11,7 @@
  * signers alone (tinybench, in this process) beside them. Whole load stays under ~20 s by default.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { cpus, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Bench } from 'tinybench'
@@ -122,6 +123,8 @@ const md = `# Credentials: cost per request
 \`npm run bench:credentials -- --rounds ${ROUNDS} --duration ${SECONDS} --connections ${CONNECTIONS}\` on ${new Date().toISOString().slice(0, 10)};
 one Portcullis process pinned to CPU ${SUT_CPU}, wrk and the mTLS nginx upstream on CPU ${LOAD_CPU}; ${ROUNDS} interleaved rounds
 of ${SECONDS} s each, medians (min–max). Same gateway, same upstream, same token; only the credential differs.
+Machine: ${cpus().length} CPUs, load average ${loadavg().map(x => x.toFixed(1)).join(' / ')} when the run ended (other work
+running alongside makes every figure noisier; compare the rows, not the absolute numbers).
 
 | route | req/s | × plain | p50 µs | p99 µs | gateway CPU µs/req | errors |
 |---|---|---|---|---|---|---|
