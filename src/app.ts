@@ -21,6 +21,8 @@ import { rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
 import { createUpstreams } from './pipeline/forward/upstreams.js'
+import { createCredentials } from './pipeline/forward/credentials/index.js'
+import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -110,8 +112,16 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
   })
+  // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
+  const assertionKeys = await createKeyRing({
+    config: config.assertion,
+    onRotate: () => metrics.assertionKeyRotations.inc(),
+    onChange: (published) => metrics.assertionKeys.set(published),
+    onError: (err) => app.log.error({ err: (err as Error).message }, 'assertion key rotation failed; keeping the current keys')
+  })
+  const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
-  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics })
+  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
@@ -161,6 +171,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     registry,
     readiness,
     logLevel: config.logging.level,
+    jwks: () => assertionKeys.jwks(),
     status: () => ({
       ready: readiness().ready,
       policy: { revision: policy.current?.revision ?? null, entrypoint: config.policy.entrypoint },
@@ -182,6 +193,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     keySources,
     async close () {
       clearInterval(retry)
+      assertionKeys.close()
       policy.close()
       await app.close()
       await admin.close()

@@ -49,6 +49,7 @@ export const GW_ERR_UPSTREAM_BODY_TIMEOUT = createError('GW_ERR_UPSTREAM_BODY_TI
 export const GW_ERR_UPSTREAM_TOTAL_TIMEOUT = createError('GW_ERR_UPSTREAM_TOTAL_TIMEOUT', 'upstream exchange took longer than allowed', 504)
 export const GW_ERR_UPSTREAM_UNAVAILABLE = createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream is failing; request not sent', 503)
 export const GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE = createError('GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE', 'upstream response exceeds the limit', 502)
+export const GW_ERR_UPSTREAM_CREDENTIALS = createError('GW_ERR_UPSTREAM_CREDENTIALS', 'credentials for the upstream could not be obtained', 502)
 
 // Internal
 export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)

@@ -12,6 +12,8 @@ export interface AdminOptions {
   readiness: () => Readiness
   status: () => Record<string, unknown>
   logLevel: string
+  /** The gateway's public assertion keys, for functions that verify its assertions. */
+  jwks?: () => { keys: unknown[] }
 }
 
 /**
@@ -31,5 +33,13 @@ export function createAdminServer (opts: AdminOptions): FastifyInstance {
     return { status: r.ready ? 'ready' : 'not ready', checks: r.checks }
   })
   admin.get('/status', async () => opts.status())
+  const jwks = opts.jwks
+  if (jwks !== undefined) {
+    admin.get('/.well-known/jwks.json', async (_request, reply) => {
+      // Short caching: a rotated key is published ahead of use, so a minute's delay is harmless.
+      reply.header('cache-control', 'public, max-age=60')
+      return jwks()
+    })
+  }
   return admin
 }

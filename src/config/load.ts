@@ -55,6 +55,7 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   // run lists every problem; on a shape they cannot read they just find less.
   const config = value as Config
   problems.push(...bestEffort(() => checkReferences(config)))
+  problems.push(...bestEffort(() => checkCredentials(config, opts.env ?? process.env)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
@@ -200,6 +201,51 @@ function checkReferences (input: Config): ConfigProblem[] {
   return problems
 }
 
+/**
+ * Which credentials a route may attach: only those its upstream configures, and never two that
+ * both need the Authorization header (with the client's own, or SigV4 with a Google ID token).
+ */
+function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const upstreams = new Map((Array.isArray(config.upstreams) ? config.upstreams : []).map((u, i) => [u?.id, { u, i }]))
+  for (const { u, i } of upstreams.values()) {
+    const c = u?.credentials
+    const bearers = (['awsSigV4', 'googleIdToken', 'azureManagedIdentity'] as const).filter(k => c?.[k] !== undefined)
+    if (bearers.length > 1) {
+      problems.push({ path: `/upstreams/${i}/credentials`, message: `${bearers.join(' and ')} all need the Authorization header; choose one` })
+    }
+    const key = c?.azureFunctionKey
+    if (key !== undefined && 'env' in key && (env[key.env] ?? '') === '') {
+      problems.push({ path: `/upstreams/${i}/credentials/azureFunctionKey/env`, message: `environment variable ${key.env} is not set` })
+    }
+  }
+  const header = config.assertion?.header
+  if (typeof header === 'string' && (['host', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection',
+    'forwarded', 'x-functions-key', 'x-serverless-authorization'].includes(header) || /^(x-forwarded-|x-amz-)/.test(header))) {
+    problems.push({ path: '/assertion/header', message: `"${header}" is a header with its own meaning; choose another name` })
+  }
+  const configured: Record<string, keyof Config['upstreams'][number]['credentials']> = {
+    assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey',
+    'azure-managed-identity': 'azureManagedIdentity'
+  }
+  ;(Array.isArray(config.routes) ? config.routes : []).forEach((route, i) => {
+    const upstream = upstreams.get(route?.upstream)?.u
+    if (upstream === undefined) return
+    const kinds = route.credentials ?? Object.keys(configured).filter(k => upstream.credentials?.[configured[k]!] !== undefined)
+    kinds.forEach((kind, j) => {
+      if (upstream.credentials?.[configured[kind]!] === undefined) {
+        problems.push({ path: `/routes/${i}/credentials/${j}`, message: `upstream "${upstream.id}" has no ${configured[kind]} credentials configured` })
+      }
+    })
+    for (const kind of ['aws-sigv4', 'azure-managed-identity']) {
+      if (route.forwardAuthorization && kinds.includes(kind)) {
+        problems.push({ path: `/routes/${i}/forwardAuthorization`, message: `cannot be combined with ${kind}, which uses the Authorization header` })
+      }
+    }
+  })
+  return problems
+}
+
 /** Makes every file path absolute (relative to the config file) and checks that it can be read. */
 async function resolveFiles (config: Config, baseDir: string): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = []
@@ -226,6 +272,14 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   for (const [i, u] of list(config.upstreams).entries()) {
     if (!isObject(u)) continue
     for (const k of ['ca', 'cert', 'key']) await fix(u.tls, k, `/upstreams/${i}/tls/${k}`)
+  }
+  for (const [i, u] of list(config.upstreams).entries()) {
+    if (isObject(u) && isObject(u.credentials)) await fix(u.credentials.azureFunctionKey, 'file', `/upstreams/${i}/credentials/azureFunctionKey/file`)
+  }
+  // Key and JWKS files are written by the gateway: resolved, not checked.
+  const assertion: unknown = config.assertion
+  for (const k of ['keysFile', 'jwksFile']) {
+    if (isObject(assertion) && typeof assertion[k] === 'string') assertion[k] = resolve(baseDir, assertion[k])
   }
   // The bundle is a build output that may appear after start: its path is resolved, not checked.
   if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)

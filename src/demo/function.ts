@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
+import { AssertionError, createAssertionVerifier, type AssertionVerifier } from '../verify/index.js'
 
 export interface DemoFunction { url: string, close: () => Promise<void> }
 
@@ -14,6 +15,8 @@ export interface DemoFunctionOptions {
   clientCa: string
   /** The only client identity (URI SAN) allowed to call; anything else gets 403. */
   allowedClient: string
+  /** Verify the gateway's assertion on every request (portcullis/verify) against this JWKS file. */
+  assertion?: { issuer: string, jwksFile: string }
 }
 
 /**
@@ -35,19 +38,33 @@ export async function startDemoFunction (opts: DemoFunctionOptions): Promise<Dem
       uri_sans: (peer.subjectaltname ?? '').split(', ').filter(s => s.startsWith('URI:')).map(s => s.slice(4)),
       fingerprint256: peer.fingerprint256 ?? null
     }
-    let bytes = 0
-    req.on('data', (c: Buffer) => { bytes += c.length })
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => { chunks.push(c) })
     req.on('end', () => {
-      const allowed = caller.uri_sans.includes(opts.allowedClient)
-      res.writeHead(allowed ? (req.method === 'POST' ? 201 : 200) : 403, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(allowed
-        ? { method: req.method, path: req.url, headers: req.headers, body_bytes: bytes, gateway: { verified: true, ...caller } }
-        : { error: 'caller is not the gateway', caller }, null, 2) + '\n')
+      const body = Buffer.concat(chunks)
+      const answer = (status: number, doc: unknown): void => {
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(doc, null, 2) + '\n')
+      }
+      if (!caller.uri_sans.includes(opts.allowedClient)) return answer(403, { error: 'caller is not the gateway', caller })
+      const seen = { method: req.method, path: req.url, headers: req.headers, body_bytes: body.length, gateway: { verified: true, ...caller } }
+      if (verifier === null) return answer(req.method === 'POST' ? 201 : 200, seen)
+      // Trust nothing: even over the gateway's mTLS, the per-request assertion must verify.
+      verifier.verify(req, body).then(
+        claims => answer(req.method === 'POST' ? 201 : 200, { ...seen, assertion: { verified: true, claims } }),
+        (err: unknown) => err instanceof AssertionError
+          ? answer(401, { error: 'assertion refused', assertion: { verified: false, reason: err.reason, message: err.message } })
+          : answer(500, { error: 'assertion check failed' })
+      )
     })
   })
+  let verifier: AssertionVerifier | null = null
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(opts.port, opts.host, resolve))
+  const url = `https://${opts.host}:${(server.address() as AddressInfo).port}`
+  // The audience is this function's own URL, as the gateway's upstream names it.
+  if (opts.assertion !== undefined) verifier = createAssertionVerifier({ issuer: opts.assertion.issuer, audience: url, jwks: { file: opts.assertion.jwksFile } })
   return {
-    url: `https://${opts.host}:${(server.address() as AddressInfo).port}`,
+    url,
     close: async () => new Promise(resolve => { server.closeAllConnections(); server.close(() => resolve()) })
   }
 }

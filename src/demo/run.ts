@@ -13,6 +13,9 @@ export const DEMO_BUNDLE = fileURLToPath(new URL('../../build/bundle.tar.gz', im
 /** The demo's rate limit: per subject and route. Documented in the README. */
 export const DEMO_RATE_LIMIT = { max: 10, windowSeconds: 10 }
 
+/** The `iss` of the demo gateway's assertions, which the demo function verifies. */
+export const DEMO_ASSERTION_ISSUER = 'https://portcullis.demo/gateway'
+
 export interface DemoOptions {
   dir: string
   host?: string
@@ -53,8 +56,10 @@ export function demoConfig (paths: DemoPaths, issuer: string, fnUrl: string, opt
     upstreams: [{
       id: 'demo-function',
       url: fnUrl,
-      tls: { ca: paths.caCert, cert: paths.gatewayClientCert, key: paths.gatewayClientKey, servername: 'localhost' }
+      tls: { ca: paths.caCert, cert: paths.gatewayClientCert, key: paths.gatewayClientKey, servername: 'localhost' },
+      credentials: { assertion: { bindBody: true } }
     }],
+    assertion: { issuer: DEMO_ASSERTION_ISSUER, keysFile: paths.assertionKeys, jwksFile: paths.assertionJwks, claims: ['roles'] },
     routes: [
       { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'demo-function' },
       { id: 'orders', prefix: '/orders', methods: ['GET', 'POST', 'PUT', 'DELETE'], upstream: 'demo-function' },
@@ -94,7 +99,8 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
       cert: paths.functionCert,
       key: paths.functionKey,
       clientCa: paths.caCert,
-      allowedClient: GATEWAY_SPIFFE_ID
+      allowedClient: GATEWAY_SPIFFE_ID,
+      assertion: { issuer: DEMO_ASSERTION_ISSUER, jwksFile: paths.assertionJwks }
     })
     closers.unshift(fn.close)
     const config = opts.config !== undefined

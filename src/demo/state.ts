@@ -26,6 +26,9 @@ export interface DemoPaths {
   issuerKey: string
   signingKey: string
   issuerInfo: string
+  /** The gateway's assertion signing keys (private) and their public JWKS, which the function reads. */
+  assertionKeys: string
+  assertionJwks: string
 }
 
 export function demoDir (dir?: string): string {
@@ -46,7 +49,9 @@ function pathsIn (dir: string): DemoPaths {
     issuerCert: p('issuer.crt'),
     issuerKey: p('issuer.key'),
     signingKey: p('issuer-signing-key.json'),
-    issuerInfo: p('issuer.json')
+    issuerInfo: p('issuer.json'),
+    assertionKeys: p('gateway-assertion-keys.json'),
+    assertionJwks: p('gateway-jwks.json')
   }
 }
 

@@ -120,6 +120,22 @@ export function createMetrics (registry: Registry) {
       help: 'Requests sent a second time after the first could not connect, by upstream',
       labelNames: ['upstream'] as const,
       registers
+    }),
+    credentialFailures: new Counter({
+      name: 'portcullis_upstream_credential_failures_total',
+      help: 'Requests refused because a credential for the function could not be made, by upstream and kind',
+      labelNames: ['upstream', 'kind'] as const,
+      registers
+    }),
+    assertionKeyRotations: new Counter({
+      name: 'portcullis_assertion_key_rotations_total',
+      help: 'New assertion signing keys made by rotation',
+      registers
+    }),
+    assertionKeys: new Gauge({
+      name: 'portcullis_assertion_keys',
+      help: 'Assertion keys published in the gateway JWKS (signing, upcoming and retiring)',
+      registers
     })
   }
 }

@@ -10,6 +10,7 @@ import {
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
+import type { Credentials } from './credentials/index.js'
 import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
 import { closeUpstreams, type Upstream } from './upstreams.js'
 
@@ -22,6 +23,8 @@ export interface ForwarderOptions {
   upstreams: Map<string, Upstream>
   routes: readonly RouteConfig[]
   metrics: Metrics
+  /** Per-route credentials for the function (credentials/); none attached when absent. */
+  credentials?: Credentials
 }
 
 /** What a route sets for its exchange with the function: its own values, else the upstream's. */
@@ -36,7 +39,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
  * sent is the canonical path the policy saw (minus the route prefix when the route strips it), under
  * the upstream's base path, so a client can never reach outside that base.
  */
-export function createForwarder ({ upstreams, routes, metrics }: ForwarderOptions): Forwarder {
+export function createForwarder ({ upstreams, routes, metrics, credentials }: ForwarderOptions): Forwarder {
   const forwarding = new Map<string, RouteForwarding>()
   for (const r of routes) {
     const u = upstreams.get(r.upstream)
@@ -73,6 +76,13 @@ export function createForwarder ({ upstreams, routes, metrics }: ForwarderOption
       })
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
+      // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
+      const requestBody = credentials === undefined
+        ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
+        : await credentials.attach({
+          routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
+          clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
+        })
 
       // Per-caller cap on requests in flight, so one caller cannot use up the function's concurrency.
       let release = (): void => {}
@@ -128,7 +138,7 @@ export function createForwarder ({ upstreams, routes, metrics }: ForwarderOption
             path: target,
             method: request.method as Dispatcher.HttpMethod,
             headers,
-            body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
+            body: requestBody, // only a request without a body is tried twice
             signal: abort,
             headersTimeout: settings.headersTimeoutMs,
             bodyTimeout: settings.bodyTimeoutMs
