@@ -52,11 +52,13 @@ type ScriptClient = (Redis | Cluster) & {
 
 /** A reply that is not the script's array of integers is a store fault, never a verdict. */
 export class StoreReplyError extends Error {
+  override name = 'StoreReplyError'
   constructor () { super('unexpected reply from the rate-limit store') }
 }
 
 /** The store is known to be down: not asked, so the request is not held up. */
 export class StoreDownError extends Error {
+  override name = 'StoreDownError'
   constructor () { super('rate-limit store is down') }
 }
 
