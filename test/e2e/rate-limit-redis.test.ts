@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import { upstreamCalls } from '../helpers/authn.js'
 import type { DemoHarness } from '../helpers/demo.js'
 import { metricValue, startLimitedGateway } from '../helpers/rate-limit.js'
@@ -15,7 +16,7 @@ const ROUTES = [
   { id: 'admin', prefix: '/admin', methods: ['GET'], upstream: 'demo-function' }
 ]
 
-async function start (t: Parameters<Parameters<typeof t.test>[1]>[0]): Promise<{ demo: DemoHarness, redis: RedisServer, token: string }> {
+async function start (t: Test): Promise<{ demo: DemoHarness, redis: RedisServer, token: string }> {
   const redis = await startRedis(t)
   const demo = await startLimitedGateway(t, { store: { type: 'redis', url: redis.url, commandTimeoutMs: 100 }, preAuth: { max: 1000, windowSeconds: HOUR } }, ROUTES)
   // The client connects in the background; wait until the gateway says it reaches Redis.
@@ -29,7 +30,7 @@ async function readyDetail (demo: DemoHarness): Promise<{ type: string, up: bool
 }
 
 /** While Redis is unusable: what each kind of route and each earlier stage answers. */
-async function expectOutageBehaviour (t: Parameters<Parameters<typeof t.test>[1]>[0], demo: DemoHarness, token: string, lenientUsed: number): Promise<void> {
+async function expectOutageBehaviour (t: Test, demo: DemoHarness, token: string, lenientUsed: number): Promise<void> {
   const before = await upstreamCalls(demo)
   const strict = await demo.client.send(`${demo.url}/hello`, { token })
   t.equal(strict.status, 503, 'fail-closed route: 503')

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import pino from 'pino'
 import { createRedisStore } from '../../../src/pipeline/rate-limit/redis-store.js'
 import type { LimitSpec } from '../../../src/pipeline/rate-limit/algorithms.js'
@@ -8,7 +9,7 @@ import { startRedis, type RedisServer } from '../../helpers/redis.js'
 
 const log = pino({ level: 'silent' })
 
-async function storeOn (t: Parameters<Parameters<typeof t.test>[1]>[0], redis: RedisServer, commandTimeoutMs = 200) {
+async function storeOn (t: Test, redis: RedisServer, commandTimeoutMs = 200) {
   const states: boolean[] = []
   const store = createRedisStore({ type: 'redis', url: redis.url, commandTimeoutMs, keyPrefix: '' }, log, { onState: up => states.push(up) })
   t.teardown(() => store.close())
