@@ -68,7 +68,8 @@ const procs: Record<string, Proc> = {
 for (const v of VARIANTS) procs[v.id] = start(`portcullis-${v.id}`, pinned(tools, SUT_CPU, [process.execPath, `${HERE}../dist/cli.js`, 'start', '-c', `${dir}/portcullis-${v.id}.yaml`]))
 
 try {
-  for (const port of [P.upstream, P.redis, P.bare, ...VARIANTS.map(v => v.port)]) await waitForPort(port)
+  // Five Node processes start on one core at once: give them time.
+  for (const port of [P.upstream, P.redis, P.bare, ...VARIANTS.map(v => v.port)]) await waitForPort(port, 90_000)
   const auth = { authorization: `Bearer ${work.tokens.es256}` }
   const scenarios = [
     { id: 'bare', label: 'Fastify + reply-from (bare proxy)', url: `https://127.0.0.1:${P.bare}/hello`, headers: {} },

@@ -91,7 +91,6 @@ export interface RouteContext {
   stripPrefix: boolean
   authentication: 'jwt' | 'mtls' | 'jwt-and-mtls' | 'jwt-or-mtls' | 'public'
   issuers?: readonly string[]
-  rateLimit?: { max: number, windowSeconds: number, algorithm: 'fixed-window' | 'gcra', burst?: number, onStoreError: 'fail-closed' | 'local' }
   /** Request body cap for this route (the route's own, else limits.maxBodyBytes). */
   maxBodyBytes: number
   metadata: Readonly<Record<string, unknown>>

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
 import { createServer, connect } from 'node:net'
 import type { Test } from 'tap'
 
@@ -78,4 +79,35 @@ export async function startRedis (t: Test): Promise<RedisServer> {
     resume: () => { proc?.kill('SIGCONT') },
     command: async line => send(port, line)
   }
+}
+
+/**
+ * A real Redis Cluster of three masters on loopback (no replicas), made with `redis-cli --cluster
+ * create`; its node URLs, once every node reports cluster_state:ok.
+ */
+export async function startRedisCluster (t: Test): Promise<string[]> {
+  const ports = [await freePort(), await freePort(), await freePort()]
+  const dir = t.testdir()
+  const procs = ports.map(port => spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir], { stdio: 'ignore' }))
+  t.teardown(async () => {
+    await Promise.all(procs.map(async p => {
+      if (p.exitCode !== null) return
+      await new Promise(resolve => { p.once('exit', resolve); p.kill('SIGKILL') })
+    }))
+  })
+  for (const port of ports) {
+    let i = 0
+    while (!await send(port, 'PING', 500).then(r => r.startsWith('+PONG'), () => false)) {
+      if (++i > 100) throw new Error(`redis-server did not start on port ${port}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+  for (const port of ports) {
+    for (let i = 0; i < 200 && !(await send(port, 'CLUSTER INFO')).includes('cluster_state:ok'); i++) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  return ports.map(p => `redis://127.0.0.1:${p}`)
 }
