@@ -98,7 +98,7 @@ export function createMetrics (registry: Registry) {
     }),
     rateLimitStoreUp: new Gauge({
       name: 'portcullis_ratelimit_store_up',
-      help: '1 while the shared rate-limit store (Redis) answers, else 0; absent with the memory store',
+      help: '1 while the rate-limit store answers (always, for the memory store), else 0',
       registers
     }),
     preAuthLimited: new Counter({

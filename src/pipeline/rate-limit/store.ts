@@ -33,7 +33,7 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
   const redis = config.store.type === 'redis'
     ? createRedisStore(config.store, log, { onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0) })
     : null
-  if (redis !== null) metrics.rateLimitStoreUp.set(0)
+  metrics.rateLimitStoreUp.set(redis === null ? 1 : 0) // Redis is up once it has said so
   const prefix = config.store.keyPrefix
 
   async function consume (key: string, cost: number, bucket: Bucket): Promise<Verdict> {
