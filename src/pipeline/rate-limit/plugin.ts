@@ -28,11 +28,7 @@ function bucketOf (label: string, limit: RateLimitConfig | PreAuthLimitConfig): 
   return { label, onStoreError: limit.onStoreError, spec: { algorithm, max: limit.max, windowMs: limit.windowSeconds * 1000, burst } }
 }
 
-/**
- * @fastify/rate-limit in its own scope, with the gateway's store; each configured limit becomes one
- * `createRateLimit` checker, built here at start. The stage's hooks call them, so that the order of
- * the stages stays in app.ts and the answers (headers, codes) stay the gateway's.
- */
+/** One limit to build: where the stage finds it, its name in the headers, its metric label. */
 interface LimitSpec {
   /** How the stage finds it: route:<id>, tier:<name>, pre-auth. */
   id: string
@@ -42,6 +38,11 @@ interface LimitSpec {
   key: (request: FastifyRequest) => string
 }
 
+/**
+ * @fastify/rate-limit in its own scope, with the gateway's store; each configured limit becomes one
+ * `createRateLimit` checker, built here at start. The stage's hooks call them, so that the order of
+ * the stages stays in app.ts and the answers (headers, codes) stay the gateway's.
+ */
 async function buildLimits (app: FastifyInstance, store: RateLimitStore, specs: LimitSpec[]): Promise<Map<string, Limit>> {
   const limits = new Map<string, Limit>()
   await app.register(async scope => {
