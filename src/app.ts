@@ -17,7 +17,8 @@ import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
 import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
 import { authorizePlugin } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
-import { rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
+import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
+import { createRateLimitStore } from './pipeline/rate-limit/store.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
 import { createUpstreams } from './pipeline/forward/upstreams.js'
@@ -122,6 +123,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
   const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
+  const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
@@ -156,16 +158,18 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     pathParameters: config.limits.pathParameters === 'allow',
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
+  await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
   await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
-  await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
+  await app.register(rateLimitPlugin, { metrics, store: rateLimitStore, config }) // 5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
 
   const readiness = () => {
     const checks: Record<string, boolean> = { policy: policy.current !== null }
     for (const [id, k] of keySources) checks[`issuer:${id}`] = k.ready
-    return { ready: Object.values(checks).every(Boolean), checks }
+    // The store's state is shown, not required: routes decide (onStoreError) what a Redis outage means.
+    return { ready: Object.values(checks).every(Boolean), checks, detail: { rate_limit_store: rateLimitStore.detail() } }
   }
   const admin = createAdminServer({
     registry,
@@ -198,6 +202,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       await app.close()
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
+      await rateLimitStore.close()
     }
   }
 }

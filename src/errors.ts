@@ -38,6 +38,8 @@ export const GW_ERR_AUTHZ_BAD_DECISION = createError('GW_ERR_AUTHZ_BAD_DECISION'
 // Rate limit
 export const GW_ERR_RATE_LIMITED = createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s seconds', 429)
 export const GW_ERR_RATE_CONCURRENCY = createError('GW_ERR_RATE_CONCURRENCY', 'too many requests in flight for this caller', 429)
+export const GW_ERR_RATE_LIMIT_STORE = createError('GW_ERR_RATE_LIMIT_STORE', 'rate limit cannot be checked right now', 503)
+export const GW_ERR_RATE_LIMIT_TIER = createError('GW_ERR_RATE_LIMIT_TIER', 'policy selected an unknown rate-limit tier', 500)
 
 // Upstream
 export const GW_ERR_UPSTREAM_CONNECT = createError('GW_ERR_UPSTREAM_CONNECT', 'upstream is unreachable', 502)

@@ -8,7 +8,7 @@ const STAGE_STATUSES: Record<string, number[]> = {
   ROUTE: [404],
   AUTHN: [401, 503],
   AUTHZ: [403, 500, 503],
-  RATE: [429],
+  RATE: [429, 500, 503],
   UPSTREAM: [502, 503, 504],
   INTERNAL: [500]
 }

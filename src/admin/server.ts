@@ -5,6 +5,8 @@ import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 export interface Readiness {
   ready: boolean
   checks: Record<string, boolean>
+  /** Informational state that does not decide readiness (e.g. the rate-limit store). */
+  detail?: Record<string, unknown>
 }
 
 export interface AdminOptions {
@@ -30,7 +32,7 @@ export function createAdminServer (opts: AdminOptions): FastifyInstance {
   admin.get('/readyz', async (_request, reply) => {
     const r = opts.readiness()
     reply.code(r.ready ? 200 : 503)
-    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks }
+    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.detail !== undefined ? { detail: r.detail } : {}) }
   })
   admin.get('/status', async () => opts.status())
   const jwks = opts.jwks

@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
+import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
@@ -186,6 +187,7 @@ function checkReferences (input: Config): ConfigProblem[] {
     if (typeof iss.issuer === 'string' && !iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
     if (iss.jwks !== null && typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
   })
+  problems.push(...checkRateLimit(config.rateLimit))
   if (config.listen === undefined) return problems
   config.routes.forEach((route, i) => {
     if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
@@ -243,6 +245,24 @@ function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProble
       }
     }
   })
+  return problems
+}
+
+function checkRateLimit (rateLimit: Config['rateLimit'] | undefined): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const store = rateLimit?.store
+  if (store?.type === 'redis' && (store.url === undefined) === (store.cluster === undefined)) {
+    problems.push({ path: '/rateLimit/store', message: 'a redis store needs exactly one of url or cluster' })
+  }
+  if (store?.type === 'memory' && (store.url !== undefined || store.cluster !== undefined)) {
+    problems.push({ path: '/rateLimit/store/type', message: 'must be redis when url or cluster is set' })
+  }
+  if (Array.isArray(rateLimit?.trustedProxies)) {
+    rateLimit.trustedProxies.forEach((entry, i) => {
+      const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
+      if (problem !== null) problems.push({ path: `/rateLimit/trustedProxies/${i}`, message: `must be an IP address or CIDR (${problem})` })
+    })
+  }
   return problems
 }
 

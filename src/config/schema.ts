@@ -186,8 +186,33 @@ const Upstream = Type.Object({
 
 const RateLimit = Type.Object({
   max: Type.Integer({ minimum: 1 }),
-  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 })
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  algorithm: StringEnum(['fixed-window', 'gcra'], {
+    default: 'fixed-window',
+    description: 'fixed-window: at most max per window (2 × max can pass around a window edge); gcra: a smooth rate of max per window with at most burst at once'
+  }),
+  burst: Type.Optional(Type.Integer({ minimum: 1, description: 'gcra only: requests allowed at once (default: max)' })),
+  onStoreError: StringEnum(['fail-closed', 'local'], {
+    default: 'fail-closed',
+    description: 'when the shared store fails or does not answer in time: refuse with 503, or limit in this process alone'
+  })
 }, { additionalProperties: false })
+
+const RedisUrl = Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })
+
+const RateLimitStore = Type.Object({
+  type: StringEnum(['memory', 'redis'], { default: 'memory', description: 'memory: per process; redis: shared by every replica' }),
+  url: Type.Optional(RedisUrl),
+  cluster: Type.Optional(Type.Array(RedisUrl, { minItems: 1, description: 'Redis Cluster seed nodes (instead of url)' })),
+  commandTimeoutMs: Type.Integer({ minimum: 1, maximum: 10_000, default: 200, description: 'a store answer later than this counts as a store error' }),
+  keyPrefix: Type.String({ default: 'portcullis:rl:', maxLength: 64 })
+}, { additionalProperties: false, default: {} })
+
+const PreAuthLimit = Type.Object({
+  max: Type.Integer({ minimum: 1 }),
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  onStoreError: StringEnum(['fail-closed', 'local'], { default: 'local' })
+}, { additionalProperties: false, description: 'per client IP, before authentication: a flood of bogus tokens never reaches signature checks or the policy' })
 
 const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
@@ -222,7 +247,19 @@ export const ConfigSchema = Type.Object({
   logging: Logging,
   issuers: Type.Array(Issuer, { minItems: 1 }),
   policy: Policy,
-  rateLimit: Type.Object({ default: Type.Optional(RateLimit) }, { additionalProperties: false, default: {} }),
+  rateLimit: Type.Object({
+    default: Type.Optional(RateLimit),
+    store: RateLimitStore,
+    preAuth: Type.Optional(PreAuthLimit),
+    trustedProxies: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'peers (IPs or CIDRs) whose X-Forwarded-For is believed for the client IP; every other peer is the client'
+    }),
+    tiers: Type.Record(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }), RateLimit, {
+      default: {},
+      description: 'named limits a policy decision selects per principal (rateLimit.tier)'
+    })
+  }, { additionalProperties: false, default: {} }),
   upstreams: Type.Array(Upstream, { minItems: 1 }),
   routes: Type.Array(Route, { minItems: 1 }),
   assertion: Assertion
@@ -235,3 +272,5 @@ export type IssuerConfig = Config['issuers'][number]
 export type RateLimitConfig = Static<typeof RateLimit>
 export type AssertionConfig = Config['assertion']
 export type CredentialKindName = Static<typeof CredentialKind>
+export type RateLimitStoreConfig = Static<typeof RateLimitStore>
+export type PreAuthLimitConfig = Static<typeof PreAuthLimit>

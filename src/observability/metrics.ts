@@ -136,6 +136,22 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_assertion_keys',
       help: 'Assertion keys published in the gateway JWKS (signing, upcoming and retiring)',
       registers
+    }),
+    rateLimitStoreErrors: new Counter({
+      name: 'portcullis_ratelimit_store_errors_total',
+      help: 'Rate-limit decisions the shared store could not make (down, timed out, odd reply), by route (pre_auth for the per-IP limit) and what was done instead (fail_closed, local)',
+      labelNames: ['route', 'action'] as const,
+      registers
+    }),
+    rateLimitStoreUp: new Gauge({
+      name: 'portcullis_ratelimit_store_up',
+      help: '1 while the rate-limit store answers (always, for the memory store), else 0',
+      registers
+    }),
+    preAuthLimited: new Counter({
+      name: 'portcullis_ratelimit_pre_auth_limited_total',
+      help: 'Requests refused with 429 by the per-client-IP limit before authentication',
+      registers
     })
   }
 }

@@ -73,6 +73,14 @@ export interface Decision {
   status?: number
   message?: string
   headers: { upstream: Record<string, string>, client: Record<string, string> }
+  /** Rate-limit hints: a bucket key instead of the principal's, a cost per request, a named tier. */
+  rateLimit?: RateLimitHint
+}
+
+export interface RateLimitHint {
+  key?: string
+  cost?: number
+  tier?: string
 }
 
 /** The route a request matched, as the stages read it from `routeOptions.config`. */
@@ -83,7 +91,6 @@ export interface RouteContext {
   stripPrefix: boolean
   authentication: 'jwt' | 'mtls' | 'jwt-and-mtls' | 'jwt-or-mtls' | 'public'
   issuers?: readonly string[]
-  rateLimit?: { max: number, windowSeconds: number }
   /** Request body cap for this route (the route's own, else limits.maxBodyBytes). */
   maxBodyBytes: number
   metadata: Readonly<Record<string, unknown>>

@@ -75,7 +75,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.equal(config.listen.port, 8443)
   t.equal(config.listen.plaintext, false)
   t.equal(config.logging.level, 'info')
-  t.same(config.rateLimit, {})
+  t.same(config.rateLimit, { store: { type: 'memory', commandTimeoutMs: 200, keyPrefix: 'portcullis:rl:' }, trustedProxies: [], tiers: {} })
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
   t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })

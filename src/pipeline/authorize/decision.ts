@@ -1,4 +1,4 @@
-import type { Decision } from '../types.js'
+import type { Decision, RateLimitHint } from '../types.js'
 
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
@@ -34,7 +34,33 @@ export function toDecision (value: unknown): Decision | null {
       decision.headers[side] = parsed
     }
   }
+  if (v.rateLimit !== undefined) {
+    const hint = parseRateLimitHint(v.rateLimit)
+    if (hint === null) return null
+    decision.rateLimit = hint
+  }
   return decision
+}
+
+/** `{key?, cost?, tier?}`: a non-empty key and tier of bounded length, a positive integer cost. */
+function parseRateLimitHint (value: unknown): RateLimitHint | null {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null
+  const { key, cost, tier, ...rest } = value as Record<string, unknown>
+  if (Object.keys(rest).length > 0) return null
+  const hint: RateLimitHint = {}
+  if (key !== undefined) {
+    if (typeof key !== 'string' || key.length === 0 || key.length > 256) return null
+    hint.key = key
+  }
+  if (cost !== undefined) {
+    if (typeof cost !== 'number' || !Number.isSafeInteger(cost) || cost < 1) return null
+    hint.cost = cost
+  }
+  if (tier !== undefined) {
+    if (typeof tier !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/.test(tier)) return null
+    hint.tier = tier
+  }
+  return hint
 }
 
 function parseHeaders (value: unknown): Record<string, string> | null {

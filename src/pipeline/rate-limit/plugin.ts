@@ -1,53 +1,158 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
-import { GW_ERR_RATE_LIMITED } from '../../errors.js'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/schema.js'
+import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { bucketHash, createClientIp, principalIdentity } from './keys.js'
+import { storeKey, type Bucket, type RateLimitStore } from './store.js'
 
 export interface RateLimitOptions {
   metrics: Metrics
+  store: RateLimitStore
+  config: Pick<Config, 'rateLimit' | 'routes'>
+}
+
+interface Limit {
+  /** The policy name in RateLimit / RateLimit-Policy: the route id or the tier name. */
+  name: string
+  max: number
+  windowSeconds: number
+  check: (request: FastifyRequest, reply: FastifyReply) => Promise<{ remaining: number, ttl: number, isExceeded: boolean }>
+}
+
+/** What the store should do for one configured limit. */
+function bucketOf (label: string, limit: RateLimitConfig | PreAuthLimitConfig): Bucket {
+  const algorithm = 'algorithm' in limit ? limit.algorithm : 'fixed-window'
+  const burst = 'burst' in limit && limit.burst !== undefined ? limit.burst : limit.max
+  return { label, onStoreError: limit.onStoreError, spec: { algorithm, max: limit.max, windowMs: limit.windowSeconds * 1000, burst } }
+}
+
+/** One limit to build: where the stage finds it, its name in the headers, its metric label. */
+interface LimitSpec {
+  /** How the stage finds it: route:<id>, tier:<name>, pre-auth. */
+  id: string
+  name: string
+  label: string
+  limit: RateLimitConfig | PreAuthLimitConfig
+  key: (request: FastifyRequest) => string
 }
 
 /**
- * The key is the authenticated identity on one route: issuer and subject, never anything the client
- * can vary freely (a header, the raw path). Routes are matched on canonical paths, so `//x` or `/x/.`
- * cannot open a second bucket either.
+ * @fastify/rate-limit in its own scope, with the gateway's store; each configured limit becomes one
+ * `createRateLimit` checker, built here at start. The stage's hooks call them, so that the order of
+ * the stages stays in app.ts and the answers (headers, codes) stay the gateway's.
  */
-export function rateLimitKey (request: FastifyRequest): string {
-  const route = request.routeOptions.config.gateway?.id ?? '-'
-  const p = request.principal
-  // Authentication runs first and fails closed, so a principal is always present here; the fallback
-  // keeps a misordered pipeline limited per address rather than unlimited.
-  return p === null ? `${route}\0ip\0${request.ip}` : `${route}\0${p.issuer}\0${p.subject}`
-}
-
-/**
- * Stage 5, rate limit: @fastify/rate-limit with an in-memory store, one bucket per identity and route.
- * Its hook is attached to each route, and route-level onRequest hooks run after the instance-level
- * authenticate and authorize hooks, so only allowed requests are counted.
- */
-const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics }) => {
-  // Translate the gateway route's limit into the plugin's per-route option before the plugin's own
-  // onRoute hook (registered next) reads it.
-  app.addHook('onRoute', (routeOptions) => {
-    const gateway = routeOptions.config?.gateway
-    if (gateway?.rateLimit === undefined) return
-    routeOptions.config = {
-      ...routeOptions.config,
-      rateLimit: {
-        max: gateway.rateLimit.max,
-        timeWindow: gateway.rateLimit.windowSeconds * 1000,
-        keyGenerator: rateLimitKey,
-        onExceeded: () => metrics.rateLimited.inc({ route: gateway.id })
+async function buildLimits (app: FastifyInstance, store: RateLimitStore, specs: LimitSpec[]): Promise<Map<string, Limit>> {
+  const limits = new Map<string, Limit>()
+  await app.register(async scope => {
+    await scope.register(rateLimit, { global: false, store: store.Store, skipOnError: false })
+    for (const { id, name, label, limit, key } of specs) {
+      const limiter = scope.createRateLimit({
+        max: limit.max,
+        timeWindow: limit.windowSeconds * 1000,
+        keyGenerator: key,
+        gateway: bucketOf(label, limit)
+      } as Parameters<typeof scope.createRateLimit>[0])
+      const check = async (request: FastifyRequest, reply: FastifyReply): Promise<{ remaining: number, ttl: number, isExceeded: boolean }> => {
+        try {
+          const r = await limiter(request)
+          return r.isAllowed ? { remaining: limit.max, ttl: 0, isExceeded: false } : r // isAllowed: an allow list, which is never set
+        } catch (err) {
+          // The store could not decide and this limit fails closed (GW_ERR_RATE_LIMIT_STORE).
+          reply.header('retry-after', '1')
+          throw err
+        }
       }
+      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, check })
     }
   })
-  await app.register(rateLimit, {
-    global: false,
-    hook: 'onRequest',
-    errorResponseBuilder: (_request, context) => new GW_ERR_RATE_LIMITED(Math.ceil(context.ttl / 1000))
+  return limits
+}
+
+/** The IETF fields (draft-ietf-httpapi-ratelimit-headers): the policy, and what is left of it. */
+function setHeaders (reply: FastifyReply, limit: Limit, remaining: number, ttlMs: number): void {
+  reply.header('ratelimit-policy', `"${limit.name}";q=${limit.max};w=${limit.windowSeconds}`)
+  reply.header('ratelimit', `"${limit.name}";r=${remaining};t=${Math.max(0, Math.ceil(ttlMs / 1000))}`)
+}
+
+function refuse (reply: FastifyReply, limit: Limit, ttlMs: number): never {
+  const seconds = Math.max(1, Math.ceil(ttlMs / 1000))
+  setHeaders(reply, limit, 0, ttlMs)
+  reply.header('retry-after', String(seconds))
+  throw new GW_ERR_RATE_LIMITED(seconds)
+}
+
+/**
+ * Stage 1, the pre-authentication limit: per client IP, on every request, before any token is looked
+ * at, so a flood of bogus tokens costs the gateway a counter, not signature checks or the policy.
+ */
+const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
+  const limit = config.rateLimit.preAuth
+  if (limit === undefined) return
+  const clientIp = createClientIp(config.rateLimit.trustedProxies)
+  const limits = await buildLimits(app, store, [{
+    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientIp(request)), 1)
+  }])
+  const check = limits.get('pre-auth')!
+  app.addHook('onRequest', async (request, reply) => {
+    const r = await check.check(request, reply)
+    if (!r.isExceeded) return
+    metrics.preAuthLimited.inc()
+    refuse(reply, check, r.ttl)
   })
 }
+
+/**
+ * Stage 5, rate limit: after authorization, so only allowed requests count. The bucket is the
+ * principal on the route, under the route's limit; the policy decision may instead name a tier, a
+ * bucket key (shared across routes, e.g. a tenant) and a cost per request.
+ */
+const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
+  const clientIp = createClientIp(config.rateLimit.trustedProxies)
+  const keyOf = (name: string) => (request: FastifyRequest): string => {
+    const hint = request.decision?.rateLimit
+    const hash = hint?.key !== undefined
+      ? bucketHash('key', name, hint.key)
+      : bucketHash('route', request.routeOptions.config.gateway?.id ?? '-', name, principalIdentity(request, clientIp(request)))
+    return storeKey(hash, hint?.cost ?? 1)
+  }
+  const specs: LimitSpec[] = []
+  for (const route of config.routes) {
+    const l = route.rateLimit ?? config.rateLimit.default
+    if (l !== undefined) specs.push({ id: `route:${route.id}`, name: route.id, label: route.id, limit: l, key: keyOf(route.id) })
+  }
+  for (const [tier, l] of Object.entries(config.rateLimit.tiers)) {
+    specs.push({ id: `tier:${tier}`, name: tier, label: `tier:${tier}`, limit: l, key: keyOf(`tier:${tier}`) })
+  }
+  const limits = await buildLimits(app, store, specs)
+
+  app.addHook('onRequest', async (request, reply) => {
+    const route = request.routeOptions.config.gateway
+    if (route === undefined || request.decision === null) return
+    const tier = request.decision.rateLimit?.tier
+    let chosen: Limit | undefined
+    if (tier !== undefined) {
+      chosen = limits.get(`tier:${tier}`)
+      if (chosen === undefined) throw new GW_ERR_RATE_LIMIT_TIER()
+    } else {
+      chosen = limits.get(`route:${route.id}`)
+    }
+    if (chosen === undefined) return
+    const r = await chosen.check(request, reply)
+    if (r.isExceeded) {
+      metrics.rateLimited.inc({ route: route.id })
+      refuse(reply, chosen, r.ttl)
+    }
+    setHeaders(reply, chosen, r.remaining, r.ttl)
+  })
+}
+
+export const preAuthLimitPlugin = fp(preAuth, {
+  name: 'gateway-pre-auth-limit',
+  fastify: '5.x',
+  dependencies: ['gateway-guard']
+})
 
 export const rateLimitPlugin = fp(limit, {
   name: 'gateway-rate-limit',

@@ -12,7 +12,7 @@ declare module 'fastify' {
 }
 
 export interface RouteTableOptions {
-  config: Pick<Config, 'routes' | 'rateLimit' | 'limits'>
+  config: Pick<Config, 'routes' | 'limits'>
   /** Stage 6: what an allowed request is handed to. */
   handler: RouteHandlerMethod
 }
@@ -24,7 +24,6 @@ export interface RouteTableOptions {
  */
 const routeTable: FastifyPluginAsync<RouteTableOptions> = async (app, { config, handler }) => {
   for (const route of config.routes) {
-    const rateLimit = route.rateLimit ?? config.rateLimit.default
     const gateway: RouteContext = {
       id: route.id,
       prefix: route.prefix,
@@ -33,7 +32,6 @@ const routeTable: FastifyPluginAsync<RouteTableOptions> = async (app, { config, 
       authentication: route.authentication,
       maxBodyBytes: route.maxBodyBytes ?? config.limits.maxBodyBytes,
       ...(route.issuers !== undefined ? { issuers: route.issuers } : {}),
-      ...(rateLimit !== undefined ? { rateLimit } : {}),
       metadata: route.metadata
     }
     const urls = route.prefix === '/' ? ['/', '/*'] : [route.prefix, `${route.prefix}/*`]

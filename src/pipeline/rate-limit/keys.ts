@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto'
+import proxyAddr from '@fastify/proxy-addr'
+import { normalizeIP } from '@fastify/rate-limit'
+import type { FastifyRequest } from 'fastify'
+
+/*
+ * Whose bucket a request counts against. Nothing a client can vary freely goes in: not a header
+ * (X-Forwarded-For only from a configured proxy), not the raw path (routes are matched on canonical
+ * paths, so `//x` or `/X` cannot open a second bucket).
+ */
+
+/**
+ * The client IP: the socket's peer, unless that peer is a trusted proxy; then X-Forwarded-For is read
+ * from the right and the first address that is not a trusted proxy is the client. IPv6 clients are
+ * grouped by /64 (one host can hold a whole /64).
+ */
+export function createClientIp (trustedProxies: readonly string[]): (request: FastifyRequest) => string {
+  if (trustedProxies.length === 0) return request => normalizeIP(request.raw.socket.remoteAddress ?? '')
+  const trust = proxyAddr.compile([...trustedProxies])
+  return request => normalizeIP(proxyAddr(request.raw, trust))
+}
+
+/** Checks trusted proxy entries the way they will be read; the message of the first bad one, or null. */
+export function checkTrustedProxies (entries: readonly string[]): string | null {
+  try {
+    proxyAddr.compile([...entries])
+    return null
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
+/**
+ * Bucket names are hashed: fixed length in Redis and in memory, and no subjects or tenant keys
+ * stored in the clear.
+ */
+export function bucketHash (...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('base64url').slice(0, 27)
+}
+
+/** The identity part of a main-limit bucket: issuer and subject, or the client IP when anonymous. */
+export function principalIdentity (request: FastifyRequest, clientIp: string): string {
+  const p = request.principal
+  if (p === null || p.type === 'anonymous') return `ip\0${clientIp}`
+  return `${p.type}\0${p.issuer}\0${p.subject}`
+}

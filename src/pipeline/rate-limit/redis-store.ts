@@ -1,0 +1,153 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { RateLimitStoreConfig } from '../../config/schema.js'
+import { gcraParams, type LimitSpec, type Verdict } from './algorithms.js'
+
+/*
+ * The shared store. Each algorithm is one Lua script on one key, so a decision is atomic in Redis and
+ * exact across replicas (and works unchanged on Redis Cluster: one key, one slot).
+ *
+ * Faults are bounded: every command times out (commandTimeoutMs), nothing is queued while the
+ * connection is down (enableOfflineQueue: false), and after a failure the store is marked down and
+ * skipped outright while one probe at a time (PING) waits for it to answer again. So a hanging Redis
+ * (SIGSTOP) costs each request at most one timeout, and no queue of waiting commands grows.
+ */
+
+// Fixed window: refuse without counting when the cost does not fit, so refusals never eat quota.
+// Returns {allowed, remaining, ttl ms}.
+const FIXED_WINDOW = `
+local max, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  if cost > max then return {0, max, window} end
+  redis.call('SET', KEYS[1], cost, 'PX', window)
+  return {1, max - cost, window}
+end
+local count = tonumber(redis.call('GET', KEYS[1]))
+if count + cost > max then return {0, max - count, ttl} end
+count = redis.call('INCRBY', KEYS[1], cost)
+return {1, max - count, ttl}
+`
+
+// GCRA on Redis's clock, in integer microseconds. Returns {allowed, remaining, reset us, retry us}.
+const GCRA = `
+local interval, tolerance, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local nxt = tat + cost * interval
+local allow_at = nxt - tolerance
+if now < allow_at then
+  return {0, math.floor((tolerance - (tat - now)) / interval), tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1)
+return {1, math.floor((tolerance - (nxt - now)) / interval), nxt - now, 0}
+`
+
+type ScriptClient = (Redis | Cluster) & {
+  portcullisFixedWindow: (key: string, max: number, windowMs: number, cost: number) => Promise<unknown>
+  portcullisGcra: (key: string, intervalUs: number, toleranceUs: number, cost: number) => Promise<unknown>
+}
+
+/** A reply that is not the script's array of integers is a store fault, never a verdict. */
+export class StoreReplyError extends Error {
+  override name = 'StoreReplyError'
+  constructor () { super('unexpected reply from the rate-limit store') }
+}
+
+/** The store is known to be down: not asked, so the request is not held up. */
+export class StoreDownError extends Error {
+  override name = 'StoreDownError'
+  constructor () { super('rate-limit store is down') }
+}
+
+function integers (reply: unknown, n: number): number[] {
+  if (!Array.isArray(reply) || reply.length !== n || !reply.every(v => Number.isSafeInteger(v))) throw new StoreReplyError()
+  return reply as number[]
+}
+
+export interface RedisStoreEvents {
+  /** Called on every change of reachability. */
+  onState: (up: boolean) => void
+}
+
+export function createRedisStore (config: RateLimitStoreConfig, log: FastifyBaseLogger, events: RedisStoreEvents) {
+  const options: RedisOptions = {
+    commandTimeout: config.commandTimeoutMs,
+    connectTimeout: Math.max(1000, config.commandTimeoutMs),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    // Reconnect for ever, at most once a second: recovery needs no restart.
+    retryStrategy: (times: number) => Math.min(times * 100, 1000)
+  }
+  const client = (config.cluster !== undefined
+    ? new Cluster(config.cluster.map(u => u), { redisOptions: options, enableOfflineQueue: false, clusterRetryStrategy: options.retryStrategy })
+    : new Redis(config.url ?? 'redis://127.0.0.1:6379', options)) as ScriptClient
+  client.defineCommand('portcullisFixedWindow', { numberOfKeys: 1, lua: FIXED_WINDOW })
+  client.defineCommand('portcullisGcra', { numberOfKeys: 1, lua: GCRA })
+
+  let up = false
+  let probing = false
+  let closed = false
+  let lastError: string | null = null
+  const setUp = (value: boolean, err?: Error): void => {
+    if (err !== undefined) lastError = err.message
+    if (value === up) return
+    up = value
+    if (value) log.info('rate-limit store is reachable')
+    else log.warn({ err: lastError }, 'rate-limit store is down; routes apply their onStoreError mode')
+    events.onState(value)
+  }
+  // ioredis reports connection trouble as events; without a listener they would crash the process.
+  client.on('error', (err: Error) => { lastError = err.message })
+  client.on('ready', () => { if (!probing) setUp(true) })
+  client.on('end', () => setUp(false))
+  client.on('close', () => { if (up) markDown(new Error('connection closed')) })
+
+  function markDown (err: Error): void {
+    setUp(false, err)
+    if (probing || closed) return
+    probing = true
+    void (async () => {
+      while (!closed) {
+        await new Promise(resolve => setTimeout(resolve, 250).unref())
+        if (closed) break
+        try {
+          if (await client.ping() === 'PONG') { probing = false; setUp(true); return }
+        } catch {}
+      }
+      probing = false
+    })()
+  }
+
+  async function call (run: () => Promise<unknown>, n: number): Promise<number[]> {
+    if (!up) throw new StoreDownError()
+    try {
+      return integers(await run(), n)
+    } catch (err) {
+      markDown(err as Error)
+      throw err
+    }
+  }
+
+  return {
+    get up (): boolean { return up },
+    get lastError (): string | null { return lastError },
+    async consume (key: string, cost: number, spec: LimitSpec): Promise<Verdict> {
+      if (spec.algorithm === 'gcra') {
+        const { intervalUs, toleranceUs } = gcraParams(spec)
+        const [allowed, remaining, resetUs, retryUs] = await call(() => client.portcullisGcra(key, intervalUs, toleranceUs, cost), 4) as [number, number, number, number]
+        return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: resetUs / 1000, retryAfterMs: retryUs / 1000 }
+      }
+      const [allowed, remaining, ttl] = await call(() => client.portcullisFixedWindow(key, spec.max, spec.windowMs, cost), 3) as [number, number, number]
+      return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: ttl, retryAfterMs: allowed === 1 ? 0 : ttl }
+    },
+    async close (): Promise<void> {
+      closed = true
+      client.disconnect()
+    }
+  }
+}
+
+export type RedisStore = ReturnType<typeof createRedisStore>

@@ -1,0 +1,87 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyRateLimitStore } from '@fastify/rate-limit'
+import type { Config } from '../../config/schema.js'
+import { GW_ERR_RATE_LIMIT_STORE } from '../../errors.js'
+import type { Metrics } from '../../observability/metrics.js'
+import { createMemoryLimiter, type LimitSpec, type Verdict } from './algorithms.js'
+import { createRedisStore } from './redis-store.js'
+
+/** One configured limit, as the store sees it. */
+export interface Bucket {
+  /** Metric label: the route id, or pre_auth. */
+  label: string
+  spec: LimitSpec
+  onStoreError: 'fail-closed' | 'local'
+}
+
+/*
+ * @fastify/rate-limit's store contract has a key, a window and a max, but no cost. The key handed to
+ * the store is built by this stage (a hash, then NUL, then the cost), so the cost travels after the
+ * last NUL, where no hash can put one.
+ */
+export function storeKey (hash: string, cost: number): string {
+  return `${hash}\0${cost}`
+}
+
+/**
+ * The store behind every limit: memory alone, or Redis with the in-process limiter as the fallback of
+ * limits that choose `onStoreError: local`. Built once at start; `Store` is the class handed to
+ * @fastify/rate-limit, one child per configured limit.
+ */
+export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger) {
+  const memory = createMemoryLimiter()
+  const redis = config.store.type === 'redis'
+    ? createRedisStore(config.store, log, { onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0) })
+    : null
+  metrics.rateLimitStoreUp.set(redis === null ? 1 : 0) // Redis is up once it has said so
+  const prefix = config.store.keyPrefix
+
+  async function consume (key: string, cost: number, bucket: Bucket): Promise<Verdict> {
+    if (redis === null) return memory.consume(key, cost, bucket.spec)
+    try {
+      return await redis.consume(prefix + key, cost, bucket.spec)
+    } catch {
+      const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
+      metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
+      if (action === 'local') return memory.consume(key, cost, bucket.spec)
+      throw new GW_ERR_RATE_LIMIT_STORE()
+    }
+  }
+
+  class GatewayStore implements FastifyRateLimitStore {
+    private readonly bucket: Bucket | null
+    // The plugin builds one store from its own options, then a child per createRateLimit() call,
+    // from that call's options: ours carry the gateway's bucket.
+    constructor (options?: object) {
+      this.bucket = (options as { gateway?: Bucket } | undefined)?.gateway ?? null
+    }
+
+    child (params: object): FastifyRateLimitStore {
+      return new GatewayStore(params)
+    }
+
+    // The plugin reads {current, ttl}: current above max refuses, ttl is the Retry-After (or reset).
+    incr (key: string, callback: (error: Error | null, result?: { current: number, ttl: number }) => void, _timeWindow: number, max: number): void {
+      const bucket = this.bucket
+      if (bucket === null) return callback(new Error('rate limit created without a gateway bucket'))
+      const sep = key.lastIndexOf('\0')
+      consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket).then(
+        v => callback(null, v.allowed ? { current: max - v.remaining, ttl: v.resetMs } : { current: max + 1, ttl: v.retryAfterMs }),
+        (err: Error) => callback(err))
+    }
+  }
+
+  return {
+    Store: GatewayStore,
+    /** For /readyz: what the store is and whether it answers (memory always does). */
+    detail (): { type: 'memory' | 'redis', up: boolean, last_error?: string } {
+      if (redis === null) return { type: 'memory', up: true }
+      return { type: 'redis', up: redis.up, ...(redis.up || redis.lastError === null ? {} : { last_error: redis.lastError }) }
+    },
+    /** Buckets held in this process (the memory store, or the fallback): for leak checks. */
+    get localBuckets (): number { return memory.size },
+    async close (): Promise<void> { await redis?.close() }
+  }
+}
+
+export type RateLimitStore = ReturnType<typeof createRateLimitStore>

@@ -1,0 +1,79 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import pino from 'pino'
+import { createRedisStore } from '../../../src/pipeline/rate-limit/redis-store.js'
+import type { LimitSpec } from '../../../src/pipeline/rate-limit/algorithms.js'
+import { startRedis, type RedisServer } from '../../helpers/redis.js'
+
+// The Redis store against a real redis-server: exact under concurrency, and bounded when Redis fails.
+
+const log = pino({ level: 'silent' })
+
+async function storeOn (t: Test, redis: RedisServer, commandTimeoutMs = 200) {
+  const states: boolean[] = []
+  const store = createRedisStore({ type: 'redis', url: redis.url, commandTimeoutMs, keyPrefix: '' }, log, { onState: up => states.push(up) })
+  t.teardown(() => store.close())
+  while (!store.up) await new Promise(resolve => setTimeout(resolve, 20))
+  return { store, states }
+}
+
+for (const algorithm of ['fixed-window', 'gcra'] as const) {
+  t.test(`${algorithm}: 300 concurrent requests against max 37 allow exactly 37`, async t => {
+    const redis = await startRedis(t)
+    const { store } = await storeOn(t, redis)
+    const spec: LimitSpec = { algorithm, max: 37, windowMs: 3_600_000, burst: 37 }
+    const verdicts = await Promise.all(Array.from({ length: 300 }, async () => store.consume('k', 1, spec)))
+    t.equal(verdicts.filter(v => v.allowed).length, 37)
+    t.ok(verdicts.filter(v => !v.allowed).every(v => v.retryAfterMs > 0), 'every refusal says when to retry')
+    const costly = await Promise.all(Array.from({ length: 20 }, async () => store.consume('c', 5, spec)))
+    t.equal(costly.filter(v => v.allowed).length, 7, 'cost 5: seven fit in 37')
+  })
+}
+
+t.test('a key holding something else is an odd reply: a store error, never a verdict', async t => {
+  const redis = await startRedis(t)
+  const { store } = await storeOn(t, redis)
+  await redis.command('LPUSH odd x')
+  await t.rejects(store.consume('odd', 1, { algorithm: 'gcra', max: 5, windowMs: 1000, burst: 5 }), /WRONGTYPE/)
+})
+
+t.test('Redis stopped: refused at once while down, used again after it restarts', async t => {
+  const redis = await startRedis(t)
+  const { store, states } = await storeOn(t, redis)
+  const spec: LimitSpec = { algorithm: 'fixed-window', max: 100, windowMs: 60_000, burst: 100 }
+  t.ok((await store.consume('k', 1, spec)).allowed)
+  await redis.stop()
+  await t.rejects(store.consume('k', 1, spec), 'the first request after the outage fails')
+  await t.rejects(store.consume('k', 1, spec), { name: 'StoreDownError' }, 'later ones are not even sent')
+  t.notOk(store.up)
+  await redis.start()
+  while (!store.up) await new Promise(resolve => setTimeout(resolve, 50))
+  t.ok((await store.consume('k', 1, spec)).allowed, 'working again, no restart')
+  t.strictSame(states, [true, false, true])
+})
+
+t.test('Redis paused (SIGSTOP): requests are answered while it hangs, and nothing piles up for it', async t => {
+  const redis = await startRedis(t)
+  const { store } = await storeOn(t, redis, 100)
+  const spec: LimitSpec = { algorithm: 'gcra', max: 1000, windowMs: 60_000, burst: 1000 }
+  await store.consume('k', 1, spec)
+  const scripts = async (): Promise<number> => {
+    const stats = await redis.command('INFO commandstats')
+    return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0)
+  }
+  const before = await scripts()
+  redis.pause()
+  t.teardown(() => redis.resume())
+  // Ten waves of 50: only the first can reach Redis (it times out); then the store is known down.
+  const outcomes: Array<PromiseSettledResult<unknown>> = []
+  for (let wave = 0; wave < 10; wave++) {
+    outcomes.push(...await Promise.allSettled(Array.from({ length: 50 }, async () => store.consume('k', 1, spec))))
+  }
+  t.ok(outcomes.every(o => o.status === 'rejected'), 'all 500 settled, as errors, while Redis is still paused')
+  t.notOk(store.up)
+  redis.resume()
+  while (!store.up) await new Promise(resolve => setTimeout(resolve, 50))
+  const sent = await scripts() - before
+  t.ok(sent <= 50, `Redis ran ${sent} rate-limit scripts for 500 requests made while it hung: the first wave only, no backlog`)
+  t.ok((await store.consume('k', 1, spec)).allowed)
+})
