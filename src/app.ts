@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
+import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
@@ -30,6 +32,8 @@ export interface Gateway {
   metrics: Metrics
   policy: PolicyStore
   keySources: ReadonlyMap<string, KeySource>
+  /** Readiness checks and status sections: other parts add theirs here. */
+  health: Health
   close: () => Promise<void>
 }
 
@@ -64,6 +68,11 @@ function serverOptions (limits: Config['limits']) {
 export interface GatewayOptions {
   /** How often to look for a changed bundle file; 0 turns watching off (tests). */
   bundleWatchIntervalMs?: number
+  /** Metrics that outlive this instance, so counters keep counting across config reloads. */
+  metrics?: Metrics
+  /** Set when server.ts owns the sockets (lifecycle/listener.ts): one each for public and admin. */
+  serverFactory?: FastifyServerOptions['serverFactory']
+  adminServerFactory?: FastifyServerOptions['serverFactory']
 }
 
 /**
@@ -71,8 +80,8 @@ export interface GatewayOptions {
  * policy, connection pools, route table) is built here, once; requests only read it.
  */
 export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
-  const registry = new Registry()
-  const metrics = createMetrics(registry)
+  const metrics = opts.metrics ?? createMetrics(new Registry())
+  const registry = metrics.registry
   const errorReplier = createErrorReplier(metrics)
   // Fastify's logger exists only once the instance does; the handler is called after that.
   let clientErrorReplier = (_err: NodeJS.ErrnoException, socket: Socket): void => { socket.destroy() }
@@ -81,6 +90,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
     ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,
     maxRequestsPerSocket: 0,
@@ -151,22 +161,35 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
 
-  const readiness = () => {
-    const checks: Record<string, boolean> = { policy: policy.current !== null }
-    for (const [id, k] of keySources) checks[`issuer:${id}`] = k.ready
-    return { ready: Object.values(checks).every(Boolean), checks }
+  const health = createHealth()
+  health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
+  for (const [id, k] of keySources) health.addCheck(`issuer:${id}`, () => k.ready ? true : { ok: false, detail: 'issuer keys not loaded' })
+  const listenerCert = tls !== undefined ? new X509Certificate(readFileSync(tls.cert)) : undefined
+  if (listenerCert !== undefined) {
+    const notAfter = new Date(listenerCert.validTo)
+    metrics.certificateExpiry.set({ certificate: 'listener' }, notAfter.getTime() / 1000)
+    health.addCheck('certificate:listener', () => {
+      const now = Date.now()
+      const ok = now >= new Date(listenerCert.validFrom).getTime() && now < notAfter.getTime()
+      return { ok, detail: `${ok ? 'valid' : 'not valid now'}; expires ${notAfter.toISOString()}` }
+    })
   }
+  health.addStatus('policy', async () => ({
+    revision: policy.current?.revision ?? null,
+    entrypoint: config.policy.entrypoint,
+    ...await bundleActivation(metrics)
+  }))
+  health.addStatus('issuers', () => config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })))
+  health.addStatus('routes', () => config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })))
+  health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
+  health.addStatus('certificates', () => listenerCert === undefined
+    ? []
+    : [{ name: 'listener', subject: listenerCert.subject, not_after: new Date(listenerCert.validTo).toISOString() }])
   const admin = createAdminServer({
     registry,
-    readiness,
+    health,
     logLevel: config.logging.level,
-    status: () => ({
-      ready: readiness().ready,
-      policy: { revision: policy.current?.revision ?? null, entrypoint: config.policy.entrypoint },
-      issuers: config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })),
-      routes: config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })),
-      upstreams: config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined }))
-    })
+    ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })
   // Issuers that were down at start are retried in the background, so readiness can recover.
   const retry = setInterval(() => {
@@ -179,6 +202,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     policy,
     keySources,
+    health,
     async close () {
       clearInterval(retry)
       policy.close()
@@ -187,4 +211,11 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       await Promise.all([...keySources.values()].map(k => k.close()))
     }
   }
+}
+
+// The activation time is kept by the policy store's gauge; /status reads it from there.
+async function bundleActivation (metrics: Metrics): Promise<{ activated_at: string | null, age_seconds: number | null }> {
+  const seconds = (await metrics.bundleActivatedAt.get()).values[0]?.value ?? 0
+  if (seconds <= 0) return { activated_at: null, age_seconds: null }
+  return { activated_at: new Date(seconds * 1000).toISOString(), age_seconds: Math.round(Date.now() / 1000 - seconds) }
 }

@@ -47,9 +47,9 @@ program.command('start')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .action(async (opts: { config: string }) => {
     const config = await loadConfig(opts.config).catch(fail)
-    const running = await startGateway(config).catch(fail)
-    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl }, 'portcullis is listening')
-    closeOnSignals(running.close, running.gateway.app.log)
+    const running = await startGateway(config, { configFile: opts.config }).catch(fail)
+    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
+    closeOnSignals(running, running.gateway.app.log)
   })
 
 program.command('check')
@@ -94,7 +94,8 @@ demo.command('run', { isDefault: true })
       'Ctrl-C stops it.',
       ''
     ].join('\n'))
-    closeOnSignals(running.close, running.gateway.gateway.app.log)
+    // SIGHUP rebuilds the demo gateway from its config, re-reading certificates, keys and bundle.
+    closeOnSignals({ close: running.close, reload: running.gateway.reload }, running.gateway.gateway.app.log)
   })
 
 demo.command('token')

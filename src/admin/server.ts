@@ -1,17 +1,14 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Registry } from 'prom-client'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
-
-export interface Readiness {
-  ready: boolean
-  checks: Record<string, boolean>
-}
+import type { Health } from './health.js'
 
 export interface AdminOptions {
   registry: Registry
-  readiness: () => Readiness
-  status: () => Record<string, unknown>
+  health: Health
   logLevel: string
+  /** Set when the listening socket is owned by the process (server.ts) and outlives this instance. */
+  serverFactory?: FastifyServerOptions['serverFactory']
 }
 
 /**
@@ -19,17 +16,23 @@ export interface AdminOptions {
  * readiness and a status document. It serves nothing from the request path.
  */
 export function createAdminServer (opts: AdminOptions): FastifyInstance {
-  const admin = Fastify({ logger: loggerOptions(opts.logLevel), logController: quietRequestLogging() })
+  const admin = Fastify({
+    logger: loggerOptions(opts.logLevel),
+    logController: quietRequestLogging(),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {})
+  })
   admin.get('/metrics', async (_request, reply) => {
     reply.type(opts.registry.contentType)
     return opts.registry.metrics()
   })
+  // Liveness: the process answers. Dependencies belong to readiness, so a down issuer never gets
+  // the gateway restarted.
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
-    const r = opts.readiness()
+    const r = opts.health.readiness()
     reply.code(r.ready ? 200 : 503)
-    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks }
+    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks, details: r.details }
   })
-  admin.get('/status', async () => opts.status())
+  admin.get('/status', async () => opts.health.status())
   return admin
 }

@@ -89,6 +89,23 @@ export function createMetrics (registry: Registry) {
       help: 'Upstream requests that failed without a response, by upstream and kind',
       labelNames: ['upstream', 'kind'] as const,
       registers
+    }),
+    certificateExpiry: new Gauge({
+      name: 'portcullis_certificate_expiry_timestamp_seconds',
+      help: 'When each certificate the gateway holds stops being valid (notAfter), by certificate name from config',
+      labelNames: ['certificate'] as const,
+      registers
+    }),
+    configReloads: new Counter({
+      name: 'portcullis_config_reloads_total',
+      help: 'Config reloads, by result (success, failure); a failed reload leaves the previous config serving',
+      labelNames: ['result'] as const,
+      registers
+    }),
+    configLoadedAt: new Gauge({
+      name: 'portcullis_config_last_reload_success_timestamp_seconds',
+      help: 'When the active config was applied',
+      registers
     })
   }
 }
