@@ -178,7 +178,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   const close = async (): Promise<void> => {
     closing ??= (async () => {
       draining = true
-      pub.draining = true
+      pub.drain()
       unwatch()
       await reloading
       const server = pub.server as Server

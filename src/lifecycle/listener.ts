@@ -42,20 +42,24 @@ export interface Listener {
   readonly server: AnyServer | undefined
   /** Makes a prepared generation the one that serves; the first activation creates the server. */
   activate: (gen: Generation) => Generation | undefined
-  /** While draining, every response asks the client to close its connection. */
-  draining: boolean
+  /** From now on, every response not yet started asks the client to close its connection. */
+  drain: () => void
 }
 
 export function createListener (): Listener {
   let server: AnyServer | undefined
   let current: Generation | undefined
   let pending: Generation | undefined
+  let draining = false
+  const open = new Set<ServerResponse>()
 
   const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
     const gen = current!
-    if (listener.draining && !res.headersSent) res.setHeader('connection', 'close')
+    // Node then sends `Connection: close` and closes the socket after this response.
+    if (draining) res.shouldKeepAlive = false
     gen.inFlight++
-    res.once('close', () => { if (--gen.inFlight === 0) gen.wake() })
+    open.add(res)
+    res.once('close', () => { open.delete(res); if (--gen.inFlight === 0) gen.wake() })
     gen.handler(req, res)
   }
 
@@ -65,8 +69,11 @@ export function createListener (): Listener {
     for (const l of gen.stub.listeners(event)) if (!internal.includes(l)) (l as Function).apply(gen.stub, args)
   }
 
-  const listener: Listener & { pending: Generation | undefined } = {
-    draining: false,
+  const listener: Listener = {
+    drain () {
+      draining = true
+      for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false
+    },
     get pending () { return pending },
     get server () { return server },
     factory: (handler, options) => {
