@@ -159,7 +159,8 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   // File watching: the config file and the listener's certificate and key, polled (works on every
   // file system and across the rename a certificate rotation tool does).
   let watched: Array<[string, (now: Stats, before: Stats) => void]> = []
-  const unwatch = (): void => { for (const [f, l] of watched) unwatchFile(f, l); watched = [] }
+  let settle: NodeJS.Timeout | undefined
+  const unwatch = (): void => { clearTimeout(settle); for (const [f, l] of watched) unwatchFile(f, l); watched = [] }
   const watch = (): void => {
     unwatch()
     const { lifecycle, listen: l } = active.config
@@ -167,7 +168,10 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     for (const f of [opts.configFile, l.tls?.cert, l.tls?.key, l.tls?.clientCa]) {
       if (f === undefined) continue
       const onChange = (now: Stats, before: Stats): void => {
-        if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void reload()
+        if (now.mtimeMs === before.mtimeMs && now.size === before.size) return
+        // One reload for changes that come together (a certificate and its key), once they settle.
+        clearTimeout(settle)
+        settle = setTimeout(() => { void reload() }, lifecycle.watchIntervalMs).unref()
       }
       watchFile(f, { interval: lifecycle.watchIntervalMs, persistent: false }, onChange)
       watched.push([f, onChange])
