@@ -109,7 +109,9 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   })
 
   const keySources = new Map<string, KeySource>()
-  for (const issuer of config.issuers) keySources.set(issuer.id, await createKeySource(issuer))
+  for (const issuer of config.issuers) {
+    keySources.set(issuer.id, await createKeySource(issuer, result => metrics.jwksFetches.inc({ issuer: issuer.id, result })))
+  }
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
   })))

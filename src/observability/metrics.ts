@@ -16,6 +16,8 @@ export type Outcome =
 export function createMetrics (registry: Registry) {
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
+  // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
+  for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   return {
     registry,
     requests: new Counter({
@@ -26,8 +28,8 @@ export function createMetrics (registry: Registry) {
     }),
     requestDuration: new Histogram({
       name: 'portcullis_request_duration_seconds',
-      help: 'Time from request start to response end, by route and outcome',
-      labelNames: ['route', 'outcome'] as const,
+      help: 'Time from request start to response end, by route, method and outcome',
+      labelNames: ['route', 'method', 'outcome'] as const,
       buckets: LATENCY_BUCKETS,
       registers
     }),
@@ -100,6 +102,12 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_config_reloads_total',
       help: 'Config reloads, by result (success, failure); a failed reload leaves the previous config serving',
       labelNames: ['result'] as const,
+      registers
+    }),
+    jwksFetches: new Counter({
+      name: 'portcullis_jwks_fetches_total',
+      help: 'Fetches of an issuer\'s JWKS (first load and every refresh), by issuer id and result (success, failure)',
+      labelNames: ['issuer', 'result'] as const,
       registers
     }),
     configLoadedAt: new Gauge({

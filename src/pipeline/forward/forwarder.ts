@@ -75,6 +75,7 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) },
         (performance.now() - started) / 1000)
       request.upstreamStatus = response.statusCode
+      request.upstreamMs = Math.round((performance.now() - started) * 1000) / 1000
       response.body.once('error', (err: Error) => {
         metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'failed' })
         markUpstreamError(err)
@@ -92,6 +93,8 @@ export function createForwarder ({ upstreams, metrics }: ForwarderOptions): Forw
 declare module 'fastify' {
   interface FastifyRequest {
     upstreamStatus: number | null
+    /** Milliseconds until the upstream answered with headers, for the access line. */
+    upstreamMs: number | null
   }
 }
 
