@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Registry } from 'prom-client'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 import type { Health } from './health.js'
+import { renderStatusPage } from './status-page.js'
 
 export interface AdminOptions {
   registry: Registry
@@ -34,5 +35,10 @@ export function createAdminServer (opts: AdminOptions): FastifyInstance {
     return { status: r.ready ? 'ready' : 'not ready', checks: r.checks, details: r.details }
   })
   admin.get('/status', async () => opts.health.status())
+  // The same document for people, as a page.
+  admin.get('/status.html', async (_request, reply) => {
+    reply.type('text/html; charset=utf-8')
+    return renderStatusPage(await opts.health.status())
+  })
   return admin
 }
