@@ -10,6 +10,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
+import { createTracing, untraced } from './observability/tracing.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
@@ -147,9 +148,14 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.server.on('connection', closeIfSilent)
   if (tls !== undefined) app.server.on('secureConnection', closeIfSilent)
 
+  // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
+  const tracing = createTracing(config.tracing)
+  const traced = tracing?.traced ?? untraced
+
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.
   await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
+  if (tracing !== undefined) await app.register(tracing.plugin)
   await app.register(guardPlugin, { //                                           1. edge guards
     maxBodyBytes: config.limits.maxBodyBytes,
     maxUriBytes: config.limits.maxUriBytes,
@@ -157,9 +163,10 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     pathParameters: config.limits.pathParameters === 'allow',
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
-  await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
-  await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
-  await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
+  await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
+  await app.register(traced('authorize', authorizePlugin), { policy, metrics }) //    4. authorize
+  // Its hook runs per route, after these; the span stays open until the forward stage starts.
+  await app.register(traced('rate limit', rateLimitPlugin, { open: true }), { metrics }) // 5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
 
@@ -211,6 +218,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       await app.close()
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
+      await tracing?.close()
     }
   }
 }

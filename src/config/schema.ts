@@ -159,6 +159,15 @@ const Lifecycle = Type.Object({
   watchIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'how often watched files are polled' })
 }, { additionalProperties: false, default: {} })
 
+const Tracing = Type.Object({
+  otlpUrl: Type.Optional(Type.String({
+    format: 'uri',
+    pattern: '^https?://',
+    description: 'OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces; tracing is off when absent'
+  })),
+  serviceName: Type.String({ minLength: 1, default: 'portcullis', description: 'service.name of the exported spans' })
+}, { additionalProperties: false, default: {} })
+
 export const ConfigSchema = Type.Object({
   listen: Listen,
   admin: Admin,
@@ -169,7 +178,8 @@ export const ConfigSchema = Type.Object({
   rateLimit: Type.Object({ default: Type.Optional(RateLimit) }, { additionalProperties: false, default: {} }),
   upstreams: Type.Array(Upstream, { minItems: 1 }),
   routes: Type.Array(Route, { minItems: 1 }),
-  lifecycle: Lifecycle
+  lifecycle: Lifecycle,
+  tracing: Tracing
 }, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
 
 export type Config = Static<typeof ConfigSchema>
