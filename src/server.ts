@@ -14,6 +14,8 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 export interface StartOptions extends Pick<GatewayOptions, 'bundleWatchIntervalMs'> {
   /** Where the config came from: a reload reads it again, and `lifecycle.watch` polls it. */
   configFile?: string
+  /** Open the admin listener (default). Cluster workers leave it to the primary. */
+  admin?: boolean
 }
 
 export type ReloadResult = { ok: true, configHash: string } | { ok: false, problems: ConfigProblem[] }
@@ -99,7 +101,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   metrics.configLoadedAt.set(Date.now() / 1000)
   try {
     await listen(pub.server as Server, config.listen.host, config.listen.port)
-    await listen(adm.server as Server, config.admin.host, config.admin.port)
+    if (opts.admin !== false) await listen(adm.server as Server, config.admin.host, config.admin.port)
   } catch (err) {
     pub.server?.close()
     adm.server?.close()
@@ -200,7 +202,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       await Promise.all(retiring)
       await active.gateway.close()
       const admin = adm.server as Server
-      await new Promise<void>(resolve => { admin.close(() => resolve()); admin.closeAllConnections() })
+      if (admin.listening) await new Promise<void>(resolve => { admin.close(() => resolve()); admin.closeAllConnections() })
     })()
     return closing
   }
@@ -209,7 +211,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     get gateway () { return active.gateway },
     get configHash () { return active.hash },
     url: urlOf(pub.server as Server, config.listen.host, config.listen.tls !== undefined ? 'https' : 'http'),
-    adminUrl: urlOf(adm.server as Server, config.admin.host, 'http'),
+    adminUrl: opts.admin !== false ? urlOf(adm.server as Server, config.admin.host, 'http') : '',
     reload,
     close
   }

@@ -120,8 +120,8 @@ export interface GatewayProcess {
 }
 
 /** `portcullis start -c <configFile>` as a child process, killed at teardown if still running. */
-export async function startGatewayProcess (t: Test, configFile: string): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startGatewayProcess (t: Test, configFile: string, args: string[] = []): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CLI, 'start', '-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGKILL') })
   let log = ''
   const waiters: Array<() => void> = []
