@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
+import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
+import { createTracing, untraced } from './observability/tracing.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
@@ -33,6 +36,8 @@ export interface Gateway {
   metrics: Metrics
   policy: PolicyStore
   keySources: ReadonlyMap<string, KeySource>
+  /** Readiness checks and status sections: other parts add theirs here. */
+  health: Health
   close: () => Promise<void>
 }
 
@@ -67,6 +72,11 @@ function serverOptions (limits: Config['limits']) {
 export interface GatewayOptions {
   /** How often to look for a changed bundle file; 0 turns watching off (tests). */
   bundleWatchIntervalMs?: number
+  /** Metrics that outlive this instance, so counters keep counting across config reloads. */
+  metrics?: Metrics
+  /** Set when server.ts owns the sockets (lifecycle/listener.ts): one each for public and admin. */
+  serverFactory?: FastifyServerOptions['serverFactory']
+  adminServerFactory?: FastifyServerOptions['serverFactory']
 }
 
 /**
@@ -74,8 +84,8 @@ export interface GatewayOptions {
  * policy, connection pools, route table) is built here, once; requests only read it.
  */
 export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
-  const registry = new Registry()
-  const metrics = createMetrics(registry)
+  const metrics = opts.metrics ?? createMetrics(new Registry())
+  const registry = metrics.registry
   const errorReplier = createErrorReplier(metrics)
   // Fastify's logger exists only once the instance does; the handler is called after that.
   let clientErrorReplier = (_err: NodeJS.ErrnoException, socket: Socket): void => { socket.destroy() }
@@ -84,6 +94,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
     ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     requestTimeout: config.limits.requestTimeoutMs,
     maxRequestsPerSocket: 0,
@@ -102,7 +113,9 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   })
 
   const keySources = new Map<string, KeySource>()
-  for (const issuer of config.issuers) keySources.set(issuer.id, await createKeySource(issuer))
+  for (const issuer of config.issuers) {
+    keySources.set(issuer.id, await createKeySource(issuer, result => metrics.jwksFetches.inc({ issuer: issuer.id, result })))
+  }
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
   })))
@@ -148,9 +161,14 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   app.server.on('connection', closeIfSilent)
   if (tls !== undefined) app.server.on('secureConnection', closeIfSilent)
 
+  // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
+  const tracing = createTracing(config.tracing)
+  const traced = tracing?.traced ?? untraced
+
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.
   await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
+  if (tracing !== undefined) await app.register(tracing.plugin)
   await app.register(guardPlugin, { //                                           1. edge guards
     maxBodyBytes: config.limits.maxBodyBytes,
     maxUriBytes: config.limits.maxUriBytes,
@@ -159,30 +177,49 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
-  await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
-  await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
-  await app.register(rateLimitPlugin, { metrics, store: rateLimitStore, config }) // 5. rate limit
+  await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
+  await app.register(traced('authorize', authorizePlugin), { policy, metrics }) //    4. authorize
+  // Its hook runs per route, after these; the span stays open until the forward stage starts.
+  await app.register(traced('rate limit', rateLimitPlugin, { open: true }), { metrics, store: rateLimitStore, config }) // 5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
 
-  const readiness = () => {
-    const checks: Record<string, boolean> = { policy: policy.current !== null }
-    for (const [id, k] of keySources) checks[`issuer:${id}`] = k.ready
-    // The store's state is shown, not required: routes decide (onStoreError) what a Redis outage means.
-    return { ready: Object.values(checks).every(Boolean), checks, detail: { rate_limit_store: rateLimitStore.detail() } }
+  const health = createHealth()
+  health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
+  for (const [id, k] of keySources) health.addCheck(`issuer:${id}`, () => k.ready ? true : { ok: false, detail: 'issuer keys not loaded' })
+  // Shown, never failing: each route decides (onStoreError) what a store outage means for it.
+  health.addCheck('rate_limit_store', () => {
+    const s = rateLimitStore.detail()
+    return { ok: true, detail: `${s.type} ${s.up ? 'up' : 'down'}${s.last_error !== undefined ? `: ${s.last_error}` : ''}` }
+  })
+  health.addStatus('rate_limit_store', () => rateLimitStore.detail())
+  const listenerCert = tls !== undefined ? new X509Certificate(readFileSync(tls.cert)) : undefined
+  if (listenerCert !== undefined) {
+    const notAfter = new Date(listenerCert.validTo)
+    metrics.certificateNotAfter.set('listener', notAfter.getTime())
+    health.addCheck('certificate:listener', () => {
+      const now = Date.now()
+      const ok = now >= new Date(listenerCert.validFrom).getTime() && now < notAfter.getTime()
+      return { ok, detail: `${ok ? 'valid' : 'not valid now'}; expires ${notAfter.toISOString()}` }
+    })
   }
+  health.addStatus('policy', async () => ({
+    revision: policy.current?.revision ?? null,
+    entrypoint: config.policy.entrypoint,
+    ...await bundleActivation(metrics)
+  }))
+  health.addStatus('issuers', () => config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })))
+  health.addStatus('routes', () => config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })))
+  health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
+  health.addStatus('certificates', () => listenerCert === undefined
+    ? []
+    : [{ name: 'listener', subject: listenerCert.subject, not_after: new Date(listenerCert.validTo).toISOString() }])
   const admin = createAdminServer({
     registry,
-    readiness,
+    health,
     logLevel: config.logging.level,
     jwks: () => assertionKeys.jwks(),
-    status: () => ({
-      ready: readiness().ready,
-      policy: { revision: policy.current?.revision ?? null, entrypoint: config.policy.entrypoint },
-      issuers: config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })),
-      routes: config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })),
-      upstreams: config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined }))
-    })
+    ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })
   // Issuers that were down at start are retried in the background, so readiness can recover.
   const retry = setInterval(() => {
@@ -195,6 +232,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     policy,
     keySources,
+    health,
     async close () {
       clearInterval(retry)
       assertionKeys.close()
@@ -203,6 +241,14 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
       await rateLimitStore.close()
+      await tracing?.close()
     }
   }
+}
+
+// The activation time is kept by the policy store's gauge; /status reads it from there.
+async function bundleActivation (metrics: Metrics): Promise<{ activated_at: string | null, age_seconds: number | null }> {
+  const seconds = (await metrics.bundleActivatedAt.get()).values[0]?.value ?? 0
+  if (seconds <= 0) return { activated_at: null, age_seconds: null }
+  return { activated_at: new Date(seconds * 1000).toISOString(), age_seconds: Math.round(Date.now() / 1000 - seconds) }
 }

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { relative } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
 import { ConfigError, loadConfig } from './config/load.js'
 import { closeOnSignals, startGateway } from './server.js'
+import { runPrimary, serveWorker } from './lifecycle/cluster.js'
 import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
 import { demoDir, ensureDemoState } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
@@ -52,14 +55,28 @@ const program = new Command('portcullis')
   .showHelpAfterError()
 program.exitOverride(err => process.exit(err.exitCode === 0 ? 0 : 2))
 
+function parseWorkers (value: string): number {
+  if (value === 'auto') return availableParallelism()
+  const n = parseInteger(value)
+  if (n < 1) throw new InvalidArgumentError('must be at least 1, or auto')
+  return n
+}
+
 program.command('start')
   .description('run a gateway from a config file')
   .requiredOption('-c, --config <file>', 'YAML config file')
-  .action(async (opts: { config: string }) => {
+  .option('-w, --workers <n>', 'processes sharing the port: a number, or auto for one per CPU', parseWorkers, 1)
+  .action(async (opts: { config: string, workers: number }) => {
     const config = await loadConfig(opts.config).catch(fail)
-    const running = await startGateway(config).catch(fail)
-    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl }, 'portcullis is listening')
-    closeOnSignals(running.close, running.gateway.app.log)
+    const worker = cluster.isWorker && process.env.PORTCULLIS_WORKER === '1'
+    if (opts.workers > 1 && !worker) {
+      await runPrimary(config, opts.workers).catch(fail)
+      return
+    }
+    const running = await startGateway(config, { configFile: opts.config, admin: !worker }).catch(fail)
+    if (worker) serveWorker(running)
+    else running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
+    closeOnSignals(running, running.gateway.app.log)
   })
 
 program.command('check')
@@ -110,7 +127,8 @@ demo.command('run', { isDefault: true })
       'Ctrl-C stops it.',
       ''
     ].join('\n'))
-    closeOnSignals(running.close, running.gateway.gateway.app.log)
+    // SIGHUP rebuilds the demo gateway from its config, re-reading certificates, keys and bundle.
+    closeOnSignals({ close: running.close, reload: running.gateway.reload }, running.gateway.gateway.app.log)
   })
 
 demo.command('config')

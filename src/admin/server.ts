@@ -1,21 +1,17 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Registry } from 'prom-client'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
-
-export interface Readiness {
-  ready: boolean
-  checks: Record<string, boolean>
-  /** Informational state that does not decide readiness (e.g. the rate-limit store). */
-  detail?: Record<string, unknown>
-}
+import type { Health } from './health.js'
+import { renderStatusPage } from './status-page.js'
 
 export interface AdminOptions {
   registry: Registry
-  readiness: () => Readiness
-  status: () => Record<string, unknown>
+  health: Health
   logLevel: string
   /** The gateway's public assertion keys, for functions that verify its assertions. */
   jwks?: () => { keys: unknown[] }
+  /** Set when the listening socket is owned by the process (server.ts) and outlives this instance. */
+  serverFactory?: FastifyServerOptions['serverFactory']
 }
 
 /**
@@ -23,18 +19,29 @@ export interface AdminOptions {
  * readiness and a status document. It serves nothing from the request path.
  */
 export function createAdminServer (opts: AdminOptions): FastifyInstance {
-  const admin = Fastify({ logger: loggerOptions(opts.logLevel), logController: quietRequestLogging() })
+  const admin = Fastify({
+    logger: loggerOptions(opts.logLevel),
+    logController: quietRequestLogging(),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {})
+  })
   admin.get('/metrics', async (_request, reply) => {
     reply.type(opts.registry.contentType)
     return opts.registry.metrics()
   })
+  // Liveness: the process answers. Dependencies belong to readiness, so a down issuer never gets
+  // the gateway restarted.
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
-    const r = opts.readiness()
+    const r = opts.health.readiness()
     reply.code(r.ready ? 200 : 503)
-    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.detail !== undefined ? { detail: r.detail } : {}) }
+    return { status: r.ready ? 'ready' : 'not ready', checks: r.checks, details: r.details }
   })
-  admin.get('/status', async () => opts.status())
+  admin.get('/status', async () => opts.health.status())
+  // The same document for people, as a page.
+  admin.get('/status.html', async (_request, reply) => {
+    reply.type('text/html; charset=utf-8')
+    return renderStatusPage(await opts.health.status())
+  })
   const jwks = opts.jwks
   if (jwks !== undefined) {
     admin.get('/.well-known/jwks.json', async (_request, reply) => {

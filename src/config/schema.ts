@@ -240,6 +240,26 @@ const Logging = Type.Object({
   level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })
 }, { additionalProperties: false, default: {} })
 
+const Lifecycle = Type.Object({
+  drainTimeoutMs: Type.Integer({
+    minimum: 0,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'on SIGTERM/SIGINT (and for the old config after a reload), how long in-flight requests may take to finish before their connections are cut'
+  }),
+  watch: Type.Boolean({ default: true, description: 'reload when the config file or the listener certificate/key files change (SIGHUP always reloads)' }),
+  watchIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'how often watched files are polled' })
+}, { additionalProperties: false, default: {} })
+
+const Tracing = Type.Object({
+  otlpUrl: Type.Optional(Type.String({
+    format: 'uri',
+    pattern: '^https?://',
+    description: 'OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces; tracing is off when absent'
+  })),
+  serviceName: Type.String({ minLength: 1, default: 'portcullis', description: 'service.name of the exported spans' })
+}, { additionalProperties: false, default: {} })
+
 export const ConfigSchema = Type.Object({
   listen: Listen,
   admin: Admin,
@@ -262,7 +282,9 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   upstreams: Type.Array(Upstream, { minItems: 1 }),
   routes: Type.Array(Route, { minItems: 1 }),
-  assertion: Assertion
+  assertion: Assertion,
+  lifecycle: Lifecycle,
+  tracing: Tracing
 }, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
 
 export type Config = Static<typeof ConfigSchema>

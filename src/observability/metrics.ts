@@ -18,6 +18,8 @@ export function createMetrics (registry: Registry) {
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
   // Certificate name → notAfter (ms since the epoch); the expiry gauge reads it at scrape time.
   const certificateNotAfter = new Map<string, number>()
+  // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
+  for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   return {
     registry,
     requests: new Counter({
@@ -28,8 +30,8 @@ export function createMetrics (registry: Registry) {
     }),
     requestDuration: new Histogram({
       name: 'portcullis_request_duration_seconds',
-      help: 'Time from request start to response end, by route and outcome',
-      labelNames: ['route', 'outcome'] as const,
+      help: 'Time from request start to response end, by route, method and outcome',
+      labelNames: ['route', 'method', 'outcome'] as const,
       buckets: LATENCY_BUCKETS,
       registers
     }),
@@ -93,14 +95,16 @@ export function createMetrics (registry: Registry) {
       registers
     }),
     certificateNotAfter,
+    // Set by whoever holds a certificate (the listener, each upstream's client pair); read at scrape
+    // time. A timestamp, so alerts compute the time left: `... - time() < 14 * 86400`.
     certificateExpiry: new Gauge({
-      name: 'portcullis_certificate_expiry_seconds',
-      help: 'Seconds until a certificate the gateway presents expires (negative once expired), by certificate',
+      name: 'portcullis_certificate_expiry_timestamp_seconds',
+      help: 'When each certificate the gateway holds stops being valid (notAfter), by certificate (listener, upstream/<id>)',
       labelNames: ['certificate'] as const,
       registers,
       collect () {
         this.reset()
-        for (const [certificate, notAfter] of certificateNotAfter) this.set({ certificate }, (notAfter - Date.now()) / 1000)
+        for (const [certificate, notAfter] of certificateNotAfter) this.set({ certificate }, notAfter / 1000)
       }
     }),
     certificateReloads: new Counter({
@@ -151,6 +155,23 @@ export function createMetrics (registry: Registry) {
     preAuthLimited: new Counter({
       name: 'portcullis_ratelimit_pre_auth_limited_total',
       help: 'Requests refused with 429 by the per-client-IP limit before authentication',
+      registers
+    }),
+    configReloads: new Counter({
+      name: 'portcullis_config_reloads_total',
+      help: 'Config reloads, by result (success, failure); a failed reload leaves the previous config serving',
+      labelNames: ['result'] as const,
+      registers
+    }),
+    jwksFetches: new Counter({
+      name: 'portcullis_jwks_fetches_total',
+      help: 'Fetches of an issuer\'s JWKS (first load and every refresh), by issuer id and result (success, failure)',
+      labelNames: ['issuer', 'result'] as const,
+      registers
+    }),
+    configLoadedAt: new Gauge({
+      name: 'portcullis_config_last_reload_success_timestamp_seconds',
+      help: 'When the active config was applied',
       registers
     })
   }

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { statusClass, type Metrics, type Outcome } from './metrics.js'
 
 declare module 'fastify' {
@@ -23,6 +23,14 @@ function outcomeOf (code: string | null, status: number): Outcome {
   return 'error'
 }
 
+/** What the rate limit stage did: null when the request stopped before reaching it. */
+function rateLimitOutcome (request: FastifyRequest): 'limited' | 'passed' | 'none' | null {
+  if (request.errorCode === 'GW_ERR_RATE_LIMITED') return 'limited'
+  const forwarded = request.upstreamStatus !== null || (request.errorCode?.startsWith('GW_ERR_UPSTREAM_') ?? false)
+  if (!forwarded) return null
+  return request.rateLimited === false ? 'passed' : 'none'
+}
+
 /**
  * Stage 7, observe: one access line per request that also carries the verdict (it is the decision
  * log too: decision_id, policy_revision, subject, allow, reasons), and the request metrics. Registered first so it sees every request, including those the guards refuse.
@@ -36,13 +44,9 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
     const route = request.routeOptions.config.gateway?.id ?? '-'
     const outcome = outcomeOf(request.errorCode, reply.statusCode)
     const seconds = reply.elapsedTime / 1000
-    metrics.requests.inc({
-      route,
-      method: METHODS.has(request.method) ? request.method : 'OTHER',
-      outcome,
-      status_class: statusClass(reply.statusCode)
-    })
-    metrics.requestDuration.observe({ route, outcome }, seconds)
+    const method = METHODS.has(request.method) ? request.method : 'OTHER'
+    metrics.requests.inc({ route, method, outcome, status_class: statusClass(reply.statusCode) })
+    metrics.requestDuration.observe({ route, method, outcome }, seconds)
     request.log.info({
       access: true,
       method: request.method,
@@ -60,7 +64,9 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
       policy_revision: request.policyRevision,
       allow: request.decision?.allow ?? null,
       reasons: request.decision?.reasons ?? null,
-      upstream_status: request.upstreamStatus
+      rate_limit: rateLimitOutcome(request),
+      upstream_status: request.upstreamStatus,
+      upstream_ms: request.upstreamMs
     }, 'request completed')
   })
 }

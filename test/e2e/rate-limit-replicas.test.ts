@@ -1,4 +1,6 @@
 import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { demoConfig } from '../../src/demo/run.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { startGatewayProcess } from '../helpers/gateway-process.js'
@@ -23,10 +25,12 @@ t.test('two replicas, one Redis: exactly the limit in total', async t => {
     { id: 'fixed', prefix: '/hello', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: MAX, windowSeconds: 3600 } },
     { id: 'smooth', prefix: '/orders', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: MAX, windowSeconds: 3600, algorithm: 'gcra' } }
   ]
-  const replicas = await Promise.all([startGatewayProcess(t, 'a', config), startGatewayProcess(t, 'b', config)])
+  const file = join(t.testdir(), 'replica.yaml')
+  writeFileSync(file, JSON.stringify(config, null, 2)) // JSON is YAML; both replicas run the same file
+  const replicas = await Promise.all([startGatewayProcess(t, file), startGatewayProcess(t, file)])
   t.not(replicas[0]!.url, replicas[1]!.url, 'two listeners')
   for (const r of replicas) {
-    while ((await demo.client.send(`${r.adminUrl}/readyz`)).json<{ detail: { rate_limit_store: { up: boolean } } }>().detail.rate_limit_store.up !== true) {
+    while ((await demo.client.send(`${r.adminUrl}/status`)).json<{ rate_limit_store: { up: boolean } }>().rate_limit_store.up !== true) {
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   }

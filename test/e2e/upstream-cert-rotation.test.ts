@@ -84,7 +84,7 @@ t.test('rotation on disk under load: new connections use the new pair, no reques
   t.ok(await until(() => seen.length >= afterRotation + 20), 'load keeps flowing')
   t.ok(seen.slice(afterRotation).every(f => f === fingerprint(next.cert)), 'every new connection presents the new pair')
   t.ok(await metric('certificate="upstream/demo-function",result="loaded"') >= 1, 'the reload is counted')
-  const days = await metric('certificate="upstream/demo-function"', 'portcullis_certificate_expiry_seconds') / 86_400
+  const days = (await metric('certificate="upstream/demo-function"', 'portcullis_certificate_expiry_timestamp_seconds') - Date.now() / 1000) / 86_400
   t.ok(days > 29 && days <= 30, `the expiry metric follows the new certificate (${days.toFixed(2)} days)`)
 
   // A broken pair: a certificate with a key that is not its own. The good pair stays in use.

@@ -28,7 +28,10 @@ export class KeysUnavailableError extends Error {
   override readonly name = 'KeysUnavailableError'
 }
 
-export async function createKeySource (issuer: IssuerConfig): Promise<KeySource> {
+/** Called after each fetch of the JWKS document (start, refresh on unknown kid, cache expiry). */
+export type JwksFetchObserver = (result: 'success' | 'failure') => void
+
+export async function createKeySource (issuer: IssuerConfig, onJwksFetch: JwksFetchObserver = () => {}): Promise<KeySource> {
   if (issuer.jwks === undefined) {
     // HS* issuers: config validation guarantees a secret of at least 32 bytes and no public-key algorithm.
     const key = createSecretKey(Buffer.from(issuer.secret ?? '', 'utf8'))
@@ -56,7 +59,16 @@ export async function createKeySource (issuer: IssuerConfig): Promise<KeySource>
       timeoutDuration: issuer.fetchTimeoutMs,
       cooldownDuration: REFRESH_COOLDOWN_MS,
       cacheMaxAge: issuer.jwksCacheSeconds * 1000,
-      [customFetch]: fetcher
+      [customFetch]: async (...args: Parameters<typeof fetcher>) => {
+        try {
+          const res = await fetcher(...args)
+          onJwksFetch(res.ok ? 'success' : 'failure')
+          return res
+        } catch (err) {
+          onJwksFetch('failure')
+          throw err
+        }
+      }
     })
     await remote.reload()
     ready = true

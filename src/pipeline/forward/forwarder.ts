@@ -171,6 +171,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
         throw new GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE()
       }
       request.upstreamStatus = response.statusCode
+      request.upstreamMs = Math.round((performance.now() - started) * 1000) / 1000
       body = response.body
       response.body.once('error', (err: Error) => {
         // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
@@ -196,5 +197,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
 declare module 'fastify' {
   interface FastifyRequest {
     upstreamStatus: number | null
+    /** Milliseconds until the upstream answered with headers, for the access line. */
+    upstreamMs: number | null
   }
 }

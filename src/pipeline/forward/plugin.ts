@@ -7,6 +7,7 @@ export interface ForwardOptions { forwarder: Forwarder }
 /** Stage 6 wiring: the forwarder is the route handler (see route/plugin.ts); this owns its lifecycle. */
 const forward: FastifyPluginAsync<ForwardOptions> = async (app, { forwarder }) => {
   app.decorateRequest('upstreamStatus', null)
+  app.decorateRequest('upstreamMs', null)
   app.addHook('onClose', async () => forwarder.close())
 }
 

@@ -109,6 +109,7 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
  * bucket key (shared across routes, e.g. a tenant) and a cost per request.
  */
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
+  app.decorateRequest('rateLimited', null)
   const clientIp = createClientIp(config.rateLimit.trustedProxies)
   const keyOf = (name: string) => (request: FastifyRequest): string => {
     const hint = request.decision?.rateLimit
@@ -140,12 +141,20 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
     }
     if (chosen === undefined) return
     const r = await chosen.check(request, reply)
+    request.rateLimited = r.isExceeded
     if (r.isExceeded) {
       metrics.rateLimited.inc({ route: route.id })
       refuse(reply, chosen, r.ttl)
     }
     setHeaders(reply, chosen, r.remaining, r.ttl)
   })
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Whether the main limit refused this request; null when no limit applied or it was not reached. */
+    rateLimited: boolean | null
+  }
 }
 
 export const preAuthLimitPlugin = fp(preAuth, {

@@ -1,0 +1,24 @@
+import type { ConfigProblem } from '../config/load.js'
+import type { Config } from '../config/schema.js'
+
+/*
+ * Settings fixed when the sockets were opened. A reload that changes one is refused (the running
+ * config stays) rather than half-applied: the operator restarts to change them.
+ */
+const FIXED: Array<[string, (c: Config) => unknown]> = [
+  ['/listen/host', c => c.listen.host],
+  ['/listen/port', c => c.listen.port],
+  ['/listen/plaintext', c => c.listen.plaintext],
+  ['/listen/tls', c => c.listen.tls !== undefined],
+  // Whether clients are asked for a certificate is a server option; the CA itself reloads.
+  ['/listen/tls/clientCa', c => c.listen.tls?.clientCa !== undefined],
+  ['/limits/maxHeaderBytes', c => c.limits.maxHeaderBytes],
+  ['/admin/host', c => c.admin.host],
+  ['/admin/port', c => c.admin.port]
+]
+
+export function restartOnlyChanges (active: Config, next: Config): ConfigProblem[] {
+  return FIXED
+    .filter(([, get]) => get(active) !== get(next))
+    .map(([path]) => ({ path, message: 'cannot change on reload; restart the gateway to apply it' }))
+}
