@@ -37,8 +37,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=policy /tmp/bundle.tar.gz ./build/bundle.tar.gz
-# The official Node image's unprivileged user (uid 1000).
-USER node
+# The official Node image's unprivileged user `node`, numeric so that Kubernetes can verify runAsNonRoot.
+USER 1000:1000
 # Public listener and admin listener; nothing else listens.
 EXPOSE 8443 9090
 # node is PID 1 and handles SIGTERM itself: stop accepting, drain in-flight requests, exit 0.

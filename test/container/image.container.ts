@@ -59,7 +59,8 @@ async function waitFor<T> (what: string, probe: () => Promise<T | undefined>, at
   throw new Error(`gave up waiting for ${what}`)
 }
 
-const build = await podman(['build', '--pull=never', '--network=host', '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ROOT])
+// Docker's image format: the OCI format has no HEALTHCHECK.
+const build = await podman(['build', '--pull=never', '--network=host', '--format=docker', '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ROOT])
 if (build.code !== 0) throw new Error(`podman build failed:\n${build.stderr.slice(-4000)}`)
 
 t.test('the image: pinned bases, non-root user, two ports, healthcheck, production files only', async t => {
@@ -67,7 +68,7 @@ t.test('the image: pinned bases, non-root user, two ports, healthcheck, producti
   t.equal(inspect.code, 0, inspect.stderr)
   const [image] = JSON.parse(inspect.stdout) as Array<{ Config: Record<string, any> }>
   const config = image!.Config
-  t.equal(config.User, 'node', 'runs as the unprivileged node user')
+  t.equal(config.User, '1000:1000', 'runs as the unprivileged node user, numerically')
   t.same(Object.keys(config.ExposedPorts ?? {}).sort(), ['8443/tcp', '9090/tcp'], 'only the public and admin ports')
   t.same(config.Entrypoint, ['node', 'dist/cli.js'])
   t.same(config.Cmd, ['start', '-c', '/etc/portcullis/config.yaml'])
@@ -137,7 +138,10 @@ upstreams:
     url: \${FUNCTION_URL}
     tls: { ca: tls/ca.crt, cert: tls/gateway-client.crt, key: tls/gateway-client.key, servername: localhost }
 routes:
-  - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
+  - id: hello
+    prefix: /hello
+    methods: [GET]
+    upstream: fn
 `
   })
   const fn = await startDemoFunction({
@@ -157,12 +161,13 @@ routes:
   t.teardown(async () => { await podman(['rm', '--force', '--time', '0', name]) })
   const logs = async (): Promise<string> => { const l = await podman(['logs', name]); return l.stdout + l.stderr }
   const adminUrl = `http://127.0.0.1:${adminPort}`
-  await waitFor('/readyz', async () => {
-    const state = (await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()
-    if (state !== 'running') throw new Error(`container ${state}:\n${await logs()}`)
+  const state = await waitFor('/readyz', async () => {
+    const status = (await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()
+    if (status !== 'running') return status
     const res = await fetch(`${adminUrl}/readyz`)
-    return res.status === 200 ? true : undefined
-  }).catch(async err => { throw new Error(`${(err as Error).message}\n${await logs()}`) })
+    return res.status === 200 ? status : undefined
+  }).catch((err: Error) => err.message)
+  if (state !== 'running') throw new Error(`gateway container not ready (${state}):\n${await logs()}`)
   const token = await sign(key, { iss: 'https://idp.test', aud: 'portcullis', sub: 'alice', roles: ['reader'] })
   return { name, url: `https://127.0.0.1:${port}`, adminUrl, dir, token, logs }
 }
