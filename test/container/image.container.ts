@@ -1,15 +1,14 @@
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { startDemoFunction } from '../../src/demo/function.js'
+import { importJWK, SignJWT, type JWK } from 'jose'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
-import { createCa } from '../../src/tls/pki.js'
 import { httpsClient } from '../helpers/http.js'
-import { makeKey, sign } from '../helpers/idp.js'
 
 /*
  * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
@@ -96,70 +95,48 @@ t.test('the image: pinned bases, non-root user, two ports, healthcheck, producti
 })
 
 t.test('the dockerfile pins the OPA the project pins', async t => {
-  const { readFile } = await import('node:fs/promises')
   const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
   const { OPA_VERSION } = await import('../../scripts/opa.mjs')
   t.match(dockerfile, new RegExp(`^ARG OPA_IMAGE=openpolicyagent/opa:${OPA_VERSION.replaceAll('.', '\\.')}$`, 'm'))
 })
 
-interface Running { name: string, url: string, adminUrl: string, dir: string, token: string, logs: () => Promise<string> }
+interface Running { name: string, url: string, adminUrl: string, certs: string, token: string, logs: () => Promise<string> }
 
-/** Certificates, keys and config made now; an mTLS-only function on the host; the image run on them. */
-async function runGateway (t: Test): Promise<Running> {
-  const ca = await createCa('Container test CA')
-  const server = await ca.issue({ commonName: 'gateway', ipAddresses: ['127.0.0.1'], usage: 'server' })
-  const client = await ca.issue({ commonName: 'gateway-client', uris: [GATEWAY_SPIFFE_ID], usage: 'client' })
-  const fnCert = await ca.issue({ commonName: 'function', dnsNames: ['localhost'], usage: 'server' })
-  const key = makeKey('ES256')
-  const [port, adminPort] = [await freePort(), await freePort()]
-  const dir = t.testdir({
-    tls: {
-      'ca.crt': ca.cert, 'gateway.crt': server.cert, 'gateway.key': server.key, 'gateway-client.crt': client.cert, 'gateway-client.key': client.key
-    },
-    'jwks.json': JSON.stringify({ keys: [key.publicJwk] }),
-    'fn.crt': fnCert.cert,
-    'fn.key': fnCert.key,
-    // The same shape as docker/config/gateway.yaml: files under /etc/portcullis, the rest from env.
-    'config.yaml': `
-listen:
-  host: 127.0.0.1
-  port: \${PORTCULLIS_PORT}
-  tls: { cert: tls/gateway.crt, key: tls/gateway.key }
-admin: { host: 127.0.0.1, port: \${PORTCULLIS_ADMIN_PORT} }
-issuers:
-  - id: test
-    issuer: https://idp.test
-    audiences: [portcullis]
-    algorithms: [ES256]
-    jwks: { file: jwks.json }
-policy: { bundle: /app/build/bundle.tar.gz }
-upstreams:
-  - id: fn
-    url: \${FUNCTION_URL}
-    tls: { ca: tls/ca.crt, cert: tls/gateway-client.crt, key: tls/gateway-client.key, servername: localhost }
-routes:
-  - id: hello
-    prefix: /hello
-    methods: [GET]
-    upstream: fn
-`
-  })
-  const fn = await startDemoFunction({
-    host: '127.0.0.1', port: 0, cert: join(dir, 'fn.crt'), key: join(dir, 'fn.key'), clientCa: join(dir, 'tls/ca.crt'), allowedClient: GATEWAY_SPIFFE_ID
-  })
-  t.teardown(fn.close)
-  const name = `portcullis-test-${randomUUID().slice(0, 8)}`
+/** Starts a container of the image, read-only, without capabilities, on the host's network (loopback). */
+async function runContainer (t: Test, name: string, args: string[]): Promise<() => Promise<string>> {
   const run = await podman([
     'run', '--detach', '--name', name,
-    '--network=host', '--read-only', '--read-only-tmpfs=false',
-    '--cap-drop=all', '--security-opt=no-new-privileges',
-    '--volume', `${dir}:/etc/portcullis:ro`,
-    '--env', `PORTCULLIS_PORT=${port}`, '--env', `PORTCULLIS_ADMIN_PORT=${adminPort}`, '--env', `FUNCTION_URL=${fn.url}`,
+    '--network=host', '--read-only', '--read-only-tmpfs=false', '--cap-drop=all', '--security-opt=no-new-privileges',
+    ...args
+  ])
+  if (run.code !== 0) throw new Error(`podman run ${name} failed: ${run.stderr}`)
+  t.teardown(async () => { await podman(['rm', '--force', '--time', '0', name]) })
+  return async () => { const l = await podman(['logs', name]); return l.stdout + l.stderr }
+}
+
+/**
+ * The compose setup, minus compose: certificates from docker/make-certs.sh, the demo function and the
+ * gateway as two containers of the image, the gateway on docker/config/gateway.yaml mounted as is.
+ * Ports come from the environment, as the config allows, so that nothing here collides.
+ */
+async function runComposeGateway (t: Test): Promise<Running> {
+  const certs = join(t.testdir(), 'certs')
+  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
+  const [port, adminPort, fnPort] = [await freePort(), await freePort(), await freePort()]
+  const id = randomUUID().slice(0, 8)
+  await runContainer(t, `portcullis-fn-${id}`, [
+    '--volume', `${certs}:/certs:ro`, '--entrypoint', 'node', IMAGE,
+    'dist/cli.js', 'demo', 'function', '--host', '127.0.0.1', '--port', String(fnPort),
+    '--cert', '/certs/function.crt', '--key', '/certs/function.key', '--client-ca', '/certs/ca.crt'
+  ])
+  const name = `portcullis-gw-${id}`
+  const logs = await runContainer(t, name, [
+    '--volume', `${join(ROOT, 'docker/config/gateway.yaml')}:/etc/portcullis/config.yaml:ro`,
+    '--volume', `${certs}:/etc/portcullis/tls:ro`,
+    '--env', `PORTCULLIS_PORT=${port}`, '--env', `PORTCULLIS_ADMIN_PORT=${adminPort}`,
+    '--env', `FUNCTION_URL=https://127.0.0.1:${fnPort}`,
     IMAGE
   ])
-  t.equal(run.code, 0, run.stderr)
-  t.teardown(async () => { await podman(['rm', '--force', '--time', '0', name]) })
-  const logs = async (): Promise<string> => { const l = await podman(['logs', name]); return l.stdout + l.stderr }
   const adminUrl = `http://127.0.0.1:${adminPort}`
   const state = await waitFor('/readyz', async () => {
     const status = (await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()
@@ -168,21 +145,30 @@ routes:
     return res.status === 200 ? status : undefined
   }).catch((err: Error) => err.message)
   if (state !== 'running') throw new Error(`gateway container not ready (${state}):\n${await logs()}`)
-  const token = await sign(key, { iss: 'https://idp.test', aud: 'portcullis', sub: 'alice', roles: ['reader'] })
-  return { name, url: `https://127.0.0.1:${port}`, adminUrl, dir, token, logs }
+  // The token `npx portcullis demo token --dir docker/certs` would print: the issuer key made by the script.
+  const jwk = JSON.parse(await readFile(join(certs, 'issuer-signing-key.json'), 'utf8')) as JWK & { kid: string }
+  const { issuer } = JSON.parse(await readFile(join(certs, 'issuer.json'), 'utf8')) as { issuer: string }
+  const token = await new SignJWT({ roles: ['reader'] })
+    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid })
+    .setIssuer(issuer).setAudience('portcullis-demo').setSubject('alice').setExpirationTime('5m')
+    .sign(await importJWK(jwk, 'ES256'))
+  return { name, url: `https://127.0.0.1:${port}`, adminUrl, certs, token, logs }
 }
 
-t.test('read-only, non-root, mounted config: ready, 200 with a token, 401 without, clean exit on SIGTERM', async t => {
-  const gw = await runGateway(t)
+t.test('read-only, non-root, compose config mounted: ready, 200 through mTLS with a token, 401 without, clean exit on SIGTERM', async t => {
+  const gw = await runComposeGateway(t)
   const ready = await fetch(`${gw.adminUrl}/readyz`)
   t.equal(ready.status, 200)
-  t.match(await ready.json(), { status: 'ready', checks: { policy: true, 'issuer:test': true } })
+  t.match(await ready.json(), { status: 'ready', checks: { policy: true, 'issuer:demo': true } })
   t.equal((await podman(['healthcheck', 'run', gw.name])).code, 0, 'the image HEALTHCHECK passes')
 
-  const client = httpsClient(t, join(gw.dir, 'tls/ca.crt'))
+  const client = httpsClient(t, join(gw.certs, 'ca.crt'))
   const ok = await client.send(`${gw.url}/hello`, { token: gw.token })
   t.equal(ok.status, 200, ok.text)
-  t.match(ok.json(), { path: '/hello', gateway: { verified: true, uri_sans: [GATEWAY_SPIFFE_ID] } }, 'the function saw the gateway over mTLS')
+  t.match(ok.json(), { path: '/hello', headers: { 'x-portcullis-subject': 'alice' }, gateway: { verified: true, uri_sans: [GATEWAY_SPIFFE_ID] } },
+    'the function container saw the gateway over mTLS')
+  const forbidden = await client.send(`${gw.url}/orders`, { method: 'POST', token: gw.token, body: '{}' })
+  t.equal(forbidden.status, 403, 'the policy compiled by the OPA stage refuses a reader\'s write')
   const refused = await client.send(`${gw.url}/hello`)
   t.equal(refused.status, 401)
   t.match(refused.headers['www-authenticate'], /^Bearer/)
