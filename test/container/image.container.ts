@@ -65,14 +65,15 @@ if (build.code !== 0) throw new Error(`podman build failed:\n${build.stderr.slic
 t.test('the image: pinned bases, non-root user, two ports, healthcheck, production files only', async t => {
   const inspect = await podman(['image', 'inspect', IMAGE])
   t.equal(inspect.code, 0, inspect.stderr)
-  const [image] = JSON.parse(inspect.stdout) as Array<{ Config: Record<string, any> }>
+  // Podman reports the Docker-format HEALTHCHECK beside the OCI config, not inside it.
+  const [image] = JSON.parse(inspect.stdout) as Array<{ Config: Record<string, any>, Healthcheck?: { Test: string[] } }>
   const config = image!.Config
   t.equal(config.User, '1000:1000', 'runs as the unprivileged node user, numerically')
   t.same(Object.keys(config.ExposedPorts ?? {}).sort(), ['8443/tcp', '9090/tcp'], 'only the public and admin ports')
   t.same(config.Entrypoint, ['node', 'dist/cli.js'])
   t.same(config.Cmd, ['start', '-c', '/etc/portcullis/config.yaml'])
   t.equal(config.StopSignal, 'SIGTERM')
-  t.match(config.Healthcheck?.Test?.join(' '), /\/healthz/, 'HEALTHCHECK probes the admin listener')
+  t.match(image!.Healthcheck?.Test.join(' '), /^CMD node -e fetch\('http:\/\/127\.0\.0\.1:.*\/healthz'/, 'HEALTHCHECK probes the admin listener')
 
   const facts = JSON.parse(await nodeInImage(`
     const fs = require('node:fs')
