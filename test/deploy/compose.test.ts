@@ -1,9 +1,11 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { list } from 'tar'
+import { Agent } from 'undici'
 import { parse } from 'yaml'
 import { DEFAULT_BUNDLE, buildBundle, resolveOpa } from '../../scripts/opa.mjs'
 import { loadConfig } from '../../src/config/load.js'
@@ -17,7 +19,8 @@ import { ROOT } from '../helpers/deploy-tools.js'
  * docker-compose.yml cannot be started here (no Docker engine, no registry images), so its parts are
  * proven one by one: the file's promises (loopback ports, hardening, pinned images), the cert script
  * and the gateway config it mounts (a real gateway on them, in front of the demo function over mTLS,
- * with a token from `portcullis demo token --dir`), and the signed-bundle command run by the real OPA.
+ * with a token from `portcullis demo token --dir`), the signed-bundle command run by the real OPA, and
+ * the nginx server block served by Debian's nginx.
  * test/container runs the same config and certificates in the real image.
  */
 
@@ -87,3 +90,55 @@ t.test('the compose bundle step builds a signed bundle with the pinned OPA', asy
   t.ok(entries.includes('policy.wasm'), 'compiled to WASM')
   t.notOk(entries.some(e => e.endsWith('_test.rego')), 'no policy tests in the bundle')
 })
+
+t.test('the nginx bundle server config serves the signed bundle over TLS, with ETags, and nothing else', async t => {
+  const dir = t.testdir({ out: {} })
+  const certs = join(dir, 'certs')
+  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
+  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${dir}/out/`))
+  await exec(await resolveOpa(), args, { cwd: join(ROOT, 'policies') })
+  // Debian's nginx runs the compose file's server block as is, with paths and port moved here.
+  const port = await freePort()
+  const server = (await readFile(join(ROOT, 'docker/nginx/bundles.conf'), 'utf8'))
+    .replace('listen 8446 ssl;', `listen 127.0.0.1:${port} ssl;`)
+    .replaceAll('/certs/', `${certs}/`).replaceAll('/srv/bundles/', `${dir}/out/`)
+  t.not(server.indexOf(`127.0.0.1:${port}`), -1, 'the listen line was found')
+  await writeFile(join(dir, 'nginx.conf'), `daemon off; pid ${dir}/nginx.pid; error_log stderr;
+events {}
+http { access_log off; client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/tmp; fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp; scgi_temp_path ${dir}/tmp; ${server} }
+`)
+  const nginx = spawn('nginx', ['-e', 'stderr', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  nginx.stderr.on('data', (d: Buffer) => { stderr += String(d) })
+  t.teardown(() => { nginx.kill('SIGQUIT') })
+  const dispatcher = new Agent({ connect: { ca: await readFile(join(certs, 'ca.crt'), 'utf8'), servername: 'bundles' } })
+  t.teardown(() => dispatcher.close())
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    for (let i = 0; ; i++) {
+      try {
+        const res = await dispatcher.request({ origin: `https://127.0.0.1:${port}`, path, method: 'GET', headers })
+        return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
+      } catch (err) {
+        if (i >= 50 || nginx.exitCode !== null) throw new Error(`nginx not answering: ${String(err)}\n${stderr}`)
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
+    }
+  }
+  const bundle = await get('/bundles/bundle.tar.gz')
+  t.equal(bundle.status, 200)
+  t.same(bundle.body, await readFile(join(dir, 'out/bundle.tar.gz')), 'the signed bundle, byte for byte')
+  const etag = bundle.headers.etag
+  t.type(etag, 'string', 'an ETag for cheap polling')
+  t.equal((await get('/bundles/bundle.tar.gz', { 'if-none-match': String(etag) })).status, 304)
+  t.equal((await get('/bundles/')).status, 404, 'no listing')
+  t.equal((await get('/policies/gateway/authz.rego')).status, 404)
+})
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
