@@ -1,38 +1,52 @@
 # syntax=docker/dockerfile:1
 # Portcullis gateway image. Three stages: OPA compiles the policies, Node compiles the TypeScript,
 # and a slim runtime on a supported Node LTS runs as a non-root user with production dependencies only.
-# Build: docker build -t portcullis .   Run: see docker-compose.yml and README.
+# Build: docker build -t portcullis .   Run: see docker-compose.yml and the README.
+#
+# Base images are pinned by version. No digest is pinned: this project's build machines reach no
+# container registry, so none could be verified. Add the digests your mirror reports
+# (e.g. node:24.22.3-trixie-slim@sha256:...) when you import them.
+# The OPA version must equal OPA_VERSION in scripts/opa.mjs (test/container checks it).
+ARG NODE_IMAGE=node:24.22.3-trixie-slim
+ARG OPA_IMAGE=openpolicyagent/opa:1.22.4
 
-# 1. Policies -> WASM bundle, with the same OPA version the project pins (scripts/opa.mjs).
-FROM openpolicyagent/opa:1.22.4-static AS policy
-WORKDIR /work
-COPY policies/ ./policies/
+# 1. Policies -> WASM bundle, compiled as scripts/opa.mjs does (same entrypoint and ignore list).
+FROM ${OPA_IMAGE} AS policy
+WORKDIR /src/policies
+COPY policies/ ./
+# Exec form: the official OPA image has no shell. /tmp, because the image may run as a non-root user.
 RUN ["/opa", "build", "-t", "wasm", "-e", "gateway/authz/decision", \
-     "--ignore", "*_test.rego", "--ignore", "*.schema.json", "--ignore", "capabilities.json", \
-     "-o", "/work/bundle.tar.gz", "policies"]
+     "--ignore", "*_test.rego", "--ignore", "*.schema.json", "--ignore", "capabilities.json", "--ignore", "schemas", \
+     "-o", "/tmp/bundle.tar.gz", "."]
 
-# 2. TypeScript -> dist/, from the lockfile.
-FROM node:24-bookworm-slim AS build
+# 2. TypeScript -> dist/, from the lockfile; then only production dependencies are kept.
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src/ ./src/
-RUN npm run build && npm prune --omit=dev --ignore-scripts
+RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-# 3. Runtime.
-FROM node:24-bookworm-slim
+# 3. Runtime: no compiler, no dev dependencies, nothing writable needed (runs with a read-only root).
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=build --chown=root:root /app/package.json ./
-COPY --from=build --chown=root:root /app/node_modules ./node_modules
-COPY --from=build --chown=root:root /app/dist ./dist
-COPY --from=policy --chown=root:root /work/bundle.tar.gz ./build/bundle.tar.gz
-USER node
+# Owned by root and not writable by the user that runs the gateway.
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=policy /tmp/bundle.tar.gz ./build/bundle.tar.gz
+# The official Node image's unprivileged user `node`, numeric so that Kubernetes can verify runAsNonRoot.
+USER 1000:1000
+# Public listener and admin listener; nothing else listens.
 EXPOSE 8443 9090
-# The gateway handles SIGTERM itself (drains, then exits), so node can be PID 1.
+# node is PID 1 and handles SIGTERM itself: stop accepting, drain in-flight requests, exit 0.
 STOPSIGNAL SIGTERM
+# Liveness of the admin listener (set PORTCULLIS_ADMIN_PORT when the config moves it). Readiness
+# (/readyz: policy loaded, issuer keys fetched) is for load balancers and Kubernetes probes: restarting
+# a gateway whose IdP is down would not bring the IdP back.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORTCULLIS_ADMIN_PORT||9090)+'/healthz',{signal:AbortSignal.timeout(2500)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["start", "-c", "/etc/portcullis/config.yaml"]

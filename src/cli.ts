@@ -8,7 +8,8 @@ import { ConfigError, loadConfig } from './config/load.js'
 import { closeOnSignals, startGateway } from './server.js'
 import { runPrimary, serveWorker } from './lifecycle/cluster.js'
 import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
-import { demoDir, ensureDemoState } from './demo/state.js'
+import { startDemoFunction } from './demo/function.js'
+import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
@@ -153,6 +154,20 @@ demo.command('token')
     const roles = opts.role.length > 0 ? opts.role : ['reader']
     const token = await mintDemoToken(paths, { sub: opts.sub, roles, ttl: opts.ttl, claims: opts.claim }).catch(fail)
     process.stdout.write(`${token}\n`)
+  })
+
+demo.command('function')
+  .description('run only the demo function (mutual TLS only), e.g. as its own container')
+  .requiredOption('--cert <file>', 'server certificate (PEM)')
+  .requiredOption('--key <file>', 'server key (PEM)')
+  .requiredOption('--client-ca <file>', 'CA that must have signed the caller\'s client certificate')
+  .option('--allowed-client <uri>', 'the only caller identity (URI SAN) admitted', GATEWAY_SPIFFE_ID)
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <port>', 'port to listen on', parseInteger, 8445)
+  .action(async (opts: { cert: string, key: string, clientCa: string, allowedClient: string, host: string, port: number }) => {
+    const fn = await startDemoFunction({ ...opts }).catch(fail)
+    process.stdout.write(`demo function listening on ${fn.url} (mutual TLS; admits ${opts.allowedClient})\n`)
+    closeOnSignals(fn.close, { info: (_o, m) => { process.stdout.write(`${m}\n`) } })
   })
 
 await program.parseAsync(process.argv)

@@ -1,0 +1,197 @@
+import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { importJWK, SignJWT, type JWK } from 'jose'
+import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
+import { httpsClient } from '../helpers/http.js'
+
+/*
+ * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
+ * for its base images (scripts/container-stand-ins.sh, run first by `npm run test:container`), then
+ * run as a user would: read-only root, its own non-root user, config mounted, no capabilities.
+ * The container shares the host's network namespace so that all traffic stays on loopback.
+ */
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const IMAGE = 'localhost/portcullis:container-test'
+// Must match the drain deadline in src/server.ts (closeOnSignals): podman kills after this long.
+const DRAIN_SECONDS = 10
+const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? join(ROOT, 'test/container/containers.conf') }
+const exec = promisify(execFile)
+
+async function podman (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('podman', args, { env, maxBuffer: 64 << 20 })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number, stdout: string, stderr: string }
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) }
+  }
+}
+
+/** Runs a throw-away container of the image, offline, with node as entrypoint and its default user. */
+async function nodeInImage (script: string): Promise<string> {
+  const res = await podman(['run', '--rm', '--network=none', '--entrypoint', 'node', IMAGE, '-e', script])
+  if (res.code !== 0) throw new Error(`node in image failed: ${res.stderr}`)
+  return res.stdout
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+async function waitFor<T> (what: string, probe: () => Promise<T | undefined>, attempts = 120): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const value = await probe().catch(() => undefined)
+    if (value !== undefined) return value
+    await new Promise(resolve => setTimeout(resolve, 500))
+  }
+  throw new Error(`gave up waiting for ${what}`)
+}
+
+// Docker's image format: the OCI format has no HEALTHCHECK. The host's network: build steps (npm ci)
+// reach the registry as the host does, and no bridge network is needed.
+const build = await podman(['build', '--pull=never', '--network=host', '--format=docker', '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ROOT])
+if (build.code !== 0) throw new Error(`podman build failed:\n${build.stderr.slice(-4000)}`)
+
+t.test('the image: non-root user, two ports, healthcheck, production files only', async t => {
+  const inspect = await podman(['image', 'inspect', IMAGE])
+  t.equal(inspect.code, 0, inspect.stderr)
+  // Podman reports the Docker-format HEALTHCHECK beside the OCI config, not inside it.
+  const [image] = JSON.parse(inspect.stdout) as Array<{ Config: Record<string, any>, Healthcheck?: { Test: string[] } }>
+  const config = image!.Config
+  t.equal(config.User, '1000:1000', 'runs as the unprivileged node user, numerically')
+  t.same(Object.keys(config.ExposedPorts ?? {}).sort(), ['8443/tcp', '9090/tcp'], 'only the public and admin ports')
+  t.same(config.Entrypoint, ['node', 'dist/cli.js'])
+  t.same(config.Cmd, ['start', '-c', '/etc/portcullis/config.yaml'])
+  t.equal(config.StopSignal, 'SIGTERM')
+  t.match(image!.Healthcheck?.Test.join(' '), /^CMD node -e fetch\('http:\/\/127\.0\.0\.1:.*\/healthz'/, 'HEALTHCHECK probes the admin listener')
+
+  const facts = JSON.parse(await nodeInImage(`
+    const fs = require('node:fs')
+    const has = p => fs.existsSync(p)
+    console.log(JSON.stringify({
+      node: process.versions.node, uid: process.getuid(),
+      bundle: fs.statSync('/app/build/bundle.tar.gz').size,
+      app: fs.readdirSync('/app').sort(),
+      devDeps: ['typescript', 'tap', 'tsx', 'autocannon'].filter(d => has('/app/node_modules/' + d)),
+      prodDeps: ['fastify', 'undici', 'jose', '@open-policy-agent/opa-wasm'].filter(d => has('/app/node_modules/' + d)),
+      appWritable: (() => { try { fs.accessSync('/app', fs.constants.W_OK); return true } catch { return false } })()
+    }))`)) as Record<string, any>
+  t.match(facts.node, /^24\./, 'Node 24 LTS')
+  t.equal(facts.uid, 1000)
+  t.ok(facts.bundle > 0, 'the policy bundle compiled by the OPA stage is in the image')
+  t.same(facts.app, ['build', 'dist', 'node_modules', 'package.json'], 'no sources, tests or lockfile in the runtime')
+  t.same(facts.devDeps, [], 'no dev dependencies')
+  t.same(facts.prodDeps, ['fastify', 'undici', 'jose', '@open-policy-agent/opa-wasm'])
+  t.equal(facts.appWritable, false, 'the app folder belongs to root')
+})
+
+t.test('the dockerfile pins the OPA the project pins', async t => {
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  const { OPA_VERSION } = await import('../../scripts/opa.mjs')
+  t.match(dockerfile, new RegExp(`^ARG OPA_IMAGE=openpolicyagent/opa:${OPA_VERSION.replaceAll('.', '\\.')}$`, 'm'))
+})
+
+interface Running { name: string, url: string, adminUrl: string, certs: string, token: string, logs: () => Promise<string> }
+
+/** Starts a container of the image, read-only, without capabilities, on the host's network (loopback). */
+async function runContainer (t: Test, name: string, args: string[]): Promise<() => Promise<string>> {
+  const run = await podman([
+    'run', '--detach', '--name', name,
+    '--network=host', '--read-only', '--read-only-tmpfs=false', '--cap-drop=all', '--security-opt=no-new-privileges',
+    ...args
+  ])
+  if (run.code !== 0) throw new Error(`podman run ${name} failed: ${run.stderr}`)
+  t.teardown(async () => { await podman(['rm', '--force', '--time', '0', name]) })
+  return async () => { const l = await podman(['logs', name]); return l.stdout + l.stderr }
+}
+
+/**
+ * The compose setup, minus compose: certificates from docker/make-certs.sh, the demo function and the
+ * gateway as two containers of the image, the gateway on docker/config/gateway.yaml mounted as is.
+ * Ports come from the environment, as the config allows, so that nothing here collides.
+ */
+async function runComposeGateway (t: Test): Promise<Running> {
+  const certs = join(t.testdir(), 'certs')
+  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
+  const [port, adminPort, fnPort] = [await freePort(), await freePort(), await freePort()]
+  const id = randomUUID().slice(0, 8)
+  await runContainer(t, `portcullis-fn-${id}`, [
+    '--volume', `${certs}:/certs:ro`, '--entrypoint', 'node', IMAGE,
+    'dist/cli.js', 'demo', 'function', '--host', '127.0.0.1', '--port', String(fnPort),
+    '--cert', '/certs/function.crt', '--key', '/certs/function.key', '--client-ca', '/certs/ca.crt'
+  ])
+  const name = `portcullis-gw-${id}`
+  const logs = await runContainer(t, name, [
+    '--volume', `${join(ROOT, 'docker/config/gateway.yaml')}:/etc/portcullis/config.yaml:ro`,
+    '--volume', `${certs}:/etc/portcullis/tls:ro`,
+    '--env', `PORTCULLIS_PORT=${port}`, '--env', `PORTCULLIS_ADMIN_PORT=${adminPort}`,
+    '--env', `FUNCTION_URL=https://127.0.0.1:${fnPort}`,
+    IMAGE
+  ])
+  const adminUrl = `http://127.0.0.1:${adminPort}`
+  const state = await waitFor('/readyz', async () => {
+    const status = (await podman(['inspect', '--format', '{{.State.Status}}', name])).stdout.trim()
+    if (status !== 'running') return status
+    const res = await fetch(`${adminUrl}/readyz`)
+    return res.status === 200 ? status : undefined
+  }).catch((err: Error) => err.message)
+  if (state !== 'running') throw new Error(`gateway container not ready (${state}):\n${await logs()}`)
+  // The token `npx portcullis demo token --dir docker/certs` would print: the issuer key made by the script.
+  const jwk = JSON.parse(await readFile(join(certs, 'issuer-signing-key.json'), 'utf8')) as JWK & { kid: string }
+  const { issuer } = JSON.parse(await readFile(join(certs, 'issuer.json'), 'utf8')) as { issuer: string }
+  const token = await new SignJWT({ roles: ['reader'] })
+    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid })
+    .setIssuer(issuer).setAudience('portcullis-demo').setSubject('alice').setExpirationTime('5m')
+    .sign(await importJWK(jwk, 'ES256'))
+  return { name, url: `https://127.0.0.1:${port}`, adminUrl, certs, token, logs }
+}
+
+t.test('read-only, non-root, compose config mounted: ready, 200 through mTLS with a token, 401 without, clean exit on SIGTERM', async t => {
+  const gw = await runComposeGateway(t)
+  const ready = await fetch(`${gw.adminUrl}/readyz`)
+  t.equal(ready.status, 200)
+  t.match(await ready.json(), { status: 'ready', checks: { policy: true, 'issuer:demo': true } })
+  t.equal((await podman(['healthcheck', 'run', gw.name])).code, 0, 'the image HEALTHCHECK passes')
+
+  const client = httpsClient(t, join(gw.certs, 'ca.crt'))
+  const ok = await client.send(`${gw.url}/hello`, { token: gw.token })
+  t.equal(ok.status, 200, ok.text)
+  t.match(ok.json(), { path: '/hello', headers: { 'x-portcullis-subject': 'alice' }, gateway: { verified: true, uri_sans: [GATEWAY_SPIFFE_ID] } },
+    'the function container saw the gateway over mTLS')
+  const forbidden = await client.send(`${gw.url}/orders`, { method: 'POST', token: gw.token, body: '{}' })
+  t.equal(forbidden.status, 403, 'the policy compiled by the OPA stage refuses a reader\'s write')
+  const refused = await client.send(`${gw.url}/hello`)
+  t.equal(refused.status, 401)
+  t.match(refused.headers['www-authenticate'], /^Bearer/)
+
+  const inside = async (script: string): Promise<string> => {
+    const res = await podman(['exec', gw.name, 'node', '-e', script])
+    return res.code === 0 ? res.stdout.trim() : `failed: ${res.stderr}`
+  }
+  t.equal(await inside('process.stdout.write(String(process.getuid()))'), '1000', 'processes run as uid 1000')
+  t.match(await inside("process.stdout.write(require('fs').readFileSync('/proc/1/cmdline','utf8').split('\\0').join(' '))"),
+    /^node dist\/cli\.js start/, 'the gateway is PID 1, no shell in between')
+  for (const path of ['/app/x', '/tmp/x', '/home/node/x']) {
+    t.match(await inside(`try { require('fs').writeFileSync('${path}', 'x'); process.stdout.write('wrote') } catch (e) { process.stdout.write(e.code) }`),
+      /^(EROFS|EACCES)$/, `${path} is not writable`)
+  }
+
+  const stop = await podman(['stop', '--time', String(DRAIN_SECONDS), gw.name])
+  t.equal(stop.code, 0, stop.stderr)
+  const state = JSON.parse((await podman(['inspect', '--format', '{{json .State}}', gw.name])).stdout) as { ExitCode: number, OOMKilled: boolean }
+  t.equal(state.ExitCode, 0, 'SIGTERM drained and exited 0 before the stop timeout (a kill would be 137)')
+  const log = await gw.logs()
+  t.match(log, /shutting down: draining in-flight requests/)
+  t.notMatch(log, gw.token.split('.')[2]!, 'the token never appears in the logs')
+})
