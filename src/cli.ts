@@ -167,7 +167,7 @@ demo.command('function')
   .action(async (opts: { cert: string, key: string, clientCa: string, allowedClient: string, host: string, port: number }) => {
     const fn = await startDemoFunction({ ...opts }).catch(fail)
     process.stdout.write(`demo function listening on ${fn.url} (mutual TLS; admits ${opts.allowedClient})\n`)
-    closeOnSignals(fn.close, { info: (_o, m) => { process.stdout.write(`${m}\n`) } })
+    closeOnSignals({ close: fn.close }, { info: (_o, m) => { process.stdout.write(`${m}\n`) } })
   })
 
 await program.parseAsync(process.argv)
