@@ -34,13 +34,13 @@ t.test('every library config is valid for the gateway', async t => {
 
 /** The real gateway with a library config's entrypoint and routes (its upstream and issuer are the demo's). */
 async function gatewayFor (t: Test, name: string): Promise<{ demo: DemoHarness, get: (path: string, opts?: Parameters<Client['send']>[1]) => Promise<number>, client: (cert: { cert: string, key: string }) => Client }> {
-  const raw = parse(readFileSync(`config/library/${name}.yaml`, 'utf8')) as { policy: { entrypoint: string }, routes: Array<Record<string, unknown>> }
+  const raw = parse(readFileSync(`config/library/${name}.yaml`, 'utf8')) as { policy: { entrypoint: string }, routes: Array<Record<string, unknown>>, rateLimit?: Record<string, unknown> }
   const demo = await startDemoHarness(t, {
     bundle,
     configure: (cfg, paths) => {
       cfg.policy.entrypoint = raw.policy.entrypoint
       cfg.listen.tls.clientCa = paths.caCert
-      cfg.rateLimit = {}
+      cfg.rateLimit = raw.rateLimit ?? {}
       cfg.routes = raw.routes.map(r => ({ ...r, upstream: 'demo-function' }))
     }
   })
@@ -100,6 +100,9 @@ t.test('tiers: the function gets tenant and plan from the policy', async t => {
   t.equal(res.status, 200)
   const seen = res.json<{ headers: Record<string, string> }>().headers
   t.same([seen['x-tenant'], seen['x-plan']], ['acme', 'pro'], 'set from verified claims; the client\'s values are replaced')
+  t.match(res.headers['ratelimit-policy'], /^"pro";q=600;w=60/, 'limited by the tier the policy chose')
+  const free = await demo.client.send(`${demo.url}/orders/1`, { token: await demo.token({ claims: { tenant: 'initech' } }) })
+  t.match(free.headers['ratelimit-policy'], /^"free";q=60;w=60/, 'a tenant without a plan is on the free tier')
   t.equal((await demo.client.send(`${demo.url}/orders/1`, { token: await demo.token({ claims: { tenant: 'Bad Tenant' } }) })).status, 403, 'a malformed tenant is denied')
 })
 
