@@ -10,12 +10,14 @@
 ARG NODE_IMAGE=node:24.22.3-trixie-slim
 ARG OPA_IMAGE=openpolicyagent/opa:1.22.4
 
-# 1. Policies -> WASM bundle, compiled as scripts/opa.mjs does (same entrypoint and ignore list).
+# 1. Policies -> WASM bundle, compiled as scripts/opa.mjs does (same entrypoints and ignore list).
 FROM ${OPA_IMAGE} AS policy
 WORKDIR /src/policies
 COPY policies/ ./
 # Exec form: the official OPA image has no shell. /tmp, because the image may run as a non-root user.
 RUN ["/opa", "build", "-t", "wasm", "-e", "gateway/authz/decision", \
+     "-e", "library/rbac/decision", "-e", "library/tenant_isolation/decision", "-e", "library/device_admin/decision", \
+     "-e", "library/network_time/decision", "-e", "library/tiers/decision", "-e", "library/scopes_data/decision", \
      "--ignore", "*_test.rego", "--ignore", "*.schema.json", "--ignore", "capabilities.json", "--ignore", "schemas", \
      "-o", "/tmp/bundle.tar.gz", "."]
 

@@ -17,9 +17,11 @@ const SELF = fileURLToPath(import.meta.url)
 const ROOT = path.resolve(path.dirname(SELF), '..')
 export const DEFAULT_POLICIES_DIR = path.join(ROOT, 'policies')
 export const DEFAULT_BUNDLE = path.join(ROOT, 'build', 'bundle.tar.gz')
-// The demo policy and every policy of the library (policies/library/, each used by config/library/).
+// The entrypoint compiled from any policies folder, and, for the repository's own policies/, every
+// policy of the library too (policies/library/, each used by config/library/).
+export const GATEWAY_ENTRYPOINT = 'gateway/authz/decision'
 export const DEFAULT_ENTRYPOINTS = [
-  'gateway/authz/decision',
+  GATEWAY_ENTRYPOINT,
   ...['rbac', 'tenant_isolation', 'device_admin', 'network_time', 'tiers', 'scopes_data'].map((p) => `library/${p}/decision`)
 ]
 // opa loads every .json file under a directory as data, so without these the input schema and
@@ -112,7 +114,7 @@ async function mtimeOf (file) {
 export async function buildBundle ({
   policiesDir = DEFAULT_POLICIES_DIR,
   out = DEFAULT_BUNDLE,
-  entrypoints = DEFAULT_ENTRYPOINTS,
+  entrypoints = policiesDir === DEFAULT_POLICIES_DIR ? DEFAULT_ENTRYPOINTS : [GATEWAY_ENTRYPOINT],
   force = false
 } = {}) {
   const sources = Math.max(await newestMtime(policiesDir), await mtimeOf(SELF))

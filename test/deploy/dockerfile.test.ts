@@ -34,3 +34,11 @@ t.test('the build context is an allow-list: only what the Dockerfile copies', as
   t.same(allowed, copied, 'the allow-list names exactly the copied paths')
   for (const secret of ['**/*.key', '**/*.pem', '**/.env*']) t.ok(ignore.includes(secret), `${secret} stays out even inside them`)
 })
+
+t.test('the image compiles the same policy entrypoints as npm run policy:build', async t => {
+  const { DEFAULT_ENTRYPOINTS } = await import('../../scripts/opa.mjs')
+  const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
+  const build = /RUN \["\/opa", "build",([\s\S]*?)\]/.exec(dockerfile)?.[1] ?? ''
+  const entrypoints = [...build.matchAll(/"-e", "([^"]+)"/g)].map(m => m[1])
+  t.strictSame(entrypoints, DEFAULT_ENTRYPOINTS, 'so every config of config/library/ runs in the container too')
+})
