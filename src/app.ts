@@ -17,6 +17,7 @@ import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
 import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
 import { authorizePlugin } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
+import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
@@ -103,12 +104,15 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
   })))
+  const bundles = await bundleSettings(config.policy)
   const policy = await createPolicyStore({
-    file: config.policy.bundle,
+    source: bundles.source,
+    parse: bundles.parse,
     entrypoint: config.policy.entrypoint,
+    ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
-    watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
+    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
   })
   const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
@@ -162,7 +166,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     logLevel: config.logging.level,
     status: () => ({
       ready: readiness().ready,
-      policy: { revision: policy.current?.revision ?? null, entrypoint: config.policy.entrypoint },
+      policy: { ...policy.status(), entrypoint: config.policy.entrypoint },
       issuers: config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })),
       routes: config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })),
       upstreams: config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined }))
@@ -181,7 +185,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     keySources,
     async close () {
       clearInterval(retry)
-      policy.close()
+      await policy.close()
       await app.close()
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))

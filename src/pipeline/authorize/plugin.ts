@@ -11,6 +11,9 @@ import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
 import type { PolicyStore } from './policy-store.js'
 
+/** Names the decision-log event of this request, so support can find it from a client's report. */
+export const DECISION_ID_HEADER = 'x-portcullis-decision-id'
+
 declare module 'fastify' {
   interface FastifyRequest {
     decision: Decision | null
@@ -33,6 +36,11 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
 
+  // Set again just before the head is written: the upstream's answer must not replace it.
+  app.addHook('onSend', async (request, reply) => {
+    if (request.decisionId !== null) reply.header(DECISION_ID_HEADER, request.decisionId)
+  })
+
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return
@@ -42,6 +50,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
 
     const input = buildPolicyInput(request, route, Date.now())
     request.decisionId = randomUUID()
+    reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown
     try {
