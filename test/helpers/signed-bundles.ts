@@ -14,7 +14,7 @@ const run = promisify(execFile)
 export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA'
 
 /** A key pair made at test time, as PEM files in `dir`. */
-export async function makeSigningKey (dir: string, alg: SigningAlg, name = alg): Promise<{ priv: string, pub: string }> {
+export async function makeSigningKey (dir: string, alg: SigningAlg, name: string = alg): Promise<{ priv: string, pub: string }> {
   const pair = alg === 'RS256'
     ? generateKeyPairSync('rsa', { modulusLength: 2048 })
     : alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519')

@@ -95,7 +95,7 @@ t.test('refused: tampered, extra and missing files; a reformatted data.json stil
 
   const wasm = await variant('wasm', async d => {
     const bytes = await readFile(join(d, 'policy.wasm'))
-    bytes[bytes.length - 1] ^= 1
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1
     await writeFile(join(d, 'policy.wasm'), bytes)
   })
   await t.rejects(parseBundle(wasm, { verification: v }), /\/policy\.wasm: digest mismatch/)
