@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
+import { createDecisionLog } from './observability/decision-log.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
@@ -114,6 +115,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
   })
+  const decisionLog = createDecisionLog({ ...config.decisionLog, log: app.log, metrics })
   const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
@@ -150,7 +152,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
-  await app.register(authorizePlugin, { policy, metrics }) //                    4. authorize
+  await app.register(authorizePlugin, { policy, metrics, decisionLog }) //       4. authorize
   await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
@@ -187,6 +189,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       clearInterval(retry)
       await policy.close()
       await app.close()
+      await decisionLog.close()
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
     }

@@ -234,6 +234,7 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   }
   // The bundle is a build output that may appear after start: its path is resolved, not checked.
   if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
+  if (isObject(config.decisionLog) && typeof config.decisionLog.file === 'string') config.decisionLog.file = resolve(baseDir, config.decisionLog.file)
   if (isObject(config.policy) && typeof config.policy.persistDirectory === 'string') config.policy.persistDirectory = resolve(baseDir, config.policy.persistDirectory)
   for (const k of ['ca', 'cert', 'key']) await fix(config.policy?.server?.tls, k, `/policy/server/tls/${k}`)
   for (const [id, key] of Object.entries(isObject(config.policy?.verification?.keys) ? config.policy.verification.keys : {})) {

@@ -175,6 +175,17 @@ const Logging = Type.Object({
   level: StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })
 }, { additionalProperties: false, default: {} })
 
+const DecisionLog = Type.Object({
+  stdout: Type.Boolean({ default: false, description: 'write each decision event to the gateway log (pino, stdout)' }),
+  file: Type.Optional(Type.String({ minLength: 1, description: 'append each decision event as a JSON line to this file' })),
+  mask: Type.Array(Type.String({ pattern: '^/(input|result)/' }), {
+    default: [],
+    description: 'JSON pointers removed from every event before it is written (e.g. /input/headers/x-user-email), listed in its "erased"'
+  }),
+  labels: Type.Record(Type.String(), Type.String(), { default: {}, description: 'added to every event\'s labels' }),
+  maxQueuedEvents: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'events waiting for a slow sink beyond this are dropped and counted' })
+}, { additionalProperties: false, default: {}, description: 'one event per policy decision, in OPA\'s decision-log event shape' })
+
 export const ConfigSchema = Type.Object({
   listen: Listen,
   admin: Admin,
@@ -184,7 +195,8 @@ export const ConfigSchema = Type.Object({
   policy: Policy,
   rateLimit: Type.Object({ default: Type.Optional(RateLimit) }, { additionalProperties: false, default: {} }),
   upstreams: Type.Array(Upstream, { minItems: 1 }),
-  routes: Type.Array(Route, { minItems: 1 })
+  routes: Type.Array(Route, { minItems: 1 }),
+  decisionLog: DecisionLog
 }, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
 
 export type Config = Static<typeof ConfigSchema>

@@ -84,6 +84,12 @@ export function createMetrics (registry: Registry) {
       buckets: LATENCY_BUCKETS,
       registers
     }),
+    decisionLogEvents: new Counter({
+      name: 'portcullis_decision_log_events_total',
+      help: 'Decision-log events, by sink and outcome (written, dropped)',
+      labelNames: ['sink', 'outcome'] as const,
+      registers
+    }),
     upstreamErrors: new Counter({
       name: 'portcullis_upstream_errors_total',
       help: 'Upstream requests that failed without a response, by upstream and kind',

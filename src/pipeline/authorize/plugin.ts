@@ -5,6 +5,7 @@ import {
   GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
   GW_ERR_AUTHZ_POLICY_ERROR
 } from '../../errors.js'
+import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Decision } from '../types.js'
 import { toDecision } from './decision.js'
@@ -25,13 +26,14 @@ declare module 'fastify' {
 export interface AuthorizeOptions {
   policy: PolicyStore
   metrics: Metrics
+  decisionLog: DecisionLog
 }
 
 /**
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
-const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics }) => {
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
@@ -53,14 +55,29 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown
+    let failed = false
     try {
       value = engine.evaluate(input)
     } catch (err) {
+      failed = true
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
       request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, err }, 'policy evaluation failed')
       throw new GW_ERR_AUTHZ_POLICY_ERROR()
     } finally {
-      metrics.policyDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
+      const ns = Number(process.hrtime.bigint() - started)
+      metrics.policyDuration.observe(ns / 1e9)
+      if (decisionLog.enabled) {
+        decisionLog.record({
+          decision_id: request.decisionId,
+          path: engine.entrypoint,
+          input,
+          result: value,
+          bundles: { authz: { revision: engine.revision } },
+          requested_by: request.ip,
+          metrics: { timer_rego_query_eval_ns: ns },
+          ...(failed ? { error: { code: 'GW_ERR_AUTHZ_POLICY_ERROR', message: 'policy evaluation failed' } } : {})
+        })
+      }
     }
     const decision = toDecision(value)
     // The decision is logged once, on the request's access line (observability/plugin.ts), which

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto'
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Metrics } from './metrics.js'
+
+/*
+ * One decision-log event per policy decision, in OPA's event shape (decision_id, path, input,
+ * result, bundles, timestamp, labels, metrics.timer_rego_query_eval_ns, erased), so tools built for
+ * OPA's decision logs read them unchanged. Masking removes configured JSON pointers (/input/...,
+ * /result/...) before an event leaves the process, and records them in `erased`, as OPA does.
+ *
+ * Sinks never block a request: stdout goes through the gateway's pino logger; the file sink keeps
+ * at most `maxQueuedEvents` waiting for the disk and drops (and counts) the rest.
+ */
+
+const { version: VERSION } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
+export interface DecisionEvent {
+  decision_id: string
+  path: string
+  input: unknown
+  result: unknown
+  bundles: Record<string, { revision: string }>
+  timestamp: string
+  requested_by: string
+  labels: Record<string, string>
+  metrics: { timer_rego_query_eval_ns: number }
+  /** Set when the policy failed: what went wrong, never the policy's text. */
+  error?: { code: string, message: string }
+  erased?: string[]
+}
+
+export interface DecisionLogOptions {
+  stdout: boolean
+  file?: string
+  mask: readonly string[]
+  labels: Readonly<Record<string, string>>
+  maxQueuedEvents: number
+  log: FastifyBaseLogger
+  metrics: Metrics
+}
+
+export interface DecisionLog {
+  readonly enabled: boolean
+  record: (event: Omit<DecisionEvent, 'labels' | 'timestamp' | 'erased'>) => void
+  close: () => Promise<void>
+}
+
+export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
+  const labels = { id: randomUUID(), version: VERSION, ...opts.labels }
+  const masks = opts.mask.map(parsePointer)
+  let file: WriteStream | undefined
+  let queued = 0
+  if (opts.file !== undefined) {
+    file = createWriteStream(opts.file, { flags: 'a', mode: 0o600 })
+    file.on('error', err => opts.log.error({ err: err.message }, 'decision log file failed'))
+  }
+  const enabled = opts.stdout || file !== undefined
+
+  return {
+    enabled,
+    record (partial) {
+      if (!enabled) return
+      // Masks delete in place: they work on copies, never on the input the policy was given.
+      const event: DecisionEvent = masks.length === 0
+        ? { ...partial, timestamp: new Date().toISOString(), labels }
+        : { ...partial, input: structuredClone(partial.input), result: structuredClone(partial.result), timestamp: new Date().toISOString(), labels }
+      const erased = applyMasks(event, masks)
+      if (erased.length > 0) event.erased = erased
+      if (opts.stdout) {
+        opts.log.info({ decision_log: event }, 'decision')
+        opts.metrics.decisionLogEvents.inc({ sink: 'stdout', outcome: 'written' })
+      }
+      if (file !== undefined) {
+        if (queued >= opts.maxQueuedEvents || file.destroyed) {
+          opts.metrics.decisionLogEvents.inc({ sink: 'file', outcome: 'dropped' })
+          return
+        }
+        queued++
+        file.write(`${JSON.stringify(event)}\n`, err => {
+          queued--
+          opts.metrics.decisionLogEvents.inc({ sink: 'file', outcome: err == null ? 'written' : 'dropped' })
+        })
+      }
+    },
+    async close () {
+      if (file !== undefined) await new Promise<void>(resolve => file!.end(() => resolve()))
+    }
+  }
+}
+
+/** `/input/headers/x-email` → ['input', 'headers', 'x-email'] (RFC 6901 escapes). */
+function parsePointer (pointer: string): string[] {
+  return pointer.split('/').slice(1).map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+}
+
+/** Removes each masked path present in the event; the event's input and result are fresh copies. */
+function applyMasks (event: DecisionEvent, masks: string[][]): string[] {
+  const erased: string[] = []
+  for (const path of masks) {
+    const [root, ...rest] = path
+    if ((root !== 'input' && root !== 'result') || rest.length === 0) continue
+    let node: unknown = event[root]
+    for (const key of rest.slice(0, -1)) node = isObject(node) ? node[key] : undefined
+    const last = rest[rest.length - 1]!
+    if (isObject(node) && Object.hasOwn(node, last)) {
+      delete node[last]
+      erased.push(`/${path.map(s => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`)
+    }
+  }
+  return erased
+}
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
