@@ -7,6 +7,7 @@ import { closeOnSignals, startGateway } from './server.js'
 import { DEMO_RATE_LIMIT, startDemo } from './demo/run.js'
 import { demoDir, ensureDemoState } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
+import { buildPolicies, testPolicies } from './policy-tools.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -58,6 +59,26 @@ program.command('check')
   .action(async (opts: { config: string }) => {
     const config = await loadConfig(opts.config).catch(fail)
     process.stdout.write(`${opts.config}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`)
+  })
+
+const policy = program.command('policy').description('for policy authors: build and test Rego with the pinned OPA')
+
+policy.command('build')
+  .description('compile policies to a WASM bundle and load it as the gateway would')
+  .option('-d, --dir <dir>', 'policies folder (default: policies/)')
+  .option('-o, --out <file>', 'bundle file (default: build/bundle.tar.gz)')
+  .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .action(async (opts: { dir?: string, out?: string, entrypoint: string[] }) => {
+    const built = await buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
+    process.stdout.write(`built ${built.out} (revision ${built.revision}; entrypoints ${built.entrypoints.join(', ')})\n`)
+  })
+
+policy.command('test')
+  .description('run opa test over the policies and report coverage')
+  .option('-d, --dir <dir>', 'policies folder (default: policies/)')
+  .action(async (opts: { dir?: string }) => {
+    const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
+    process.exitCode = code
   })
 
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')

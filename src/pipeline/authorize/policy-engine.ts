@@ -1,10 +1,13 @@
-import { loadPolicy } from '@open-policy-agent/opa-wasm'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm'
 import type { Bundle } from './bundle.js'
 
 /*
  * One compiled policy, instantiated once and evaluated synchronously per request. Builtins the WASM
- * SDK does not implement but gateway policies need are supplied here (and declared in
- * policies/capabilities.json so a policy using anything else fails at `opa build`, not at runtime).
+ * SDK does not implement but gateway policies need are supplied here. A policy that calls any other
+ * builtin that is not compiled into the WASM itself (http.send, net.*, ...) is refused when it is
+ * loaded, by `portcullis policy build` and by the gateway, never at request time.
  */
 
 export interface PolicyEngine {
@@ -18,8 +21,34 @@ const gatewayBuiltins = {
   'time.now_ns': () => Date.now() * 1_000_000
 }
 
+// The SDK's own JavaScript builtins, read from the SDK so the list cannot drift from the version
+// installed (the package does not export the file, hence the path beside its entry point).
+const require = createRequire(import.meta.url)
+const sdkBuiltins = require(join(dirname(require.resolve('@open-policy-agent/opa-wasm')), 'builtins', 'index.js')) as Record<string, unknown>
+
+/** Builtins a policy may call outside its WASM: the SDK's and the gateway's. */
+export const PROVIDED_BUILTINS: ReadonlySet<string> = new Set([...Object.keys(sdkBuiltins), ...Object.keys(gatewayBuiltins)])
+
+// The SDK keeps these on the loaded policy; its types do not declare them.
+interface PolicyInstance { wasmInstance: { exports: unknown }, mem: { buffer: ArrayBuffer } }
+
+/**
+ * The builtins the module calls out for (its `builtins` export, per OPA's WASM ABI): everything it
+ * needs that OPA did not compile into the module.
+ */
+export function hostBuiltins (policy: LoadedPolicy): string[] {
+  const { wasmInstance, mem } = policy as unknown as PolicyInstance
+  const exports = wasmInstance.exports as Record<string, (...args: number[]) => number>
+  const addr = exports.opa_json_dump!(exports.builtins!())
+  const bytes = new Uint8Array(mem.buffer, addr)
+  const json = Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('utf8')
+  return Object.keys(JSON.parse(json) as Record<string, number>)
+}
+
 export async function createPolicyEngine (bundle: Bundle, entrypoint: string): Promise<PolicyEngine> {
   const policy = await loadPolicy(bundle.wasm, undefined, gatewayBuiltins)
+  const missing = hostBuiltins(policy).filter(b => !PROVIDED_BUILTINS.has(b))
+  if (missing.length > 0) throw new Error(`policy uses builtins the gateway does not provide: ${missing.sort().join(', ')}`)
   const entrypoints = policy.entrypoints as Record<string, number>
   if (!(entrypoint in entrypoints)) {
     throw new Error(`bundle has no entrypoint "${entrypoint}" (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`)

@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process'
+import { rename, rm } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { readBundleFile } from './pipeline/authorize/bundle.js'
+import { createPolicyEngine } from './pipeline/authorize/policy-engine.js'
+
+/*
+ * `portcullis policy build|test`: the pinned OPA CLI (scripts/opa.mjs) with the gateway's
+ * settings, then the gateway's own loader, so a bundle that builds here also loads in the gateway.
+ */
+
+interface OpaScript {
+  DEFAULT_POLICIES_DIR: string
+  DEFAULT_BUNDLE: string
+  DEFAULT_ENTRYPOINTS: string[]
+  resolveOpa: () => Promise<string>
+  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], force?: boolean }) => Promise<{ out: string }>
+}
+
+// Loaded at run time: the script lives outside src/ and is shared with npm scripts and tests.
+const opaScript = async (): Promise<OpaScript> => import(new URL('../scripts/opa.mjs', import.meta.url).href) as Promise<OpaScript>
+
+export interface PolicyBuildOptions { dir?: string, out?: string, entrypoints?: string[] }
+
+/** Compiles, then loads the result as the gateway would; nothing is left at `out` if either fails. */
+export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: string, revision: string, entrypoints: string[] }> {
+  const opa = await opaScript()
+  const out = resolve(opts.out ?? opa.DEFAULT_BUNDLE)
+  const entrypoints = opts.entrypoints !== undefined && opts.entrypoints.length > 0 ? opts.entrypoints : opa.DEFAULT_ENTRYPOINTS
+  const tmp = `${out}.${process.pid}.check`
+  try {
+    await opa.buildBundle({ policiesDir: resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR), out: tmp, entrypoints, force: true })
+    const bundle = await readBundleFile(tmp)
+    for (const e of entrypoints) await createPolicyEngine(bundle, e)
+    await rename(tmp, out)
+    return { out, revision: bundle.revision, entrypoints }
+  } finally {
+    await rm(tmp, { force: true })
+  }
+}
+
+/** `opa test` over the policies, then their coverage; resolves to the exit code. */
+export async function testPolicies (opts: { dir?: string, write: (s: string) => void }): Promise<number> {
+  const opa = await opaScript()
+  const bin = await opa.resolveOpa()
+  const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
+  const ignore = ['--ignore', '*.schema.json', '--ignore', 'capabilities.json']
+  const code = await runOpa(bin, ['test', ...ignore, '-v', dir], 'inherit')
+  if (code !== 0) return code
+  const { stdout } = await runOpa(bin, ['test', ...ignore, '--coverage', '--format', 'json', dir], 'pipe')
+  const report = JSON.parse(stdout) as { coverage?: number, files?: Record<string, { coverage?: number }> }
+  for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${file}\n`)
+  opts.write(`coverage ${(report.coverage ?? 0).toFixed(1)}% in total\n`)
+  return 0
+}
+
+function runOpa (bin: string, args: string[], stdio: 'inherit'): Promise<number>
+function runOpa (bin: string, args: string[], stdio: 'pipe'): Promise<{ code: number, stdout: string }>
+async function runOpa (bin: string, args: string[], stdio: 'inherit' | 'pipe'): Promise<number | { code: number, stdout: string }> {
+  const child = spawn(bin, args, { stdio: stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'inherit'] })
+  let stdout = ''
+  child.stdout?.on('data', (c: Buffer) => { stdout += c.toString('utf8') })
+  const code = await new Promise<number>((resolve, reject) => child.on('error', reject).on('close', c => resolve(c ?? 1)))
+  return stdio === 'inherit' ? code : { code, stdout }
+}
