@@ -106,10 +106,11 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
   })))
   const bundles = await bundleSettings(config.policy)
+  const routeEntrypoints = new Map(config.routes.flatMap(r => r.entrypoint !== undefined ? [[r.id, r.entrypoint] as const] : []))
   const policy = await createPolicyStore({
     source: bundles.source,
     parse: bundles.parse,
-    entrypoint: config.policy.entrypoint,
+    entrypoints: [...new Set([config.policy.entrypoint, ...routeEntrypoints.values()])],
     ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
@@ -152,7 +153,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
-  await app.register(authorizePlugin, { policy, metrics, decisionLog }) //       4. authorize
+  await app.register(authorizePlugin, { policy, metrics, decisionLog, routeEntrypoints }) // 4. authorize
   await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
   await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match

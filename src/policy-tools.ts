@@ -31,7 +31,7 @@ export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: s
   try {
     await opa.buildBundle({ policiesDir: resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR), out: tmp, entrypoints, force: true })
     const bundle = await readBundleFile(tmp)
-    for (const e of entrypoints) await createPolicyEngine(bundle, e)
+    await createPolicyEngine(bundle, entrypoints)
     await rename(tmp, out)
     return { out, revision: bundle.revision, entrypoints }
   } finally {

@@ -168,7 +168,8 @@ const Route = Type.Object({
   issuers: Type.Optional(Type.Array(Id, { minItems: 1, uniqueItems: true, description: 'issuers accepted here; all when absent' })),
   rateLimit: Type.Optional(RateLimit),
   maxBodyBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'overrides limits.maxBodyBytes for this route' })),
-  metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} })
+  metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} }),
+  entrypoint: Type.Optional(Type.String({ pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$', description: 'policy entrypoint for this route (default: policy.entrypoint); every bundle must have it' }))
 }, { additionalProperties: false })
 
 const Logging = Type.Object({

@@ -27,13 +27,15 @@ export interface AuthorizeOptions {
   policy: PolicyStore
   metrics: Metrics
   decisionLog: DecisionLog
+  /** Route ids whose policy entrypoint is not the default one. */
+  routeEntrypoints: ReadonlyMap<string, string>
 }
 
 /**
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
-const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog }) => {
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
@@ -51,13 +53,14 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     if (engine === null) throw new GW_ERR_AUTHZ_NOT_READY()
 
     const input = buildPolicyInput(request, route, Date.now())
+    const entrypoint = routeEntrypoints.get(route.id) ?? engine.entrypoint
     request.decisionId = randomUUID()
     reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown
     let failed = false
     try {
-      value = engine.evaluate(input)
+      value = engine.evaluate(input, entrypoint)
     } catch (err) {
       failed = true
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
@@ -69,7 +72,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       if (decisionLog.enabled) {
         decisionLog.record({
           decision_id: request.decisionId,
-          path: engine.entrypoint,
+          path: entrypoint,
           input,
           result: value,
           bundles: { authz: { revision: engine.revision } },

@@ -12,9 +12,10 @@ import type { Bundle } from './bundle.js'
 
 export interface PolicyEngine {
   readonly revision: string
+  /** The default entrypoint; routes may name others, all checked when the bundle was loaded. */
   readonly entrypoint: string
   /** The entrypoint's value for this input, or undefined when the policy leaves it undefined. */
-  evaluate: (input: unknown) => unknown
+  evaluate: (input: unknown, entrypoint?: string) => unknown
 }
 
 const gatewayBuiltins = {
@@ -45,20 +46,25 @@ export function hostBuiltins (policy: LoadedPolicy): string[] {
   return Object.keys(JSON.parse(json) as Record<string, number>)
 }
 
-export async function createPolicyEngine (bundle: Bundle, entrypoint: string): Promise<PolicyEngine> {
+/** `entrypoints`: the default first, then any others routes use; each must be in the bundle. */
+export async function createPolicyEngine (bundle: Bundle, entrypoints: string | readonly string[]): Promise<PolicyEngine> {
+  const wanted = typeof entrypoints === 'string' ? [entrypoints] : entrypoints
   const policy = await loadPolicy(bundle.wasm, undefined, gatewayBuiltins)
   const missing = hostBuiltins(policy).filter(b => !PROVIDED_BUILTINS.has(b))
   if (missing.length > 0) throw new Error(`policy uses builtins the gateway does not provide: ${missing.sort().join(', ')}`)
-  const entrypoints = policy.entrypoints as Record<string, number>
-  if (!(entrypoint in entrypoints)) {
-    throw new Error(`bundle has no entrypoint "${entrypoint}" (it has: ${Object.keys(entrypoints).join(', ') || 'none'})`)
+  const available = policy.entrypoints as Record<string, number>
+  for (const e of wanted) {
+    if (!(e in available)) throw new Error(`bundle has no entrypoint "${e}" (it has: ${Object.keys(available).join(', ') || 'none'})`)
   }
   policy.setData(bundle.data)
-  const id = entrypoints[entrypoint]
+  const ids = new Map(wanted.map(e => [e, available[e]!]))
+  const entrypoint = wanted[0]!
   return {
     revision: bundle.revision,
     entrypoint,
-    evaluate (input) {
+    evaluate (input, name = entrypoint) {
+      const id = ids.get(name)
+      if (id === undefined) throw new Error(`entrypoint "${name}" was not checked when the bundle was loaded`)
       const results = policy.evaluate(input, id) as Array<{ result: unknown }> | undefined
       return results?.[0]?.result
     }

@@ -38,7 +38,8 @@ export interface PolicyStore {
 
 export interface PolicyStoreOptions {
   source: BundleSource
-  entrypoint: string
+  /** The default entrypoint first, then the ones routes name; a bundle must have them all. */
+  entrypoints: readonly string[]
   parse: ParseOptions
   persistDirectory?: string
   log: FastifyBaseLogger
@@ -56,7 +57,7 @@ const SMOKE_INPUT = {
 }
 
 export async function createPolicyStore (opts: PolicyStoreOptions): Promise<PolicyStore> {
-  const { source, entrypoint, log, metrics } = opts
+  const { source, entrypoints, log, metrics } = opts
   let current: PolicyEngine | null = null
   let loading: Promise<boolean> | undefined
   const status: PolicyStatus = {
@@ -66,14 +67,14 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
 
   const activate = async (archive: Buffer, origin: 'source' | 'persisted'): Promise<void> => {
     const bundle = await parseBundle(archive, opts.parse)
-    const engine = await createPolicyEngine(bundle, entrypoint)
-    engine.evaluate(SMOKE_INPUT)
+    const engine = await createPolicyEngine(bundle, entrypoints)
+    for (const e of entrypoints) engine.evaluate(SMOKE_INPUT, e)
     const previous = current?.revision ?? null
     current = engine
     Object.assign(status, { revision: engine.revision, activated_at: new Date().toISOString(), origin, signed_by: bundle.signedBy })
     metrics.bundleLoaded.set(1)
     metrics.bundleActivatedAt.set(Date.now() / 1000)
-    log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoint, origin, signed_by: bundle.signedBy }, 'policy bundle activated')
+    log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy }, 'policy bundle activated')
     if (origin === 'source' && persisted !== undefined) await persist(archive)
   }
   // Written beside the target and renamed, so a crash never leaves half a bundle to load next time.
