@@ -190,6 +190,10 @@ function checkReferences (input: Config): ConfigProblem[] {
       if ((server.tls?.cert === undefined) !== (server.tls?.key === undefined)) problems.push({ path: '/policy/server/tls', message: 'cert and key go together' })
     }
   }
+  const upload = (input.decisionLog as Partial<Config['decisionLog']> | undefined)?.http
+  if (upload !== undefined && typeof upload.url === 'string' && !upload.url.startsWith('https://') && upload.plaintext !== true) {
+    problems.push({ path: '/decisionLog/http/url', message: 'must be an https URL (set plaintext: true only for local development)' })
+  }
   if (config.listen === undefined) return problems
   config.routes.forEach((route, i) => {
     if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
@@ -234,6 +238,7 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   }
   // The bundle is a build output that may appear after start: its path is resolved, not checked.
   if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
+  for (const k of ['ca', 'cert', 'key']) await fix(config.decisionLog?.http?.tls, k, `/decisionLog/http/tls/${k}`)
   if (isObject(config.decisionLog) && typeof config.decisionLog.file === 'string') config.decisionLog.file = resolve(baseDir, config.decisionLog.file)
   if (isObject(config.policy) && typeof config.policy.persistDirectory === 'string') config.policy.persistDirectory = resolve(baseDir, config.policy.persistDirectory)
   for (const k of ['ca', 'cert', 'key']) await fix(config.policy?.server?.tls, k, `/policy/server/tls/${k}`)

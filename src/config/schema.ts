@@ -183,6 +183,15 @@ const DecisionLog = Type.Object({
     default: [],
     description: 'JSON pointers removed from every event before it is written (e.g. /input/headers/x-user-email), listed in its "erased"'
   }),
+  http: Type.Optional(Type.Object({
+    url: HttpUrl,
+    flushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
+    maxBatchEvents: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+    timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+    bearerToken: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer (use ${ENV})' })),
+    tls: Type.Optional(Type.Object({ ca: Type.Optional(FilePath), cert: Type.Optional(FilePath), key: Type.Optional(FilePath) }, { additionalProperties: false })),
+    plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' })
+  }, { additionalProperties: false, description: 'upload events in OPA\'s format (gzipped JSON array batches) to a decision-log collector' })),
   labels: Type.Record(Type.String(), Type.String(), { default: {}, description: 'added to every event\'s labels' }),
   maxQueuedEvents: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'events waiting for a slow sink beyond this are dropped and counted' })
 }, { additionalProperties: false, default: {}, description: 'one event per policy decision, in OPA\'s decision-log event shape' })

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
 import type { FastifyBaseLogger } from 'fastify'
+import { createDecisionUploader, type UploadOptions } from './decision-upload.js'
+import type { Config } from '../config/schema.js'
 import type { Metrics } from './metrics.js'
 
 /*
@@ -10,7 +12,8 @@ import type { Metrics } from './metrics.js'
  * /result/...) before an event leaves the process, and records them in `erased`, as OPA does.
  *
  * Sinks never block a request: stdout goes through the gateway's pino logger; the file sink keeps
- * at most `maxQueuedEvents` waiting for the disk and drops (and counts) the rest.
+ * at most `maxQueuedEvents` waiting for the disk and drops (and counts) the rest; the HTTP sink
+ * (decision-upload.ts) uploads in batches from a buffer of the same bound.
  */
 
 const { version: VERSION } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -33,6 +36,7 @@ export interface DecisionEvent {
 export interface DecisionLogOptions {
   stdout: boolean
   file?: string
+  http?: Omit<UploadOptions, 'log' | 'metrics' | 'maxQueuedEvents'>
   mask: readonly string[]
   labels: Readonly<Record<string, string>>
   maxQueuedEvents: number
@@ -55,7 +59,10 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
     file = createWriteStream(opts.file, { flags: 'a', mode: 0o600 })
     file.on('error', err => opts.log.error({ err: err.message }, 'decision log file failed'))
   }
-  const enabled = opts.stdout || file !== undefined
+  const uploader = opts.http !== undefined
+    ? createDecisionUploader({ ...opts.http, maxQueuedEvents: opts.maxQueuedEvents, log: opts.log, metrics: opts.metrics })
+    : undefined
+  const enabled = opts.stdout || file !== undefined || uploader !== undefined
 
   return {
     enabled,
@@ -71,6 +78,7 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
         opts.log.info({ decision_log: event }, 'decision')
         opts.metrics.decisionLogEvents.inc({ sink: 'stdout', outcome: 'written' })
       }
+      uploader?.push(event)
       if (file !== undefined) {
         if (queued >= opts.maxQueuedEvents || file.destroyed) {
           opts.metrics.decisionLogEvents.inc({ sink: 'file', outcome: 'dropped' })
@@ -84,6 +92,7 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
       }
     },
     async close () {
+      await uploader?.close()
       if (file !== undefined) await new Promise<void>(resolve => file!.end(() => resolve()))
     }
   }
@@ -113,4 +122,25 @@ function applyMasks (event: DecisionEvent, masks: string[][]): string[] {
 
 function isObject (v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+/** The HTTP sink's options from the validated `decisionLog` config (certificate files read here). */
+export function decisionUploadSettings (config: Config['decisionLog']): Pick<DecisionLogOptions, 'http'> {
+  const h = config.http
+  if (h === undefined) return {}
+  const tls: NonNullable<UploadOptions['tls']> = {}
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const file = h.tls?.[k]
+    if (file !== undefined) tls[k] = readFileSync(file)
+  }
+  return {
+    http: {
+      url: h.url,
+      flushIntervalMs: h.flushIntervalMs,
+      maxBatchEvents: h.maxBatchEvents,
+      timeoutMs: h.timeoutMs,
+      ...(h.bearerToken !== undefined ? { bearerToken: h.bearerToken } : {}),
+      ...(h.tls !== undefined ? { tls } : {})
+    }
+  }
 }

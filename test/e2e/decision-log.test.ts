@@ -1,5 +1,9 @@
-import t from 'tap'
-import { readFile } from 'node:fs/promises'
+import t, { type Test } from 'tap'
+import { readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { gunzipSync } from 'node:zlib'
+import { createCa } from '../../src/tls/pki.js'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startDemoHarness } from '../helpers/demo.js'
@@ -57,4 +61,55 @@ t.test('file sink: one OPA-shaped event per decision, masked, found by the decis
 
   const metrics = (await demo.client.send(`${demo.adminUrl}/metrics`)).text
   t.match(metrics, /portcullis_decision_log_events_total\{sink="file",outcome="written"\} 2/)
+})
+
+interface Collector { url: string, ca: string, batches: Array<{ encoding: string | undefined, events: Array<Record<string, any>> }>, status: number }
+
+/** A decision-log collector on loopback over TLS, accepting OPA's upload format. */
+async function startCollector (t: Test): Promise<Collector> {
+  const ca = await createCa('collector-test-ca', 1)
+  const cert = await ca.issue({ commonName: 'collector', ipAddresses: ['127.0.0.1'], usage: 'server', days: 1 })
+  const collector: Collector = { url: '', ca: ca.cert, batches: [], status: 204 }
+  const server = createServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      if (collector.status === 204) {
+        collector.batches.push({ encoding: req.headers['content-encoding'], events: JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) })
+      }
+      res.writeHead(collector.status).end()
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  collector.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/logs`
+  return collector
+}
+
+t.test('HTTP sink: gzipped batches in OPA\'s upload format; a collector that fails drops and counts, and never blocks requests', async t => {
+  const dir = t.testdir()
+  const collector = await startCollector(t)
+  await writeFile(join(dir, 'collector-ca.pem'), collector.ca)
+  const demo = await startDemoHarness(t, {
+    configure: c => {
+      c.decisionLog = { http: { url: collector.url, flushIntervalMs: 50, tls: { ca: join(dir, 'collector-ca.pem') } }, maxQueuedEvents: 3 }
+      c.rateLimit = {}
+    }
+  })
+  const token = await demo.token({ sub: 'alice' })
+  const ids: string[] = []
+  for (let i = 0; i < 3; i++) ids.push(String((await demo.client.send(`${demo.url}/hello`, { token })).headers['x-portcullis-decision-id']))
+  for (let i = 0; i < 200 && collector.batches.flatMap(b => b.events).length < 3; i++) await sleep(25)
+  const uploaded = collector.batches.flatMap(b => b.events)
+  t.same(uploaded.map(e => e.decision_id), ids, 'every decision uploaded once, in order')
+  t.ok(collector.batches.every(b => b.encoding === 'gzip'))
+  t.match(uploaded[0], { path: 'gateway/authz/decision', result: { allow: true }, input: { path: '/hello' } })
+
+  collector.status = 500
+  for (let i = 0; i < 8; i++) t.equal((await demo.client.send(`${demo.url}/hello`, { token })).status, 200, 'requests are answered while uploads fail')
+  const metricsText = async (): Promise<string> => (await demo.client.send(`${demo.adminUrl}/metrics`)).text
+  let metrics = await metricsText()
+  for (let i = 0; i < 200 && !/sink="http",outcome="dropped"\} 5/.test(metrics); i++) { await sleep(25); metrics = await metricsText() }
+  t.match(metrics, /portcullis_decision_log_events_total\{sink="http",outcome="written"\} 3/)
+  t.match(metrics, /portcullis_decision_log_events_total\{sink="http",outcome="dropped"\} 5/, 'beyond the 3 kept for retry, 5 dropped')
 })
