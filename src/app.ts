@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type RouteHandlerMethod } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
 import type { Config } from './config/schema.js'
@@ -16,7 +16,7 @@ import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
 import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
-import { authorizePlugin } from './pipeline/authorize/plugin.js'
+import { authorizePlugin, type AuthorizeOptions } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
 import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
@@ -66,6 +66,11 @@ function serverOptions (limits: Config['limits']) {
 export interface GatewayOptions {
   /** How often to look for a changed bundle file; 0 turns watching off (tests). */
   bundleWatchIntervalMs?: number
+  /**
+   * Evaluate without forwarding (portcullis eval): every stage runs as configured, but a request
+   * that passes them all is answered by this handler instead of the function.
+   */
+  evaluateOnly?: { handler: RouteHandlerMethod, onEvaluated: NonNullable<AuthorizeOptions['onEvaluated']> }
 }
 
 /**
@@ -154,10 +159,16 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(authenticatePlugin, { jwt, metrics }) //                    3. authenticate
-  await app.register(authorizePlugin, { policy, metrics, decisionLog, routeEntrypoints }) // 4. authorize
+  await app.register(authorizePlugin, { //                                        4. authorize
+    policy,
+    metrics,
+    decisionLog,
+    routeEntrypoints,
+    ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
+  })
   await app.register(rateLimitPlugin, { metrics }) //                            5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
-  await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
+  await app.register(routePlugin, { config, handler: opts.evaluateOnly?.handler ?? forwarder.handle }) // 2. route match
 
   const readiness = () => {
     const checks: Record<string, boolean> = { policy: policy.current !== null }

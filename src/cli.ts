@@ -7,7 +7,7 @@ import { closeOnSignals, startGateway } from './server.js'
 import { DEMO_RATE_LIMIT, startDemo } from './demo/run.js'
 import { demoDir, ensureDemoState } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
-import { buildPolicies, testPolicies } from './policy-tools.js'
+import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -35,6 +35,12 @@ function collectClaim (value: string, previous: Record<string, unknown>): Record
   // JSON when it parses (numbers, booleans, arrays), otherwise the plain string.
   try { parsed = JSON.parse(raw) } catch {}
   return { ...previous, [value.slice(0, eq)]: parsed }
+}
+
+function collectHeader (value: string, previous: Record<string, string>): Record<string, string> {
+  const colon = value.indexOf(':')
+  if (colon < 1) throw new InvalidArgumentError('expected "name: value"')
+  return { ...previous, [value.slice(0, colon).trim().toLowerCase()]: value.slice(colon + 1).trim() }
 }
 
 const program = new Command('portcullis')
@@ -79,6 +85,18 @@ policy.command('test')
   .action(async (opts: { dir?: string }) => {
     const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
     process.exitCode = code
+  })
+
+program.command('eval')
+  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it')
+  .requiredOption('-c, --config <file>', 'YAML config file')
+  .requiredOption('-r, --request <request>', "method and path, e.g. 'GET /orders/7?x=1'")
+  .option('-t, --token <jwt>', 'bearer token to present')
+  .option('-H, --header <name: value>', 'request header (repeatable)', collectHeader, {} as Record<string, string>)
+  .action(async (opts: { config: string, request: string, token?: string, header: Record<string, string> }) => {
+    const config = await loadConfig(opts.config).catch(fail)
+    const report = await evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
   })
 
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')

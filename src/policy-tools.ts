@@ -1,12 +1,16 @@
 import { spawn } from 'node:child_process'
 import { rename, rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { createGateway } from './app.js'
+import type { Config } from './config/schema.js'
 import { readBundleFile } from './pipeline/authorize/bundle.js'
+import { toDecision } from './pipeline/authorize/decision.js'
 import { createPolicyEngine } from './pipeline/authorize/policy-engine.js'
 
 /*
- * `portcullis policy build|test`: the pinned OPA CLI (scripts/opa.mjs) with the gateway's
- * settings, then the gateway's own loader, so a bundle that builds here also loads in the gateway.
+ * Tools for policy authors. `portcullis policy build|test`: the pinned OPA CLI (scripts/opa.mjs)
+ * with the gateway's settings, then the gateway's own loader, so a bundle that builds here also
+ * loads in the gateway. `portcullis eval`: one request judged by the real gateway, not forwarded.
  */
 
 interface OpaScript {
@@ -62,4 +66,61 @@ async function runOpa (bin: string, args: string[], stdio: 'inherit' | 'pipe'): 
   child.stdout?.on('data', (c: Buffer) => { stdout += c.toString('utf8') })
   const code = await new Promise<number>((resolve, reject) => child.on('error', reject).on('close', c => resolve(c ?? 1)))
   return stdio === 'inherit' ? code : { code, stdout }
+}
+
+export interface EvalRequest { request: string, token?: string, headers: Record<string, string> }
+
+export interface EvalReport {
+  request: string
+  /** What the gateway would answer; 200 means it would forward to the function. */
+  status: number
+  /** Every stage passed: the gateway would forward it to the function. */
+  would_forward: boolean
+  code: string | null
+  route: string | null
+  decision_id: string | null
+  entrypoint: string | null
+  input: unknown
+  result: unknown
+  reasons: string[] | null
+}
+
+/**
+ * `portcullis eval`: one request through the real gateway built from `config` (route match,
+ * authentication, policy), answered by a stand-in instead of the function. Nothing is forwarded.
+ */
+export async function evaluateRequest (config: Config, req: EvalRequest): Promise<EvalReport> {
+  const m = /^([A-Z]+)\s+(\/\S*)$/.exec(req.request.trim())
+  if (m === null) throw new Error(`--request must look like 'GET /orders/7', not '${req.request}'`)
+  let seen: { entrypoint: string, input: unknown, result: unknown } | undefined
+  const gateway = await createGateway({ ...config, logging: { level: 'silent' } }, {
+    bundleWatchIntervalMs: 0,
+    evaluateOnly: {
+      handler: async (_request, reply) => reply.code(200).send({ forwarded: false }),
+      onEvaluated: (_request, evaluation) => { seen = evaluation }
+    }
+  })
+  try {
+    const headers: Record<string, string> = { host: config.listen.hosts?.[0] ?? 'localhost', ...req.headers }
+    if (req.token !== undefined) headers.authorization = `Bearer ${req.token}`
+    const res = await gateway.app.inject({ method: m[1] as 'GET', url: m[2]!, headers })
+    let code: string | null = null
+    try { code = (res.json() as { code?: string }).code ?? null } catch {}
+    const decision = seen !== undefined ? toDecision(seen.result) : null
+    const id = res.headers['x-portcullis-decision-id']
+    return {
+      request: `${m[1]} ${m[2]}`,
+      status: res.statusCode,
+      would_forward: res.statusCode === 200 && code === null,
+      code,
+      route: (seen?.input as { route?: { id?: string } } | undefined)?.route?.id ?? null,
+      decision_id: typeof id === 'string' ? id : null,
+      entrypoint: seen?.entrypoint ?? null,
+      input: seen?.input ?? null,
+      result: seen?.result ?? null,
+      reasons: decision?.reasons ?? null
+    }
+  } finally {
+    await gateway.close()
+  }
 }

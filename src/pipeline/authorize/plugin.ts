@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
   GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
   GW_ERR_AUTHZ_POLICY_ERROR
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
-import type { Decision } from '../types.js'
+import type { Decision, PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
 import type { PolicyStore } from './policy-store.js'
@@ -29,13 +29,15 @@ export interface AuthorizeOptions {
   decisionLog: DecisionLog
   /** Route ids whose policy entrypoint is not the default one. */
   routeEntrypoints: ReadonlyMap<string, string>
+  /** Told of every evaluation (portcullis eval shows what the policy saw and said). */
+  onEvaluated?: (request: FastifyRequest, evaluation: { entrypoint: string, input: PolicyInput, result: unknown }) => void
 }
 
 /**
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
-const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints }) => {
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints, onEvaluated }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
@@ -68,6 +70,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw new GW_ERR_AUTHZ_POLICY_ERROR()
     } finally {
       const ns = Number(process.hrtime.bigint() - started)
+      onEvaluated?.(request, { entrypoint, input, result: value })
       metrics.policyDuration.observe(ns / 1e9)
       if (decisionLog.enabled) {
         decisionLog.record({
