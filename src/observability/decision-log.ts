@@ -46,7 +46,8 @@ export interface DecisionLogOptions {
 
 export interface DecisionLog {
   readonly enabled: boolean
-  record: (event: Omit<DecisionEvent, 'labels' | 'timestamp' | 'erased'>) => void
+  /** `masks`: the policy's own (system.log.mask): JSON pointer strings or {op: "remove", path}. */
+  record: (event: Omit<DecisionEvent, 'labels' | 'timestamp' | 'erased'> & { masks?: unknown }) => void
   close: () => Promise<void>
 }
 
@@ -68,11 +69,13 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
     enabled,
     record (partial) {
       if (!enabled) return
+      const { masks: policyMasks, ...fields } = partial
+      const all = [...masks, ...policyMaskPaths(policyMasks)]
       // Masks delete in place: they work on copies, never on the input the policy was given.
-      const event: DecisionEvent = masks.length === 0
-        ? { ...partial, timestamp: new Date().toISOString(), labels }
-        : { ...partial, input: structuredClone(partial.input), result: structuredClone(partial.result), timestamp: new Date().toISOString(), labels }
-      const erased = applyMasks(event, masks)
+      const event: DecisionEvent = all.length === 0
+        ? { ...fields, timestamp: new Date().toISOString(), labels }
+        : { ...fields, input: structuredClone(fields.input), result: structuredClone(fields.result), timestamp: new Date().toISOString(), labels }
+      const erased = applyMasks(event, all)
       if (erased.length > 0) event.erased = erased
       if (opts.stdout) {
         opts.log.info({ decision_log: event }, 'decision')
@@ -98,6 +101,19 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
   }
 }
 
+/**
+ * What `system.log.mask` returned: a set (array) of pointers, or of `{op, path}` objects. Only
+ * removal is supported; an `upsert` is read as a removal of that path, which hides at least as much.
+ */
+function policyMaskPaths (value: unknown): string[][] {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) return [['input'], ['result']]
+  return value.flatMap(m => {
+    const path = typeof m === 'string' ? m : (m !== null && typeof m === 'object' && typeof (m as { path?: unknown }).path === 'string' ? (m as { path: string }).path : null)
+    return path !== null && path.startsWith('/') ? [parsePointer(path)] : []
+  })
+}
+
 /** `/input/headers/x-email` → ['input', 'headers', 'x-email'] (RFC 6901 escapes). */
 function parsePointer (pointer: string): string[] {
   return pointer.split('/').slice(1).map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
@@ -108,7 +124,14 @@ function applyMasks (event: DecisionEvent, masks: string[][]): string[] {
   const erased: string[] = []
   for (const path of masks) {
     const [root, ...rest] = path
-    if ((root !== 'input' && root !== 'result') || rest.length === 0) continue
+    if (root !== 'input' && root !== 'result') continue
+    if (rest.length === 0) {
+      if (event[root] !== undefined) {
+        delete event[root]
+        erased.push(`/${root}`)
+      }
+      continue
+    }
     let node: unknown = event[root]
     for (const key of rest.slice(0, -1)) node = isObject(node) ? node[key] : undefined
     const last = rest[rest.length - 1]!

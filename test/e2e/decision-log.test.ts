@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { gunzipSync } from 'node:zlib'
+import { buildBundle } from '../../scripts/opa.mjs'
 import { createCa } from '../../src/tls/pki.js'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -112,4 +113,27 @@ t.test('HTTP sink: gzipped batches in OPA\'s upload format; a collector that fai
   for (let i = 0; i < 200 && !/sink="http",outcome="dropped"\} 5/.test(metrics); i++) { await sleep(25); metrics = await metricsText() }
   t.match(metrics, /portcullis_decision_log_events_total\{sink="http",outcome="written"\} 3/)
   t.match(metrics, /portcullis_decision_log_events_total\{sink="http",outcome="dropped"\} 5/, 'beyond the 3 kept for retry, 5 dropped')
+})
+
+t.test('the policy masks its own decision log (system.log.mask, OPA\'s convention)', async t => {
+  const dir = t.testdir({
+    policies: {
+      gateway: { 'authz.rego': 'package gateway.authz\n\ndecision := {"allow": true, "reasons": ["all"], "headers": {"upstream": {"x-card": input.query.card[0]}}} if input.query.card\n\ndefault decision := {"allow": true, "reasons": ["all"]}\n' },
+      system: { 'log.rego': 'package system.log\n\nmask contains "/input/headers/x-secret-note"\n\nmask contains {"op": "remove", "path": "/input/query/card"} if input.input.query.card\n\nmask contains "/result/headers" if input.result.headers\n' }
+    }
+  })
+  const bundle = join(dir, 'bundle.tar.gz')
+  await buildBundle({ policiesDir: join(dir, 'policies'), out: bundle, entrypoints: ['gateway/authz/decision', 'system/log/mask'], force: true })
+  const file = join(dir, 'decisions.jsonl')
+  const demo = await startDemoHarness(t, { bundle, configure: c => { c.decisionLog = { file } } })
+  const token = await demo.token()
+  t.equal((await demo.client.send(`${demo.url}/hello?card=4111111111111111&keep=1`, { token, headers: { 'x-secret-note': 'hush', 'x-other': 'fine' } })).status, 200)
+  t.equal((await demo.client.send(`${demo.url}/hello?keep=2`, { token })).status, 200)
+  const [first, second] = await events(file, 2)
+  t.same(first!.erased.sort(), ['/input/headers/x-secret-note', '/input/query/card', '/result/headers'])
+  t.same(first!.input.query, { keep: ['1'] })
+  t.equal(first!.input.headers['x-other'], 'fine')
+  t.notOk('headers' in first!.result)
+  t.notMatch(JSON.stringify(first), /4111111111111111|hush/, 'masked values appear nowhere in the event')
+  t.notOk('erased' in second!, 'nothing to mask, nothing erased')
 })

@@ -10,6 +10,7 @@ import type { Metrics } from '../../observability/metrics.js'
 import type { Decision, PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
+import type { PolicyEngine } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
 
 /** Names the decision-log event of this request, so support can find it from a client's report. */
@@ -74,6 +75,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       metrics.policyDuration.observe(ns / 1e9)
       if (decisionLog.enabled) {
         decisionLog.record({
+          ...policyMasks(engine, input, value, request),
           decision_id: request.decisionId,
           path: entrypoint,
           input,
@@ -108,6 +110,20 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw denied
     }
   })
+}
+
+/**
+ * The masks the policy asks for. A mask policy that fails masks everything it could have meant:
+ * the event keeps neither input nor result, rather than risk logging what it should have hidden.
+ */
+function policyMasks (engine: PolicyEngine, input: PolicyInput, result: unknown, request: FastifyRequest): { masks?: unknown } {
+  if (engine.logMask === null) return {}
+  try {
+    return { masks: engine.logMask({ input, result }) ?? [] }
+  } catch (err) {
+    request.log.error({ decision_id: request.decisionId, err }, 'decision log mask policy failed; input and result left out')
+    return { masks: ['/input', '/result'] }
+  }
 }
 
 export const authorizePlugin = fp(authorize, {

@@ -16,7 +16,15 @@ export interface PolicyEngine {
   readonly entrypoint: string
   /** The entrypoint's value for this input, or undefined when the policy leaves it undefined. */
   evaluate: (input: unknown, entrypoint?: string) => unknown
+  /**
+   * The policy's own decision-log masks (OPA's `system.log.mask`, evaluated with the event as
+   * input), or null when the bundle has no such entrypoint.
+   */
+  logMask: ((event: { input: unknown, result: unknown }) => unknown) | null
 }
+
+/** Built with `opa build -e system/log/mask`, as OPA's convention for masking decision logs. */
+export const LOG_MASK_ENTRYPOINT = 'system/log/mask'
 
 const gatewayBuiltins = {
   'time.now_ns': () => Date.now() * 1_000_000
@@ -59,9 +67,13 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
   policy.setData(bundle.data)
   const ids = new Map(wanted.map(e => [e, available[e]!]))
   const entrypoint = wanted[0]!
+  const maskId = available[LOG_MASK_ENTRYPOINT]
   return {
     revision: bundle.revision,
     entrypoint,
+    logMask: maskId === undefined
+      ? null
+      : event => (policy.evaluate(event, maskId) as Array<{ result: unknown }> | undefined)?.[0]?.result,
     evaluate (input, name = entrypoint) {
       const id = ids.get(name)
       if (id === undefined) throw new Error(`entrypoint "${name}" was not checked when the bundle was loaded`)
