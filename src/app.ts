@@ -8,7 +8,7 @@ import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
-import { createDecisionLog, decisionUploadSettings } from './observability/decision-log.js'
+import { createDecisionLogFromConfig } from './observability/decision-log.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
@@ -121,8 +121,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
   })
-  const { http: _upload, ...decisionLogConfig } = config.decisionLog
-  const decisionLog = createDecisionLog({ ...decisionLogConfig, ...decisionUploadSettings(config.decisionLog), log: app.log, metrics })
+  const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
   const forwarder = createForwarder({ upstreams: await createUpstreams(config.upstreams), metrics })
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 

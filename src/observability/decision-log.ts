@@ -147,17 +147,17 @@ function isObject (v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
-/** The HTTP sink's options from the validated `decisionLog` config (certificate files read here). */
-export function decisionUploadSettings (config: Config['decisionLog']): Pick<DecisionLogOptions, 'http'> {
-  const h = config.http
-  if (h === undefined) return {}
-  const tls: NonNullable<UploadOptions['tls']> = {}
-  for (const k of ['ca', 'cert', 'key'] as const) {
-    const file = h.tls?.[k]
-    if (file !== undefined) tls[k] = readFileSync(file)
-  }
-  return {
-    http: {
+/** The decision log described by the validated `decisionLog` config (certificate files read here). */
+export function createDecisionLogFromConfig (config: Config['decisionLog'], log: FastifyBaseLogger, metrics: Metrics): DecisionLog {
+  const { http: h, ...rest } = config
+  let http: DecisionLogOptions['http']
+  if (h !== undefined) {
+    const tls: NonNullable<UploadOptions['tls']> = {}
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      const file = h.tls?.[k]
+      if (file !== undefined) tls[k] = readFileSync(file)
+    }
+    http = {
       url: h.url,
       flushIntervalMs: h.flushIntervalMs,
       maxBatchEvents: h.maxBatchEvents,
@@ -166,4 +166,5 @@ export function decisionUploadSettings (config: Config['decisionLog']): Pick<Dec
       ...(h.tls !== undefined ? { tls } : {})
     }
   }
+  return createDecisionLog({ ...rest, ...(http !== undefined ? { http } : {}), log, metrics })
 }

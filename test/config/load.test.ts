@@ -68,7 +68,8 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
     maxHeaderBytes: 16_384,
     maxHeaders: 100,
     maxUriBytes: 8192,
-    maxConnections: 10_000
+    maxConnections: 10_000,
+    pathParameters: 'reject'
   })
   t.equal(config.listen.host, '0.0.0.0')
   t.equal(config.listen.port, 8443)
