@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createGateway } from './app.js'
 import type { Config } from './config/schema.js'
 import { readBundleFile } from './pipeline/authorize/bundle.js'
@@ -18,7 +19,7 @@ interface OpaScript {
   DEFAULT_BUNDLE: string
   DEFAULT_ENTRYPOINTS: string[]
   resolveOpa: () => Promise<string>
-  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], force?: boolean }) => Promise<{ out: string }>
+  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean }) => Promise<{ out: string }>
 }
 
 // Loaded at run time: the script lives outside src/ and is shared with npm scripts and tests.
@@ -33,7 +34,11 @@ export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: s
   const entrypoints = opts.entrypoints !== undefined && opts.entrypoints.length > 0 ? opts.entrypoints : opa.DEFAULT_ENTRYPOINTS
   const tmp = `${out}.${process.pid}.check`
   try {
-    await opa.buildBundle({ policiesDir: resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR), out: tmp, entrypoints, force: true })
+    const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
+    // The folder's own capabilities.json if it has one, else the gateway's (policies/capabilities.json).
+    const own = join(dir, 'capabilities.json')
+    const capabilities = existsSync(own) ? own : join(opa.DEFAULT_POLICIES_DIR, 'capabilities.json')
+    await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true })
     const bundle = await readBundleFile(tmp)
     await createPolicyEngine(bundle, entrypoints)
     await rename(tmp, out)

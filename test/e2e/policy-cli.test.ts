@@ -1,10 +1,11 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
 import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
-import { createPolicyEngine } from '../../src/pipeline/authorize/policy-engine.js'
+import { createPolicyEngine, PROVIDED_BUILTINS } from '../../src/pipeline/authorize/policy-engine.js'
 
 // `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
@@ -45,9 +46,27 @@ t.test('a builtin the gateway cannot run (http.send) fails the build with a clea
   const out = join(dir, 'bundle.tar.gz')
   const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
   t.equal(res.code, 1)
-  t.match(res.stderr, 'policy uses builtins the gateway does not provide: http.send')
+  t.match(res.stderr, 'rego_type_error: undefined function http.send', 'opa refuses it, given the gateway\'s capabilities')
   t.notOk(existsSync(out))
   t.same(readdirSync(dir).sort(), ['policies'], 'no temporary file left behind')
+})
+
+t.test('with capabilities that allow it, the gateway\'s own loader still refuses http.send', async t => {
+  const { stdout } = await run(await resolveOpa(), ['capabilities', '--current'])
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': USES_HTTP_SEND }, 'capabilities.json': stdout } })
+  const out = join(dir, 'bundle.tar.gz')
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+  t.equal(res.code, 1)
+  t.match(res.stderr, 'policy uses builtins the gateway does not provide: http.send')
+  t.notOk(existsSync(out))
+})
+
+t.test('the committed capabilities list every builtin the gateway can run and nothing it cannot', async t => {
+  const capabilities = JSON.parse(readFileSync(join(DEFAULT_POLICIES_DIR, 'capabilities.json'), 'utf8')) as { builtins: Array<{ name: string }> }
+  const names = new Set(capabilities.builtins.map(b => b.name))
+  for (const b of PROVIDED_BUILTINS) t.ok(names.has(b), `${b} (provided by the SDK or the gateway) is listed`)
+  for (const b of ['http.send', 'net.lookup_ip_addr', 'opa.runtime', 'rand.intn']) t.notOk(names.has(b), `${b} is not listed`)
+  for (const b of ['startswith', 'concat', 'sort', 'count', 'regex.match']) t.ok(names.has(b), `${b} (compiled into the WASM) is listed`)
 })
 
 t.test('policy build reports a missing entrypoint and Rego errors', async t => {
