@@ -77,6 +77,8 @@ t.test('bundle server: mTLS and bearer, ETag polling, signed bundles swapped in,
   t.equal(await policy.reload(), true)
   t.equal((await demo.client.send(`${demo.url}/hello`, { token: await demo.token({ sub: 'bob' }) })).status, 200, 'the new policy decides')
   t.equal((await status(demo)).revision, 'rev-2')
+  const info = (await demo.client.send(`${demo.adminUrl}/metrics`)).text.match(/^portcullis_policy_bundle_info\{.*$/gm)
+  t.same(info, ['portcullis_policy_bundle_info{revision="rev-2"} 1'], 'the active revision as a metric, one series')
 
   const calls = await upstreamCalls(demo)
   server.serve(await tamper(second, join(dir, 'tamper')))

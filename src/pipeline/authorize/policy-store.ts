@@ -74,6 +74,9 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     Object.assign(status, { revision: engine.revision, activated_at: new Date().toISOString(), origin, signed_by: bundle.signedBy })
     metrics.bundleLoaded.set(1)
     metrics.bundleActivatedAt.set(Date.now() / 1000)
+    // One series at a time: the old revision's goes, so the label set stays bounded.
+    metrics.bundleInfo.reset()
+    metrics.bundleInfo.set({ revision: engine.revision }, 1)
     log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy }, 'policy bundle activated')
     if (origin === 'source' && persisted !== undefined) await persist(archive)
   }
