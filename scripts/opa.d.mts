@@ -9,5 +9,6 @@ export declare function buildBundle (opts?: {
   policiesDir?: string
   out?: string
   entrypoints?: string[]
+  capabilities?: string
   force?: boolean
 }): Promise<{ out: string, built: boolean }>

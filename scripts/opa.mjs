@@ -107,7 +107,8 @@ async function mtimeOf (file) {
 }
 
 /**
- * Compiles a directory of Rego to an OPA WASM bundle. Skipped (`built: false`) when `out` is newer
+ * Compiles a directory of Rego to an OPA WASM bundle, with `capabilities` (default: the folder's own
+ * capabilities.json, when there is one) passed to `opa build --capabilities`. Skipped (`built: false`) when `out` is newer
  * than every file under `policiesDir` and than this script, which holds the pinned version.
  * Rejects with opa's own error output when compilation fails.
  */
@@ -115,12 +116,12 @@ export async function buildBundle ({
   policiesDir = DEFAULT_POLICIES_DIR,
   out = DEFAULT_BUNDLE,
   entrypoints = policiesDir === DEFAULT_POLICIES_DIR ? DEFAULT_ENTRYPOINTS : [GATEWAY_ENTRYPOINT],
+  capabilities = path.join(policiesDir, 'capabilities.json'),
   force = false
 } = {}) {
   const sources = Math.max(await newestMtime(policiesDir), await mtimeOf(SELF))
   if (!force && (await mtimeOf(out)) > sources) return { out, built: false }
 
-  const capabilities = path.join(policiesDir, 'capabilities.json')
   const args = ['build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e])]
   if ((await mtimeOf(capabilities)) > -Infinity) args.push('--capabilities', capabilities)
   args.push(...IGNORED.flatMap((p) => ['--ignore', p]))

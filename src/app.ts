@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
 import { createHealth, type Health } from './admin/health.js'
@@ -11,6 +11,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
 import { createTracing, untraced } from './observability/tracing.js'
+import { createDecisionLogFromConfig } from './observability/decision-log.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
@@ -18,8 +19,9 @@ import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
 import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
-import { authorizePlugin } from './pipeline/authorize/plugin.js'
+import { authorizePlugin, type AuthorizeOptions } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
+import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { createRateLimitStore } from './pipeline/rate-limit/store.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
@@ -77,6 +79,11 @@ export interface GatewayOptions {
   /** Set when server.ts owns the sockets (lifecycle/listener.ts): one each for public and admin. */
   serverFactory?: FastifyServerOptions['serverFactory']
   adminServerFactory?: FastifyServerOptions['serverFactory']
+  /**
+   * Evaluate without forwarding (portcullis eval): every stage runs as configured, but a request
+   * that passes them all is answered by this handler instead of the function.
+   */
+  evaluateOnly?: { handler: RouteHandlerMethod, onEvaluated: NonNullable<AuthorizeOptions['onEvaluated']> }
 }
 
 /**
@@ -119,13 +126,18 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
   })))
+  const bundles = await bundleSettings(config.policy)
+  const routeEntrypoints = new Map(config.routes.flatMap(r => r.entrypoint !== undefined ? [[r.id, r.entrypoint] as const] : []))
   const policy = await createPolicyStore({
-    file: config.policy.bundle,
-    entrypoint: config.policy.entrypoint,
+    source: bundles.source,
+    parse: bundles.parse,
+    entrypoints: [...new Set([config.policy.entrypoint, ...routeEntrypoints.values()])],
+    ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
-    watchIntervalMs: opts.bundleWatchIntervalMs ?? 2000
+    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
   })
+  const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
   // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
   const assertionKeys = await createKeyRing({
     config: config.assertion,
@@ -178,11 +190,17 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
   await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
-  await app.register(traced('authorize', authorizePlugin), { policy, metrics }) //    4. authorize
+  await app.register(traced('authorize', authorizePlugin), { //                        4. authorize
+    policy,
+    metrics,
+    decisionLog,
+    routeEntrypoints,
+    ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
+  })
   // Its hook runs per route, after these; the span stays open until the forward stage starts.
   await app.register(traced('rate limit', rateLimitPlugin, { open: true }), { metrics, store: rateLimitStore, config }) // 5. rate limit
   await app.register(forwardPlugin, { forwarder }) //                            6. forward
-  await app.register(routePlugin, { config, handler: forwarder.handle }) //      2. route match
+  await app.register(routePlugin, { config, handler: opts.evaluateOnly?.handler ?? forwarder.handle }) // 2. route match
 
   const health = createHealth()
   health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
@@ -203,11 +221,11 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       return { ok, detail: `${ok ? 'valid' : 'not valid now'}; expires ${notAfter.toISOString()}` }
     })
   }
-  health.addStatus('policy', async () => ({
-    revision: policy.current?.revision ?? null,
-    entrypoint: config.policy.entrypoint,
-    ...await bundleActivation(metrics)
-  }))
+  health.addStatus('policy', () => {
+    const status = policy.status()
+    const age = status.activated_at === null ? null : Math.round((Date.now() - Date.parse(status.activated_at)) / 1000)
+    return { ...status, age_seconds: age, entrypoint: config.policy.entrypoint }
+  })
   health.addStatus('issuers', () => config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })))
   health.addStatus('routes', () => config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })))
   health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
@@ -236,19 +254,13 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     async close () {
       clearInterval(retry)
       assertionKeys.close()
-      policy.close()
+      await policy.close()
       await app.close()
+      await decisionLog.close()
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
       await rateLimitStore.close()
       await tracing?.close()
     }
   }
-}
-
-// The activation time is kept by the policy store's gauge; /status reads it from there.
-async function bundleActivation (metrics: Metrics): Promise<{ activated_at: string | null, age_seconds: number | null }> {
-  const seconds = (await metrics.bundleActivatedAt.get()).values[0]?.value ?? 0
-  if (seconds <= 0) return { activated_at: null, age_seconds: null }
-  return { activated_at: new Date(seconds * 1000).toISOString(), age_seconds: Math.round(Date.now() / 1000 - seconds) }
 }

@@ -11,6 +11,7 @@ import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './
 import { startDemoFunction } from './demo/function.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
+import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -50,6 +51,12 @@ function collectClaim (value: string, previous: Record<string, unknown>): Record
   return { ...previous, [value.slice(0, eq)]: parsed }
 }
 
+function collectHeader (value: string, previous: Record<string, string>): Record<string, string> {
+  const colon = value.indexOf(':')
+  if (colon < 1) throw new InvalidArgumentError('expected "name: value"')
+  return { ...previous, [value.slice(0, colon).trim().toLowerCase()]: value.slice(colon + 1).trim() }
+}
+
 const program = new Command('portcullis')
   .description('Zero Trust API gateway for serverless functions')
   .version(version)
@@ -86,6 +93,38 @@ program.command('check')
   .action(async (opts: { config: string }) => {
     const config = await loadConfig(opts.config).catch(fail)
     process.stdout.write(`${opts.config}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`)
+  })
+
+const policy = program.command('policy').description('for policy authors: build and test Rego with the pinned OPA')
+
+policy.command('build')
+  .description('compile policies to a WASM bundle and load it as the gateway would')
+  .option('-d, --dir <dir>', 'policies folder (default: policies/)')
+  .option('-o, --out <file>', 'bundle file (default: build/bundle.tar.gz)')
+  .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .action(async (opts: { dir?: string, out?: string, entrypoint: string[] }) => {
+    const built = await buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
+    process.stdout.write(`built ${built.out} (revision ${built.revision}; entrypoints ${built.entrypoints.join(', ')})\n`)
+  })
+
+policy.command('test')
+  .description('run opa test over the policies and report coverage')
+  .option('-d, --dir <dir>', 'policies folder (default: policies/)')
+  .action(async (opts: { dir?: string }) => {
+    const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
+    process.exitCode = code
+  })
+
+program.command('eval')
+  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it')
+  .requiredOption('-c, --config <file>', 'YAML config file')
+  .requiredOption('-r, --request <request>', "method and path, e.g. 'GET /orders/7?x=1'")
+  .option('-t, --token <jwt>', 'bearer token to present')
+  .option('-H, --header <name: value>', 'request header (repeatable)', collectHeader, {} as Record<string, string>)
+  .action(async (opts: { config: string, request: string, token?: string, header: Record<string, string> }) => {
+    const config = await loadConfig(opts.config).catch(fail)
+    const report = await evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
   })
 
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')

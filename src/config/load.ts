@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import { access, readFile } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -188,6 +189,20 @@ function checkReferences (input: Config): ConfigProblem[] {
     if (iss.jwks !== null && typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
   })
   problems.push(...checkRateLimit(config.rateLimit))
+  const policy = input.policy as Partial<Config['policy']> | undefined
+  if (policy !== null && typeof policy === 'object') {
+    const sources = [policy.bundle, policy.server].filter(s => s !== undefined).length
+    if (sources !== 1) problems.push({ path: '/policy', message: 'needs exactly one bundle source: bundle (a file or folder) or server' })
+    const server = policy.server
+    if (server !== undefined && typeof server.url === 'string') {
+      if (!server.url.startsWith('https://') && !server.plaintext) problems.push({ path: '/policy/server/url', message: 'must be an https URL (set plaintext: true only for local development)' })
+      if ((server.tls?.cert === undefined) !== (server.tls?.key === undefined)) problems.push({ path: '/policy/server/tls', message: 'cert and key go together' })
+    }
+  }
+  const upload = (input.decisionLog as Partial<Config['decisionLog']> | undefined)?.http
+  if (upload !== undefined && typeof upload.url === 'string' && !upload.url.startsWith('https://') && upload.plaintext !== true) {
+    problems.push({ path: '/decisionLog/http/url', message: 'must be an https URL (set plaintext: true only for local development)' })
+  }
   if (config.listen === undefined) return problems
   config.routes.forEach((route, i) => {
     if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
@@ -303,6 +318,21 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   }
   // The bundle is a build output that may appear after start: its path is resolved, not checked.
   if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
+  for (const k of ['ca', 'cert', 'key']) await fix(config.decisionLog?.http?.tls, k, `/decisionLog/http/tls/${k}`)
+  if (isObject(config.decisionLog) && typeof config.decisionLog.file === 'string') config.decisionLog.file = resolve(baseDir, config.decisionLog.file)
+  if (isObject(config.policy) && typeof config.policy.persistDirectory === 'string') config.policy.persistDirectory = resolve(baseDir, config.policy.persistDirectory)
+  for (const k of ['ca', 'cert', 'key']) await fix(config.policy?.server?.tls, k, `/policy/server/tls/${k}`)
+  for (const [id, key] of Object.entries(isObject(config.policy?.verification?.keys) ? config.policy.verification.keys : {})) {
+    const path = `/policy/verification/keys/${escapePointer(id)}/key`
+    await fix(key, 'key', path)
+    if (isObject(key) && typeof key.key === 'string') {
+      try {
+        createPublicKey(await readFile(key.key))
+      } catch {
+        if (!problems.some(p => p.path === path)) problems.push({ path, message: 'is not a PEM public key' })
+      }
+    }
+  }
   return problems
 }
 

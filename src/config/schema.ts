@@ -98,9 +98,36 @@ const Issuer = Type.Object({
   fetchTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5_000 })
 }, { additionalProperties: false })
 
+const BundleVerificationKey = Type.Object({
+  algorithm: StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'], { default: 'RS256' }),
+  key: Type.String({ minLength: 1, description: 'PEM public key file, relative to the config file' }),
+  scope: Type.Optional(Type.String({ description: 'scope the bundle signature must carry when signed with this key' }))
+}, { additionalProperties: false })
+
+const BundleServer = Type.Object({
+  url: HttpUrl,
+  pollIntervalSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'how often to ask for a new bundle (If-None-Match with the last ETag)' }),
+  timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+  bearerToken: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer (use ${ENV})' })),
+  tls: Type.Optional(Type.Object({
+    ca: Type.Optional(FilePath),
+    cert: Type.Optional(FilePath),
+    key: Type.Optional(FilePath)
+  }, { additionalProperties: false, description: 'CA to trust for the server, and a client certificate for mTLS to it' })),
+  plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' })
+}, { additionalProperties: false, description: 'an OPA-compatible bundle server, polled' })
+
 const Policy = Type.Object({
-  bundle: FilePath,
-  entrypoint: Type.String({ default: 'gateway/authz/decision', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$' })
+  bundle: Type.Optional(Type.String({ minLength: 1, description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
+  server: Type.Optional(BundleServer),
+  entrypoint: Type.String({ default: 'gateway/authz/decision', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$' }),
+  verification: Type.Optional(Type.Object({
+    keys: Type.Record(Type.String({ minLength: 1 }), BundleVerificationKey, { minProperties: 1, description: 'public keys by key id' }),
+    keyId: Type.Optional(Type.String({ minLength: 1, description: 'use this key whatever the bundle names (OPA signing.keyid)' })),
+    scope: Type.Optional(Type.String({ description: 'scope every bundle signature must carry' }))
+  }, { additionalProperties: false, description: 'when set, every bundle must be signed (.signatures.json, as by opa build --signing-key or opa sign)' })),
+  maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 67_108_864, description: 'cap on a bundle, compressed and uncompressed' }),
+  persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' }))
 }, { additionalProperties: false })
 
 const UpstreamTls = Type.Object({
@@ -233,7 +260,8 @@ const Route = Type.Object({
   maxResponseBytes: Type.Optional(Type.Integer({ minimum: 0, description: 'response body cap: a larger declared length is 502, a longer stream is cut off' })),
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} }),
   credentials: Type.Optional(Type.Array(CredentialKind, { uniqueItems: true, description: 'credentials attached upstream; all of the upstream\'s when absent, none when []' })),
-  forwardAuthorization: Type.Boolean({ default: false, description: 'pass the client\'s own Authorization header on to the function' })
+  forwardAuthorization: Type.Boolean({ default: false, description: 'pass the client\'s own Authorization header on to the function' }),
+  entrypoint: Type.Optional(Type.String({ pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$', description: 'policy entrypoint for this route (default: policy.entrypoint); every bundle must have it' }))
 }, { additionalProperties: false })
 
 const Logging = Type.Object({
@@ -260,6 +288,26 @@ const Tracing = Type.Object({
   serviceName: Type.String({ minLength: 1, default: 'portcullis', description: 'service.name of the exported spans' })
 }, { additionalProperties: false, default: {} })
 
+const DecisionLog = Type.Object({
+  stdout: Type.Boolean({ default: false, description: 'write each decision event to the gateway log (pino, stdout)' }),
+  file: Type.Optional(Type.String({ minLength: 1, description: 'append each decision event as a JSON line to this file' })),
+  mask: Type.Array(Type.String({ pattern: '^/(input|result)/' }), {
+    default: [],
+    description: 'JSON pointers removed from every event before it is written (e.g. /input/headers/x-user-email), listed in its "erased"'
+  }),
+  http: Type.Optional(Type.Object({
+    url: HttpUrl,
+    flushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
+    maxBatchEvents: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+    timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+    bearerToken: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer (use ${ENV})' })),
+    tls: Type.Optional(Type.Object({ ca: Type.Optional(FilePath), cert: Type.Optional(FilePath), key: Type.Optional(FilePath) }, { additionalProperties: false })),
+    plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' })
+  }, { additionalProperties: false, description: 'upload events in OPA\'s format (gzipped JSON array batches) to a decision-log collector' })),
+  labels: Type.Record(Type.String(), Type.String(), { default: {}, description: 'added to every event\'s labels' }),
+  maxQueuedEvents: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'events waiting for a slow sink beyond this are dropped and counted' })
+}, { additionalProperties: false, default: {}, description: 'one event per policy decision, in OPA\'s decision-log event shape' })
+
 export const ConfigSchema = Type.Object({
   listen: Listen,
   admin: Admin,
@@ -284,7 +332,8 @@ export const ConfigSchema = Type.Object({
   routes: Type.Array(Route, { minItems: 1 }),
   assertion: Assertion,
   lifecycle: Lifecycle,
-  tracing: Tracing
+  tracing: Tracing,
+  decisionLog: DecisionLog
 }, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
 
 export type Config = Static<typeof ConfigSchema>

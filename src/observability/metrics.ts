@@ -88,6 +88,18 @@ export function createMetrics (registry: Registry) {
       buckets: LATENCY_BUCKETS,
       registers
     }),
+    bundleInfo: new Gauge({
+      name: 'portcullis_policy_bundle_info',
+      help: 'The active policy bundle: one series, value 1, labelled with its revision (replaced on each activation)',
+      labelNames: ['revision'] as const,
+      registers
+    }),
+    decisionLogEvents: new Counter({
+      name: 'portcullis_decision_log_events_total',
+      help: 'Decision-log events, by sink and outcome (written, dropped)',
+      labelNames: ['sink', 'outcome'] as const,
+      registers
+    }),
     upstreamErrors: new Counter({
       name: 'portcullis_upstream_errors_total',
       help: 'Upstream requests that failed without a response, by upstream and kind',

@@ -3,7 +3,7 @@ import type { Decision, RateLimitHint } from '../types.js'
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 // Headers a policy may never set: framing, routing and the gateway's own identity headers.
-const RESERVED = /^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|proxy-.*|authorization|x-forwarded-.*|forwarded|x-portcullis-(subject|issuer|request-id))$/
+const RESERVED = /^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|proxy-.*|authorization|x-forwarded-.*|forwarded|x-portcullis-(subject|issuer|request-id|decision-id))$/
 
 /**
  * Turns whatever the entrypoint returned into a Decision, or null when it is not a usable one.

@@ -1,15 +1,20 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
   GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
   GW_ERR_AUTHZ_POLICY_ERROR
 } from '../../errors.js'
+import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
-import type { Decision } from '../types.js'
+import type { Decision, PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
+import type { PolicyEngine } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
+
+/** Names the decision-log event of this request, so support can find it from a client's report. */
+export const DECISION_ID_HEADER = 'x-portcullis-decision-id'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -22,16 +27,26 @@ declare module 'fastify' {
 export interface AuthorizeOptions {
   policy: PolicyStore
   metrics: Metrics
+  decisionLog: DecisionLog
+  /** Route ids whose policy entrypoint is not the default one. */
+  routeEntrypoints: ReadonlyMap<string, string>
+  /** Told of every evaluation (portcullis eval shows what the policy saw and said). */
+  onEvaluated?: (request: FastifyRequest, evaluation: { entrypoint: string, input: PolicyInput, result: unknown }) => void
 }
 
 /**
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
-const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics }) => {
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints, onEvaluated }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
+
+  // Set again just before the head is written: the upstream's answer must not replace it.
+  app.addHook('onSend', async (request, reply) => {
+    if (request.decisionId !== null) reply.header(DECISION_ID_HEADER, request.decisionId)
+  })
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
@@ -41,17 +56,36 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     if (engine === null) throw new GW_ERR_AUTHZ_NOT_READY()
 
     const input = buildPolicyInput(request, route, Date.now())
+    const entrypoint = routeEntrypoints.get(route.id) ?? engine.entrypoint
     request.decisionId = randomUUID()
+    reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown
+    let failed = false
     try {
-      value = engine.evaluate(input)
+      value = engine.evaluate(input, entrypoint)
     } catch (err) {
+      failed = true
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
       request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, err }, 'policy evaluation failed')
       throw new GW_ERR_AUTHZ_POLICY_ERROR()
     } finally {
-      metrics.policyDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
+      const ns = Number(process.hrtime.bigint() - started)
+      onEvaluated?.(request, { entrypoint, input, result: value })
+      metrics.policyDuration.observe(ns / 1e9)
+      if (decisionLog.enabled) {
+        decisionLog.record({
+          ...policyMasks(engine, input, value, request),
+          decision_id: request.decisionId,
+          path: entrypoint,
+          input,
+          result: value,
+          bundles: { authz: { revision: engine.revision } },
+          requested_by: request.ip,
+          metrics: { timer_rego_query_eval_ns: ns },
+          ...(failed ? { error: { code: 'GW_ERR_AUTHZ_POLICY_ERROR', message: 'policy evaluation failed' } } : {})
+        })
+      }
     }
     const decision = toDecision(value)
     // The decision is logged once, on the request's access line (observability/plugin.ts), which
@@ -76,6 +110,20 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw denied
     }
   })
+}
+
+/**
+ * The masks the policy asks for. A mask policy that fails masks everything it could have meant:
+ * the event keeps neither input nor result, rather than risk logging what it should have hidden.
+ */
+function policyMasks (engine: PolicyEngine, input: PolicyInput, result: unknown, request: FastifyRequest): { masks?: unknown } {
+  if (engine.logMask === null) return {}
+  try {
+    return { masks: engine.logMask({ input, result }) ?? [] }
+  } catch (err) {
+    request.log.error({ decision_id: request.decisionId, err }, 'decision log mask policy failed; input and result left out')
+    return { masks: ['/input', '/result'] }
+  }
 }
 
 export const authorizePlugin = fp(authorize, {

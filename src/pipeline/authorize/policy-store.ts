@@ -1,50 +1,112 @@
-import { unwatchFile, watchFile, type Stats } from 'node:fs'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
-import { readBundleFile } from './bundle.js'
+import { parseBundle, type ParseOptions } from './bundle.js'
+import type { BundleSource } from './bundle-source.js'
 import { createPolicyEngine, type PolicyEngine } from './policy-engine.js'
 
 /*
- * The active policy, swapped as a whole. A new bundle is read, instantiated and probed off the request
- * path; only then does `current` change. A bundle that fails any step is logged, counted and dropped,
- * and the previous one stays active. With no bundle at all, `current` is null and requests get 503.
+ * The active policy, swapped as a whole. A new bundle is verified, size-checked, instantiated and
+ * smoke-evaluated off the request path; only then does `current` change, in one assignment, so each
+ * request is judged wholly by the old or wholly by the new policy. A bundle that fails any step is
+ * logged, counted and dropped, and the previous one stays active. With no bundle at all, `current`
+ * is null and requests get 503.
+ *
+ * The last good bundle is kept on disk (persistDirectory) and used when no source delivers one at
+ * start; it goes through the same checks, signature included, so a copy changed on disk is refused.
  */
+
+export interface PolicyStatus {
+  revision: string | null
+  activated_at: string | null
+  /** Where the active bundle came from: the source, or the persisted copy. */
+  origin: 'source' | 'persisted' | null
+  signed_by: string | null
+  source: string
+  last_error: { message: string, at: string } | null
+  failures: number
+}
 
 export interface PolicyStore {
   readonly current: PolicyEngine | null
-  /** Loads the bundle file now; resolves to whether it was activated. */
+  /** Fetches from the source now; resolves to whether a new bundle was activated. */
   reload: () => Promise<boolean>
-  close: () => void
+  status: () => PolicyStatus
+  close: () => Promise<void>
 }
 
 export interface PolicyStoreOptions {
-  file: string
-  entrypoint: string
+  source: BundleSource
+  /** The default entrypoint first, then the ones routes name; a bundle must have them all. */
+  entrypoints: readonly string[]
+  parse: ParseOptions
+  persistDirectory?: string
   log: FastifyBaseLogger
   metrics: Metrics
-  /** Poll interval for bundle file changes; 0 disables watching. */
+  /** How often to look for a new bundle; 0 disables watching. */
   watchIntervalMs: number
 }
 
+export const PERSISTED_BUNDLE = 'bundle.tar.gz'
+
+// A representative input: a bundle whose policy cannot evaluate even this is not activated.
+const SMOKE_INPUT = {
+  method: 'GET', path: '/', segments: [], query: {}, headers: {}, client: { ip: '127.0.0.1' },
+  tls: { client_certificate: null }, principal: null, route: { id: 'smoke', metadata: {} }, time_ns: 0
+}
+
 export async function createPolicyStore (opts: PolicyStoreOptions): Promise<PolicyStore> {
-  const { file, entrypoint, log, metrics } = opts
+  const { source, entrypoints, log, metrics } = opts
   let current: PolicyEngine | null = null
   let loading: Promise<boolean> | undefined
+  const status: PolicyStatus = {
+    revision: null, activated_at: null, origin: null, signed_by: null, source: source.location, last_error: null, failures: 0
+  }
+  const persisted = opts.persistDirectory !== undefined ? join(opts.persistDirectory, PERSISTED_BUNDLE) : undefined
+
+  const activate = async (archive: Buffer, origin: 'source' | 'persisted'): Promise<void> => {
+    const bundle = await parseBundle(archive, opts.parse)
+    const engine = await createPolicyEngine(bundle, entrypoints)
+    for (const e of entrypoints) engine.evaluate(SMOKE_INPUT, e)
+    const previous = current?.revision ?? null
+    current = engine
+    Object.assign(status, { revision: engine.revision, activated_at: new Date().toISOString(), origin, signed_by: bundle.signedBy })
+    metrics.bundleLoaded.set(1)
+    metrics.bundleActivatedAt.set(Date.now() / 1000)
+    // One series at a time: the old revision's goes, so the label set stays bounded.
+    metrics.bundleInfo.reset()
+    metrics.bundleInfo.set({ revision: engine.revision }, 1)
+    log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy }, 'policy bundle activated')
+    if (origin === 'source' && persisted !== undefined) await persist(archive)
+  }
+  // Written beside the target and renamed, so a crash never leaves half a bundle to load next time.
+  const persist = async (archive: Buffer): Promise<void> => {
+    try {
+      await mkdir(opts.persistDirectory!, { recursive: true })
+      const tmp = `${persisted!}.${process.pid}.tmp`
+      await writeFile(tmp, archive, { mode: 0o600 })
+      await rename(tmp, persisted!)
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not keep the policy bundle on disk')
+    }
+  }
+  const fail = (err: unknown, origin: string): void => {
+    const message = (err as Error).message
+    status.failures++
+    status.last_error = { message, at: new Date().toISOString() }
+    metrics.bundleLoadFailures.inc()
+    log.error({ source: origin, active_revision: current?.revision ?? null, err: message }, 'policy bundle rejected; keeping the active one')
+  }
 
   const load = async (): Promise<boolean> => {
     try {
-      const bundle = await readBundleFile(file)
-      const engine = await createPolicyEngine(bundle, entrypoint)
-      const previous = current?.revision
-      current = engine
-      metrics.bundleLoaded.set(1)
-      metrics.bundleActivatedAt.set(Date.now() / 1000)
-      log.info({ policy_revision: engine.revision, previous_revision: previous ?? null, entrypoint }, 'policy bundle activated')
+      const archive = await source.fetch()
+      if (archive === null) return false
+      await activate(archive, 'source')
       return true
     } catch (err) {
-      metrics.bundleLoadFailures.inc()
-      const message = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `bundle file not found: ${file}` : (err as Error).message
-      log.error({ bundle: file, active_revision: current?.revision ?? null, err: message }, 'policy bundle rejected; keeping the active one')
+      fail(err, source.location)
       return false
     }
   }
@@ -57,17 +119,23 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
 
   metrics.bundleLoaded.set(0)
   await reload()
-
-  const onChange = (now: Stats, before: Stats): void => {
-    if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void reload()
+  if (current === null && persisted !== undefined) {
+    try {
+      await activate(await readFile(persisted), 'persisted')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(err, persisted)
+    }
   }
-  if (opts.watchIntervalMs > 0) {
-    watchFile(file, { interval: opts.watchIntervalMs, persistent: false }, onChange)
-  }
+  const stop = opts.watchIntervalMs > 0 ? source.watch(() => { void reload() }, opts.watchIntervalMs) : () => {}
 
   return {
     get current () { return current },
     reload,
-    close: () => { if (opts.watchIntervalMs > 0) unwatchFile(file, onChange) }
+    status: () => ({ ...status, last_error: status.last_error === null ? null : { ...status.last_error } }),
+    async close () {
+      stop()
+      await loading?.catch(() => {})
+      await source.close()
+    }
   }
 }

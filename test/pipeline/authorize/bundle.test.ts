@@ -115,32 +115,58 @@ t.test('an archive that is not a gzipped tar is refused', async t => {
   await t.rejects(parseBundle(archive.subarray(0, 30)), 'a truncated archive')
 })
 
-t.test('unrelated files and paths escaping the bundle are ignored, nothing is written', async t => {
+t.test('a bundle with an entry that could step outside it is refused as a whole, nothing is written', async t => {
   const escape = `portcullis-escape-${randomBytes(6).toString('hex')}`
   const root = t.testdir({
     [escape]: 'evil',
-    bundle: {
-      'policy.wasm': WASM,
-      'data.json': '{"ok":true}',
-      'README.md': '# hi',
-      'policy.rego': 'package gateway.authz',
-      sub: { 'data.json': '{"shadow":true}' }
-    }
+    bundle: { 'policy.wasm': WASM, 'data.json': '{"ok":true}' }
   })
   const cwd = join(root, 'bundle')
-  const archive = await pack(cwd, ['policy.wasm', 'data.json', 'README.md', 'policy.rego', 'sub/data.json', `../${escape}`])
   const before = readdirSync(root, { recursive: true }).sort()
-  const bundle = await parseBundle(archive)
-  t.same(bundle.wasm, WASM)
-  t.same(bundle.data, { ok: true }, 'only the root data.json is read')
+  for (const [name, files] of [
+    ['../escape', ['policy.wasm', 'data.json', `../${escape}`]],
+    ['../policy.wasm', ['../bundle/policy.wasm']]
+  ] as const) {
+    await t.rejects(parseBundle(await pack(cwd, [...files])), /escapes the bundle/, name)
+  }
+  for (const bad of ['a/../policy.wasm', 'a//b', 'a\\b', '/./policy.wasm']) {
+    const archive = await pack(cwd, ['policy.wasm', 'data.json'], { rename: { 'data.json': bad } })
+    await t.rejects(parseBundle(archive), /escapes the bundle/, bad)
+  }
   t.same(readdirSync(root, { recursive: true }).sort(), before, 'no file appears in the test folder')
   t.notOk(existsSync(join(process.cwd(), '..', escape)), 'nothing written beside the working directory')
   t.notOk(existsSync(join(process.cwd(), escape)), 'nothing written in the working directory')
 })
 
-t.test('an entry named ../policy.wasm is not taken as the policy', async t => {
-  const root = t.testdir({ 'policy.wasm': WASM, inner: {} })
-  await t.rejects(parseBundle(await pack(join(root, 'inner'), ['../policy.wasm'])), /policy\.wasm/)
+t.test('links and duplicate entries are refused', async t => {
+  const dir = t.testdir({ 'policy.wasm': WASM, 'data.json': '{}', link: t.fixture('symlink', 'policy.wasm') })
+  await t.rejects(parseBundle(await pack(dir, ['policy.wasm', 'link'])), /SymbolicLink, not a file/)
+  const twice = await pack(dir, ['policy.wasm', 'data.json'], { rename: { 'data.json': 'policy.wasm' } })
+  await t.rejects(parseBundle(twice), /appears twice/)
+})
+
+t.test('a bundle that inflates beyond the cap (gzip bomb) is refused before it is read', async t => {
+  // 32 MiB of zeros compress to ~32 KiB: small on the wire, large once inflated.
+  const dir = t.testdir({ 'policy.wasm': WASM, 'data.json': JSON.stringify({ pad: '0'.repeat(32 * 1024 * 1024) }) })
+  const archive = await pack(dir, ['policy.wasm', 'data.json'])
+  t.ok(archive.length < 1024 * 1024, `the archive itself is small (${archive.length} bytes)`)
+  await t.rejects(parseBundle(archive, { maxBytes: 8 * 1024 * 1024 }), /expands beyond 8388608 bytes/)
+  await t.rejects(parseBundle(archive, { maxBytes: archive.length - 1 }), /larger than/)
+  const bundle = await parseBundle(archive, { maxBytes: 64 * 1024 * 1024 })
+  t.equal((bundle.data.pad as string).length, 32 * 1024 * 1024, 'under a larger cap the same bundle loads')
+})
+
+t.test('data.json files in folders are merged at their path, as OPA does', async t => {
+  const dir = t.testdir({
+    'policy.wasm': WASM,
+    'data.json': '{"top":1}',
+    roles: { 'data.json': '{"alice":["admin"]}', team: { 'data.json': '{"x":true}' } },
+    clash: { 'data.json': '{"top":2}' }
+  })
+  const bundle = await parseBundle(await pack(dir, ['policy.wasm', 'data.json', 'roles/data.json', 'roles/team/data.json']))
+  t.same(bundle.data, { top: 1, roles: { alice: ['admin'], team: { x: true } } })
+  const conflicting = await pack(dir, ['policy.wasm', 'data.json', 'clash/data.json'], { rename: { 'clash/data.json': 'top/data.json' } })
+  await t.rejects(parseBundle(conflicting), /conflicts with data at top/)
 })
 
 t.test('readBundleFile reads and parses a bundle file', async t => {

@@ -1,0 +1,96 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
+import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
+import { createPolicyEngine, PROVIDED_BUILTINS } from '../../src/pipeline/authorize/policy-engine.js'
+
+// `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+const run = promisify(execFile)
+
+async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args])
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number, stdout: string, stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+const USES_HTTP_SEND = `package gateway.authz
+
+decision := {"allow": http.send({"method": "GET", "url": "https://127.0.0.1:1/"}).status_code == 200}
+`
+
+const USES_PROVIDED = `package gateway.authz
+
+decision := {"allow": true, "reasons": [sprintf("at-%d", [time.now_ns()])]}
+`
+
+t.test('policy build compiles a bundle the gateway loads', async t => {
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': USES_PROVIDED } } })
+  const out = join(dir, 'bundle.tar.gz')
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+  t.equal(res.code, 0, res.stderr)
+  t.match(res.stdout, /^built .*bundle\.tar\.gz \(revision sha256:[0-9a-f]{12}; entrypoints gateway\/authz\/decision\)/)
+  const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision')
+  t.match(engine.evaluate({}), { allow: true, reasons: [/^at-\d+$/] }, 'time.now_ns (the gateway\'s) and sprintf (the SDK\'s) work')
+})
+
+t.test('a builtin the gateway cannot run (http.send) fails the build with a clear message, and no bundle is written', async t => {
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': USES_HTTP_SEND } } })
+  const out = join(dir, 'bundle.tar.gz')
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+  t.equal(res.code, 1)
+  t.match(res.stderr, 'rego_type_error: undefined function http.send', 'opa refuses it, given the gateway\'s capabilities')
+  t.notOk(existsSync(out))
+  t.same(readdirSync(dir).sort(), ['policies'], 'no temporary file left behind')
+})
+
+t.test('with capabilities that allow it, the gateway\'s own loader still refuses http.send', async t => {
+  const { stdout } = await run(await resolveOpa(), ['capabilities', '--current'])
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': USES_HTTP_SEND }, 'capabilities.json': stdout } })
+  const out = join(dir, 'bundle.tar.gz')
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+  t.equal(res.code, 1)
+  t.match(res.stderr, 'policy uses builtins the gateway does not provide: http.send')
+  t.notOk(existsSync(out))
+})
+
+t.test('the committed capabilities list every builtin the gateway can run and nothing it cannot', async t => {
+  const capabilities = JSON.parse(readFileSync(join(DEFAULT_POLICIES_DIR, 'capabilities.json'), 'utf8')) as { builtins: Array<{ name: string }> }
+  const names = new Set(capabilities.builtins.map(b => b.name))
+  for (const b of PROVIDED_BUILTINS) t.ok(names.has(b), `${b} (provided by the SDK or the gateway) is listed`)
+  for (const b of ['http.send', 'net.lookup_ip_addr', 'opa.runtime', 'rand.intn']) t.notOk(names.has(b), `${b} is not listed`)
+  for (const b of ['startswith', 'concat', 'sort', 'count', 'regex.match']) t.ok(names.has(b), `${b} (compiled into the WASM) is listed`)
+})
+
+t.test('policy build reports a missing entrypoint and Rego errors', async t => {
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': USES_PROVIDED } }, broken: { gateway: { 'authz.rego': 'package gateway.authz\n\ndecision := {' } } })
+  const missing = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', join(dir, 'a.tar.gz'), '-e', 'gateway/authz/decision', '-e', 'gateway/authz/other'])
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /other/)
+  const broken = await cli(['policy', 'build', '-d', join(dir, 'broken'), '-o', join(dir, 'b.tar.gz')])
+  t.equal(broken.code, 1)
+  t.match(broken.stderr, /rego_parse_error/)
+})
+
+t.test('policy test runs opa test and reports coverage; a failing test fails it', async t => {
+  const ok = await cli(['policy', 'test'])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /PASS: \d+\/\d+/)
+  t.match(ok.stdout, /coverage \d+\.\d% in total/)
+  const dir = t.testdir({
+    gateway: {
+      'authz.rego': USES_PROVIDED,
+      'authz_test.rego': 'package gateway.authz_test\n\nimport data.gateway.authz\n\ntest_denied if not authz.decision.allow\n'
+    }
+  })
+  const failing = await cli(['policy', 'test', '-d', dir])
+  t.not(failing.code, 0)
+  t.match(failing.stdout, /FAIL/)
+})
