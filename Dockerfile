@@ -18,6 +18,7 @@ COPY policies/ ./
 RUN ["/opa", "build", "-t", "wasm", "-e", "gateway/authz/decision", \
      "-e", "library/rbac/decision", "-e", "library/tenant_isolation/decision", "-e", "library/device_admin/decision", \
      "-e", "library/network_time/decision", "-e", "library/tiers/decision", "-e", "library/scopes_data/decision", \
+     "--capabilities", "capabilities.json", \
      "--ignore", "*_test.rego", "--ignore", "*.schema.json", "--ignore", "capabilities.json", "--ignore", "schemas", \
      "-o", "/tmp/bundle.tar.gz", "."]
 

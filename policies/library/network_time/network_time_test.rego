@@ -15,11 +15,12 @@ req(route, metadata, ip) := {
 	"time_ns": 0,
 }
 
-before_window := time.parse_rfc3339_ns("2026-12-05T21:59:59Z")
+# 2026-12-05T21:59:59Z, 23:30:00Z and 2026-12-06T02:00:00Z (the window in data.json)
+before_window := 1796507999000000000
 
-in_window := time.parse_rfc3339_ns("2026-12-05T23:30:00Z")
+in_window := 1796513400000000000
 
-window_end := time.parse_rfc3339_ns("2026-12-06T02:00:00Z")
+window_end := 1796522400000000000
 
 decide(r, at) := d if {
 	d := network_time.decision with input as r with time.now_ns as at
