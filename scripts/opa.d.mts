@@ -3,6 +3,7 @@ export declare const OPA_VERSION: string
 export declare const DEFAULT_POLICIES_DIR: string
 export declare const DEFAULT_BUNDLE: string
 export declare const DEFAULT_ENTRYPOINTS: string[]
+export declare const GATEWAY_ENTRYPOINT: string
 export declare function cachedOpaPath (): string
 export declare function resolveOpa (): Promise<string>
 export declare function buildBundle (opts?: {

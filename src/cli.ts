@@ -101,7 +101,7 @@ policy.command('build')
   .description('compile policies to a WASM bundle and load it as the gateway would')
   .option('-d, --dir <dir>', 'policies folder (default: policies/)')
   .option('-o, --out <file>', 'bundle file (default: build/bundle.tar.gz)')
-  .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision, and the library\'s for policies/)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .action(async (opts: { dir?: string, out?: string, entrypoint: string[] }) => {
     const built = await buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
     process.stdout.write(`built ${built.out} (revision ${built.revision}; entrypoints ${built.entrypoints.join(', ')})\n`)

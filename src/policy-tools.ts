@@ -18,6 +18,7 @@ interface OpaScript {
   DEFAULT_POLICIES_DIR: string
   DEFAULT_BUNDLE: string
   DEFAULT_ENTRYPOINTS: string[]
+  GATEWAY_ENTRYPOINT: string
   resolveOpa: () => Promise<string>
   buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean }) => Promise<{ out: string }>
 }
@@ -31,10 +32,14 @@ export interface PolicyBuildOptions { dir?: string, out?: string, entrypoints?: 
 export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: string, revision: string, entrypoints: string[] }> {
   const opa = await opaScript()
   const out = resolve(opts.out ?? opa.DEFAULT_BUNDLE)
-  const entrypoints = opts.entrypoints !== undefined && opts.entrypoints.length > 0 ? opts.entrypoints : opa.DEFAULT_ENTRYPOINTS
+  const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
+  // As npm run policy:build: the repository's policies with the library's entrypoints, any other
+  // folder with the gateway's one.
+  const entrypoints = opts.entrypoints !== undefined && opts.entrypoints.length > 0
+    ? opts.entrypoints
+    : dir === resolve(opa.DEFAULT_POLICIES_DIR) ? opa.DEFAULT_ENTRYPOINTS : [opa.GATEWAY_ENTRYPOINT]
   const tmp = `${out}.${process.pid}.check`
   try {
-    const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
     // The folder's own capabilities.json if it has one, else the gateway's (policies/capabilities.json).
     const own = join(dir, 'capabilities.json')
     const capabilities = existsSync(own) ? own : join(opa.DEFAULT_POLICIES_DIR, 'capabilities.json')
