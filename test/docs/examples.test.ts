@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import { DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
+import { DEFAULT_BUNDLE, resolveOpa } from '../../scripts/opa.mjs'
 import { loadConfig } from '../../src/config/load.js'
 import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
 import { createPolicyEngine } from '../../src/pipeline/authorize/policy-engine.js'
@@ -13,7 +13,8 @@ import { createCa } from '../../src/tls/pki.js'
  * The examples in docs/ are checked by the code the gateway runs: every YAML block that starts with
  * `# portcullis config:` is a whole config, loaded by the gateway's own loader (schema, cross-checks,
  * files), and its policy entrypoint must exist in the bundle `npm run policy:build` makes; every
- * JavaScript block must at least parse as an ES module.
+ * Rego block that is a whole module passes `opa check --strict` against the input schema and the
+ * gateway's capabilities; every JavaScript block must at least parse as an ES module.
  */
 
 const ROOT = resolve(import.meta.dirname, '../..')
@@ -31,7 +32,7 @@ async function markdownFiles (dir: string): Promise<string[]> {
 
 const blocks: Array<{ file: string, lang: string, code: string }> = []
 for (const file of await markdownFiles(join(ROOT, 'docs'))) {
-  for (const m of (await readFile(file, 'utf8')).matchAll(/```(yaml|js)\n([\s\S]*?)```/g)) {
+  for (const m of (await readFile(file, 'utf8')).matchAll(/```(yaml|js|rego)\n([\s\S]*?)```/g)) {
     blocks.push({ file: relative(ROOT, file), lang: m[1]!, code: m[2]! })
   }
 }
@@ -69,5 +70,19 @@ t.test('every JavaScript example in the docs parses as an ES module', async t =>
     await writeFile(file, block.code)
     const res = await run(process.execPath, ['--check', file]).then(() => null, (err: { stderr: string }) => err.stderr)
     t.equal(res, null, `${block.file}: example ${i} parses`)
+  }
+})
+
+t.test('every Rego module in the docs passes opa check --strict with the input schema and capabilities', async t => {
+  const modules = blocks.filter(b => b.lang === 'rego' && b.code.startsWith('package '))
+  t.ok(modules.length >= 1, `${modules.length} modules found`)
+  const opa = await resolveOpa()
+  for (const [i, block] of modules.entries()) {
+    const dir = join(t.testdirName, `rego-${i}`)
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'policy.rego'), block.code)
+    const res = await run(opa, ['check', '--strict', '--schema', join(ROOT, 'policies/input.schema.json'),
+      '--capabilities', join(ROOT, 'policies/capabilities.json'), dir]).then(() => null, (err: { stdout: string, stderr: string }) => err.stdout + err.stderr)
+    t.equal(res, null, `${block.file}: module ${i} checks`)
   }
 })

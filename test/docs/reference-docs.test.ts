@@ -2,7 +2,7 @@ import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import { METRICS_FILE, REFERENCE_FILE, SCHEMA_FILE, metricsMarkdown, referenceMarkdown, schemaJson } from '../../scripts/reference-docs.js'
+import { METRICS_FILE, POLICY_INPUT_FILE, REFERENCE_FILE, SCHEMA_FILE, metricsMarkdown, policyInputMarkdown, referenceMarkdown, schemaJson } from '../../scripts/reference-docs.js'
 
 // The configuration and metrics references and the published JSON Schema are generated from the code
 // they describe; a change without `npm run docs:reference` fails here rather than drifting.
@@ -11,6 +11,7 @@ t.test('docs/configuration.md, docs/metrics.md and config/portcullis.schema.json
   t.equal(await readFile(SCHEMA_FILE, 'utf8'), schemaJson(), `${SCHEMA_FILE} is stale: run npm run docs:reference`)
   t.equal(await readFile(REFERENCE_FILE, 'utf8'), referenceMarkdown(), `${REFERENCE_FILE} is stale: run npm run docs:reference`)
   t.equal(await readFile(METRICS_FILE, 'utf8'), await metricsMarkdown(), `${METRICS_FILE} is stale: run npm run docs:reference`)
+  t.equal(await readFile(POLICY_INPUT_FILE, 'utf8'), await policyInputMarkdown(), `${POLICY_INPUT_FILE} is stale: run npm run docs:reference`)
 })
 
 t.test('the published schema is usable on its own and catches a typo an editor should flag', async t => {
