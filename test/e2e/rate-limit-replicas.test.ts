@@ -25,7 +25,7 @@ t.test('two replicas, one Redis: exactly the limit in total', async t => {
     { id: 'fixed', prefix: '/hello', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: MAX, windowSeconds: 3600 } },
     { id: 'smooth', prefix: '/orders', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: MAX, windowSeconds: 3600, algorithm: 'gcra' } }
   ]
-  const file = join(t.testdir(), 'replica.yaml')
+  const file = join(t.testdirName, 'replica.yaml') // beside the bundle; t.testdir() again would empty the folder
   writeFileSync(file, JSON.stringify(config, null, 2)) // JSON is YAML; both replicas run the same file
   const replicas = await Promise.all([startGatewayProcess(t, file), startGatewayProcess(t, file)])
   t.not(replicas[0]!.url, replicas[1]!.url, 'two listeners')
