@@ -2,13 +2,13 @@ import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { importJWK, SignJWT, type JWK } from 'jose'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
 import { httpsClient } from '../helpers/http.js'
+import { freePort } from '../helpers/ports.js'
 
 /*
  * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
@@ -41,13 +41,6 @@ async function nodeInImage (script: string): Promise<string> {
   return res.stdout
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 async function waitFor<T> (what: string, probe: () => Promise<T | undefined>, attempts = 120): Promise<T> {
   for (let i = 0; i < attempts; i++) {

@@ -1,7 +1,6 @@
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { list } from 'tar'
@@ -14,6 +13,7 @@ import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
 import { startGateway } from '../../src/server.js'
 import { httpsClient } from '../helpers/http.js'
 import { ROOT } from '../helpers/deploy-tools.js'
+import { freePort } from '../helpers/ports.js'
 
 /*
  * docker-compose.yml cannot be started here (no Docker engine, no registry images), so its parts are
@@ -135,10 +135,3 @@ http { access_log off; client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/
   t.equal((await get('/policies/gateway/authz.rego')).status, 404)
 })
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cp, readFile, symlink } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
+import { freePort } from '../helpers/ports.js'
 
 /*
  * Walks docs/getting-started.md as a reader would: every ```sh block is run in order, in a copy of the
@@ -30,13 +30,6 @@ function steps (markdown: string): Step[] {
   return out
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return port
-}
 
 function matches (actual: string, expected: string): boolean {
   const pattern = expected.trimEnd().split('…').map(s => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*?')

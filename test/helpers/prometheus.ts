@@ -1,8 +1,8 @@
 import { spawn, execFile } from 'node:child_process'
-import { createServer, type AddressInfo } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { freePort } from './ports.js'
 
 // The real Prometheus tools from Debian's `prometheus` package (.ci/run installs it).
 
@@ -17,13 +17,6 @@ export async function promtoolCheck (text: string): Promise<{ code: number, outp
   })
 }
 
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>(resolve => s.close(() => resolve()))
-  return port
-}
 
 export interface Prometheus {
   /** Runs an instant PromQL query; the first sample's value, or undefined when the result is empty. */

@@ -1,7 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import type { Test } from 'tap'
+import { freePort } from './ports.js'
 
 /*
  * A real redis-server on a loopback port of its own, for one test: started, stopped and restarted on
@@ -19,16 +20,6 @@ export interface RedisServer {
   command: (line: string) => Promise<string>
 }
 
-async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 async function send (port: number, line: string, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {
