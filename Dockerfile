@@ -27,7 +27,7 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.verify.json ./
 COPY src/ ./src/
 RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
