@@ -31,6 +31,8 @@ export interface DecisionEvent {
   /** Set when the policy failed: what went wrong, never the policy's text. */
   error?: { code: string, message: string }
   erased?: string[]
+  /** Paths whose value a `system.log.mask` upsert replaced, as OPA records them. */
+  masked?: string[]
 }
 
 export interface DecisionLogOptions {
@@ -47,7 +49,7 @@ export interface DecisionLogOptions {
 export interface DecisionLog {
   readonly enabled: boolean
   /** `masks`: the policy's own (system.log.mask): JSON pointer strings or {op: "remove", path}. */
-  record: (event: Omit<DecisionEvent, 'labels' | 'timestamp' | 'erased'> & { masks?: unknown }) => void
+  record: (event: Omit<DecisionEvent, 'labels' | 'timestamp' | 'erased' | 'masked'> & { masks?: unknown }) => void
   close: () => Promise<void>
 }
 
@@ -70,13 +72,14 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
     record (partial) {
       if (!enabled) return
       const { masks: policyMasks, ...fields } = partial
-      const all = [...masks, ...policyMaskPaths(policyMasks)]
+      const all: MaskOp[] = [...masks.map(path => ({ op: 'remove' as const, path })), ...policyMaskOps(policyMasks)]
       // Masks delete in place: they work on copies, never on the input the policy was given.
       const event: DecisionEvent = all.length === 0
         ? { ...fields, timestamp: new Date().toISOString(), labels }
         : { ...fields, input: structuredClone(fields.input), result: structuredClone(fields.result), timestamp: new Date().toISOString(), labels }
-      const erased = applyMasks(event, all)
+      const { erased, masked } = applyMasks(event, all)
       if (erased.length > 0) event.erased = erased
+      if (masked.length > 0) event.masked = masked
       if (opts.stdout) {
         opts.log.info({ decision_log: event }, 'decision')
         opts.metrics.decisionLogEvents.inc({ sink: 'stdout', outcome: 'written' })
@@ -101,16 +104,21 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
   }
 }
 
+type MaskOp = { op: 'remove', path: string[] } | { op: 'upsert', path: string[], value: unknown }
+
 /**
- * What `system.log.mask` returned: a set (array) of pointers, or of `{op, path}` objects. Only
- * removal is supported; an `upsert` is read as a removal of that path, which hides at least as much.
+ * What `system.log.mask` returned, read as OPA reads it: a set (array) of JSON pointers to remove, or
+ * of `{op: "remove", path}` and `{op: "upsert", path, value}` objects. Anything else it could mean
+ * fails safe: a mask that is not an array removes input and result; an unknown op removes its path.
  */
-function policyMaskPaths (value: unknown): string[][] {
+function policyMaskOps (value: unknown): MaskOp[] {
   if (value === undefined) return []
-  if (!Array.isArray(value)) return [['input'], ['result']]
-  return value.flatMap(m => {
-    const path = typeof m === 'string' ? m : (m !== null && typeof m === 'object' && typeof (m as { path?: unknown }).path === 'string' ? (m as { path: string }).path : null)
-    return path !== null && path.startsWith('/') ? [parsePointer(path)] : []
+  if (!Array.isArray(value)) return [{ op: 'remove', path: ['input'] }, { op: 'remove', path: ['result'] }]
+  return value.flatMap((m): MaskOp[] => {
+    if (typeof m === 'string') return m.startsWith('/') ? [{ op: 'remove', path: parsePointer(m) }] : []
+    if (!isObject(m) || typeof m.path !== 'string' || !m.path.startsWith('/')) return []
+    const path = parsePointer(m.path)
+    return m.op === 'upsert' && Object.hasOwn(m, 'value') ? [{ op: 'upsert', path, value: m.value }] : [{ op: 'remove', path }]
   })
 }
 
@@ -119,14 +127,26 @@ function parsePointer (pointer: string): string[] {
   return pointer.split('/').slice(1).map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
 }
 
-/** Removes each masked path present in the event; the event's input and result are fresh copies. */
-function applyMasks (event: DecisionEvent, masks: string[][]): string[] {
+function toPointer (path: string[]): string {
+  return `/${path.map(s => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`
+}
+
+/**
+ * Applies each mask in order to the event (whose input and result are fresh copies): a removal of a
+ * path that is present is listed in `erased`, an upsert (the value set, the last key created when
+ * its parent object exists) in `masked`.
+ */
+function applyMasks (event: DecisionEvent, masks: MaskOp[]): { erased: string[], masked: string[] } {
   const erased: string[] = []
-  for (const path of masks) {
-    const [root, ...rest] = path
+  const masked: string[] = []
+  for (const mask of masks) {
+    const [root, ...rest] = mask.path
     if (root !== 'input' && root !== 'result') continue
     if (rest.length === 0) {
-      if (event[root] !== undefined) {
+      if (mask.op === 'upsert') {
+        event[root] = mask.value
+        masked.push(`/${root}`)
+      } else if (event[root] !== undefined) {
         delete event[root]
         erased.push(`/${root}`)
       }
@@ -135,12 +155,16 @@ function applyMasks (event: DecisionEvent, masks: string[][]): string[] {
     let node: unknown = event[root]
     for (const key of rest.slice(0, -1)) node = isObject(node) ? node[key] : undefined
     const last = rest[rest.length - 1]!
-    if (isObject(node) && Object.hasOwn(node, last)) {
+    if (!isObject(node)) continue
+    if (mask.op === 'upsert') {
+      node[last] = mask.value
+      masked.push(toPointer(mask.path))
+    } else if (Object.hasOwn(node, last)) {
       delete node[last]
-      erased.push(`/${path.map(s => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`)
+      erased.push(toPointer(mask.path))
     }
   }
-  return erased
+  return { erased, masked }
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {

@@ -119,7 +119,7 @@ t.test('the policy masks its own decision log (system.log.mask, OPA\'s conventio
   const dir = t.testdir({
     policies: {
       gateway: { 'authz.rego': 'package gateway.authz\n\ndecision := {"allow": true, "reasons": ["all"], "headers": {"upstream": {"x-card": input.query.card[0]}}} if input.query.card\n\ndefault decision := {"allow": true, "reasons": ["all"]}\n' },
-      system: { 'log.rego': 'package system.log\n\nmask contains "/input/headers/x-secret-note"\n\nmask contains {"op": "remove", "path": "/input/query/card"} if input.input.query.card\n\nmask contains "/result/headers" if input.result.headers\n' }
+      system: { 'log.rego': 'package system.log\n\nmask contains "/input/headers/x-secret-note"\n\nmask contains {"op": "remove", "path": "/input/query/card"} if input.input.query.card\n\nmask contains "/result/headers" if input.result.headers\n\nmask contains {"op": "upsert", "path": "/input/headers/x-account", "value": "**REDACTED**"} if input.input.headers["x-account"]\n' }
     }
   })
   const bundle = join(dir, 'bundle.tar.gz')
@@ -127,13 +127,15 @@ t.test('the policy masks its own decision log (system.log.mask, OPA\'s conventio
   const file = join(dir, 'decisions.jsonl')
   const demo = await startDemoHarness(t, { bundle, configure: c => { c.decisionLog = { file } } })
   const token = await demo.token()
-  t.equal((await demo.client.send(`${demo.url}/hello?card=4111111111111111&keep=1`, { token, headers: { 'x-secret-note': 'hush', 'x-other': 'fine' } })).status, 200)
+  t.equal((await demo.client.send(`${demo.url}/hello?card=4111111111111111&keep=1`, { token, headers: { 'x-secret-note': 'hush', 'x-other': 'fine', 'x-account': 'DE89370400440532013000' } })).status, 200)
   t.equal((await demo.client.send(`${demo.url}/hello?keep=2`, { token })).status, 200)
   const [first, second] = await events(file, 2)
   t.same(first!.erased.sort(), ['/input/headers/x-secret-note', '/input/query/card', '/result/headers'])
   t.same(first!.input.query, { keep: ['1'] })
   t.equal(first!.input.headers['x-other'], 'fine')
+  t.equal(first!.input.headers['x-account'], '**REDACTED**', 'an upsert replaces the value')
+  t.same(first!.masked, ['/input/headers/x-account'], 'and is listed in masked, as OPA lists it')
   t.notOk('headers' in first!.result)
-  t.notMatch(JSON.stringify(first), /4111111111111111|hush/, 'masked values appear nowhere in the event')
-  t.notOk('erased' in second!, 'nothing to mask, nothing erased')
+  t.notMatch(JSON.stringify(first), /4111111111111111|hush|DE89370400440532013000/, 'masked values appear nowhere in the event')
+  t.notOk('erased' in second! || 'masked' in second!, 'nothing to mask, nothing erased or masked')
 })
