@@ -26,7 +26,7 @@ import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugi
 import { createRateLimitStore } from './pipeline/rate-limit/store.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
-import { createUpstreams } from './pipeline/forward/upstreams.js'
+import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 
@@ -91,6 +91,18 @@ export interface GatewayOptions {
  * policy, connection pools, route table) is built here, once; requests only read it.
  */
 export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  // What is built is closed again if a later step fails (a reload that is refused must not leave
+  // watchers, timers, pools or a Redis client behind).
+  const built: Array<() => unknown> = []
+  try {
+    return await buildGateway(config, opts, closer => built.push(closer))
+  } catch (err) {
+    for (const close of built.reverse()) await Promise.resolve().then(close).catch(() => {})
+    throw err
+  }
+}
+
+async function buildGateway (config: Config, opts: GatewayOptions, built: (close: () => unknown) => void): Promise<Gateway> {
   const metrics = opts.metrics ?? createMetrics(new Registry())
   const registry = metrics.registry
   const errorReplier = createErrorReplier(metrics)
@@ -121,7 +133,9 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
 
   const keySources = new Map<string, KeySource>()
   for (const issuer of config.issuers) {
-    keySources.set(issuer.id, await createKeySource(issuer, result => metrics.jwksFetches.inc({ issuer: issuer.id, result })))
+    const keys = await createKeySource(issuer, result => metrics.jwksFetches.inc({ issuer: issuer.id, result }))
+    built(() => keys.close())
+    keySources.set(issuer.id, keys)
   }
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
     app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
@@ -137,7 +151,9 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     metrics,
     watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
   })
+  built(() => policy.close())
   const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
+  built(() => decisionLog.close())
   // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
   const assertionKeys = await createKeyRing({
     config: config.assertion,
@@ -145,10 +161,13 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     onChange: (published) => metrics.assertionKeys.set(published),
     onError: (err) => app.log.error({ err: (err as Error).message }, 'assertion key rotation failed; keeping the current keys')
   })
+  built(() => assertionKeys.close())
   const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
+  built(() => closeUpstreams(upstreams))
   const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
   const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
+  built(() => rateLimitStore.close())
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
@@ -175,6 +194,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
 
   // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
   const tracing = createTracing(config.tracing)
+  built(() => tracing?.close())
+  built(() => app.close())
   const traced = tracing?.traced ?? untraced
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
