@@ -9,6 +9,9 @@ import {
 import type { AuthnResult, JwtPrincipal, RouteContext } from '../types.js'
 import { KeysUnavailableError, type KeySource } from './key-source.js'
 
+// C0 controls and DEL (RFC 9110 §5.5 forbids them in field values).
+const CONTROL = /[\u0000-\u001f\u007f]/
+
 /*
  * Bearer JWT authentication. The unverified `iss` only selects which issuer's rules and keys to try;
  * the token is then verified against exactly that issuer (signature, pinned algorithms, exact iss,
@@ -76,6 +79,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
           ...(config.typ !== undefined ? { typ: config.typ } : {})
         })
         if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
+        // The subject is forwarded as a header and logged: control characters could only be an attack.
+        if (CONTROL.test(payload.sub)) return failure(new GW_ERR_AUTHN_INVALID('claim "sub" contains control characters'), 'invalid_claims')
         if (config.maxTokenLifetimeSeconds !== undefined && payload.exp! - Date.now() / 1000 > config.maxTokenLifetimeSeconds + config.clockToleranceSeconds) {
           return failure(new GW_ERR_AUTHN_INVALID('claim "exp" is too far in the future'), 'invalid_claims')
         }
