@@ -27,6 +27,11 @@ import { createForwarder } from './pipeline/forward/forwarder.js'
 import { createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
+import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
+import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
+import { createBanList, type BanList } from './pipeline/deny-list/bans.js'
+import { createRevocationSync } from './pipeline/deny-list/redis-sync.js'
+import { registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -77,6 +82,9 @@ export interface GatewayOptions {
   /** Set when server.ts owns the sockets (lifecycle/listener.ts): one each for public and admin. */
   serverFactory?: FastifyServerOptions['serverFactory']
   adminServerFactory?: FastifyServerOptions['serverFactory']
+  /** Revocations and bans that outlive this instance (server.ts keeps them across reloads). */
+  revocations?: RevocationList
+  bans?: BanList
 }
 
 /**
@@ -138,6 +146,25 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
   const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
+  const adminToken = config.admin.tokenFile !== undefined ? readFileSync(config.admin.tokenFile, 'utf8').trim() : undefined
+  if (adminToken !== undefined && adminToken.length < 32) throw new Error('admin.tokenFile must hold a token of at least 32 characters')
+  // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
+  const revocations = opts.revocations ?? createRevocationList()
+  const bans = opts.bans ?? createBanList()
+  const revocationSync = config.rateLimit.store.type === 'redis'
+    ? createRevocationSync({
+      store: config.rateLimit.store,
+      key: config.revocation.keyPrefix,
+      syncIntervalMs: config.revocation.syncIntervalMs,
+      list: revocations,
+      log: app.log,
+      onError: () => metrics.revocationStoreErrors.inc()
+    })
+    : null
+  // Serve with the shared set already read; if Redis is away, requests fail closed until it is.
+  await revocationSync?.ready(5000)
+  metrics.denyListCounts.revocations = kind => revocations.count(kind)
+  metrics.denyListCounts.bans = scope => bans.count(scope)
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
@@ -177,7 +204,10 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
+  const denyList = { config, metrics, revocations, bans, revocationsReady: () => revocationSync?.synced ?? true }
+  await app.register(clientBanPlugin, denyList) //                            1. banned client IPs (and ban counting)
   await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
+  await app.register(revocationPlugin, denyList) //                 3. revoked credentials, banned subjects
   await app.register(traced('authorize', authorizePlugin), { policy, metrics }) //    4. authorize
   // Its hook runs per route, after these; the span stays open until the forward stage starts.
   await app.register(traced('rate limit', rateLimitPlugin, { open: true }), { metrics, store: rateLimitStore, config }) // 5. rate limit
@@ -221,6 +251,26 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
     jwks: () => assertionKeys.jwks(),
     ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })
+  if (revocationSync !== null) {
+    health.addCheck('revocations', () => revocationSync.synced
+      ? { ok: true, detail: `redis ${revocationSync.up ? 'up' : 'down'}` }
+      : { ok: false, detail: 'shared revocation set not read yet' })
+  }
+  health.addStatus('revocations', () => ({
+    store: revocationSync === null ? 'memory' : 'redis',
+    ...(revocationSync !== null ? { synced: revocationSync.synced, up: revocationSync.up } : {}),
+    in_force: revocations.list().length
+  }))
+  health.addStatus('bans', () => bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes })))
+  if (adminToken !== undefined) {
+    registerAdminApi(admin, {
+      token: adminToken,
+      revocations,
+      bans,
+      writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
+      maxTtlSeconds: config.revocation.maxTtlSeconds
+    })
+  }
   // Issuers that were down at start are retried in the background, so readiness can recover.
   const retry = setInterval(() => {
     for (const k of keySources.values()) if (!k.ready) k.warm().catch(() => {})
@@ -241,6 +291,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
       await rateLimitStore.close()
+      await revocationSync?.close()
+      if (opts.bans === undefined) bans.close()
       await tracing?.close()
     }
   }
