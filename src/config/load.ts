@@ -276,7 +276,7 @@ function checkBans (config: Config): ConfigProblem[] {
   const rules = [['/bans/default', config.bans?.default] as const,
     ...(Array.isArray(config.routes) ? config.routes : []).map((r, i) => [`/routes/${i}/ban`, r?.ban] as const)]
   for (const [path, rule] of rules) {
-    if (typeof rule === 'object' && rule !== null && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
+    if (typeof rule === 'object' && rule !== null && typeof rule.maxBanSeconds === 'number' && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
   }
   return problems
 }

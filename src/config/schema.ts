@@ -220,8 +220,9 @@ const PreAuthLimit = Type.Object({
 
 // Automatic bans (pipeline/deny-list/): failures of one client IP or subject within a window.
 const BanRule = Type.Object({
-  failures: Type.Integer({ minimum: 1, maximum: 100_000, description: 'failures within windowSeconds that lead to a ban' }),
-  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  enabled: Type.Boolean({ default: true, description: 'false turns bans off (e.g. for one route when bans.default is set)' }),
+  failures: Type.Integer({ minimum: 1, maximum: 100_000, default: 10, description: 'failures within windowSeconds that lead to a ban' }),
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
   on: Type.Array(StringEnum(['authn', 'authz']), {
     minItems: 1,
     uniqueItems: true,
@@ -266,7 +267,7 @@ const Route = Type.Object({
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} }),
   credentials: Type.Optional(Type.Array(CredentialKind, { uniqueItems: true, description: 'credentials attached upstream; all of the upstream\'s when absent, none when []' })),
   forwardAuthorization: Type.Boolean({ default: false, description: 'pass the client\'s own Authorization header on to the function' }),
-  ban: Type.Optional(Type.Union([BanRule, Type.Literal(false)], { description: 'automatic bans for this route; bans.default when absent, none when false' }))
+  ban: Type.Optional(Type.Object(BanRule.properties, { additionalProperties: false, description: 'automatic bans for this route; bans.default when absent' }))
 }, { additionalProperties: false })
 
 const Logging = Type.Object({

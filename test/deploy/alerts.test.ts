@@ -50,7 +50,7 @@ t.test('the rules use only metrics the gateway exports', async t => {
   const exported = new Set<string>()
   for (const m of registry.getMetricsAsArray()) {
     exported.add(m.name)
-    if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s)
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s)
   }
   for (const r of rules) {
     for (const name of r.expr.match(/portcullis_[a-z0-9_]+/g) ?? []) t.ok(exported.has(name), `${r.alert}: ${name} is exported`)

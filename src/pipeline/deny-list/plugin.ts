@@ -56,7 +56,10 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
   const { metrics, revocations, bans, config } = opts
   const clientIp = createClientIp(config.rateLimit.trustedProxies)
   const trusted = trustedNetworks(config.bans.trustedNetworks)
-  const rules = new Map<string, BanRuleConfig | null>(config.routes.map(r => [r.id, r.ban === false ? null : r.ban ?? config.bans.default ?? null]))
+  const rules = new Map<string, BanRuleConfig | null>(config.routes.map(r => {
+    const rule = r.ban ?? config.bans.default
+    return [r.id, rule?.enabled === true ? rule : null]
+  }))
   const ipOf = (request: FastifyRequest): string | null => {
     const ip = clientIp(request)
     return trusted(ip) ? null : ip
