@@ -8,7 +8,8 @@ import { isRevocation, type Revocation, type RevocationKind, type RevocationList
  * (field kind:value, value JSON), and every change is also published on a channel of the same name.
  * A replica reads the whole hash at start, on every (re)connection of its subscriber and every
  * syncIntervalMs, so one that starts later, reconnects or missed a message still converges; the
- * messages make a change reach running replicas at once.
+ * messages make a change reach running replicas at once. Redis is the source of truth, except when
+ * it comes back empty (see readAll).
  */
 
 type Message = { op: 'add', revocation: Revocation } | { op: 'remove', kind: RevocationKind, value: string }
@@ -79,6 +80,15 @@ export function createRevocationSync (opts: RevocationSyncOptions): RevocationSy
         try { r = JSON.parse(text) } catch {}
         if (isRevocation(r) && r.until > now) current.push(r)
         else expired.push(f)
+      }
+      const local = list.list()
+      if (Object.keys(all).length === 0 && local.length > 0) {
+        // An empty set while this replica holds revocations: Redis lost its data (restarted without
+        // persistence). Put this replica's copy back rather than let everyone forget; a removal that
+        // this replica missed can come back this way, which errs on the side of refusing.
+        log.warn({ revocations: local.length }, 'revocation set is empty in Redis; restoring it from this replica')
+        await client.hset(key, Object.fromEntries(local.map(r => [field(r.kind, r.value), JSON.stringify(r)])))
+        current.push(...local)
       }
       list.replace(current)
       // Redis 7.0 has no per-field expiry: whoever reads the set sweeps what has run out.
