@@ -46,9 +46,12 @@ export function normalizeThumbprint (value: string): string | null {
 
 export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions): void {
   const expected = digest(opts.token)
+  // Audit lines are written at logging.level warn or error too (only silent silences them).
+  const auditLog = admin.log.level === 'silent' ? admin.log : admin.log.child({}, { level: 'info' })
   const audit = (request: FastifyRequest, action: string, result: string, extra: Record<string, unknown> = {}): void => {
     const actor = request.headers['x-portcullis-actor']
-    request.log.info({
+    auditLog.info({
+      reqId: request.id,
       audit: { action, result, remote_address: request.ip, actor: typeof actor === 'string' ? actor.slice(0, 128) : null, at: new Date().toISOString(), ...extra }
     }, 'admin audit')
   }
