@@ -87,6 +87,16 @@ routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
     { action: 'POST /admin/revocations', result: 'unauthenticated', remote_address: '127.0.0.1' },
     { action: 'revoke', result: 'ok', kind: 'sub', value: 'carol', actor: 'oncall-dana', reason: 'token leaked', at: String, until: String }
   ])
+  // The CLI's refusals: usage errors exit 2, an admin API refusal exits 1 with its message.
+  const cli = async (...args: string[]): Promise<{ code: number, stderr: string }> => exec(process.execPath, [CLI, ...args]).then(
+    () => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => ({ code: err.code, stderr: err.stderr }))
+  t.match(await cli('revoke', '--sub', 'carol', '--jti', 'x', '--ttl', '1m', '--admin-url', a.adminUrl, '--token-file', tokenFile), { code: 2, stderr: /exactly one of/ })
+  t.match(await cli('revoke', '--sub', 'carol', '--ttl', 'soon', '--admin-url', a.adminUrl, '--token-file', tokenFile), { code: 2 })
+  const wrongToken = join(files.dir, 'wrong-token')
+  writeFileSync(wrongToken, randomBytes(32).toString('base64url'))
+  t.match(await cli('revoke', '--sub', 'carol', '--ttl', '1m', '--admin-url', a.adminUrl, '--token-file', wrongToken), { code: 1, stderr: /admin API answered 401/ })
+  t.same(await hello(a), { status: 200 }, 'none of them revoked anything')
+
   await b.waitForLog(/"action":"unrevoke","result":"ok"/)
   for (const gw of [a, b]) t.notOk(gw.log().includes(adminToken), 'the admin token is never logged')
 })
