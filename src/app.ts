@@ -29,6 +29,11 @@ import { createForwarder } from './pipeline/forward/forwarder.js'
 import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
+import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
+import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
+import { createBanList, type BanList } from './pipeline/deny-list/bans.js'
+import { createRevocationSync } from './pipeline/deny-list/redis-sync.js'
+import { registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -84,6 +89,9 @@ export interface GatewayOptions {
    * that passes them all is answered by this handler instead of the function.
    */
   evaluateOnly?: { handler: RouteHandlerMethod, onEvaluated: NonNullable<AuthorizeOptions['onEvaluated']> }
+  /** Revocations and bans that outlive this instance (server.ts keeps them across reloads). */
+  revocations?: RevocationList
+  bans?: BanList
 }
 
 /**
@@ -169,6 +177,27 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
   built(() => rateLimitStore.close())
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
+  const adminToken = config.admin.tokenFile !== undefined ? readFileSync(config.admin.tokenFile, 'utf8').trim() : undefined
+  if (adminToken !== undefined && adminToken.length < 32) throw new Error('admin.tokenFile must hold a token of at least 32 characters')
+  // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
+  const revocations = opts.revocations ?? createRevocationList()
+  const bans = opts.bans ?? createBanList()
+  const revocationSync = config.rateLimit.store.type === 'redis'
+    ? createRevocationSync({
+      store: config.rateLimit.store,
+      key: config.revocation.keyPrefix,
+      syncIntervalMs: config.revocation.syncIntervalMs,
+      list: revocations,
+      log: app.log,
+      onError: () => metrics.revocationStoreErrors.inc()
+    })
+    : null
+  built(() => revocationSync?.close())
+  if (opts.bans === undefined) built(() => bans.close())
+  // Serve with the shared set already read; if Redis is away, requests fail closed until it is.
+  await revocationSync?.ready(5000)
+  metrics.denyListCounts.revocations = kind => revocations.count(kind)
+  metrics.denyListCounts.bans = scope => bans.count(scope)
 
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
@@ -198,6 +227,8 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   built(() => app.close())
   const traced = tracing?.traced ?? untraced
 
+  const denyList = { config, metrics, revocations, bans, revocationsReady: () => revocationSync?.synced ?? true }
+
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.
   await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
@@ -210,7 +241,9 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
+  await app.register(clientBanPlugin, denyList) //                            1. banned client IPs (and ban counting)
   await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
+  await app.register(revocationPlugin, denyList) //                 3. revoked credentials, banned subjects
   await app.register(traced('authorize', authorizePlugin), { //                        4. authorize
     policy,
     metrics,
@@ -260,6 +293,26 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     jwks: () => assertionKeys.jwks(),
     ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })
+  if (revocationSync !== null) {
+    health.addCheck('revocations', () => revocationSync.synced
+      ? { ok: true, detail: `redis ${revocationSync.up ? 'up' : 'down'}` }
+      : { ok: false, detail: 'shared revocation set not read yet' })
+  }
+  health.addStatus('revocations', () => ({
+    store: revocationSync === null ? 'memory' : 'redis',
+    ...(revocationSync !== null ? { synced: revocationSync.synced, up: revocationSync.up } : {}),
+    in_force: revocations.list().length
+  }))
+  health.addStatus('bans', () => bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes })))
+  if (adminToken !== undefined) {
+    registerAdminApi(admin, {
+      token: adminToken,
+      revocations,
+      bans,
+      writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
+      maxTtlSeconds: config.revocation.maxTtlSeconds
+    })
+  }
   // Issuers that were down at start are retried in the background, so readiness can recover.
   const retry = setInterval(() => {
     for (const k of keySources.values()) if (!k.ready) k.warm().catch(() => {})
@@ -281,6 +334,8 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
       await admin.close()
       await Promise.all([...keySources.values()].map(k => k.close()))
       await rateLimitStore.close()
+      await revocationSync?.close()
+      if (opts.bans === undefined) bans.close()
       await tracing?.close()
     }
   }

@@ -12,6 +12,7 @@ import { startDemoFunction } from './demo/function.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { mintDemoToken } from './demo/token.js'
 import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
+import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -125,6 +126,49 @@ program.command('eval')
     const config = await loadConfig(opts.config).catch(fail)
     const report = await evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+  })
+
+function parseTtl (value: string): number {
+  const seconds = parseDuration(value)
+  if (seconds === null) throw new InvalidArgumentError('expected seconds or a duration such as 90s, 15m, 12h, 7d')
+  return seconds
+}
+
+const adminOptions = (cmd: Command): Command => cmd
+  .option('--admin-url <url>', 'the gateway\'s admin listener', process.env.PORTCULLIS_ADMIN_URL ?? 'http://127.0.0.1:9090')
+  .option('--token-file <file>', 'file holding the admin token (default: $PORTCULLIS_ADMIN_TOKEN)')
+  .option('--actor <name>', 'who is acting, for the audit log (default: the login name)')
+
+adminOptions(program.command('revoke')
+  .description('deny a token id, a subject or a client certificate until the TTL runs out (every replica, with Redis)')
+  .option('--jti <id>', 'token id (jti claim)')
+  .option('--sub <subject>', 'subject (sub claim, or the client certificate identity)')
+  .option('--client-cert <thumbprint>', 'client certificate SHA-256 thumbprint (hex or base64url)')
+  .requiredOption('--ttl <duration>', 'how long: seconds, or 90s, 15m, 12h, 7d', parseTtl)
+  .option('--reason <text>', 'why, for the audit log and /admin/revocations'))
+  .action(async (opts: AdminCallOptions & { jti?: string, sub?: string, clientCert?: string, ttl: number, reason?: string }) => {
+    const given = ([['jti', opts.jti], ['sub', opts.sub], ['cert', opts.clientCert]] as const).filter(([, v]) => v !== undefined)
+    if (given.length !== 1) {
+      process.stderr.write('portcullis revoke: give exactly one of --jti, --sub, --client-cert\n')
+      process.exit(2)
+    }
+    const [kind, value] = given[0]!
+    const r = await callAdmin(opts, 'POST', '/admin/revocations', { kind, value, ttlSeconds: opts.ttl, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) }).catch(fail)
+    process.stdout.write(`${JSON.stringify(r)}\n`)
+  })
+
+adminOptions(program.command('unban')
+  .description('lift an automatic ban of a client IP or a subject')
+  .option('--ip <address>', 'client IP (IPv6: the /64 as listed by GET /admin/bans)')
+  .option('--sub <subject>', 'subject'))
+  .action(async (opts: AdminCallOptions & { ip?: string, sub?: string }) => {
+    if ((opts.ip === undefined) === (opts.sub === undefined)) {
+      process.stderr.write('portcullis unban: give exactly one of --ip, --sub\n')
+      process.exit(2)
+    }
+    const [scope, value] = opts.ip !== undefined ? ['ip', opts.ip] : ['sub', opts.sub!]
+    await callAdmin(opts, 'DELETE', `/admin/bans/${scope}/${encodeURIComponent(value)}`).catch(fail)
+    process.stdout.write(`ban on ${scope} ${value} lifted\n`)
   })
 
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')

@@ -28,6 +28,8 @@ export const GW_ERR_AUTHN_EXPIRED = createError('GW_ERR_AUTHN_EXPIRED', 'token h
 export const GW_ERR_AUTHN_INVALID = createError('GW_ERR_AUTHN_INVALID', 'token is not valid: %s', 401)
 export const GW_ERR_AUTHN_CERTIFICATE = createError('GW_ERR_AUTHN_CERTIFICATE', 'client certificate refused: %s', 401)
 export const GW_ERR_AUTHN_KEYS_UNAVAILABLE = createError('GW_ERR_AUTHN_KEYS_UNAVAILABLE', 'issuer keys are unavailable', 503)
+export const GW_ERR_AUTHN_REVOKED = createError('GW_ERR_AUTHN_REVOKED', 'credentials have been revoked', 401)
+export const GW_ERR_AUTHN_REVOCATION_UNAVAILABLE = createError('GW_ERR_AUTHN_REVOCATION_UNAVAILABLE', 'revocations cannot be checked right now', 503)
 
 // Authorize
 export const GW_ERR_AUTHZ_DENIED = createError('GW_ERR_AUTHZ_DENIED', 'access denied by policy', 403)
@@ -40,6 +42,7 @@ export const GW_ERR_RATE_LIMITED = createError('GW_ERR_RATE_LIMITED', 'rate limi
 export const GW_ERR_RATE_CONCURRENCY = createError('GW_ERR_RATE_CONCURRENCY', 'too many requests in flight for this caller', 429)
 export const GW_ERR_RATE_LIMIT_STORE = createError('GW_ERR_RATE_LIMIT_STORE', 'rate limit cannot be checked right now', 503)
 export const GW_ERR_RATE_LIMIT_TIER = createError('GW_ERR_RATE_LIMIT_TIER', 'policy selected an unknown rate-limit tier', 500)
+export const GW_ERR_RATE_BANNED = createError('GW_ERR_RATE_BANNED', 'too many failed requests, retry in %s seconds', 429)
 
 // Upstream
 export const GW_ERR_UPSTREAM_CONNECT = createError('GW_ERR_UPSTREAM_CONNECT', 'upstream is unreachable', 502)

@@ -8,6 +8,8 @@ import type { Config } from './config/schema.js'
 import { createListener, type Generation } from './lifecycle/listener.js'
 import { restartOnlyChanges } from './lifecycle/restart-only.js'
 import { createMetrics } from './observability/metrics.js'
+import { createBanList } from './pipeline/deny-list/bans.js'
+import { createRevocationList } from './pipeline/deny-list/revocations.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -65,6 +67,9 @@ const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTim
  */
 export async function startGateway (config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
   const metrics = createMetrics(new Registry())
+  // Revocations (without Redis) and bans live as long as the process, not one config.
+  const revocations = createRevocationList()
+  const bans = createBanList()
   const pub = createListener()
   const adm = createListener()
   let draining = false
@@ -75,6 +80,8 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     const gateway = await createGateway(cfg, {
       ...(opts.bundleWatchIntervalMs !== undefined ? { bundleWatchIntervalMs: opts.bundleWatchIntervalMs } : {}),
       metrics,
+      revocations,
+      bans,
       serverFactory: pub.factory,
       adminServerFactory: adm.factory
     })
@@ -201,6 +208,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       }
       await Promise.all(retiring)
       await active.gateway.close()
+      bans.close()
       const admin = adm.server as Server
       if (admin.listening) await new Promise<void>(resolve => { admin.close(() => resolve()); admin.closeAllConnections() })
     })()

@@ -58,6 +58,7 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   const config = value as Config
   problems.push(...bestEffort(() => checkReferences(config)))
   problems.push(...bestEffort(() => checkCredentials(config, opts.env ?? process.env)))
+  problems.push(...bestEffort(() => checkBans(config)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
@@ -281,6 +282,20 @@ function checkRateLimit (rateLimit: Config['rateLimit'] | undefined): ConfigProb
   return problems
 }
 
+function checkBans (config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  ;(Array.isArray(config.bans?.trustedNetworks) ? config.bans.trustedNetworks : []).forEach((entry, i) => {
+    const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
+    if (problem !== null) problems.push({ path: `/bans/trustedNetworks/${i}`, message: `must be an IP address or CIDR (${problem})` })
+  })
+  const rules = [['/bans/default', config.bans?.default] as const,
+    ...(Array.isArray(config.routes) ? config.routes : []).map((r, i) => [`/routes/${i}/ban`, r?.ban] as const)]
+  for (const [path, rule] of rules) {
+    if (typeof rule === 'object' && rule !== null && typeof rule.maxBanSeconds === 'number' && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
+  }
+  return problems
+}
+
 /** Makes every file path absolute (relative to the config file) and checks that it can be read. */
 async function resolveFiles (config: Config, baseDir: string): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = []
@@ -311,6 +326,7 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   for (const [i, u] of list(config.upstreams).entries()) {
     if (isObject(u) && isObject(u.credentials)) await fix(u.credentials.azureFunctionKey, 'file', `/upstreams/${i}/credentials/azureFunctionKey/file`)
   }
+  await fix(config.admin, 'tokenFile', '/admin/tokenFile')
   // Key and JWKS files are written by the gateway: resolved, not checked.
   const assertion: unknown = config.assertion
   for (const k of ['keysFile', 'jwksFile']) {

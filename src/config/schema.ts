@@ -41,7 +41,11 @@ const Listen = Type.Object({
 
 const Admin = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1 }),
-  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 })
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 }),
+  tokenFile: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'file holding the bearer token of the admin API (/admin/revocations, /admin/bans; at least 32 characters); the API is off when absent'
+  }))
 }, { additionalProperties: false, default: {} })
 
 const Limits = Type.Object({
@@ -241,6 +245,35 @@ const PreAuthLimit = Type.Object({
   onStoreError: StringEnum(['fail-closed', 'local'], { default: 'local' })
 }, { additionalProperties: false, description: 'per client IP, before authentication: a flood of bogus tokens never reaches signature checks or the policy' })
 
+// Automatic bans (pipeline/deny-list/): failures of one client IP or subject within a window.
+const BanRule = Type.Object({
+  enabled: Type.Boolean({ default: true, description: 'false turns bans off (e.g. for one route when bans.default is set)' }),
+  failures: Type.Integer({ minimum: 1, maximum: 100_000, default: 10, description: 'failures within windowSeconds that lead to a ban' }),
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  on: Type.Array(StringEnum(['authn', 'authz']), {
+    minItems: 1,
+    uniqueItems: true,
+    default: ['authn', 'authz'],
+    description: 'what counts as a failure: refused authentication (401), policy denial (403)'
+  }),
+  banSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60, description: 'the first ban; each further ban of the same client doubles it' }),
+  maxBanSeconds: Type.Integer({ minimum: 1, maximum: 604_800, default: 3600, description: 'the cap of the doubling' })
+}, { additionalProperties: false })
+
+const Bans = Type.Object({
+  default: Type.Optional(BanRule),
+  trustedNetworks: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    description: 'client IPs or CIDRs that are never banned (e.g. health checkers, the office)'
+  })
+}, { additionalProperties: false, default: {} })
+
+const Revocation = Type.Object({
+  keyPrefix: Type.String({ default: 'portcullis:revoked', maxLength: 64, description: 'Redis hash and channel name (the rate-limit store\'s Redis, when it is redis)' }),
+  maxTtlSeconds: Type.Integer({ minimum: 1, default: 31_536_000, description: 'the longest a revocation may last' }),
+  syncIntervalMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000, description: 'full re-read of the stored set, besides pub/sub' })
+}, { additionalProperties: false, default: {} })
+
 const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
 const Route = Type.Object({
@@ -261,7 +294,8 @@ const Route = Type.Object({
   metadata: Type.Record(Type.String(), Type.Unknown(), { default: {} }),
   credentials: Type.Optional(Type.Array(CredentialKind, { uniqueItems: true, description: 'credentials attached upstream; all of the upstream\'s when absent, none when []' })),
   forwardAuthorization: Type.Boolean({ default: false, description: 'pass the client\'s own Authorization header on to the function' }),
-  entrypoint: Type.Optional(Type.String({ pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$', description: 'policy entrypoint for this route (default: policy.entrypoint); every bundle must have it' }))
+  entrypoint: Type.Optional(Type.String({ pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$', description: 'policy entrypoint for this route (default: policy.entrypoint); every bundle must have it' })),
+  ban: Type.Optional(Type.Object(BanRule.properties, { additionalProperties: false, description: 'automatic bans for this route; bans.default when absent' }))
 }, { additionalProperties: false })
 
 const Logging = Type.Object({
@@ -333,7 +367,9 @@ export const ConfigSchema = Type.Object({
   assertion: Assertion,
   lifecycle: Lifecycle,
   tracing: Tracing,
-  decisionLog: DecisionLog
+  decisionLog: DecisionLog,
+  revocation: Revocation,
+  bans: Bans
 }, { additionalProperties: false, $id: 'https://portcullis.dev/schema/config.json', title: 'Portcullis gateway configuration' })
 
 export type Config = Static<typeof ConfigSchema>
@@ -345,3 +381,4 @@ export type AssertionConfig = Config['assertion']
 export type CredentialKindName = Static<typeof CredentialKind>
 export type RateLimitStoreConfig = Static<typeof RateLimitStore>
 export type PreAuthLimitConfig = Static<typeof PreAuthLimit>
+export type BanRuleConfig = Static<typeof BanRule>

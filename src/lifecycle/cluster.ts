@@ -52,6 +52,9 @@ async function ask (worker: Worker, what: Ask['what']): Promise<unknown> {
 
 /** In the primary: fork the workers, serve the admin listener, pass signals on. */
 export async function runPrimary (config: Config, count: number): Promise<void> {
+  // The admin API (revocations, bans) lives in a gateway's admin listener, which workers do not
+  // serve: refused rather than started without it.
+  if (config.admin.tokenFile !== undefined) throw new Error('admin.tokenFile (the admin API) is not available with --workers above 1; run one process per replica')
   const aggregator = new AggregatorRegistry()
   const admin = Fastify({ logger: loggerOptions(config.logging.level), logController: quietRequestLogging() })
   let shuttingDown = false

@@ -18,6 +18,8 @@ export function createMetrics (registry: Registry) {
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
   // Certificate name → notAfter (ms since the epoch); the expiry gauge reads it at scrape time.
   const certificateNotAfter = new Map<string, number>()
+  // What the deny list holds, read at scrape time; set by app.ts (the lists outlive config reloads).
+  const denyListCounts: { revocations?: (kind: 'jti' | 'sub' | 'cert') => number, bans?: (scope: 'ip' | 'sub') => number } = {}
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   return {
@@ -184,6 +186,50 @@ export function createMetrics (registry: Registry) {
     configLoadedAt: new Gauge({
       name: 'portcullis_config_last_reload_success_timestamp_seconds',
       help: 'When the active config was applied',
+      registers
+    }),
+    revokedRequests: new Counter({
+      name: 'portcullis_revoked_requests_total',
+      help: 'Requests refused with 401 because their token id, subject or client certificate is revoked, by route and kind (jti, sub, cert)',
+      labelNames: ['route', 'kind'] as const,
+      registers
+    }),
+    denyListCounts,
+    revocations: new Gauge({
+      name: 'portcullis_revocations',
+      help: 'Revocations in force, by kind (jti, sub, cert)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect () {
+        const count = denyListCounts.revocations
+        if (count !== undefined) for (const kind of ['jti', 'sub', 'cert'] as const) this.set({ kind }, count(kind))
+      }
+    }),
+    revocationStoreErrors: new Counter({
+      name: 'portcullis_revocation_store_errors_total',
+      help: 'Reads and writes of the shared revocation set (Redis) that failed',
+      registers
+    }),
+    bansImposed: new Counter({
+      name: 'portcullis_bans_total',
+      help: 'Automatic bans imposed after repeated failures, by scope (ip, sub)',
+      labelNames: ['scope'] as const,
+      registers
+    }),
+    bansActive: new Gauge({
+      name: 'portcullis_bans_active',
+      help: 'Bans in force in this process, by scope (ip, sub)',
+      labelNames: ['scope'] as const,
+      registers,
+      collect () {
+        const count = denyListCounts.bans
+        if (count !== undefined) for (const scope of ['ip', 'sub'] as const) this.set({ scope }, count(scope))
+      }
+    }),
+    bannedRequests: new Counter({
+      name: 'portcullis_banned_requests_total',
+      help: 'Requests refused with 429 because the client IP or subject is banned, by route and scope',
+      labelNames: ['route', 'scope'] as const,
       registers
     })
   }

@@ -14,10 +14,10 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIO
 function outcomeOf (code: string | null, status: number): Outcome {
   if (code === null) return status >= 500 ? 'error' : 'forwarded'
   if (code === 'GW_ERR_ROUTE_NOT_FOUND') return 'not_found'
-  if (code.startsWith('GW_ERR_AUTHN_')) return code === 'GW_ERR_AUTHN_KEYS_UNAVAILABLE' ? 'not_ready' : 'unauthenticated'
+  if (code.startsWith('GW_ERR_AUTHN_')) return code === 'GW_ERR_AUTHN_KEYS_UNAVAILABLE' || code === 'GW_ERR_AUTHN_REVOCATION_UNAVAILABLE' ? 'not_ready' : 'unauthenticated'
   if (code === 'GW_ERR_AUTHZ_DENIED') return 'denied'
   if (code === 'GW_ERR_AUTHZ_NOT_READY') return 'not_ready'
-  if (code === 'GW_ERR_RATE_LIMITED') return 'rate_limited'
+  if (code === 'GW_ERR_RATE_LIMITED' || code === 'GW_ERR_RATE_BANNED') return 'rate_limited'
   if (code.startsWith('GW_ERR_UPSTREAM_')) return 'upstream_error'
   if (code.startsWith('GW_ERR_GUARD_') || status < 500) return 'bad_request'
   return 'error'

@@ -102,7 +102,7 @@ decision := {"allow": true, "headers": {"upstream": {
 export async function compileEchoPolicy (t: Test): Promise<string> {
   const dir = t.testdir({ gateway: { 'authz.rego': ECHO_POLICY } })
   const out = join(dir, 'bundle.tar.gz')
-  await buildBundle({ policiesDir: dir, out, force: true })
+  await buildBundle({ policiesDir: dir, out, force: true, entrypoints: ['gateway/authz/decision'] })
   return out
 }
 

@@ -1,0 +1,127 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { Type, type Static } from '@sinclair/typebox'
+import type { BanList, BanScope } from '../pipeline/deny-list/bans.js'
+import { REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationList } from '../pipeline/deny-list/revocations.js'
+
+/*
+ * The admin API: revoke credentials, list and lift bans. Only on the admin listener, only with the
+ * admin bearer token (admin.tokenFile), compared in constant time. Every call, allowed or refused, is
+ * written to the log as one `admin audit` line: who (the caller's address and the actor it names),
+ * what, when, and the result. The token itself is never logged.
+ */
+
+/** Where revocations are written: the shared set (Redis) when there is one, else this process. */
+export interface RevocationWriter {
+  add: (r: Revocation) => Promise<void>
+  remove: (kind: RevocationKind, value: string) => Promise<boolean>
+}
+
+export interface AdminApiOptions {
+  token: string
+  revocations: RevocationList
+  writer: RevocationWriter
+  bans: BanList
+  maxTtlSeconds: number
+}
+
+const RevokeBody = Type.Object({
+  kind: Type.Union(REVOCATION_KINDS.map(k => Type.Literal(k))),
+  value: Type.String({ minLength: 1, maxLength: 1024 }),
+  ttlSeconds: Type.Integer({ minimum: 1 }),
+  reason: Type.Optional(Type.String({ maxLength: 256 }))
+}, { additionalProperties: false })
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+/**
+ * Client certificates are matched by the base64url SHA-256 thumbprint the policy sees; an operator
+ * may paste the hex form `openssl x509 -fingerprint -sha256` prints instead.
+ */
+export function normalizeThumbprint (value: string): string | null {
+  const hex = value.replace(/:/g, '')
+  if (/^[0-9a-fA-F]{64}$/.test(hex)) return Buffer.from(hex, 'hex').toString('base64url')
+  return /^[A-Za-z0-9_-]{43}$/.test(value) ? value : null
+}
+
+export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions): void {
+  const expected = digest(opts.token)
+  // Audit lines are written at logging.level warn or error too (only silent silences them).
+  const auditLog = admin.log.level === 'silent' ? admin.log : admin.log.child({}, { level: 'info' })
+  const audit = (request: FastifyRequest, action: string, result: string, extra: Record<string, unknown> = {}): void => {
+    const actor = request.headers['x-portcullis-actor']
+    auditLog.info({
+      reqId: request.id,
+      audit: { action, result, remote_address: request.ip, actor: typeof actor === 'string' ? actor.slice(0, 128) : null, at: new Date().toISOString(), ...extra }
+    }, 'admin audit')
+  }
+
+  void admin.register(async api => {
+    api.addHook('onRequest', async (request, reply) => {
+      const header = request.headers.authorization ?? ''
+      const given = header.startsWith('Bearer ') ? header.slice(7) : ''
+      // Digests of equal length, so the comparison takes the same time whatever was sent.
+      if (given !== '' && timingSafeEqual(digest(given), expected)) return
+      audit(request, `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, 'unauthenticated')
+      reply.header('www-authenticate', 'Bearer realm="portcullis-admin"')
+      return reply.code(401).send({ error: 'admin credential required', code: 'unauthenticated' })
+    })
+
+    api.get('/admin/revocations', async () => ({ revocations: opts.revocations.list().map(show) }))
+
+    api.post<{ Body: Static<typeof RevokeBody> }>('/admin/revocations', { schema: { body: RevokeBody } }, async (request, reply) => {
+      const { kind, ttlSeconds, reason } = request.body
+      const value = kind === 'cert' ? normalizeThumbprint(request.body.value) : request.body.value
+      if (value === null) {
+        audit(request, 'revoke', 'invalid', { kind })
+        return reply.code(400).send({ error: 'cert must be a SHA-256 thumbprint (hex or base64url)', code: 'invalid' })
+      }
+      if (ttlSeconds > opts.maxTtlSeconds) {
+        audit(request, 'revoke', 'invalid', { kind, value })
+        return reply.code(400).send({ error: `ttlSeconds must be at most ${opts.maxTtlSeconds}`, code: 'invalid' })
+      }
+      const now = Date.now()
+      const r: Revocation = { kind, value, at: now, until: now + ttlSeconds * 1000, ...(reason !== undefined ? { reason } : {}) }
+      try {
+        await opts.writer.add(r)
+      } catch {
+        // Not stored, so not shared: the operator must know it did not take effect everywhere.
+        audit(request, 'revoke', 'store_error', { kind, value })
+        return reply.code(503).send({ error: 'the revocation could not be stored; it is not in force', code: 'store_error' })
+      }
+      audit(request, 'revoke', 'ok', { kind, value, until: new Date(r.until).toISOString(), reason: reason ?? null })
+      return reply.code(201).send(show(r))
+    })
+
+    api.delete<{ Params: { kind: string, value: string } }>('/admin/revocations/:kind/:value', async (request, reply) => {
+      const { kind } = request.params
+      if (!(REVOCATION_KINDS as readonly string[]).includes(kind)) return reply.code(404).send({ error: 'unknown kind', code: 'not_found' })
+      const value = kind === 'cert' ? normalizeThumbprint(request.params.value) ?? request.params.value : request.params.value
+      let removed: boolean
+      try {
+        removed = await opts.writer.remove(kind as RevocationKind, value)
+      } catch {
+        audit(request, 'unrevoke', 'store_error', { kind, value })
+        return reply.code(503).send({ error: 'the shared revocation set could not be changed', code: 'store_error' })
+      }
+      audit(request, 'unrevoke', removed ? 'ok' : 'not_found', { kind, value })
+      return reply.code(removed ? 204 : 404).send(removed ? undefined : { error: 'no such revocation', code: 'not_found' })
+    })
+
+    api.get('/admin/bans', async () => ({
+      bans: opts.bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes }))
+    }))
+
+    api.delete<{ Params: { scope: string, value: string } }>('/admin/bans/:scope/:value', async (request, reply) => {
+      const { scope, value } = request.params
+      if (scope !== 'ip' && scope !== 'sub') return reply.code(404).send({ error: 'unknown scope', code: 'not_found' })
+      const lifted = opts.bans.lift(scope as BanScope, value)
+      audit(request, 'unban', lifted ? 'ok' : 'not_found', { scope, value })
+      return reply.code(lifted ? 204 : 404).send(lifted ? undefined : { error: 'no such ban', code: 'not_found' })
+    })
+  })
+}
+
+function show (r: Revocation): Record<string, unknown> {
+  return { kind: r.kind, value: r.value, at: new Date(r.at).toISOString(), until: new Date(r.until).toISOString(), reason: r.reason ?? null }
+}

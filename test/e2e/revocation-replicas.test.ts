@@ -1,0 +1,102 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
+import { httpsClient } from '../helpers/http.js'
+import { startRedis } from '../helpers/redis.js'
+
+// Two `portcullis start` processes sharing one real Redis, as two replicas behind a load balancer:
+// a revocation made with `portcullis revoke` through one replica's admin API is refused at the other,
+// survives a restart of that other replica, and is lifted everywhere by one call. Every admin call is
+// in the audit log, and the admin token never is.
+
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+const exec = promisify(execFile)
+
+t.test('two replicas, one Redis: revocations reach both, and a replica that restarts', async t => {
+  const redis = await startRedis(t)
+  const files = await gatewayFiles(t)
+  const fn = await startPlainUpstream(t, 'fn')
+  const adminToken = randomBytes(32).toString('base64url')
+  const tokenFile = join(files.dir, 'admin-token')
+  writeFileSync(tokenFile, adminToken)
+  writeFileSync(files.configFile, `
+listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
+admin: { host: 127.0.0.1, port: 0, tokenFile: admin-token }
+issuers:
+  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+policy: { bundle: "${join(import.meta.dirname, '../../build/bundle.tar.gz')}" }
+rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 2000 } }
+upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
+routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
+`)
+  const client = httpsClient(t, files.caFile)
+  const token = await files.token() // subject carol
+  const hello = async (gw: GatewayProcess): Promise<{ status: number, code?: string }> => {
+    const res = await client.send(`${gw.url}/hello`, { token })
+    return { status: res.status, ...(res.status !== 200 ? { code: res.json<{ code: string }>().code } : {}) }
+  }
+  // Polls until `gw` answers `status`; the time it took is reported, not judged (timing never decides a test here).
+  const until = async (gw: GatewayProcess, status: number): Promise<number> => {
+    const start = performance.now()
+    while ((await hello(gw)).status !== status) {
+      if (performance.now() - start > 15_000) break
+    }
+    return performance.now() - start
+  }
+
+  const a = await startGatewayProcess(t, files.configFile)
+  let b = await startGatewayProcess(t, files.configFile)
+  t.same(await hello(a), { status: 200 })
+  t.same(await hello(b), { status: 200 })
+
+  const unauthenticated = await client.send(`${a.adminUrl}/admin/revocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"kind":"sub","value":"carol","ttlSeconds":60}' })
+  t.equal(unauthenticated.status, 401, 'the admin API refuses a call without the admin token')
+  t.same(await hello(b), { status: 200 }, 'and nothing was revoked')
+
+  const revoke = await exec(process.execPath, [CLI, 'revoke', '--sub', 'carol', '--ttl', '10m', '--reason', 'token leaked',
+    '--admin-url', a.adminUrl, '--token-file', tokenFile, '--actor', 'oncall-dana'])
+  t.match(JSON.parse(revoke.stdout), { kind: 'sub', value: 'carol', reason: 'token leaked' }, 'portcullis revoke through replica A')
+  const reachedB = await until(b, 401)
+  t.same(await hello(b), { status: 401, code: 'GW_ERR_AUTHN_REVOKED' }, 'replica B refuses the revoked subject')
+  t.same(await hello(a), { status: 401, code: 'GW_ERR_AUTHN_REVOKED' }, 'and so does replica A')
+  t.comment(`replica B refused the revoked subject ${Math.round(reachedB)} ms after portcullis revoke returned`)
+
+  // B restarts: it reads the stored set before it listens, so its very first answer is a refusal.
+  b.child.kill('SIGTERM')
+  t.equal(await b.exited, 0, 'replica B drained and exited')
+  b = await startGatewayProcess(t, files.configFile)
+  t.same(await hello(b), { status: 401, code: 'GW_ERR_AUTHN_REVOKED' }, 'the restarted replica refuses it from its first request')
+  const listed = await client.send(`${b.adminUrl}/admin/revocations`, { token: adminToken })
+  t.match(listed.json(), { revocations: [{ kind: 'sub', value: 'carol' }] }, 'and lists it')
+
+  // Lifted through B: A lets the subject in again.
+  const lifted = await client.send(`${b.adminUrl}/admin/revocations/sub/carol`, { method: 'DELETE', token: adminToken })
+  t.equal(lifted.status, 204)
+  await until(a, 200)
+  t.same(await hello(a), { status: 200 }, 'replica A accepts the subject again')
+  t.same(await hello(b), { status: 200 })
+
+  // The audit trail: who, what, when, the outcome; never the token.
+  await a.waitForLog(/"action":"revoke","result":"ok"/)
+  const audit = a.log().split('\n').filter(l => l.includes('"admin audit"')).map(l => JSON.parse(l) as { audit: Record<string, unknown> })
+  t.match(audit.map(l => l.audit), [
+    { action: 'POST /admin/revocations', result: 'unauthenticated', remote_address: '127.0.0.1' },
+    { action: 'revoke', result: 'ok', kind: 'sub', value: 'carol', actor: 'oncall-dana', reason: 'token leaked', at: String, until: String }
+  ])
+  // The CLI's refusals: usage errors exit 2, an admin API refusal exits 1 with its message.
+  const cli = async (...args: string[]): Promise<{ code: number, stderr: string }> => exec(process.execPath, [CLI, ...args]).then(
+    () => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => ({ code: err.code, stderr: err.stderr }))
+  t.match(await cli('revoke', '--sub', 'carol', '--jti', 'x', '--ttl', '1m', '--admin-url', a.adminUrl, '--token-file', tokenFile), { code: 2, stderr: /exactly one of/ })
+  t.match(await cli('revoke', '--sub', 'carol', '--ttl', 'soon', '--admin-url', a.adminUrl, '--token-file', tokenFile), { code: 2 })
+  const wrongToken = join(files.dir, 'wrong-token')
+  writeFileSync(wrongToken, randomBytes(32).toString('base64url'))
+  t.match(await cli('revoke', '--sub', 'carol', '--ttl', '1m', '--admin-url', a.adminUrl, '--token-file', wrongToken), { code: 1, stderr: /admin API answered 401/ })
+  t.same(await hello(a), { status: 200 }, 'none of them revoked anything')
+
+  await b.waitForLog(/"action":"unrevoke","result":"ok"/)
+  for (const gw of [a, b]) t.notOk(gw.log().includes(adminToken), 'the admin token is never logged')
+})
