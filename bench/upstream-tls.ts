@@ -12,9 +12,10 @@ import { pinned, resolveTools } from './lib/tools.js'
 
 /*
  * npm run bench:upstream: what the hop to the function costs the gateway. One Portcullis process
- * forwards to the same nginx over four upstreams: plain HTTP (the plain forward), TLS, mutual TLS
- * over pooled keep-alive connections (the normal case), and mutual TLS where the function closes
- * every connection (a handshake per request, with session resumption as undici and nginx do it).
+ * forwards to the same nginx over five upstreams: plain HTTP (the plain forward), TLS, mutual TLS
+ * over pooled keep-alive connections (the normal case), the same with a gateway assertion minted
+ * and attached per request, and mutual TLS where the function closes every connection (a handshake
+ * per request, with session resumption as undici and nginx do it).
  * Public routes and an allow-all policy, so the forward is the only difference. Interleaved rounds,
  * medians with min-max; writes bench/UPSTREAM-TLS.md and bench/upstream-tls.json.
  */
@@ -76,8 +77,9 @@ http {
 }
 `
 files['gateway/authz.rego'] = 'package gateway.authz\n\ndecision := {"allow": true}\n'
-const upstream = (id: string, port: number, tls: string): string =>
-  `  - { id: ${id}, url: "${tls === '' ? 'http' : 'https'}://127.0.0.1:${port}", ${tls === '' ? 'plaintext: true' : `tls: { ${tls} }`} }\n`
+const upstream = (id: string, port: number, tls: string, extra = ''): string =>
+  `  - { id: ${id}, url: "${tls === '' ? 'http' : 'https'}://127.0.0.1:${port}", ${tls === '' ? 'plaintext: true' : `tls: { ${tls} }`}${extra} }\n`
+const MTLS = 'ca: ca.crt, cert: client.crt, key: client.key, servername: localhost'
 files['portcullis.yaml'] = `listen: { host: 127.0.0.1, port: ${ports.gateway}, tls: { cert: gateway.crt, key: gateway.key } }
 admin: { host: 127.0.0.1, port: ${ports.admin} }
 logging: { level: info }
@@ -85,9 +87,9 @@ issuers:
   - { id: unused, issuer: "https://unused.bench.test", audiences: [bench], algorithms: [HS256], secret: "${'x'.repeat(32)}" }
 policy: { bundle: bundle.tar.gz }
 upstreams:
-${upstream('plain', ports.plain, '')}${upstream('tls', ports.tls, 'ca: ca.crt, servername: localhost')}${upstream('mtls', ports.mtls, 'ca: ca.crt, cert: client.crt, key: client.key, servername: localhost')}${upstream('mtls-close', ports.mtlsClose, 'ca: ca.crt, cert: client.crt, key: client.key, servername: localhost')}
+${upstream('plain', ports.plain, '')}${upstream('tls', ports.tls, 'ca: ca.crt, servername: localhost')}${upstream('mtls', ports.mtls, MTLS)}${upstream('mtls-assertion', ports.mtls, MTLS, ', credentials: { assertion: {} }')}${upstream('mtls-close', ports.mtlsClose, MTLS)}
 routes:
-${['plain', 'tls', 'mtls', 'mtls-close'].map(id => `  - { id: ${id}, prefix: /${id}, methods: [GET], upstream: ${id}, authentication: public }\n`).join('')}`
+${['plain', 'tls', 'mtls', 'mtls-assertion', 'mtls-close'].map(id => `  - { id: ${id}, prefix: /${id}, methods: [GET], upstream: ${id}, authentication: public }\n`).join('')}`
 await mkdir(`${dir}/gateway`, { recursive: true })
 for (const [name, content] of Object.entries(files)) await writeFile(`${dir}/${name}`, content, { mode: name.endsWith('.key') ? 0o600 : 0o644 })
 await buildBundle({ policiesDir: `${dir}/gateway`, out: `${dir}/bundle.tar.gz`, force: true })
@@ -99,6 +101,7 @@ const scenarios = [
   { id: 'plain', label: 'plain HTTP to the function (the plain forward)' },
   { id: 'tls', label: 'TLS, pooled keep-alive connections' },
   { id: 'mtls', label: 'mutual TLS, pooled keep-alive connections' },
+  { id: 'mtls-assertion', label: 'mutual TLS, pooled, plus a gateway assertion (ES256) minted per request' },
   { id: 'mtls-close', label: 'mutual TLS, a new connection per request' }
 ]
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
 import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
+import { earliestExpiry } from './tls/expiry.js'
 import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
 import { createMetrics, type Metrics } from './observability/metrics.js'
@@ -269,6 +270,8 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   if (listenerCert !== undefined) {
     const notAfter = new Date(listenerCert.validTo)
     metrics.certificateNotAfter.set('listener', notAfter.getTime())
+    const clientCa = tls?.clientCa === undefined ? null : earliestExpiry(readFileSync(tls.clientCa, 'utf8'))
+    if (clientCa !== null) metrics.certificateNotAfter.set('listener/client-ca', clientCa)
     health.addCheck('certificate:listener', () => {
       const now = Date.now()
       const ok = now >= new Date(listenerCert.validFrom).getTime() && now < notAfter.getTime()

@@ -62,7 +62,8 @@ t.test('series stay constant however many distinct paths, subjects and hosts arr
 })
 
 t.test('promtool accepts the exposition, and the operator metrics are there', async t => {
-  const demo = await startDemoHarness(t)
+  // With a client CA on the listener, every certificate the gateway holds has its expiry exported.
+  const demo = await startDemoHarness(t, { configure: (raw, paths) => { raw.listen.tls.clientCa = paths.caCert } })
   await mixedRound(demo, 1)
   const text = await scrape(demo)
   const check = await promtoolCheck(text)
@@ -76,6 +77,9 @@ t.test('promtool accepts the exposition, and the operator metrics are there', as
     /^portcullis_policy_evaluation_seconds_count \d+$/m,
     /^portcullis_jwks_fetches_total\{issuer="demo",result="success"\} [1-9]/m,
     /^portcullis_certificate_expiry_timestamp_seconds\{certificate="listener"\} \d+/m,
+    /^portcullis_certificate_expiry_timestamp_seconds\{certificate="listener\/client-ca"\} \d+/m,
+    /^portcullis_certificate_expiry_timestamp_seconds\{certificate="upstream\/demo-function"\} \d+/m,
+    /^portcullis_certificate_expiry_timestamp_seconds\{certificate="upstream\/demo-function\/ca"\} \d+/m,
     /^portcullis_requests_in_flight 0$/m,
     /^portcullis_nodejs_eventloop_lag_seconds /m
   ]) t.match(text, line, String(line))

@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { buildConnector } from 'undici'
 import type { UpstreamConfig } from '../../config/schema.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { earliestExpiry } from '../../tls/expiry.js'
 
 /*
  * The TLS side of one upstream: a single SecureContext (CA, client certificate, TLS 1.2+) shared by
@@ -26,7 +27,7 @@ export interface ClientTlsOptions {
   metrics: Metrics
 }
 
-interface Pair { context: SecureContext, fingerprint: string | null, notAfter: number | null, stamp: string }
+interface Pair { context: SecureContext, fingerprint: string | null, notAfter: number | null, caNotAfter: number | null, stamp: string }
 
 async function fileStamp (files: string[]): Promise<string> {
   const stats = await Promise.all(files.map(async f => stat(f)))
@@ -51,7 +52,7 @@ async function loadPair (tls: NonNullable<UpstreamConfig['tls']>, files: string[
     ...(cert !== undefined ? { cert, key } : {}),
     minVersion: 'TLSv1.2'
   })
-  return { context, fingerprint, notAfter, stamp }
+  return { context, fingerprint, notAfter, caNotAfter: ca === undefined ? null : earliestExpiry(ca), stamp }
 }
 
 export async function createClientTls (config: UpstreamConfig, { log, metrics }: ClientTlsOptions): Promise<ClientTls> {
@@ -75,7 +76,12 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
   // A fresh connector per pair also drops the old pair's TLS session cache: a resumed session would
   // keep the identity of the certificate it was made with.
   let connector = build(pair)
-  if (pair.notAfter !== null) metrics.certificateNotAfter.set(certificate, pair.notAfter)
+  // The client pair and the CA the function's certificate must chain to: either running out stops traffic.
+  const exportExpiry = (p: Pair): void => {
+    if (p.notAfter !== null) metrics.certificateNotAfter.set(certificate, p.notAfter)
+    if (p.caNotAfter !== null) metrics.certificateNotAfter.set(`${certificate}/ca`, p.caNotAfter)
+  }
+  exportExpiry(pair)
 
   let reloading = false
   const reload = async (): Promise<void> => {
@@ -86,7 +92,7 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
       const next = await loadPair(tls, files)
       pair = next
       connector = build(next)
-      if (next.notAfter !== null) metrics.certificateNotAfter.set(certificate, next.notAfter)
+      exportExpiry(next)
       metrics.certificateReloads.inc({ certificate, result: 'loaded' })
       log.info({ upstream: config.id, fingerprint: next.fingerprint }, 'upstream client certificate reloaded')
     } catch (err) {
