@@ -267,11 +267,23 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   })
   health.addStatus('rate_limit_store', () => rateLimitStore.detail())
   const listenerCert = tls !== undefined ? new X509Certificate(readFileSync(tls.cert)) : undefined
+  // Every other certificate file the gateway holds (upstream pairs and CAs export their own, as they
+  // reload): when one runs out, a dependency stops working, so its expiry is a metric too.
+  const held: Array<[string, string | undefined]> = [
+    ['listener/client-ca', tls?.clientCa],
+    ...config.issuers.map((i): [string, string | undefined] => [`issuer/${i.id}/ca`, i.ca]),
+    ['policy-server/ca', config.policy.server?.tls?.ca],
+    ['policy-server/client', config.policy.server?.tls?.cert],
+    ['decision-log/ca', config.decisionLog.http?.tls?.ca],
+    ['decision-log/client', config.decisionLog.http?.tls?.cert]
+  ]
+  for (const [name, file] of held) {
+    const notAfter = file === undefined ? null : earliestExpiry(readFileSync(file, 'utf8'))
+    if (notAfter !== null) metrics.certificateNotAfter.set(name, notAfter)
+  }
   if (listenerCert !== undefined) {
     const notAfter = new Date(listenerCert.validTo)
     metrics.certificateNotAfter.set('listener', notAfter.getTime())
-    const clientCa = tls?.clientCa === undefined ? null : earliestExpiry(readFileSync(tls.clientCa, 'utf8'))
-    if (clientCa !== null) metrics.certificateNotAfter.set('listener/client-ca', clientCa)
     health.addCheck('certificate:listener', () => {
       const now = Date.now()
       const ok = now >= new Date(listenerCert.validFrom).getTime() && now < notAfter.getTime()

@@ -80,6 +80,7 @@ t.test('promtool accepts the exposition, and the operator metrics are there', as
     /^portcullis_certificate_expiry_timestamp_seconds\{certificate="listener\/client-ca"\} \d+/m,
     /^portcullis_certificate_expiry_timestamp_seconds\{certificate="upstream\/demo-function"\} \d+/m,
     /^portcullis_certificate_expiry_timestamp_seconds\{certificate="upstream\/demo-function\/ca"\} \d+/m,
+    /^portcullis_certificate_expiry_timestamp_seconds\{certificate="issuer\/demo\/ca"\} \d+/m,
     /^portcullis_requests_in_flight 0$/m,
     /^portcullis_nodejs_eventloop_lag_seconds /m
   ]) t.match(text, line, String(line))
