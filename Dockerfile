@@ -31,7 +31,7 @@ COPY tsconfig.json tsconfig.verify.json ./
 COPY src/ ./src/
 RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-# 3. Runtime: no compiler, no dev dependencies, nothing writable needed (runs with a read-only root).
+# 3. Runtime: no compiler, no dev dependencies; runs with a read-only root.
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
@@ -40,6 +40,10 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=policy /tmp/bundle.tar.gz ./build/bundle.tar.gz
+# The one place the gateway writes, when policy.persistDirectory points here: the last good policy
+# bundle from a bundle server. A fresh volume mounted over it takes this owner (Docker and Podman copy
+# it up), so the non-root user can write there while the root filesystem stays read-only.
+RUN mkdir -p /var/lib/portcullis && chown 1000:1000 /var/lib/portcullis
 # The official Node image's unprivileged user `node`, numeric so that Kubernetes can verify runAsNonRoot.
 USER 1000:1000
 # Public listener and admin listener; nothing else listens.

@@ -116,7 +116,8 @@ const BundleServer = Type.Object({
   tls: Type.Optional(Type.Object({
     ca: Type.Optional(FilePath),
     cert: Type.Optional(FilePath),
-    key: Type.Optional(FilePath)
+    key: Type.Optional(FilePath),
+    servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and the name the server certificate must match; the URL host when absent' }))
   }, { additionalProperties: false, description: 'CA to trust for the server, and a client certificate for mTLS to it' })),
   plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' })
 }, { additionalProperties: false, description: 'an OPA-compatible bundle server, polled' })

@@ -1,26 +1,27 @@
 import t from 'tap'
-import { execFile, spawn } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { copyFile, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { list } from 'tar'
 import { Agent } from 'undici'
 import { parse } from 'yaml'
-import { DEFAULT_BUNDLE, buildBundle, resolveOpa } from '../../scripts/opa.mjs'
+import { resolveOpa } from '../../scripts/opa.mjs'
 import { loadConfig } from '../../src/config/load.js'
 import { startDemoFunction } from '../../src/demo/function.js'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
 import { startGateway } from '../../src/server.js'
 import { httpsClient } from '../helpers/http.js'
 import { ROOT } from '../helpers/deploy-tools.js'
-import { freePort } from '../helpers/ports.js'
+import { startBundleNginx } from '../helpers/nginx.js'
+import { startRedis } from '../helpers/redis.js'
 
 /*
  * docker-compose.yml cannot be started here (no Docker engine, no registry images), so its parts are
  * proven one by one: the file's promises (loopback ports, hardening, pinned images), the cert script
- * and the gateway config it mounts (a real gateway on them, in front of the demo function over mTLS,
- * with a token from `portcullis demo token --dir`), the signed-bundle command run by the real OPA, and
- * the nginx server block served by Debian's nginx.
+ * and the gateway config it mounts (two real gateways on them, with the signed bundle from the
+ * compose bundle step served by Debian's nginx running the compose server block, a real Redis, the
+ * demo function over mTLS, and tokens from `portcullis demo token --dir`).
  * test/container runs the same config and certificates in the real image.
  */
 
@@ -41,7 +42,12 @@ t.test('the stack: gateway, mTLS function, Redis, signed bundle server, Promethe
   t.same(services.function!.ports, undefined, 'the function is not published: only the gateway reaches it')
   const dockerfile = await readFile(join(ROOT, 'Dockerfile'), 'utf8')
   t.equal(services.bundle!.image, /^ARG OPA_IMAGE=(.+)$/m.exec(dockerfile)?.[1], 'the bundle step uses the Dockerfile\'s OPA')
-  t.match(services.gateway!.volumes, ['./docker/config/gateway.yaml:/etc/portcullis/config.yaml:ro', './docker/certs:/etc/portcullis/tls:ro'])
+  t.same(services.gateway!.volumes, ['./docker/config/gateway.yaml:/etc/portcullis/config.yaml:ro', './docker/certs:/etc/portcullis/tls:ro', 'gateway-state:/var/lib/portcullis'],
+    'config and certificates read-only; a volume for the last good bundle where the config keeps it')
+  const config = await readFile(join(ROOT, 'docker/config/gateway.yaml'), 'utf8')
+  t.match(config, 'persistDirectory: ${PORTCULLIS_STATE_DIR:-/var/lib/portcullis}')
+  t.match(services.gateway!.environment, { BUNDLE_URL: 'https://bundles:8446/bundles/bundle.tar.gz', REDIS_URL: 'redis://redis:6379' }, 'the gateway reaches the bundle server and Redis by service name')
+  t.match(services.bundles!.healthcheck.test.join(' '), 'https://bundles:8446/', 'the bundle server listens where the gateway looks')
   t.ok(parseInt(services.gateway!.stop_grace_period) > 10, 'compose waits longer than the gateway drains')
   for (const s of Object.values(services)) {
     for (const v of (s.volumes ?? []) as string[]) {
@@ -53,37 +59,76 @@ t.test('the stack: gateway, mTLS function, Redis, signed bundle server, Promethe
   t.same(prometheus.scrape_configs[0]!.static_configs[0]!.targets, ['gateway:9090'], 'Prometheus scrapes the admin listener')
 })
 
-t.test('make-certs + the compose gateway config: a real gateway in front of the mTLS function', async t => {
+/** Runs the compose `bundle` step's command with the pinned OPA: the signed bundle in `out`. */
+async function composeBundle (certs: string, out: string): Promise<void> {
+  await mkdir(out, { recursive: true })
+  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${out}/`))
+  await exec(await resolveOpa(), args, { cwd: join(ROOT, 'policies') })
+}
+
+t.test('make-certs + the compose gateway config: two replicas on the signed bundle server and one Redis, in front of the mTLS function', async t => {
   // The layout the gateway container sees: config.yaml beside tls/ (docker/certs).
   const root = t.testdir()
   const certs = join(root, 'tls')
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  await buildBundle({})
-  const config = (await readFile(join(ROOT, 'docker/config/gateway.yaml'), 'utf8')).replace('/app/build/bundle.tar.gz', DEFAULT_BUNDLE)
-  await writeFile(join(root, 'config.yaml'), config)
+  await composeBundle(certs, join(root, 'bundles'))
+  const nginx = await startBundleNginx(t, { certs, bundles: join(root, 'bundles') })
+  const redis = await startRedis(t)
+  await copyFile(join(ROOT, 'docker/config/gateway.yaml'), join(root, 'config.yaml'))
   const fn = await startDemoFunction({
     host: '127.0.0.1', port: 0, cert: join(certs, 'function.crt'), key: join(certs, 'function.key'), clientCa: join(certs, 'ca.crt'), allowedClient: GATEWAY_SPIFFE_ID
   })
   t.teardown(fn.close)
-  const env = { PORTCULLIS_PORT: '0', PORTCULLIS_ADMIN_PORT: '0', PORTCULLIS_LOG_LEVEL: 'warn', FUNCTION_URL: fn.url }
-  const gateway = await startGateway(await loadConfig(join(root, 'config.yaml'), env), { bundleWatchIntervalMs: 0 })
-  t.teardown(gateway.close)
-
-  const token = (await exec(process.execPath, [CLI, 'demo', 'token', '--dir', certs, '--sub', 'bob', '--role', 'writer'])).stdout.trim()
+  // What compose's service names and volume give the container, moved to this machine's loopback.
+  const bundleUrl = `${nginx.origin}/bundles/bundle.tar.gz`
+  const env = {
+    PORTCULLIS_PORT: '0', PORTCULLIS_ADMIN_PORT: '0', PORTCULLIS_LOG_LEVEL: 'warn', FUNCTION_URL: fn.url,
+    BUNDLE_URL: bundleUrl, REDIS_URL: redis.url, PORTCULLIS_STATE_DIR: join(root, 'state')
+  }
+  const start = async () => {
+    const gateway = await startGateway(await loadConfig(join(root, 'config.yaml'), env), { bundleWatchIntervalMs: 0 })
+    t.teardown(gateway.close)
+    return gateway
+  }
+  const replicas = [await start(), await start()]
   const client = httpsClient(t, join(certs, 'ca.crt'))
-  const ok = await client.send(`${gateway.url}/orders`, { method: 'POST', token, body: '{}' })
+  for (const gateway of replicas) {
+    const ready = await client.send(`${gateway.adminUrl}/readyz`)
+    t.equal(ready.status, 200, ready.text)
+    t.match(ready.json(), { checks: { policy: true, rate_limit_store: true } })
+    t.match((await client.send(`${gateway.adminUrl}/status`)).json(), {
+      policy: { origin: 'source', source: bundleUrl, signed_by: 'default' },
+      rate_limit_store: { type: 'redis', up: true }
+    }, 'the policy came signed from nginx; limits are counted in Redis')
+  }
+
+  const token = async (sub: string, role: string) => (await exec(process.execPath, [CLI, 'demo', 'token', '--dir', certs, '--sub', sub, '--role', role])).stdout.trim()
+  const writer = await token('bob', 'writer')
+  const ok = await client.send(`${replicas[0]!.url}/orders`, { method: 'POST', token: writer, body: '{}' })
   t.equal(ok.status, 201, ok.text)
   t.match(ok.json(), { path: '/orders', gateway: { verified: true, uri_sans: [GATEWAY_SPIFFE_ID] } })
-  t.equal((await client.send(`${gateway.url}/orders`)).status, 401)
+  t.equal((await client.send(`${replicas[1]!.url}/orders`)).status, 401)
+
+  // 10 per 10 s per caller and route, whichever replica answers: the 11th request is refused.
+  const reader = await token('alice', 'reader')
+  const statuses: number[] = []
+  for (let i = 0; i < 14; i++) statuses.push((await client.send(`${replicas[i % 2]!.url}/hello`, { token: reader })).status)
+  t.same(statuses, [...Array(10).fill(200), ...Array(4).fill(429)], 'one budget shared by both replicas')
+
+  // A restart while the bundle server is down starts on the last good bundle, kept in the state folder.
+  await nginx.stop()
+  await Promise.all(replicas.map(async g => g.close()))
+  const restarted = await start()
+  t.equal((await client.send(`${restarted.adminUrl}/readyz`)).status, 200, 'ready without the bundle server')
+  t.match((await client.send(`${restarted.adminUrl}/status`)).json(), { policy: { origin: 'persisted', signed_by: 'default' } })
+  t.equal((await client.send(`${restarted.url}/orders`, { method: 'POST', token: writer, body: '{}' })).status, 201)
 })
 
 t.test('the compose bundle step builds a signed bundle with the pinned OPA', async t => {
   const dir = t.testdir()
   const certs = join(dir, 'certs')
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  await mkdir(join(dir, 'out'))
-  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${dir}/out/`))
-  await exec(await resolveOpa(), args, { cwd: join(ROOT, 'policies') })
+  await composeBundle(certs, join(dir, 'out'))
   const entries: string[] = []
   await list({ file: join(dir, 'out/bundle.tar.gz'), onReadEntry: e => { entries.push(e.path.replace(/^\//, '')) } })
   t.ok(entries.includes('.signatures.json'), 'signed')
@@ -92,38 +137,16 @@ t.test('the compose bundle step builds a signed bundle with the pinned OPA', asy
 })
 
 t.test('the nginx bundle server config serves the signed bundle over TLS, with ETags, and nothing else', async t => {
-  const dir = t.testdir({ out: {} })
+  const dir = t.testdir()
   const certs = join(dir, 'certs')
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${dir}/out/`))
-  await exec(await resolveOpa(), args, { cwd: join(ROOT, 'policies') })
-  // Debian's nginx runs the compose file's server block as is, with paths and port moved here.
-  const port = await freePort()
-  const server = (await readFile(join(ROOT, 'docker/nginx/bundles.conf'), 'utf8'))
-    .replace('listen 8446 ssl;', `listen 127.0.0.1:${port} ssl;`)
-    .replaceAll('/certs/', `${certs}/`).replaceAll('/srv/bundles/', `${dir}/out/`)
-  t.not(server.indexOf(`127.0.0.1:${port}`), -1, 'the listen line was found')
-  await writeFile(join(dir, 'nginx.conf'), `daemon off; pid ${dir}/nginx.pid; error_log stderr;
-events {}
-http { access_log off; client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/tmp; fastcgi_temp_path ${dir}/tmp;
-  uwsgi_temp_path ${dir}/tmp; scgi_temp_path ${dir}/tmp; ${server} }
-`)
-  const nginx = spawn('nginx', ['-e', 'stderr', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  nginx.stderr.on('data', (d: Buffer) => { stderr += String(d) })
-  t.teardown(() => { nginx.kill('SIGQUIT') })
+  await composeBundle(certs, join(dir, 'out'))
+  const nginx = await startBundleNginx(t, { certs, bundles: join(dir, 'out') })
   const dispatcher = new Agent({ connect: { ca: await readFile(join(certs, 'ca.crt'), 'utf8'), servername: 'bundles' } })
   t.teardown(() => dispatcher.close())
   const get = async (path: string, headers: Record<string, string> = {}) => {
-    for (let i = 0; ; i++) {
-      try {
-        const res = await dispatcher.request({ origin: `https://127.0.0.1:${port}`, path, method: 'GET', headers })
-        return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-      } catch (err) {
-        if (i >= 50 || nginx.exitCode !== null) throw new Error(`nginx not answering: ${String(err)}\n${stderr}`)
-        await new Promise(resolve => setTimeout(resolve, 100))
-      }
-    }
+    const res = await dispatcher.request({ origin: nginx.origin, path, method: 'GET', headers })
+    return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
   }
   const bundle = await get('/bundles/bundle.tar.gz')
   t.equal(bundle.status, 200)
@@ -134,4 +157,3 @@ http { access_log off; client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/
   t.equal((await get('/bundles/')).status, 404, 'no listing')
   t.equal((await get('/policies/gateway/authz.rego')).status, 404)
 })
-

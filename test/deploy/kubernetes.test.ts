@@ -86,7 +86,10 @@ t.test('the ConfigMap holds a config this gateway accepts, with the Deployment\'
   const docs = await manifests()
   const raw = (parseAllDocuments(kind(docs, 'ConfigMap').data['config.yaml'])[0]!.toJS()) as unknown
   const deployment = kind(docs, 'Deployment')
-  const env = Object.fromEntries((deployment.spec.template.spec.containers[0].env as Array<{ name: string, value: string }>).map(e => [e.name, e.value]))
+  // Values from Secrets get a stand-in of the documented form.
+  const secrets: Record<string, string> = { 'portcullis-redis/url': 'rediss://:s3cret@redis.example:6380' }
+  const env = Object.fromEntries((deployment.spec.template.spec.containers[0].env as Array<{ name: string, value?: string, valueFrom?: { secretKeyRef: { name: string, key: string } } }>)
+    .map(e => [e.name, e.value ?? secrets[`${e.valueFrom!.secretKeyRef.name}/${e.valueFrom!.secretKeyRef.key}`]!]))
   // Stand-ins for the mounted Secrets, made now, at the paths the Deployment mounts them to.
   const ca = await createCa('k8s test CA')
   const pair = await ca.issue({ commonName: 'gw', dnsNames: ['portcullis'], usage: 'both' })
@@ -100,4 +103,5 @@ t.test('the ConfigMap holds a config this gateway accepts, with the Deployment\'
   t.equal(config.admin.host, '0.0.0.0', 'admin reachable by the kubelet and Prometheus')
   t.equal(config.admin.port, 9090)
   t.equal(config.listen.port, 8443)
+  t.match(config.rateLimit.store, { type: 'redis', url: secrets['portcullis-redis/url'] }, 'one rate-limit budget for every replica the autoscaler runs')
 })

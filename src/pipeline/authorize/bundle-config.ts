@@ -23,7 +23,8 @@ export async function bundleSettings (policy: Config['policy']): Promise<{ sourc
             tls: {
               ...(tls.ca !== undefined ? { ca: readFileSync(tls.ca) } : {}),
               ...(tls.cert !== undefined ? { cert: readFileSync(tls.cert) } : {}),
-              ...(tls.key !== undefined ? { key: readFileSync(tls.key) } : {})
+              ...(tls.key !== undefined ? { key: readFileSync(tls.key) } : {}),
+              ...(tls.servername !== undefined ? { servername: tls.servername } : {})
             }
           }
         : {})

@@ -83,7 +83,7 @@ export interface ServerSourceOptions {
   timeoutMs: number
   maxBytes: number
   bearerToken?: string
-  tls?: { ca?: Buffer, cert?: Buffer, key?: Buffer }
+  tls?: { ca?: Buffer, cert?: Buffer, key?: Buffer, servername?: string }
 }
 
 /**
