@@ -6,9 +6,12 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { importJWK, SignJWT, type JWK } from 'jose'
+import { parse } from 'yaml'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
 import { httpsClient } from '../helpers/http.js'
+import { startBundleNginx, type BundleNginx } from '../helpers/nginx.js'
 import { freePort } from '../helpers/ports.js'
+import { startRedis } from '../helpers/redis.js'
 
 /*
  * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
@@ -23,6 +26,7 @@ const IMAGE = 'localhost/portcullis:container-test'
 const DRAIN_SECONDS = 10
 const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? join(ROOT, 'test/container/containers.conf') }
 const exec = promisify(execFile)
+const compose = parse(await readFile(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Record<string, any>> }
 
 async function podman (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   try {
@@ -95,7 +99,8 @@ t.test('the dockerfile pins the OPA the project pins', async t => {
   t.match(dockerfile, new RegExp(`^ARG OPA_IMAGE=openpolicyagent/opa:${OPA_VERSION.replaceAll('.', '\\.')}$`, 'm'))
 })
 
-interface Running { name: string, url: string, adminUrl: string, certs: string, token: string, logs: () => Promise<string> }
+interface Stack { certs: string, bundleUrl: string, redisUrl: string, token: (sub: string, role: string) => Promise<string>, nginx: BundleNginx }
+interface Running { name: string, url: string, adminUrl: string, logs: () => Promise<string> }
 
 /** Starts a container of the image, read-only, without capabilities, on the host's network (loopback). */
 async function runContainer (t: Test, name: string, args: string[]): Promise<() => Promise<string>> {
@@ -110,26 +115,54 @@ async function runContainer (t: Test, name: string, args: string[]): Promise<() 
 }
 
 /**
- * The compose setup, minus compose: certificates from docker/make-certs.sh, the demo function and the
- * gateway as two containers of the image, the gateway on docker/config/gateway.yaml mounted as is.
- * Ports come from the environment, as the config allows, so that nothing here collides.
+ * What compose runs beside the gateway, on this machine's loopback: certificates from
+ * docker/make-certs.sh; the compose `bundle` step run as compose runs it, in the OPA image; the signed
+ * bundle served by Debian's nginx on the compose server block (no nginx image can be had here); a real
+ * redis-server; the demo function as a container of the image.
  */
-async function runComposeGateway (t: Test): Promise<Running> {
-  const certs = join(t.testdir(), 'certs')
+async function startStack (t: Test): Promise<Stack & { fnUrl: string }> {
+  const dir = t.testdir({ bundles: {} })
+  const certs = join(dir, 'certs')
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  const [port, adminPort, fnPort] = [await freePort(), await freePort(), await freePort()]
-  const id = randomUUID().slice(0, 8)
-  await runContainer(t, `portcullis-fn-${id}`, [
+  const bundle = compose.services.bundle!
+  const step = await podman([
+    'run', '--rm', '--network=none', '--read-only', '--cap-drop=all', '--security-opt=no-new-privileges', '--user', bundle.user,
+    '--workdir', bundle.working_dir, '--volume', `${join(ROOT, 'policies')}:/policies:ro`, '--volume', `${certs}:/certs:ro`,
+    '--volume', `${join(dir, 'bundles')}:/srv/bundles`, `docker.io/${bundle.image}`, ...bundle.command
+  ])
+  if (step.code !== 0) throw new Error(`the compose bundle step failed: ${step.stderr}`)
+  const nginx = await startBundleNginx(t, { certs, bundles: join(dir, 'bundles') })
+  const redis = await startRedis(t)
+  const fnPort = await freePort()
+  await runContainer(t, `portcullis-fn-${randomUUID().slice(0, 8)}`, [
     '--volume', `${certs}:/certs:ro`, '--entrypoint', 'node', IMAGE,
     'dist/cli.js', 'demo', 'function', '--host', '127.0.0.1', '--port', String(fnPort),
     '--cert', '/certs/function.crt', '--key', '/certs/function.key', '--client-ca', '/certs/ca.crt'
   ])
-  const name = `portcullis-gw-${id}`
+  // The token `npx portcullis demo token --dir docker/certs` would print: the issuer key made by the script.
+  const jwk = JSON.parse(await readFile(join(certs, 'issuer-signing-key.json'), 'utf8')) as JWK & { kid: string }
+  const { issuer } = JSON.parse(await readFile(join(certs, 'issuer.json'), 'utf8')) as { issuer: string }
+  const token = async (sub: string, role: string) => new SignJWT({ roles: [role] })
+    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid })
+    .setIssuer(issuer).setAudience('portcullis-demo').setSubject(sub).setExpirationTime('5m')
+    .sign(await importJWK(jwk, 'ES256'))
+  return { certs, bundleUrl: `${nginx.origin}/bundles/bundle.tar.gz`, redisUrl: redis.url, token, nginx, fnUrl: `https://127.0.0.1:${fnPort}` }
+}
+
+/**
+ * A gateway container as compose runs it: docker/config/gateway.yaml and the certificates mounted as
+ * they are, the state volume at /var/lib/portcullis, the service addresses from the environment (the
+ * config reads them there), so that nothing here collides. Resolves once /readyz answers 200.
+ */
+async function runComposeGateway (t: Test, stack: Stack & { fnUrl: string }, volume: string): Promise<Running> {
+  const [port, adminPort] = [await freePort(), await freePort()]
+  const name = `portcullis-gw-${randomUUID().slice(0, 8)}`
   const logs = await runContainer(t, name, [
     '--volume', `${join(ROOT, 'docker/config/gateway.yaml')}:/etc/portcullis/config.yaml:ro`,
-    '--volume', `${certs}:/etc/portcullis/tls:ro`,
+    '--volume', `${stack.certs}:/etc/portcullis/tls:ro`,
+    '--volume', `${volume}:/var/lib/portcullis`,
     '--env', `PORTCULLIS_PORT=${port}`, '--env', `PORTCULLIS_ADMIN_PORT=${adminPort}`,
-    '--env', `FUNCTION_URL=https://127.0.0.1:${fnPort}`,
+    '--env', `FUNCTION_URL=${stack.fnUrl}`, '--env', `BUNDLE_URL=${stack.bundleUrl}`, '--env', `REDIS_URL=${stack.redisUrl}`,
     IMAGE
   ])
   const adminUrl = `http://127.0.0.1:${adminPort}`
@@ -140,30 +173,38 @@ async function runComposeGateway (t: Test): Promise<Running> {
     return res.status === 200 ? status : undefined
   }).catch((err: Error) => err.message)
   if (state !== 'running') throw new Error(`gateway container not ready (${state}):\n${await logs()}`)
-  // The token `npx portcullis demo token --dir docker/certs` would print: the issuer key made by the script.
-  const jwk = JSON.parse(await readFile(join(certs, 'issuer-signing-key.json'), 'utf8')) as JWK & { kid: string }
-  const { issuer } = JSON.parse(await readFile(join(certs, 'issuer.json'), 'utf8')) as { issuer: string }
-  const token = await new SignJWT({ roles: ['reader'] })
-    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid })
-    .setIssuer(issuer).setAudience('portcullis-demo').setSubject('alice').setExpirationTime('5m')
-    .sign(await importJWK(jwk, 'ES256'))
-  return { name, url: `https://127.0.0.1:${port}`, adminUrl, certs, token, logs }
+  return { name, url: `https://127.0.0.1:${port}`, adminUrl, logs }
 }
 
-t.test('read-only, non-root, compose config mounted: ready, 200 through mTLS with a token, 401 without, clean exit on SIGTERM', async t => {
-  const gw = await runComposeGateway(t)
+/** A named volume, fresh: the image's /var/lib/portcullis (owned by uid 1000) is copied up into it. */
+async function stateVolume (t: Test): Promise<string> {
+  const name = `portcullis-state-${randomUUID().slice(0, 8)}`
+  const created = await podman(['volume', 'create', name])
+  if (created.code !== 0) throw new Error(`podman volume create failed: ${created.stderr}`)
+  t.teardown(async () => { await podman(['volume', 'rm', '--force', name]) })
+  return name
+}
+
+t.test('read-only, non-root, compose config mounted: ready on the signed bundle and Redis, 200 through mTLS with a token, 401 without, clean exit on SIGTERM', async t => {
+  const stack = await startStack(t)
+  const gw = await runComposeGateway(t, stack, await stateVolume(t))
   const ready = await fetch(`${gw.adminUrl}/readyz`)
   t.equal(ready.status, 200)
-  t.match(await ready.json(), { status: 'ready', checks: { policy: true, 'issuer:demo': true } })
+  t.match(await ready.json(), { status: 'ready', checks: { policy: true, 'issuer:demo': true, rate_limit_store: true } })
+  t.match(await (await fetch(`${gw.adminUrl}/status`)).json(), {
+    policy: { origin: 'source', source: stack.bundleUrl, signed_by: 'default' },
+    rate_limit_store: { type: 'redis', up: true }
+  }, 'the policy came signed from the bundle server; limits are counted in Redis')
   t.equal((await podman(['healthcheck', 'run', gw.name])).code, 0, 'the image HEALTHCHECK passes')
 
-  const client = httpsClient(t, join(gw.certs, 'ca.crt'))
-  const ok = await client.send(`${gw.url}/hello`, { token: gw.token })
+  const token = await stack.token('alice', 'reader')
+  const client = httpsClient(t, join(stack.certs, 'ca.crt'))
+  const ok = await client.send(`${gw.url}/hello`, { token })
   t.equal(ok.status, 200, ok.text)
   t.match(ok.json(), { path: '/hello', headers: { 'x-portcullis-subject': 'alice' }, gateway: { verified: true, uri_sans: [GATEWAY_SPIFFE_ID] } },
     'the function container saw the gateway over mTLS')
-  const forbidden = await client.send(`${gw.url}/orders`, { method: 'POST', token: gw.token, body: '{}' })
-  t.equal(forbidden.status, 403, 'the policy compiled by the OPA stage refuses a reader\'s write')
+  const forbidden = await client.send(`${gw.url}/orders`, { method: 'POST', token, body: '{}' })
+  t.equal(forbidden.status, 403, 'the signed policy refuses a reader\'s write')
   const refused = await client.send(`${gw.url}/hello`)
   t.equal(refused.status, 401)
   t.match(refused.headers['www-authenticate'], /^Bearer/)
@@ -179,12 +220,34 @@ t.test('read-only, non-root, compose config mounted: ready, 200 through mTLS wit
     t.match(await inside(`try { require('fs').writeFileSync('${path}', 'x'); process.stdout.write('wrote') } catch (e) { process.stdout.write(e.code) }`),
       /^(EROFS|EACCES)$/, `${path} is not writable`)
   }
+  t.match(await inside("process.stdout.write(require('fs').readdirSync('/var/lib/portcullis').join(','))"), /bundle/,
+    'the last good bundle was written to the state volume, the one writable place')
 
   const stop = await podman(['stop', '--time', String(DRAIN_SECONDS), gw.name])
-  t.equal(stop.code, 0, stop.stderr)
+  t.equal(stop.code, 0, stop.code === 0 ? 'podman stop' : stop.stderr)
   const state = JSON.parse((await podman(['inspect', '--format', '{{json .State}}', gw.name])).stdout) as { ExitCode: number, OOMKilled: boolean }
   t.equal(state.ExitCode, 0, 'SIGTERM drained and exited 0 before the stop timeout (a kill would be 137)')
   const log = await gw.logs()
-  t.match(log, /shutting down: draining in-flight requests/)
-  t.notMatch(log, gw.token.split('.')[2]!, 'the token never appears in the logs')
+  t.match(log, /shutting down: draining in-flight requests/, 'the drain is logged')
+  t.notMatch(log, token.split('.')[2]!, 'the token never appears in the logs')
+})
+
+t.test('two gateway containers share one Redis budget; a restart without the bundle server starts on the persisted bundle', async t => {
+  const stack = await startStack(t)
+  const volumes = [await stateVolume(t), await stateVolume(t)]
+  const replicas = [await runComposeGateway(t, stack, volumes[0]!), await runComposeGateway(t, stack, volumes[1]!)]
+  const client = httpsClient(t, join(stack.certs, 'ca.crt'))
+  // The compose config allows 10 requests per 10 s per caller and route, whichever replica answers.
+  const token = await stack.token('carol', 'reader')
+  const statuses: number[] = []
+  for (let i = 0; i < 14; i++) statuses.push((await client.send(`${replicas[i % 2]!.url}/hello`, { token })).status)
+  t.same(statuses, [...Array(10).fill(200), ...Array(4).fill(429)], 'the 11th request is refused, by either replica')
+
+  await stack.nginx.stop()
+  await podman(['rm', '--force', '--time', '0', replicas[0]!.name])
+  const restarted = await runComposeGateway(t, stack, volumes[0]!)
+  t.match(await (await fetch(`${restarted.adminUrl}/status`)).json(), { policy: { origin: 'persisted', signed_by: 'default' } },
+    'ready on the bundle its volume kept, verified again')
+  const writer = await client.send(`${restarted.url}/orders`, { method: 'POST', token: await stack.token('dave', 'writer'), body: '{}' })
+  t.equal(writer.status, 201, writer.status === 201 ? 'a writer\'s order goes through' : writer.text)
 })

@@ -10,7 +10,7 @@ import { createCa } from '../../../src/tls/pki.js'
 t.test('tls.servername: the certificate must match the configured name, not the URL\'s address', async t => {
   const ca = await createCa('bundle-source-test-ca', 1)
   const cert = await ca.issue({ commonName: 'bundles', dnsNames: ['bundles'], usage: 'server', days: 1 })
-  const sni: Array<string | false> = []
+  const sni: Array<string | false | null> = []
   const server = createServer({ cert: cert.cert, key: cert.key }, (_req, res) => { res.writeHead(200, { etag: '"1"' }).end('archive') })
   server.on('secureConnection', socket => { sni.push(socket.servername) })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
