@@ -174,6 +174,9 @@ t.test('the circuit opens after consecutive failures, fails fast, and a probe cl
   const fast = await get('/public/breaker/x')
   expectErrorBody(t, 'while open', fast.responses[0], 503, 'GW_ERR_UPSTREAM_UNAVAILABLE')
   t.equal(breaker.connections, seen, 'nothing was sent while the circuit was open')
+  // The route signs a hash of the body into its assertion: an open circuit answers before waiting for it.
+  const unfinished = await h.send(h.head('POST', '/public/breaker/x', ['Content-Length: 100000']) + 'only the start', { until: 1, timeoutMs: 3000 })
+  expectErrorBody(t, 'a POST whose body is still coming, while open', unfinished.responses[0], 503, 'GW_ERR_UPSTREAM_UNAVAILABLE')
 
   breaker.mode = 'pass' // the function recovers
   let status = 503
@@ -192,6 +195,9 @@ t.test('one caller cannot hold more than maxConcurrentPerIdentity requests to a 
   while (held.length < 1) await sleep(20)
   const second = await get('/public/capped/hold')
   expectErrorBody(t, 'alice\'s second request in flight', second.responses[0], 429, 'GW_ERR_RATE_CONCURRENCY')
+  // Refused before the body is read for the assertion's hash: a capped caller cannot park bodies here.
+  const unfinished = await h.send(h.head('POST', '/public/capped/x', ['Content-Length: 100000']) + 'only the start', { until: 1, timeoutMs: 3000 })
+  expectErrorBody(t, 'a POST whose body is still coming', unfinished.responses[0], 429, 'GW_ERR_RATE_CONCURRENCY')
   const other = h.send(asBob)
   while (held.length < 2) await sleep(20)
   t.pass('another caller is not affected')

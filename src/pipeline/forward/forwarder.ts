@@ -41,6 +41,10 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
  */
 export function createForwarder ({ upstreams, routes, metrics, credentials }: ForwarderOptions): Forwarder {
   const forwarding = new Map<string, RouteForwarding>()
+  const circuitOpen = (upstream: string): Error => {
+    metrics.upstreamErrors.inc({ upstream, kind: 'circuit_open' })
+    return new GW_ERR_UPSTREAM_UNAVAILABLE()
+  }
   for (const r of routes) {
     const u = upstreams.get(r.upstream)
     if (u === undefined) continue
@@ -76,16 +80,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       })
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
-      // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
-      const requestBody = credentials === undefined
-        ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
-        : await credentials.attach({
-          routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
-          clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
-        })
-
       // Per-caller cap on requests in flight, so one caller cannot use up the function's concurrency.
-      let release = (): void => {}
+      // Checked, like the circuit, before any credential is made or any body buffered for signing.
       if (upstream.inFlight !== null) {
         const p = request.principal
         const who = p.type === 'anonymous' ? `ip ${request.ip}` : `${p.issuer}\n${p.subject}`
@@ -93,12 +89,27 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
         if (n >= upstream.maxConcurrentPerIdentity) throw new GW_ERR_RATE_CONCURRENCY()
         upstream.inFlight.set(who, n + 1)
         const counts = upstream.inFlight
-        release = () => {
-          release = () => {}
+        reply.raw.once('close', () => {
           const left = (counts.get(who) ?? 1) - 1
           if (left <= 0) counts.delete(who)
           else counts.set(who, left)
-        }
+        })
+      }
+      const breaker = upstream.breaker
+      if (breaker !== null && !breaker.admit()) throw circuitOpen(upstream.id)
+
+      // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
+      let requestBody: Readable | Buffer | null
+      try {
+        requestBody = credentials === undefined
+          ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
+          : await credentials.attach({
+            routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
+            clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
+          })
+      } catch (err) {
+        breaker?.abandoned() // says nothing about the function; a half-open probe slot is freed
+        throw err
       }
 
       // A client that goes away cancels the upstream request, and so does the total deadline. undici
@@ -120,7 +131,6 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       }, settings.totalTimeoutMs)
       reply.raw.once('close', () => {
         clearTimeout(deadline)
-        release()
         if (!reply.raw.writableFinished) abort.emit('abort')
       })
       request.raw.once('error', () => abort.emit('abort'))
@@ -128,10 +138,9 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       const started = performance.now()
       let response: Dispatcher.ResponseData
       for (let attempt = 1; ; attempt++) {
-        if (upstream.breaker !== null && !upstream.breaker.admit()) {
+        if (attempt > 1 && breaker !== null && !breaker.admit()) {
           clearTimeout(deadline)
-          metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'circuit_open' })
-          throw new GW_ERR_UPSTREAM_UNAVAILABLE()
+          throw circuitOpen(upstream.id)
         }
         try {
           response = await upstream.pool.request({
@@ -143,12 +152,12 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
             headersTimeout: settings.headersTimeoutMs,
             bodyTimeout: settings.bodyTimeoutMs
           })
-          upstream.breaker?.succeeded()
+          breaker?.succeeded()
           break
         } catch (err) {
           const { error, kind, transport } = classify(err, timedOut)
-          if (transport) upstream.breaker?.failed()
-          else upstream.breaker?.abandoned()
+          if (transport) breaker?.failed()
+          else breaker?.abandoned()
           metrics.upstreamErrors.inc({ upstream: upstream.id, kind })
           if (attempt === 1 && upstream.retryConnectFailures && !hasBody && IDEMPOTENT.has(request.method) && isRetryable(err) && !reply.raw.destroyed) {
             metrics.upstreamRetries.inc({ upstream: upstream.id })
