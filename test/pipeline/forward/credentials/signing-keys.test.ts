@@ -1,9 +1,9 @@
 import t from 'tap'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { createLocalJWKSet, jwtVerify } from 'jose'
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { createKeyRing } from '../../../../src/pipeline/forward/credentials/signing-keys.js'
-import { createAssertionMinter } from '../../../../src/pipeline/forward/credentials/assertion.js'
+import { ASSERTION_TYP, createAssertionMinter } from '../../../../src/pipeline/forward/credentials/assertion.js'
 import type { AssertionConfig } from '../../../../src/config/schema.js'
 import type { Principal } from '../../../../src/pipeline/types.js'
 
@@ -52,6 +52,12 @@ t.test('assertions verify with jose against the published keys, for ES256 and Ed
     t.equal(protectedHeader.kid, ring.current().kid)
     t.same(payload.claims, { email: 'a@x.test' }, `${algorithm}: only the selected claims are copied`)
     t.equal(payload.sub, 'alice')
+    t.equal(protectedHeader.typ, ASSERTION_TYP)
+    t.equal(payload.exp! - payload.iat!, config.ttlSeconds, 'valid for ttlSeconds from now')
+    t.ok(Math.abs(payload.iat! - Date.now() / 1000) < 5, 'issued now')
+    const again = decodeJwt(await mint({ ...request, principal: { ...alice, claims: { email: 'ünï \u2028 "quoted"' } } }))
+    t.not(again.jti, payload.jti, 'a fresh jti per assertion')
+    t.same(again.claims, { email: 'ünï \u2028 "quoted"' }, 'any JSON string round-trips')
   }
 })
 
