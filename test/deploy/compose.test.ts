@@ -59,20 +59,25 @@ t.test('the stack: gateway, mTLS function, Redis, signed bundle server, Promethe
   t.same(prometheus.scrape_configs[0]!.static_configs[0]!.targets, ['gateway:9090'], 'Prometheus scrapes the admin listener')
 })
 
-/** Runs the compose `bundle` step's command with the pinned OPA: the signed bundle in `out`. */
-async function composeBundle (certs: string, out: string): Promise<void> {
-  await mkdir(out, { recursive: true })
-  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${out}/`))
+/**
+ * What compose mounts, made in `dir`: `tls/` by docker/make-certs.sh (docker/certs), and `bundles/`
+ * by the compose `bundle` step's command run with the pinned OPA (the bundles volume).
+ */
+async function composeFiles (dir: string): Promise<{ certs: string, bundles: string }> {
+  const certs = join(dir, 'tls')
+  const bundles = join(dir, 'bundles')
+  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
+  await mkdir(bundles, { recursive: true })
+  const args = (services.bundle!.command as string[]).map(a => a.replace('/certs/', `${certs}/`).replace('/srv/bundles/', `${bundles}/`))
   await exec(await resolveOpa(), args, { cwd: join(ROOT, 'policies') })
+  return { certs, bundles }
 }
 
 t.test('make-certs + the compose gateway config: two replicas on the signed bundle server and one Redis, in front of the mTLS function', async t => {
   // The layout the gateway container sees: config.yaml beside tls/ (docker/certs).
   const root = t.testdir()
-  const certs = join(root, 'tls')
-  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  await composeBundle(certs, join(root, 'bundles'))
-  const nginx = await startBundleNginx(t, { certs, bundles: join(root, 'bundles') })
+  const { certs, bundles } = await composeFiles(root)
+  const nginx = await startBundleNginx(t, { certs, bundles })
   const redis = await startRedis(t)
   await copyFile(join(ROOT, 'docker/config/gateway.yaml'), join(root, 'config.yaml'))
   const fn = await startDemoFunction({
@@ -125,23 +130,17 @@ t.test('make-certs + the compose gateway config: two replicas on the signed bund
 })
 
 t.test('the compose bundle step builds a signed bundle with the pinned OPA', async t => {
-  const dir = t.testdir()
-  const certs = join(dir, 'certs')
-  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  await composeBundle(certs, join(dir, 'out'))
+  const { bundles } = await composeFiles(t.testdir())
   const entries: string[] = []
-  await list({ file: join(dir, 'out/bundle.tar.gz'), onReadEntry: e => { entries.push(e.path.replace(/^\//, '')) } })
+  await list({ file: join(bundles, 'bundle.tar.gz'), onReadEntry: e => { entries.push(e.path.replace(/^\//, '')) } })
   t.ok(entries.includes('.signatures.json'), 'signed')
   t.ok(entries.includes('policy.wasm'), 'compiled to WASM')
   t.notOk(entries.some(e => e.endsWith('_test.rego')), 'no policy tests in the bundle')
 })
 
 t.test('the nginx bundle server config serves the signed bundle over TLS, with ETags, and nothing else', async t => {
-  const dir = t.testdir()
-  const certs = join(dir, 'certs')
-  await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
-  await composeBundle(certs, join(dir, 'out'))
-  const nginx = await startBundleNginx(t, { certs, bundles: join(dir, 'out') })
+  const { certs, bundles } = await composeFiles(t.testdir())
+  const nginx = await startBundleNginx(t, { certs, bundles })
   const dispatcher = new Agent({ connect: { ca: await readFile(join(certs, 'ca.crt'), 'utf8'), servername: 'bundles' } })
   t.teardown(() => dispatcher.close())
   const get = async (path: string, headers: Record<string, string> = {}) => {
@@ -150,7 +149,7 @@ t.test('the nginx bundle server config serves the signed bundle over TLS, with E
   }
   const bundle = await get('/bundles/bundle.tar.gz')
   t.equal(bundle.status, 200)
-  t.same(bundle.body, await readFile(join(dir, 'out/bundle.tar.gz')), 'the signed bundle, byte for byte')
+  t.same(bundle.body, await readFile(join(bundles, 'bundle.tar.gz')), 'the signed bundle, byte for byte')
   const etag = bundle.headers.etag
   t.type(etag, 'string', 'an ETag for cheap polling')
   t.equal((await get('/bundles/bundle.tar.gz', { 'if-none-match': String(etag) })).status, 304)
