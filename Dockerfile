@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Portcullis gateway image. Three stages: OPA compiles the policies, Node compiles the TypeScript,
 # and a slim runtime on a supported Node LTS runs as a non-root user with production dependencies only.
 # Build: docker build -t portcullis .   Run: see docker-compose.yml and the README.

@@ -78,7 +78,8 @@ function substituteEnv (node: unknown, path: string, env: NodeJS.ProcessEnv, pro
   if (typeof node === 'string') {
     return node.replace(ENV_REF, (_match, name: string, fallback: string | undefined) => {
       const v = env[name]
-      if (v !== undefined) return v
+      // As in the shell: ${NAME:-default} takes the default when NAME is unset or empty.
+      if (v !== undefined && (v !== '' || fallback === undefined)) return v
       if (fallback !== undefined) return fallback
       problems.push({ path, message: `environment variable ${name} is not set` })
       return ''

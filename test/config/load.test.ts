@@ -148,6 +148,11 @@ t.test('environment substitution', async t => {
     t.equal(config.upstreams[0]!.url, 'https://fn.from-env.example/x')
     t.equal(config.logging.level, 'warn', 'default used when the variable is unset')
     t.equal(config.admin.host, '10.0.0.1', 'the variable wins over the default')
+    // Compose's `X: ${X}` passes an unset host variable on as an empty one: the default still applies.
+    const empty = await loadConfig(join(dir, 'gateway.yaml'), { FN_URL: 'https://fn.from-env.example/x', LOG_LEVEL: '', ADMIN_HOST: '' })
+    t.equal(empty.logging.level, 'warn', 'default used when the variable is empty, as in the shell')
+    t.equal(empty.admin.host, '127.0.0.2')
+    await t.rejects(loadConfig(join(dir, 'gateway.yaml'), { FN_URL: '' }), /upstreams\/0\/url/, 'an empty variable without a default stays empty (and is refused here as a URL)')
   })
 
   t.test('an empty default is allowed, substitution is a single pass', async t => {

@@ -6,8 +6,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { importJWK, SignJWT, type JWK } from 'jose'
-import { parse } from 'yaml'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
+import { compose, composeMounts } from '../helpers/compose.js'
 import { httpsClient } from '../helpers/http.js'
 import { startBundleNginx, type BundleNginx } from '../helpers/nginx.js'
 import { freePort } from '../helpers/ports.js'
@@ -26,7 +26,6 @@ const IMAGE = 'localhost/portcullis:container-test'
 const DRAIN_SECONDS = 10
 const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? join(ROOT, 'test/container/containers.conf') }
 const exec = promisify(execFile)
-const compose = parse(await readFile(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Record<string, any>> }
 
 async function podman (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   try {
@@ -102,6 +101,11 @@ t.test('the dockerfile pins the OPA the project pins', async t => {
 interface Stack { certs: string, bundleUrl: string, redisUrl: string, token: (sub: string, role: string) => Promise<string>, nginx: BundleNginx }
 interface Running { name: string, url: string, adminUrl: string, logs: () => Promise<string> }
 
+/** A compose service's mounts as podman arguments, the host side moved to this test's files. */
+function volumeArgs (service: string, where: Parameters<typeof composeMounts>[1]): string[] {
+  return composeMounts(service, where).flatMap(m => ['--volume', `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`])
+}
+
 /** Starts a container of the image, read-only, without capabilities, on the host's network (loopback). */
 async function runContainer (t: Test, name: string, args: string[]): Promise<() => Promise<string>> {
   const run = await podman([
@@ -126,18 +130,19 @@ async function startStack (t: Test): Promise<Stack & { fnUrl: string }> {
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
   const bundle = compose.services.bundle!
   const step = await podman([
-    'run', '--rm', '--network=none', '--read-only', '--cap-drop=all', '--security-opt=no-new-privileges', '--user', bundle.user,
-    '--workdir', bundle.working_dir, '--volume', `${join(ROOT, 'policies')}:/policies:ro`, '--volume', `${certs}:/certs:ro`,
-    '--volume', `${join(dir, 'bundles')}:/srv/bundles`, `docker.io/${bundle.image}`, ...bundle.command
+    'run', '--rm', `--network=${bundle.network_mode}`, '--read-only', '--cap-drop=all', '--security-opt=no-new-privileges', '--user', bundle.user,
+    '--workdir', bundle.working_dir, ...volumeArgs('bundle', { certs, volumes: { bundles: join(dir, 'bundles') } }),
+    `docker.io/${bundle.image}`, ...bundle.command
   ])
   if (step.code !== 0) throw new Error(`the compose bundle step failed: ${step.stderr}`)
-  const nginx = await startBundleNginx(t, { certs, bundles: join(dir, 'bundles') })
+  const nginx = await startBundleNginx(t, { certs: join(certs, 'bundles'), bundles: join(dir, 'bundles') })
   const redis = await startRedis(t)
+  // The compose function service: its entrypoint, command and mounts, on a loopback port of its own.
+  const fn = compose.services.function!
   const fnPort = await freePort()
+  const command = (fn.command as string[]).map((a, i, all) => all[i - 1] === '--host' ? '127.0.0.1' : all[i - 1] === '--port' ? String(fnPort) : a)
   await runContainer(t, `portcullis-fn-${randomUUID().slice(0, 8)}`, [
-    '--volume', `${certs}:/certs:ro`, '--entrypoint', 'node', IMAGE,
-    'dist/cli.js', 'demo', 'function', '--host', '127.0.0.1', '--port', String(fnPort),
-    '--cert', '/certs/function.crt', '--key', '/certs/function.key', '--client-ca', '/certs/ca.crt'
+    ...volumeArgs('function', { certs }), '--entrypoint', JSON.stringify(fn.entrypoint), IMAGE, ...command
   ])
   // The token `npx portcullis demo token --dir docker/certs` would print: the issuer key made by the script.
   const jwk = JSON.parse(await readFile(join(certs, 'issuer-signing-key.json'), 'utf8')) as JWK & { kid: string }
@@ -150,17 +155,16 @@ async function startStack (t: Test): Promise<Stack & { fnUrl: string }> {
 }
 
 /**
- * A gateway container as compose runs it: docker/config/gateway.yaml and the certificates mounted as
- * they are, the state volume at /var/lib/portcullis, the service addresses from the environment (the
- * config reads them there), so that nothing here collides. Resolves once /readyz answers 200.
+ * A gateway container as compose runs it: the compose file's mounts (docker/config/gateway.yaml, the
+ * gateway's folder of certificates, the state volume at /var/lib/portcullis), the service addresses
+ * from the environment (the config reads them there), so that nothing here collides. Resolves once
+ * /readyz answers 200.
  */
 async function runComposeGateway (t: Test, stack: Stack & { fnUrl: string }, volume: string): Promise<Running> {
   const [port, adminPort] = [await freePort(), await freePort()]
   const name = `portcullis-gw-${randomUUID().slice(0, 8)}`
   const logs = await runContainer(t, name, [
-    '--volume', `${join(ROOT, 'docker/config/gateway.yaml')}:/etc/portcullis/config.yaml:ro`,
-    '--volume', `${stack.certs}:/etc/portcullis/tls:ro`,
-    '--volume', `${volume}:/var/lib/portcullis`,
+    ...volumeArgs('gateway', { certs: stack.certs, volumes: { 'gateway-state': volume } }),
     '--env', `PORTCULLIS_PORT=${port}`, '--env', `PORTCULLIS_ADMIN_PORT=${adminPort}`,
     '--env', `FUNCTION_URL=${stack.fnUrl}`, '--env', `BUNDLE_URL=${stack.bundleUrl}`, '--env', `REDIS_URL=${stack.redisUrl}`,
     IMAGE

@@ -75,6 +75,20 @@ t.test('the Deployment is hardened, probed on the admin listener, and covered by
   t.same(kind(docs, 'Service').spec.selector, labels)
   t.match(kind(docs, 'HorizontalPodAutoscaler').spec, { scaleTargetRef: { kind: 'Deployment', name: deployment.metadata.name } })
   t.ok(kind(docs, 'HorizontalPodAutoscaler').spec.minReplicas >= 2, 'never scaled below two replicas')
+  t.equal(deployment.spec.replicas, undefined, 'the autoscaler owns the replica count; apply does not reset it')
+
+  // Every Secret the pods need is named where an operator looks before `kubectl apply -k`.
+  const secrets = new Set<string>([
+    ...(pod.volumes as Array<Record<string, any>>).flatMap(v => v.secret?.secretName ?? []),
+    ...(gateway!.env as Array<Record<string, any>>).flatMap(e => e.valueFrom?.secretKeyRef?.name ?? [])
+  ])
+  t.same([...secrets].sort(), ['portcullis-redis', 'portcullis-server-tls', 'portcullis-upstream-tls'])
+  const kustomization = await readFile(join(ROOT, 'docker/kubernetes/kustomization.yaml'), 'utf8')
+  const readme = await readFile(join(ROOT, 'README.md'), 'utf8')
+  for (const name of secrets) {
+    t.ok(kustomization.includes(name), `kustomization.yaml names ${name}`)
+    t.ok(readme.includes(name), `the README names ${name}`)
+  }
 
   const mounts = Object.fromEntries((gateway!.volumeMounts as Array<{ name: string, mountPath: string }>).map(m => [m.name, m.mountPath]))
   const volumes = Object.fromEntries((pod.volumes as Array<Record<string, any>>).map(v => [v.name, v]))

@@ -16,7 +16,8 @@ export interface BundleNginx {
 
 /**
  * Debian's nginx running the compose file's bundle server block (docker/nginx/bundles.conf) as is,
- * with its port and paths moved here: `/certs/` → `certs`, `/srv/bundles/` → `bundles`.
+ * with its port and paths moved here: `/certs/` → `certs` (what compose mounts there, docker/certs/bundles),
+ * `/srv/bundles/` → `bundles`.
  * Workers run as the current user: as root, nginx would otherwise drop them to `nobody`, which cannot
  * read a test folder under a private (0700) temporary directory.
  */
