@@ -39,10 +39,14 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=policy /tmp/bundle.tar.gz ./build/bundle.tar.gz
-# The one place the gateway writes, when policy.persistDirectory points here: the last good policy
-# bundle from a bundle server. A fresh volume mounted over it takes this owner (Docker and Podman copy
-# it up), so the non-root user can write there while the root filesystem stays read-only.
-RUN mkdir -p /var/lib/portcullis && chown 1000:1000 /var/lib/portcullis
+# No package manager at run time: nothing here installs anything, and npm and corepack would only add
+# code (and scanner findings) that never runs. Then the one place the gateway writes, when
+# policy.persistDirectory points here: the last good policy bundle from a bundle server. A fresh volume
+# mounted over it takes this owner (Docker and Podman copy it up), so the non-root user can write there
+# while the root filesystem stays read-only.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+ && mkdir -p /var/lib/portcullis && chown 1000:1000 /var/lib/portcullis
 # The official Node image's unprivileged user `node`, numeric so that Kubernetes can verify runAsNonRoot.
 USER 1000:1000
 # Public listener and admin listener; nothing else listens.

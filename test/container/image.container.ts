@@ -81,6 +81,8 @@ t.test('the image: non-root user, two ports, healthcheck, production files only'
       app: fs.readdirSync('/app').sort(),
       devDeps: ['typescript', 'tap', 'tsx', 'autocannon'].filter(d => has('/app/node_modules/' + d)),
       prodDeps: ['fastify', 'undici', 'jose', '@open-policy-agent/opa-wasm'].filter(d => has('/app/node_modules/' + d)),
+      packageManagers: ['npm', 'npx', 'corepack'].filter(b => has('/usr/local/bin/' + b) || has('/usr/local/lib/node_modules/' + b)),
+      state: (() => { const s = fs.statSync('/var/lib/portcullis'); return { uid: s.uid, gid: s.gid } })(),
       appWritable: (() => { try { fs.accessSync('/app', fs.constants.W_OK); return true } catch { return false } })()
     }))`)) as Record<string, any>
   t.match(facts.node, /^24\./, 'Node 24 LTS')
@@ -89,6 +91,8 @@ t.test('the image: non-root user, two ports, healthcheck, production files only'
   t.same(facts.app, ['build', 'dist', 'node_modules', 'package.json'], 'no sources, tests or lockfile in the runtime')
   t.same(facts.devDeps, [], 'no dev dependencies')
   t.same(facts.prodDeps, ['fastify', 'undici', 'jose', '@open-policy-agent/opa-wasm'])
+  t.same(facts.packageManagers, [], 'no npm, npx or corepack at run time')
+  t.same(facts.state, { uid: 1000, gid: 1000 }, '/var/lib/portcullis belongs to the gateway\'s user, for the state volume')
   t.equal(facts.appWritable, false, 'the app folder belongs to root')
 })
 
