@@ -32,8 +32,8 @@ import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
 import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
-import { createBanList, type BanList } from './pipeline/deny-list/bans.js'
-import { createRevocationSync } from './pipeline/deny-list/redis-sync.js'
+import { createBanList, type Ban, type BanList } from './pipeline/deny-list/bans.js'
+import { createBanSync, createRevocationSync } from './pipeline/deny-list/redis-sync.js'
 import { registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
@@ -195,8 +195,20 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     : null
   built(() => revocationSync?.close())
   if (opts.bans === undefined) built(() => bans.close())
-  // Serve with the shared set already read; if Redis is away, requests fail closed until it is.
-  await revocationSync?.ready(5000)
+  const banSync = config.rateLimit.store.type === 'redis'
+    ? createBanSync({
+      store: config.rateLimit.store,
+      key: config.bans.keyPrefix,
+      syncIntervalMs: config.bans.syncIntervalMs,
+      bans,
+      log: app.log,
+      onError: () => metrics.banStoreErrors.inc()
+    })
+    : null
+  built(() => banSync?.close())
+  // Serve with the shared sets already read; if Redis is away, requests fail closed until it is
+  // (bans: each replica's own meanwhile).
+  await Promise.all([revocationSync?.ready(5000), banSync?.ready(5000)])
   metrics.denyListCounts.revocations = kind => revocations.count(kind)
   metrics.denyListCounts.bans = scope => bans.count(scope)
 
@@ -228,7 +240,15 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   built(() => app.close())
   const traced = tracing?.traced ?? untraced
 
-  const denyList = { config, metrics, revocations, bans, revocationsReady: () => revocationSync?.synced ?? true }
+  const denyList = {
+    config,
+    metrics,
+    revocations,
+    bans,
+    revocationsReady: () => revocationSync?.synced ?? true,
+    // Shared in the background: a ban this replica holds works whether or not Redis takes it.
+    shareBan: (ban: Ban) => { banSync?.put(ban).catch(() => {}) }
+  }
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
   // reaches the route handler, which is the forward stage.
@@ -325,6 +345,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
       revocations,
       bans,
       writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
+      banWriter: banSync ?? { lift: async (scope, value) => bans.lift(scope, value) },
       maxTtlSeconds: config.revocation.maxTtlSeconds
     })
   }
@@ -350,6 +371,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
       await Promise.all([...keySources.values()].map(k => k.close()))
       await rateLimitStore.close()
       await revocationSync?.close()
+      await banSync?.close()
       if (opts.bans === undefined) bans.close()
       await tracing?.close()
     }

@@ -17,11 +17,17 @@ export interface RevocationWriter {
   remove: (kind: RevocationKind, value: string) => Promise<boolean>
 }
 
+export interface BanWriter {
+  /** Lifts a ban (on every replica when they share Redis); resolves whether one was in force. */
+  lift: (scope: BanScope, value: string) => Promise<boolean>
+}
+
 export interface AdminApiOptions {
   token: string
   revocations: RevocationList
   writer: RevocationWriter
   bans: BanList
+  banWriter: BanWriter
   maxTtlSeconds: number
 }
 
@@ -115,7 +121,13 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
     api.delete<{ Params: { scope: string, value: string } }>('/admin/bans/:scope/:value', async (request, reply) => {
       const { scope, value } = request.params
       if (scope !== 'ip' && scope !== 'sub') return reply.code(404).send({ error: 'unknown scope', code: 'not_found' })
-      const lifted = opts.bans.lift(scope as BanScope, value)
+      let lifted: boolean
+      try {
+        lifted = await opts.banWriter.lift(scope, value)
+      } catch {
+        audit(request, 'unban', 'store_error', { scope, value })
+        return reply.code(503).send({ error: 'the shared bans could not be changed (lifted on this replica only)', code: 'store_error' })
+      }
       audit(request, 'unban', lifted ? 'ok' : 'not_found', { scope, value })
       return reply.code(lifted ? 204 : 404).send(lifted ? undefined : { error: 'no such ban', code: 'not_found' })
     })

@@ -266,7 +266,9 @@ const Bans = Type.Object({
   trustedNetworks: Type.Array(Type.String({ minLength: 1 }), {
     default: [],
     description: 'client IPs or CIDRs that are never banned (e.g. health checkers, the office)'
-  })
+  }),
+  keyPrefix: Type.String({ default: 'portcullis:bans', maxLength: 64, description: 'Redis hash and channel name through which replicas share bans (the rate-limit store\'s Redis, when it is redis)' }),
+  syncIntervalMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000, description: 'full re-read of the shared bans, besides pub/sub' })
 }, { additionalProperties: false, default: {} })
 
 const Revocation = Type.Object({

@@ -210,6 +210,11 @@ export function createMetrics (registry: Registry) {
       help: 'Reads and writes of the shared revocation set (Redis) that failed',
       registers
     }),
+    banStoreErrors: new Counter({
+      name: 'portcullis_ban_store_errors_total',
+      help: 'Reads and writes of the bans shared between replicas (Redis) that failed; each replica keeps its own bans meanwhile',
+      registers
+    }),
     bansImposed: new Counter({
       name: 'portcullis_bans_total',
       help: 'Automatic bans imposed after repeated failures, by scope (ip, sub)',

@@ -18,10 +18,10 @@ function raw (): Record<string, any> {
   }
 }
 
-t.test('defaults: no admin API, no bans, revocations under portcullis:revoked', async t => {
+t.test('defaults: no admin API, no bans, revocations under portcullis:revoked, shared bans under portcullis:bans', async t => {
   const config = await validateConfig(raw(), { baseDir: t.testdir(FILES), env: {} })
   t.equal(config.admin.tokenFile, undefined)
-  t.same(config.bans, { trustedNetworks: [] })
+  t.same(config.bans, { trustedNetworks: [], keyPrefix: 'portcullis:bans', syncIntervalMs: 30_000 })
   t.same(config.revocation, { keyPrefix: 'portcullis:revoked', maxTtlSeconds: 31_536_000, syncIntervalMs: 30_000 })
 })
 

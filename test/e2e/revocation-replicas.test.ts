@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -16,7 +16,8 @@ import { startRedis } from '../helpers/redis.js'
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
 const exec = promisify(execFile)
 
-t.test('two replicas, one Redis: revocations reach both, and a replica that restarts', async t => {
+/** One config for every replica: a real Redis as the rate-limit store, the admin API with its token. */
+async function replicaSetup (t: Test, extra = '') {
   const redis = await startRedis(t)
   const files = await gatewayFiles(t)
   const fn = await startPlainUpstream(t, 'fn')
@@ -32,8 +33,12 @@ policy: { bundle: "${join(import.meta.dirname, '../../build/bundle.tar.gz')}" }
 rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 2000 } }
 upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
 routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
-`)
-  const client = httpsClient(t, files.caFile)
+${extra}`)
+  return { files, adminToken, tokenFile, client: httpsClient(t, files.caFile) }
+}
+
+t.test('two replicas, one Redis: revocations reach both, and a replica that restarts', async t => {
+  const { files, adminToken, tokenFile, client } = await replicaSetup(t)
   const token = await files.token() // subject carol
   const hello = async (gw: GatewayProcess): Promise<{ status: number, code?: string }> => {
     const res = await client.send(`${gw.url}/hello`, { token })
@@ -99,4 +104,38 @@ routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
 
   await b.waitForLog(/"action":"unrevoke","result":"ok"/)
   for (const gw of [a, b]) t.notOk(gw.log().includes(adminToken), 'the admin token is never logged')
+})
+
+t.test('two replicas, one Redis: a ban imposed by one is in force at the other, and one unban lifts it everywhere', async t => {
+  const { files, tokenFile, client } = await replicaSetup(t, 'bans: { default: { failures: 3, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
+  const token = await files.token()
+  const hello = async (gw: GatewayProcess, bearer = token): Promise<{ status: number, code?: string }> => {
+    const res = await client.send(`${gw.url}/hello`, { token: bearer })
+    return { status: res.status, ...(res.status !== 200 ? { code: res.json<{ code: string }>().code } : {}) }
+  }
+  const until = async (gw: GatewayProcess, status: number): Promise<number> => {
+    const start = performance.now()
+    while ((await hello(gw)).status !== status && performance.now() - start < 15_000);
+    return performance.now() - start
+  }
+  const a = await startGatewayProcess(t, files.configFile)
+  const b = await startGatewayProcess(t, files.configFile)
+  t.same(await hello(b), { status: 200 })
+
+  // Three refused tokens at A: A bans this client IP, and tells B.
+  for (let i = 0; i < 3; i++) t.equal((await hello(a, 'not-a-token')).status, 401)
+  t.same(await hello(a), { status: 429, code: 'GW_ERR_RATE_BANNED' }, 'A bans the client IP')
+  const reachedB = await until(b, 429)
+  t.same(await hello(b), { status: 429, code: 'GW_ERR_RATE_BANNED' }, 'B refuses it too, though it saw no failure')
+  t.comment(`replica B refused the banned IP ${Math.round(reachedB)} ms after A imposed the ban`)
+  // A replica that starts later reads the shared bans before it serves.
+  const c = await startGatewayProcess(t, files.configFile)
+  t.same(await hello(c), { status: 429, code: 'GW_ERR_RATE_BANNED' }, 'a replica started afterwards refuses it from its first request')
+
+  // One `portcullis unban` through B lifts it on A and C as well.
+  const unban = await exec(process.execPath, [CLI, 'unban', '--ip', '127.0.0.1', '--admin-url', b.adminUrl, '--token-file', tokenFile])
+  t.match(unban.stdout, /ban on ip 127\.0\.0\.1 lifted/)
+  await until(a, 200)
+  await until(c, 200)
+  for (const [name, gw] of [['A', a], ['B', b], ['C', c]] as const) t.same(await hello(gw), { status: 200 }, `${name} lets the client in again`)
 })

@@ -4,7 +4,9 @@ import type { BanRuleConfig } from '../../config/schema.js'
  * Automatic bans: a client IP or a subject that fails too often within a window is refused for a
  * while. Each further ban of the same client doubles the time, up to the rule's cap; the count of
  * earlier bans is forgotten once a client has stayed out of trouble for twice the cap. Held in this
- * process (the list outlives config reloads); an operator lifts a ban through the admin API.
+ * process (the list outlives config reloads); with Redis, every ban a replica imposes is shared with
+ * the others (redis-sync.ts), each still counting failures on its own. An operator lifts a ban
+ * through the admin API, on every replica at once when they share Redis.
  *
  * Memory is bounded: failure records are dropped when their window has passed (swept every few
  * seconds) and at most MAX_TRACKED clients are tracked; beyond that new clients are not tracked
@@ -30,6 +32,8 @@ const MAX_TRACKED = 100_000
 export interface BanList {
   /** Records a failure under `rule`; returns the new ban if this failure caused one. */
   fail: (scope: BanScope, value: string, rule: BanRuleConfig) => Ban | null
+  /** Applies a ban another replica imposed (shared through Redis): the longer of the two wins. */
+  impose: (ban: Ban) => void
   /** The ban in force on this client, or null. */
   banned: (scope: BanScope, value: string) => Ban | null
   lift: (scope: BanScope, value: string) => boolean
@@ -84,6 +88,24 @@ export function createBanList (now: () => number = Date.now): BanList {
       t.bannedUntil = t0 + seconds * 1000
       t.quietSince = t.bannedUntil
       return banOf(key, t)
+    },
+    impose (ban) {
+      const t0 = now()
+      if (ban.until <= t0) return
+      const key = keyOf(ban.scope, ban.value)
+      let t = tracked.get(key)
+      if (t === undefined) {
+        if (tracked.size >= MAX_TRACKED) { untracked++; return }
+        // The rule is the other replica's: its strikes are forgotten after twice this ban's length.
+        t = { failures: [], bannedUntil: 0, strikes: 0, quietSince: t0, capMs: ban.until - t0 }
+        tracked.set(key, t)
+      }
+      if (ban.until > t.bannedUntil) {
+        t.bannedUntil = ban.until
+        t.quietSince = ban.until
+        t.failures = []
+      }
+      t.strikes = Math.max(t.strikes, ban.strikes)
     },
     banned (scope, value) {
       const t = tracked.get(keyOf(scope, value))

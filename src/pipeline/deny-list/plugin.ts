@@ -25,6 +25,8 @@ export interface DenyListOptions {
   bans: BanList
   /** False while the shared revocation set has never been read: then nothing is let through. */
   revocationsReady: () => boolean
+  /** Hands a ban this replica imposed to the others (through Redis), when they share one. */
+  shareBan: (ban: Ban) => void
 }
 
 // Failures that say something about the caller: not a store or key outage on our side.
@@ -92,6 +94,7 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
     for (const ban of imposed) {
       if (ban === null) continue
       metrics.bansImposed.inc({ scope: ban.scope })
+      opts.shareBan(ban)
       request.log.warn({ ban: { scope: ban.scope, until: new Date(ban.until).toISOString(), strikes: ban.strikes }, route_id: route.id }, 'client banned after repeated failures')
     }
   })

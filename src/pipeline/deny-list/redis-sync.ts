@@ -1,43 +1,58 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RateLimitStoreConfig } from '../../config/schema.js'
+import type { Ban, BanList, BanScope } from './bans.js'
 import { isRevocation, type Revocation, type RevocationKind, type RevocationList } from './revocations.js'
 
 /*
- * Revocations shared by every replica through the rate-limit store's Redis: a hash holds them all
- * (field kind:value, value JSON), and every change is also published on a channel of the same name.
- * A replica reads the whole hash at start, on every (re)connection of its subscriber and every
- * syncIntervalMs, so one that starts later, reconnects or missed a message still converges; the
- * messages make a change reach running replicas at once. Redis is the source of truth, except when
- * it comes back empty (see readAll).
+ * Deny-list records shared by every replica through the rate-limit store's Redis: revocations and
+ * bans, each in a hash of its own (field `kind:value`, value JSON, an `until` in it), every change also
+ * published on a channel of the same name. A replica reads the whole hash at start, on every
+ * (re)connection of its subscriber and every syncIntervalMs, so one that starts later, reconnects or
+ * missed a message still converges; the messages make a change reach running replicas at once.
+ *
+ * Revocations: Redis is the source of truth (a full read replaces the local list), except when it
+ * comes back empty (see revocationSync). Bans: each replica detects its own and shares them; a full
+ * read adds what others imposed and never removes a ban of this replica's.
  */
 
-type Message = { op: 'add', revocation: Revocation } | { op: 'remove', kind: RevocationKind, value: string }
+type Message = { op: 'put', record: unknown } | { op: 'delete', field: string }
 
-export interface RevocationSyncOptions {
+interface SyncOptions {
   store: RateLimitStoreConfig
   key: string
   syncIntervalMs: number
-  list: RevocationList
   log: FastifyBaseLogger
   onError: () => void
 }
 
-export interface RevocationSync {
-  /** True once the shared set has been read at least once: before that, nothing can be checked. */
+export interface SharedRecords<T> {
+  /** True once the shared set has been read at least once. */
   readonly synced: boolean
   readonly up: boolean
   /** Resolves after the first full read, or after `timeoutMs` (then `synced` stays false). */
   ready: (timeoutMs: number) => Promise<void>
-  add: (r: Revocation) => Promise<void>
-  remove: (kind: RevocationKind, value: string) => Promise<boolean>
+  /** Stores and announces a record; throws when Redis does not take it. */
+  put: (record: T) => Promise<void>
+  /** Deletes and announces; resolves whether Redis held it. */
+  delete: (field: string) => Promise<boolean>
   close: () => Promise<void>
 }
 
-const field = (kind: RevocationKind, value: string): string => `${kind}:${value}`
+interface Records<T> {
+  /** Human name for logs: 'revocation' or 'ban'. */
+  what: string
+  field: (r: T) => string
+  parse: (v: unknown) => T | null
+  until: (r: T) => number
+  /** A full read: the live records and how many fields the hash held. Returns records to store back. */
+  onRead: (live: T[], stored: number) => T[]
+  onPut: (r: T) => void
+  onDelete: (field: string) => void
+}
 
-export function createRevocationSync (opts: RevocationSyncOptions): RevocationSync {
-  const { store, key, list, log } = opts
+function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): SharedRecords<T> {
+  const { store, key, log } = opts
   const options: RedisOptions = {
     commandTimeout: Math.max(1000, store.commandTimeoutMs),
     connectTimeout: Math.max(1000, store.commandTimeoutMs),
@@ -45,10 +60,9 @@ export function createRevocationSync (opts: RevocationSyncOptions): RevocationSy
     enableOfflineQueue: false,
     retryStrategy: (times: number) => Math.min(times * 100, 1000)
   }
-  const connect = (): Redis | Cluster => store.cluster !== undefined
+  const client = store.cluster !== undefined
     ? new Cluster([...store.cluster], { redisOptions: options, enableOfflineQueue: false, clusterRetryStrategy: options.retryStrategy })
     : new Redis(store.url ?? 'redis://127.0.0.1:6379', options)
-  const client = connect()
   // The subscriber queues its SUBSCRIBE until connected and repeats it after every reconnect.
   const subscriber = store.cluster !== undefined
     ? new Cluster([...store.cluster], { redisOptions: options, enableOfflineQueue: true, clusterRetryStrategy: options.retryStrategy })
@@ -62,7 +76,7 @@ export function createRevocationSync (opts: RevocationSyncOptions): RevocationSy
 
   const fail = (err: unknown, what: string): void => {
     opts.onError()
-    log.warn({ err: (err as Error).message }, `revocation store: ${what} failed`)
+    log.warn({ err: (err as Error).message }, `${records.what} store: ${what} failed`)
   }
   client.on('error', () => {}) // reported through failed commands; without a listener ioredis would crash the process
   subscriber.on('error', () => {})
@@ -73,39 +87,34 @@ export function createRevocationSync (opts: RevocationSyncOptions): RevocationSy
     try {
       const all = await client.hgetall(key)
       const now = Date.now()
-      const current: Revocation[] = []
+      const live: T[] = []
       const expired: string[] = []
       for (const [f, text] of Object.entries(all)) {
-        let r: unknown
-        try { r = JSON.parse(text) } catch {}
-        if (isRevocation(r) && r.until > now) current.push(r)
+        let parsed: unknown
+        try { parsed = JSON.parse(text) } catch {}
+        const r = records.parse(parsed)
+        if (r !== null && records.until(r) > now) live.push(r)
         else expired.push(f)
       }
-      const local = list.list()
-      if (Object.keys(all).length === 0 && local.length > 0) {
-        // An empty set while this replica holds revocations: Redis lost its data (restarted without
-        // persistence). Put this replica's copy back rather than let everyone forget; a removal that
-        // this replica missed can come back this way, which errs on the side of refusing.
-        log.warn({ revocations: local.length }, 'revocation set is empty in Redis; restoring it from this replica')
-        await client.hset(key, Object.fromEntries(local.map(r => [field(r.kind, r.value), JSON.stringify(r)])))
-        current.push(...local)
-      }
-      list.replace(current)
+      const restore = records.onRead(live, Object.keys(all).length)
+      if (restore.length > 0) await client.hset(key, Object.fromEntries(restore.map(r => [records.field(r), JSON.stringify(r)])))
       // Redis 7.0 has no per-field expiry: whoever reads the set sweeps what has run out.
       if (expired.length > 0) await client.hdel(key, ...expired)
       up = true
       if (!synced) { synced = true; firstSync() }
     } catch (err) {
       up = false
-      fail(err, 'reading the revocation set')
+      fail(err, `reading the ${records.what} set`)
     }
   }
 
   subscriber.on('message', (_channel: string, text: string) => {
     let m: Message | undefined
     try { m = JSON.parse(text) as Message } catch {}
-    if (m?.op === 'add' && isRevocation(m.revocation)) list.add(m.revocation)
-    else if (m?.op === 'remove' && typeof m.value === 'string') list.remove(m.kind, m.value)
+    if (m?.op === 'put') {
+      const r = records.parse(m.record)
+      if (r !== null) records.onPut(r)
+    } else if (m?.op === 'delete' && typeof m.field === 'string') records.onDelete(m.field)
   })
   // 'ready' after each (re)connection: the subscription is back; read what may have been missed.
   subscriber.on('ready', () => { void readAll() })
@@ -122,32 +131,125 @@ export function createRevocationSync (opts: RevocationSyncOptions): RevocationSy
       clearTimeout(timeout)
     },
     // Stored first, then published: a replica that reads the hash after the message still sees it.
-    async add (r) {
+    async put (r) {
       try {
-        await client.hset(key, field(r.kind, r.value), JSON.stringify(r))
-        await client.publish(key, JSON.stringify({ op: 'add', revocation: r } satisfies Message))
+        await client.hset(key, records.field(r), JSON.stringify(r))
+        await client.publish(key, JSON.stringify({ op: 'put', record: r } satisfies Message))
       } catch (err) {
-        fail(err, 'storing a revocation')
+        fail(err, `storing a ${records.what}`)
         throw err
       }
-      list.add(r)
     },
-    async remove (kind, value) {
-      let removed: number
+    async delete (field) {
       try {
-        removed = await client.hdel(key, field(kind, value))
-        await client.publish(key, JSON.stringify({ op: 'remove', kind, value } satisfies Message))
+        const removed = await client.hdel(key, field)
+        await client.publish(key, JSON.stringify({ op: 'delete', field } satisfies Message))
+        return removed > 0
       } catch (err) {
-        fail(err, 'removing a revocation')
+        fail(err, `removing a ${records.what}`)
         throw err
       }
-      return list.remove(kind, value) || removed > 0
     },
     async close () {
       closed = true
       clearInterval(timer)
       client.disconnect()
       subscriber.disconnect()
+    }
+  }
+}
+
+/** `kind:value` → [kind, value]; the value may itself hold colons (an IPv6 network, a subject). */
+function splitField (field: string): [string, string] {
+  const i = field.indexOf(':')
+  return [field.slice(0, i), field.slice(i + 1)]
+}
+
+export const revocationField = (kind: RevocationKind, value: string): string => `${kind}:${value}`
+
+export interface RevocationSync extends SharedRecords<Revocation> {
+  add: (r: Revocation) => Promise<void>
+  remove: (kind: RevocationKind, value: string) => Promise<boolean>
+}
+
+export function createRevocationSync (opts: SyncOptions & { list: RevocationList }): RevocationSync {
+  const { list, log } = opts
+  const shared = createSharedRecords<Revocation>(opts, {
+    what: 'revocation',
+    field: r => revocationField(r.kind, r.value),
+    parse: v => isRevocation(v) ? v : null,
+    until: r => r.until,
+    onRead (live, stored) {
+      const local = list.list()
+      if (stored === 0 && local.length > 0) {
+        // An empty set while this replica holds revocations: Redis lost its data (restarted without
+        // persistence). Put this replica's copy back rather than let everyone forget; a removal that
+        // this replica missed can come back this way, which errs on the side of refusing.
+        log.warn({ revocations: local.length }, 'revocation set is empty in Redis; restoring it from this replica')
+        return local
+      }
+      list.replace(live)
+      return []
+    },
+    onPut: r => { list.add(r) },
+    onDelete (field) {
+      const [kind, value] = splitField(field)
+      list.remove(kind as RevocationKind, value)
+    }
+  })
+  return {
+    ...shared,
+    get synced () { return shared.synced },
+    get up () { return shared.up },
+    async add (r) {
+      await shared.put(r)
+      list.add(r)
+    },
+    async remove (kind, value) {
+      const removed = await shared.delete(revocationField(kind, value))
+      return list.remove(kind, value) || removed
+    }
+  }
+}
+
+export const banField = (scope: BanScope, value: string): string => `${scope}:${value}`
+
+function isBan (v: unknown): v is Ban {
+  if (v === null || typeof v !== 'object') return false
+  const b = v as Record<string, unknown>
+  return (b.scope === 'ip' || b.scope === 'sub') && typeof b.value === 'string' && b.value !== '' &&
+    Number.isFinite(b.until) && Number.isInteger(b.strikes) && (b.strikes as number) >= 1
+}
+
+export interface BanSync extends SharedRecords<Ban> {
+  /** Lifts a ban here and on every replica; resolves whether any held it. */
+  lift: (scope: BanScope, value: string) => Promise<boolean>
+}
+
+export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
+  const { bans } = opts
+  const shared = createSharedRecords<Ban>(opts, {
+    what: 'ban',
+    field: b => banField(b.scope, b.value),
+    parse: v => isBan(v) ? v : null,
+    until: b => b.until,
+    onRead (live) {
+      for (const b of live) bans.impose(b)
+      return []
+    },
+    onPut: b => { bans.impose(b) },
+    onDelete (field) {
+      const [scope, value] = splitField(field)
+      bans.lift(scope as BanScope, value)
+    }
+  })
+  return {
+    ...shared,
+    get synced () { return shared.synced },
+    get up () { return shared.up },
+    async lift (scope, value) {
+      const here = bans.lift(scope, value)
+      return await shared.delete(banField(scope, value)) || here
     }
   }
 }

@@ -62,6 +62,22 @@ t.test('lifting clears the ban and its strikes; failures while banned do not ext
   t.equal(bans.banned('ip', '10.0.0.1')!.strikes, 1, 'starts again from the first ban')
 })
 
+t.test('a ban imposed by another replica: in force here, the longer one wins, its strikes carry on', async t => {
+  const c = clock()
+  const bans = createBanList(c.now)
+  t.teardown(bans.close)
+  bans.impose({ scope: 'sub', value: 'mallory', until: c.now() + 30_000, strikes: 2 })
+  t.match(bans.banned('sub', 'mallory'), { until: c.now() + 30_000, strikes: 2 })
+  bans.impose({ scope: 'sub', value: 'mallory', until: c.now() + 10_000, strikes: 1 })
+  t.equal(bans.banned('sub', 'mallory')!.until, c.now() + 30_000, 'a shorter ban does not cut a longer one')
+  bans.impose({ scope: 'ip', value: '10.0.0.9', until: c.now() - 1, strikes: 1 })
+  t.equal(bans.banned('ip', '10.0.0.9'), null, 'an expired one is ignored')
+  c.advance(31)
+  t.equal(bans.banned('sub', 'mallory'), null, 'it ends when it says')
+  for (let i = 0; i < 3; i++) bans.fail('sub', 'mallory', RULE)
+  t.equal(bans.banned('sub', 'mallory')!.strikes, 3, 'this replica\'s next ban doubles from the shared strikes')
+})
+
 t.test('revocations match by token id, subject or certificate thumbprint, until they end', async t => {
   const c = clock()
   const list = createRevocationList(c.now)
