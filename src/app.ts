@@ -34,7 +34,7 @@ import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.j
 import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
 import { createBanList, type Ban, type BanList } from './pipeline/deny-list/bans.js'
 import { createBanSync, createRevocationSync } from './pipeline/deny-list/redis-sync.js'
-import { registerAdminApi } from './admin/api.js'
+import { readAdminToken, registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -178,8 +178,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
   built(() => rateLimitStore.close())
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
-  const adminToken = config.admin.tokenFile !== undefined ? readFileSync(config.admin.tokenFile, 'utf8').trim() : undefined
-  if (adminToken !== undefined && adminToken.length < 32) throw new Error('admin.tokenFile must hold a token of at least 32 characters')
+  const adminToken = readAdminToken(config.admin.tokenFile)
   // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
   const revocations = opts.revocations ?? createRevocationList()
   const bans = opts.bans ?? createBanList()

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import type { BanList, BanScope } from '../pipeline/deny-list/bans.js'
@@ -48,6 +49,14 @@ export function normalizeThumbprint (value: string): string | null {
   const hex = value.replace(/:/g, '')
   if (/^[0-9a-fA-F]{64}$/.test(hex)) return Buffer.from(hex, 'hex').toString('base64url')
   return /^[A-Za-z0-9_-]{43}$/.test(value) ? value : null
+}
+
+/** The admin API's bearer token from `admin.tokenFile`, or undefined when the API is off. */
+export function readAdminToken (tokenFile: string | undefined): string | undefined {
+  if (tokenFile === undefined) return undefined
+  const token = readFileSync(tokenFile, 'utf8').trim()
+  if (token.length < 32) throw new Error('admin.tokenFile must hold a token of at least 32 characters')
+  return token
 }
 
 export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions): void {

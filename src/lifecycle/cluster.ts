@@ -1,8 +1,12 @@
 import cluster, { type Worker } from 'node:cluster'
 import { randomUUID } from 'node:crypto'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { AggregatorRegistry } from 'prom-client'
+import { readAdminToken, registerAdminApi } from '../admin/api.js'
 import type { Config } from '../config/schema.js'
+import { createBanList } from '../pipeline/deny-list/bans.js'
+import { createBanSync, createRevocationSync } from '../pipeline/deny-list/redis-sync.js'
+import { createRevocationList } from '../pipeline/deny-list/revocations.js'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 import type { RunningGateway } from '../server.js'
 
@@ -14,7 +18,8 @@ import type { RunningGateway } from '../server.js'
  * every worker, SIGHUP reloads each. A worker that dies unexpectedly is replaced.
  *
  * Rate limits with the memory store are per worker: each worker counts alone, so a client spread over
- * N workers can make up to N times a route's limit. Use a shared store for exact limits.
+ * N workers can make up to N times a route's limit. Use a shared store for exact limits; it is also
+ * what lets the primary serve the admin API (serveAdminApi).
  */
 
 type Ask = { type: 'portcullis:ask', id: string, what: 'readiness' | 'status' }
@@ -52,11 +57,9 @@ async function ask (worker: Worker, what: Ask['what']): Promise<unknown> {
 
 /** In the primary: fork the workers, serve the admin listener, pass signals on. */
 export async function runPrimary (config: Config, count: number): Promise<void> {
-  // The admin API (revocations, bans) lives in a gateway's admin listener, which workers do not
-  // serve: refused rather than started without it.
-  if (config.admin.tokenFile !== undefined) throw new Error('admin.tokenFile (the admin API) is not available with --workers above 1; run one process per replica')
   const aggregator = new AggregatorRegistry()
   const admin = Fastify({ logger: loggerOptions(config.logging.level), logController: quietRequestLogging() })
+  const shared = await serveAdminApi(config, admin)
   let shuttingDown = false
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
 
@@ -89,7 +92,7 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
   }
   cluster.on('exit', (worker, code, signal) => {
     if (shuttingDown) {
-      if (workers().length === 0) void admin.close().then(() => process.exit(0))
+      if (workers().length === 0) void Promise.all([admin.close(), shared?.close()]).then(() => process.exit(0))
       return
     }
     admin.log.error({ worker: worker.id, code, signal }, 'worker exited; starting another')
@@ -108,4 +111,32 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
   process.on('SIGHUP', () => { for (const w of workers()) w.process.kill('SIGHUP') })
+}
+
+/**
+ * The admin API in the primary. Workers share revocations and bans through the rate-limit store's
+ * Redis, so the primary keeps a mirror of both sets and writes through Redis, which every worker
+ * follows. Without a shared store each worker would hold lists of its own that one API could not
+ * reach: refused at start rather than started with an API that changes nothing.
+ */
+async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{ close: () => Promise<void> } | null> {
+  const token = readAdminToken(config.admin.tokenFile)
+  if (token === undefined) return null
+  const store = config.rateLimit.store
+  if (store.type !== 'redis') {
+    throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
+  }
+  const revocations = createRevocationList()
+  const bans = createBanList()
+  const onError = (): void => {} // each failure is logged; the workers count theirs in /metrics
+  const revocationSync = createRevocationSync({ store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: revocations, log: admin.log, onError })
+  const banSync = createBanSync({ store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans, log: admin.log, onError })
+  await Promise.all([revocationSync.ready(5000), banSync.ready(5000)])
+  registerAdminApi(admin, { token, revocations, writer: revocationSync, bans, banWriter: banSync, maxTtlSeconds: config.revocation.maxTtlSeconds })
+  return {
+    async close () {
+      bans.close()
+      await Promise.all([revocationSync.close(), banSync.close()])
+    }
+  }
 }

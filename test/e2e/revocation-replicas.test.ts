@@ -1,12 +1,10 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
-import { httpsClient } from '../helpers/http.js'
-import { startRedis } from '../helpers/redis.js'
+import { sharedStoreSetup, startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js'
 
 // Two `portcullis start` processes sharing one real Redis, as two replicas behind a load balancer:
 // a revocation made with `portcullis revoke` through one replica's admin API is refused at the other,
@@ -16,29 +14,8 @@ import { startRedis } from '../helpers/redis.js'
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
 const exec = promisify(execFile)
 
-/** One config for every replica: a real Redis as the rate-limit store, the admin API with its token. */
-async function replicaSetup (t: Test, extra = '') {
-  const redis = await startRedis(t)
-  const files = await gatewayFiles(t)
-  const fn = await startPlainUpstream(t, 'fn')
-  const adminToken = randomBytes(32).toString('base64url')
-  const tokenFile = join(files.dir, 'admin-token')
-  writeFileSync(tokenFile, adminToken)
-  writeFileSync(files.configFile, `
-listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
-admin: { host: 127.0.0.1, port: 0, tokenFile: admin-token }
-issuers:
-  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
-policy: { bundle: "${join(import.meta.dirname, '../../build/bundle.tar.gz')}" }
-rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 2000 } }
-upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
-routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
-${extra}`)
-  return { files, adminToken, tokenFile, client: httpsClient(t, files.caFile) }
-}
-
 t.test('two replicas, one Redis: revocations reach both, and a replica that restarts', async t => {
-  const { files, adminToken, tokenFile, client } = await replicaSetup(t)
+  const { files, adminToken, tokenFile, client } = await sharedStoreSetup(t)
   const token = await files.token() // subject carol
   const hello = async (gw: GatewayProcess): Promise<{ status: number, code?: string }> => {
     const res = await client.send(`${gw.url}/hello`, { token })
@@ -107,7 +84,7 @@ t.test('two replicas, one Redis: revocations reach both, and a replica that rest
 })
 
 t.test('two replicas, one Redis: a ban imposed by one is in force at the other, and one unban lifts it everywhere', async t => {
-  const { files, tokenFile, client } = await replicaSetup(t, 'bans: { default: { failures: 3, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
+  const { files, tokenFile, client } = await sharedStoreSetup(t, 'bans: { default: { failures: 3, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
   const token = await files.token()
   const hello = async (gw: GatewayProcess, bearer = token): Promise<{ status: number, code?: string }> => {
     const res = await client.send(`${gw.url}/hello`, { token: bearer })

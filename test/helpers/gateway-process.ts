@@ -1,13 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { writeFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { importJWK, SignJWT } from 'jose'
 import { buildBundle, DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
 import { createCa, type CertificateAuthority } from '../../src/tls/pki.js'
+import { httpsClient } from './http.js'
+import { startRedis } from './redis.js'
 
 // The CLI as a user runs it: the built bin (npm test builds before running tap).
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
@@ -140,4 +143,31 @@ export async function startGatewayProcess (t: Test, configFile: string, args: st
   const url = /"url":"(https:\/\/[^"]+)"/.exec(log)![1]!
   const adminUrl = /"admin":"(http:\/\/[^"]+)"/.exec(log)![1]!
   return { child, url, adminUrl, log: () => log, exited, waitForLog }
+}
+
+/**
+ * One config for every replica (or every worker): a real Redis as the rate-limit store, through which
+ * revocations and bans are shared, and the admin API with its token.
+ */
+export async function sharedStoreSetup (t: Test, extra = '') {
+  const redis = await startRedis(t)
+  const files = await gatewayFiles(t)
+  const fn = await startPlainUpstream(t, 'fn')
+  const adminToken = randomBytes(32).toString('base64url')
+  const tokenFile = join(files.dir, 'admin-token')
+  writeFileSync(tokenFile, adminToken)
+  writeFileSync(files.configFile, `
+listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
+admin: { host: 127.0.0.1, port: 0, tokenFile: admin-token }
+issuers:
+  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+policy: { bundle: "${DEFAULT_BUNDLE}" }
+rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 2000 } }
+upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
+routes:
+  - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
+  # Failures here never ban (the id is one the repository's policy lets readers GET).
+  - { id: orders, prefix: /quiet, methods: [GET], upstream: fn, ban: { enabled: false } }
+${extra}`)
+  return { files, adminToken, tokenFile, client: httpsClient(t, files.caFile) }
 }

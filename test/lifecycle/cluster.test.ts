@@ -1,6 +1,6 @@
 import t from 'tap'
 import { httpsClient } from '../helpers/http.js'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
+import { gatewayFiles, sharedStoreSetup, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
 
 // `portcullis start --workers 2`: two worker processes behind one port, one admin listener.
 
@@ -27,4 +27,57 @@ t.test('workers share the port; the primary\'s /metrics sums every worker; SIGTE
 
   gw.child.kill('SIGTERM')
   t.equal(await gw.exited, 0)
+})
+
+t.test('with Redis, the primary serves the admin API: a revocation or an unban there reaches every worker', async t => {
+  const { files, adminToken, client } = await sharedStoreSetup(t, 'bans: { default: { failures: 2, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
+  const gw = await startGatewayProcess(t, files.configFile, ['--workers', '2'])
+  while ((await client.send(`${gw.adminUrl}/readyz`)).status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+  const token = await files.token() // subject carol
+  // A new connection per request, so the primary spreads them over both workers.
+  // The revoked requests go to /quiet, a route whose failures never ban, so that they do not ban this client.
+  const statuses = async (bearer: string, path = '/quiet'): Promise<number[]> => {
+    const out: number[] = []
+    for (let i = 0; i < 6; i++) out.push((await httpsClient(t, files.caFile).send(`${gw.url}${path}`, { token: bearer })).status)
+    return out
+  }
+  const untilAll = async (bearer: string, status: number): Promise<number[]> => {
+    const start = performance.now()
+    let seen = await statuses(bearer)
+    while (!seen.every(s => s === status) && performance.now() - start < 15_000) seen = await statuses(bearer)
+    return seen
+  }
+  t.same(await statuses(token), Array(6).fill(200))
+
+  const revoke = await client.send(`${gw.adminUrl}/admin/revocations`, {
+    method: 'POST', token: adminToken, headers: { 'content-type': 'application/json' }, body: '{"kind":"sub","value":"carol","ttlSeconds":600}'
+  })
+  t.equal(revoke.status, 201, revoke.text)
+  t.same(await untilAll(token, 401), Array(6).fill(401), 'revoked through the primary: refused by every worker')
+  t.match((await client.send(`${gw.adminUrl}/admin/revocations`, { token: adminToken })).json(), { revocations: [{ kind: 'sub', value: 'carol' }] })
+  t.equal((await client.send(`${gw.adminUrl}/admin/revocations/sub/carol`, { method: 'DELETE', token: adminToken })).status, 204)
+  t.same(await untilAll(token, 200), Array(6).fill(200), 'and let in again once lifted')
+
+  // Each worker counts its own failures: bad tokens until one of them bans this client (two there).
+  // The ban reaches the other worker; the primary lists it and lifts it for all.
+  for (let i = 0; i < 20 && (await httpsClient(t, files.caFile).send(`${gw.url}/hello`, { token: 'not-a-token' })).status !== 429; i++);
+  t.same(await untilAll(token, 429), Array(6).fill(429), 'banned: refused by both workers')
+  const listed = (await client.send(`${gw.adminUrl}/admin/bans`, { token: adminToken })).json<{ bans: Array<{ scope: string, value: string }> }>()
+  t.match(listed.bans, [{ scope: 'ip', value: '127.0.0.1' }], 'the primary, which saw no request, lists it: the ban came through Redis')
+  t.equal((await client.send(`${gw.adminUrl}/admin/bans/ip/127.0.0.1`, { method: 'DELETE', token: adminToken })).status, 204)
+  t.same(await untilAll(token, 200), Array(6).fill(200), 'one unban at the primary lifts it on every worker')
+
+  gw.child.kill('SIGTERM')
+  t.equal(await gw.exited, 0)
+})
+
+t.test('the admin API with workers but without a shared store is refused at start', async t => {
+  const upstream = await startPlainUpstream(t, 'a')
+  const files = await gatewayFiles(t)
+  await files.writeConfig(upstream.url)
+  const { readFileSync, writeFileSync } = await import('node:fs')
+  writeFileSync(`${files.dir}/admin-token`, 'x'.repeat(40))
+  writeFileSync(files.configFile, readFileSync(files.configFile, 'utf8').replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: { host: 127.0.0.1, port: 0, tokenFile: admin-token }'))
+  await t.rejects(startGatewayProcess(t, files.configFile, ['--workers', '2']), /exited before .*needs rateLimit\.store\.type: redis/s,
+    'an API that could reach no worker\'s lists is not started')
 })
