@@ -179,6 +179,11 @@ t.test('the circuit opens after consecutive failures, fails fast, and a probe cl
   expectErrorBody(t, 'a POST whose body is still coming, while open', unfinished.responses[0], 503, 'GW_ERR_UPSTREAM_UNAVAILABLE')
 
   breaker.mode = 'pass' // the function recovers
+  // Once openMs has passed, a client that starts a POST and gives up half way through its body must
+  // not become the probe and keep the circuit half-open for ever.
+  await sleep(400)
+  const gaveUp = await h.send(h.head('POST', '/public/breaker/x', ['Content-Length: 100000']) + 'only the start', { until: 1, timeoutMs: 300 })
+  t.same(gaveUp.responses, [], 'no answer before the client gave up')
   let status = 503
   for (let i = 0; i < 100 && status === 503; i++) {
     status = (await get('/public/breaker/x')).responses[0]?.status ?? 0

@@ -14,6 +14,8 @@ export const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, op
 export interface CircuitBreaker {
   /** Whether a request may go upstream now; a true answer in half-open makes it the probe. */
   admit: () => boolean
+  /** Whether admit() would refuse now, without taking the probe: for refusing before any work. */
+  refusing: () => boolean
   succeeded: () => void
   failed: () => void
   /** The request ended for a reason that says nothing about the upstream (the client left). */
@@ -43,6 +45,7 @@ export function createCircuitBreaker ({ failures, openMs, onChange, now = Date.n
       if (state === 'open' && now() - openedAt >= openMs) { set('half_open'); return true }
       return false // open, or half-open with its probe still in flight
     },
+    refusing: () => state === 'half_open' || (state === 'open' && now() - openedAt < openMs),
     succeeded () {
       consecutive = 0
       set('closed')

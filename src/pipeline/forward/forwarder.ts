@@ -95,22 +95,20 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
           else counts.set(who, left)
         })
       }
+      // The probe slot itself is taken only once the request is ready to go (admit() below): a
+      // client that dawdles over its body must not hold the circuit half-open.
       const breaker = upstream.breaker
-      if (breaker !== null && !breaker.admit()) throw circuitOpen(upstream.id)
+      if (breaker?.refusing() === true) throw circuitOpen(upstream.id)
 
       // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
-      let requestBody: Readable | Buffer | null
-      try {
-        requestBody = credentials === undefined
-          ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
-          : await credentials.attach({
-            routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
-            clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
-          })
-      } catch (err) {
-        breaker?.abandoned() // says nothing about the function; a half-open probe slot is freed
-        throw err
-      }
+      const requestBody = credentials === undefined
+        ? (hasBody ? limitBody(request.raw, route.maxBodyBytes) : null)
+        : await credentials.attach({
+          routeId: route.id, method: request.method, host: upstream.host, target, principal: request.principal, requestId: request.id,
+          clientAuthorization: request.headers.authorization, headers, body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null, log: request.log
+        })
+      // Gone while its credentials were made: nothing is sent on its behalf.
+      if (reply.raw.destroyed) throw new GW_ERR_GUARD_BAD_REQUEST()
 
       // A client that goes away cancels the upstream request, and so does the total deadline. undici
       // accepts an EventEmitter that emits 'abort' as a signal, which costs far less per request than
@@ -138,7 +136,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       const started = performance.now()
       let response: Dispatcher.ResponseData
       for (let attempt = 1; ; attempt++) {
-        if (attempt > 1 && breaker !== null && !breaker.admit()) {
+        if (breaker !== null && !breaker.admit()) {
           clearTimeout(deadline)
           throw circuitOpen(upstream.id)
         }

@@ -1,7 +1,7 @@
 import { pipeline, Transform, type Readable } from 'node:stream'
 import { errors as undiciErrors } from 'undici'
 import {
-  GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_UPSTREAM_BODY_TIMEOUT, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_CONNECT_TIMEOUT,
+  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_UPSTREAM_BODY_TIMEOUT, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_CONNECT_TIMEOUT,
   GW_ERR_UPSTREAM_FAILED, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE, GW_ERR_UPSTREAM_TIMEOUT, GW_ERR_UPSTREAM_TLS,
   GW_ERR_UPSTREAM_TOTAL_TIMEOUT
 } from '../../errors.js'
@@ -30,6 +30,7 @@ const codeOf = (err: unknown): string => String((err as NodeJS.ErrnoException | 
 /** Classifies a failed exchange; `deadlinePassed` says the total timeout is what aborted it. */
 export function classify (err: unknown, deadlinePassed: boolean): Outcome {
   if (err instanceof GW_ERR_GUARD_BODY_TOO_LARGE) return { error: err, kind: 'request_too_large', transport: false }
+  if (err instanceof GW_ERR_GUARD_BAD_REQUEST) return { error: err, kind: 'client_aborted', transport: false }
   if (err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE) return { error: err, kind: 'response_too_large', transport: false }
   if (err instanceof undiciErrors.RequestAbortedError) {
     return deadlinePassed
@@ -53,13 +54,18 @@ export function isRetryable (err: unknown): boolean {
 /** Streams a request body through, failing once it passes the limit (for bodies without a length). */
 export function limitBody (body: Readable, max: number): Readable {
   let seen = 0
-  return body.pipe(new Transform({
+  const out = new Transform({
     transform (chunk: Buffer, _enc, done) {
       seen += chunk.length
       if (seen > max) done(new GW_ERR_GUARD_BODY_TOO_LARGE())
       else done(null, chunk)
     }
-  }))
+  })
+  // pipe() passes neither an error nor an early close of the client's body on: without this, whatever
+  // reads the limited body (undici, or the buffering for a signature) would wait for ever.
+  const brokeOff = (): void => { if (!body.readableEnded) out.destroy(new GW_ERR_GUARD_BAD_REQUEST()) }
+  body.once('error', brokeOff).once('close', brokeOff)
+  return body.pipe(out)
 }
 
 /**

@@ -58,3 +58,16 @@ t.test('a probe abandoned by its client does not leave the circuit half-open', a
   t.equal(b.state, 'open')
   t.ok(b.admit(), 'the next request is the probe, without another openMs')
 })
+
+t.test('refusing() answers as admit() would, without taking the probe', async t => {
+  const { b, advance } = breaker(1, 1000)
+  t.notOk(b.refusing(), 'closed')
+  b.failed()
+  t.ok(b.refusing(), 'open')
+  advance(1000)
+  t.notOk(b.refusing(), 'due for a probe')
+  t.notOk(b.refusing(), 'asking again takes nothing')
+  t.equal(b.state, 'open', 'still open: no probe was taken')
+  t.ok(b.admit(), 'the probe is still there for whoever is ready to send')
+  t.ok(b.refusing(), 'half-open with its probe in flight')
+})
