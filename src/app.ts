@@ -340,7 +340,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   health.addStatus('bans', () => bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes })))
   if (adminToken !== undefined) {
     registerAdminApi(admin, {
-      token: adminToken,
+      token: () => adminToken,
       revocations,
       bans,
       writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
@@ -363,16 +363,25 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     async close () {
       clearInterval(retry)
       assertionKeys.close()
-      await policy.close()
-      await app.close()
-      await decisionLog.close()
-      await admin.close()
-      await Promise.all([...keySources.values()].map(k => k.close()))
-      await rateLimitStore.close()
-      await revocationSync?.close()
-      await banSync?.close()
-      if (opts.bans === undefined) bans.close()
-      await tracing?.close()
+      // In this order (requests finish before their decisions are flushed), and every step runs even
+      // when one before it failed: a retired gateway must not keep sockets or timers.
+      const steps: Array<() => unknown> = [
+        async () => policy.close(),
+        async () => app.close(),
+        async () => decisionLog.close(),
+        async () => admin.close(),
+        async () => Promise.all([...keySources.values()].map(k => k.close())),
+        async () => rateLimitStore.close(),
+        async () => revocationSync?.close(),
+        async () => banSync?.close(),
+        () => { if (opts.bans === undefined) bans.close() },
+        async () => tracing?.close()
+      ]
+      const failures: unknown[] = []
+      for (const step of steps) {
+        try { await step() } catch (err) { failures.push(err) }
+      }
+      if (failures.length > 0) throw failures[0]
     }
   }
 }

@@ -24,7 +24,8 @@ export interface BanWriter {
 }
 
 export interface AdminApiOptions {
-  token: string
+  /** The bearer token callers must present, read on each call (the cluster primary re-reads its file on SIGHUP). */
+  token: () => string
   revocations: RevocationList
   writer: RevocationWriter
   bans: BanList
@@ -60,7 +61,13 @@ export function readAdminToken (tokenFile: string | undefined): string | undefin
 }
 
 export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions): void {
-  const expected = digest(opts.token)
+  let known = ''
+  let expected = digest('')
+  const current = (): Buffer => {
+    const token = opts.token()
+    if (token !== known) { known = token; expected = digest(token) }
+    return expected
+  }
   // Audit lines are written at logging.level warn or error too (only silent silences them).
   const auditLog = admin.log.level === 'silent' ? admin.log : admin.log.child({}, { level: 'info' })
   const audit = (request: FastifyRequest, action: string, result: string, extra: Record<string, unknown> = {}): void => {
@@ -76,7 +83,7 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
       const header = request.headers.authorization ?? ''
       const given = header.startsWith('Bearer ') ? header.slice(7) : ''
       // Digests of equal length, so the comparison takes the same time whatever was sent.
-      if (given !== '' && timingSafeEqual(digest(given), expected)) return
+      if (given !== '' && timingSafeEqual(digest(given), current())) return
       audit(request, `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, 'unauthenticated')
       reply.header('www-authenticate', 'Bearer realm="portcullis-admin"')
       return reply.code(401).send({ error: 'admin credential required', code: 'unauthenticated' })

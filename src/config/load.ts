@@ -294,6 +294,9 @@ function checkBans (config: Config): ConfigProblem[] {
   for (const [path, rule] of rules) {
     if (typeof rule === 'object' && rule !== null && typeof rule.maxBanSeconds === 'number' && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
   }
+  if (config.bans?.keyPrefix !== undefined && config.bans.keyPrefix === config.revocation?.keyPrefix) {
+    problems.push({ path: '/bans/keyPrefix', message: 'must differ from revocation.keyPrefix (each is a Redis hash of its own)' })
+  }
   return problems
 }
 

@@ -120,8 +120,9 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
  * reach: refused at start rather than started with an API that changes nothing.
  */
 async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{ close: () => Promise<void> } | null> {
-  const token = readAdminToken(config.admin.tokenFile)
-  if (token === undefined) return null
+  const first = readAdminToken(config.admin.tokenFile)
+  if (first === undefined) return null
+  let token = first
   const store = config.rateLimit.store
   if (store.type !== 'redis') {
     throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
@@ -132,7 +133,16 @@ async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{
   const revocationSync = createRevocationSync({ store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: revocations, log: admin.log, onError })
   const banSync = createBanSync({ store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans, log: admin.log, onError })
   await Promise.all([revocationSync.ready(5000), banSync.ready(5000)])
-  registerAdminApi(admin, { token, revocations, writer: revocationSync, bans, banWriter: banSync, maxTtlSeconds: config.revocation.maxTtlSeconds })
+  registerAdminApi(admin, { token: () => token, revocations, writer: revocationSync, bans, banWriter: banSync, maxTtlSeconds: config.revocation.maxTtlSeconds })
+  // SIGHUP reloads the workers; the primary re-reads its admin token, so that a rotated one takes effect.
+  process.on('SIGHUP', () => {
+    try {
+      token = readAdminToken(config.admin.tokenFile) ?? token
+      admin.log.info('admin token re-read')
+    } catch (err) {
+      admin.log.error({ err: (err as Error).message }, 'admin token not re-read; the previous one stays')
+    }
+  })
   return {
     async close () {
       bans.close()

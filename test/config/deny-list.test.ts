@@ -37,12 +37,13 @@ t.test('a ban rule gets its defaults; a route can turn bans off', async t => {
 t.test('every deny-list problem is listed with its path', async t => {
   const r = raw()
   r.admin = { tokenFile: 'secrets/missing-token' }
-  r.bans = { default: { banSeconds: 600, maxBanSeconds: 60 }, trustedNetworks: ['10.0.0.0/8', 'not-a-network'] }
+  r.bans = { default: { banSeconds: 600, maxBanSeconds: 60 }, trustedNetworks: ['10.0.0.0/8', 'not-a-network'], keyPrefix: 'portcullis:deny' }
+  r.revocation = { keyPrefix: 'portcullis:deny' }
   r.routes[0].ban = { failures: 0, typo: true }
   const err = await validateConfig(r, { baseDir: t.testdir(FILES), env: {} }).then(() => null, (e: unknown) => e)
   t.type(err, ConfigError)
   const paths = (err as ConfigError).problems.map(p => p.path)
-  for (const p of ['/admin/tokenFile', '/bans/default/maxBanSeconds', '/bans/trustedNetworks/1', '/routes/0/ban/failures', '/routes/0/ban']) {
+  for (const p of ['/admin/tokenFile', '/bans/default/maxBanSeconds', '/bans/trustedNetworks/1', '/bans/keyPrefix', '/routes/0/ban/failures', '/routes/0/ban']) {
     t.ok(paths.includes(p), `${p} is named`, { paths })
   }
 })

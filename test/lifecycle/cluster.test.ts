@@ -1,4 +1,5 @@
 import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { httpsClient } from '../helpers/http.js'
 import { gatewayFiles, sharedStoreSetup, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
 
@@ -30,7 +31,7 @@ t.test('workers share the port; the primary\'s /metrics sums every worker; SIGTE
 })
 
 t.test('with Redis, the primary serves the admin API: a revocation or an unban there reaches every worker', async t => {
-  const { files, adminToken, client } = await sharedStoreSetup(t, 'bans: { default: { failures: 2, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
+  const { files, adminToken, tokenFile, client } = await sharedStoreSetup(t, 'bans: { default: { failures: 2, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
   const gw = await startGatewayProcess(t, files.configFile, ['--workers', '2'])
   while ((await client.send(`${gw.adminUrl}/readyz`)).status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
   const token = await files.token() // subject carol
@@ -67,6 +68,14 @@ t.test('with Redis, the primary serves the admin API: a revocation or an unban t
   t.equal((await client.send(`${gw.adminUrl}/admin/bans/ip/127.0.0.1`, { method: 'DELETE', token: adminToken })).status, 204)
   t.same(await untilAll(token, 200), Array(6).fill(200), 'one unban at the primary lifts it on every worker')
 
+  // A rotated admin token takes effect on SIGHUP, as it does for a single process on reload.
+  const rotated = 'rotated-'.padEnd(48, 'x')
+  writeFileSync(tokenFile, rotated)
+  gw.child.kill('SIGHUP')
+  await gw.waitForLog(/admin token re-read/)
+  t.equal((await client.send(`${gw.adminUrl}/admin/bans`, { token: adminToken })).status, 401, 'the old admin token is refused')
+  t.equal((await client.send(`${gw.adminUrl}/admin/bans`, { token: rotated })).status, 200, 'the new one works')
+
   gw.child.kill('SIGTERM')
   t.equal(await gw.exited, 0)
 })
@@ -75,7 +84,6 @@ t.test('the admin API with workers but without a shared store is refused at star
   const upstream = await startPlainUpstream(t, 'a')
   const files = await gatewayFiles(t)
   await files.writeConfig(upstream.url)
-  const { readFileSync, writeFileSync } = await import('node:fs')
   writeFileSync(`${files.dir}/admin-token`, 'x'.repeat(40))
   writeFileSync(files.configFile, readFileSync(files.configFile, 'utf8').replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: { host: 127.0.0.1, port: 0, tokenFile: admin-token }'))
   await t.rejects(startGatewayProcess(t, files.configFile, ['--workers', '2']), /exited before .*needs rateLimit\.store\.type: redis/s,

@@ -25,6 +25,8 @@ interface Tracked {
   /** When the last ban ended or failure was seen: strikes are forgotten 2 × cap after it. */
   quietSince: number
   capMs: number
+  /** The ban in force is known to be in the shared store (Redis): it goes when the store drops it. */
+  shared: boolean
 }
 
 const MAX_TRACKED = 100_000
@@ -34,6 +36,11 @@ export interface BanList {
   fail: (scope: BanScope, value: string, rule: BanRuleConfig) => Ban | null
   /** Applies a ban another replica imposed (shared through Redis): the longer of the two wins. */
   impose: (ban: Ban) => void
+  /**
+   * After a full read of the shared bans (fields `scope:value`): lifts the bans that came from the
+   * store and are no longer in it. Bans this replica imposed and could not share are kept.
+   */
+  keepShared: (inStore: Set<string>) => void
   /** The ban in force on this client, or null. */
   banned: (scope: BanScope, value: string) => Ban | null
   lift: (scope: BanScope, value: string) => boolean
@@ -71,7 +78,7 @@ export function createBanList (now: () => number = Date.now): BanList {
       let t = tracked.get(key)
       if (t === undefined) {
         if (tracked.size >= MAX_TRACKED) { untracked++; return null }
-        t = { failures: [], bannedUntil: 0, strikes: 0, quietSince: t0, capMs: rule.maxBanSeconds * 1000 }
+        t = { failures: [], bannedUntil: 0, strikes: 0, quietSince: t0, capMs: rule.maxBanSeconds * 1000, shared: false }
         tracked.set(key, t)
       }
       if (t.bannedUntil > t0) return null // already banned; failures while banned do not lengthen it
@@ -87,6 +94,7 @@ export function createBanList (now: () => number = Date.now): BanList {
       const seconds = Math.min(rule.banSeconds * 2 ** (t.strikes - 1), rule.maxBanSeconds)
       t.bannedUntil = t0 + seconds * 1000
       t.quietSince = t.bannedUntil
+      t.shared = false
       return banOf(key, t)
     },
     impose (ban) {
@@ -97,7 +105,7 @@ export function createBanList (now: () => number = Date.now): BanList {
       if (t === undefined) {
         if (tracked.size >= MAX_TRACKED) { untracked++; return }
         // The rule is the other replica's: its strikes are forgotten after twice this ban's length.
-        t = { failures: [], bannedUntil: 0, strikes: 0, quietSince: t0, capMs: ban.until - t0 }
+        t = { failures: [], bannedUntil: 0, strikes: 0, quietSince: t0, capMs: ban.until - t0, shared: false }
         tracked.set(key, t)
       }
       if (ban.until > t.bannedUntil) {
@@ -105,7 +113,16 @@ export function createBanList (now: () => number = Date.now): BanList {
         t.quietSince = ban.until
         t.failures = []
       }
+      if (ban.until >= t.bannedUntil) t.shared = true
       t.strikes = Math.max(t.strikes, ban.strikes)
+    },
+    keepShared (inStore) {
+      const t0 = now()
+      for (const [key, t] of tracked) {
+        if (!t.shared || t.bannedUntil <= t0) continue
+        const sep = key.indexOf('\0')
+        if (!inStore.has(`${key.slice(0, sep)}:${key.slice(sep + 1)}`)) tracked.delete(key)
+      }
     },
     banned (scope, value) {
       const t = tracked.get(keyOf(scope, value))

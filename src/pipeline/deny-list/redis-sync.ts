@@ -17,6 +17,29 @@ import { isRevocation, type Revocation, type RevocationKind, type RevocationList
  */
 
 type Message = { op: 'put', record: unknown } | { op: 'delete', field: string }
+// What replicas of the release before this one publish and understand on the revocation channel:
+// accepted, and published beside the current form, so that a rolling upgrade loses no revocation.
+type LegacyRevocationMessage = { op: 'add', revocation: unknown } | { op: 'remove', kind: string, value: string }
+
+// Deletes fields whose values are still the ones read (ARGV: field, value, field, value ...), so that
+// a sweep never removes a record written again since the read.
+const DELETE_IF_UNCHANGED = `
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return n
+`
+// Stores a record unless the one there lasts longer (ARGV: field, value, until).
+const PUT_IF_LONGER = `
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, decoded = pcall(cjson.decode, old)
+  if ok and type(decoded) == 'table' and tonumber(decoded['until']) and tonumber(decoded['until']) >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`
 
 interface SyncOptions {
   store: RateLimitStoreConfig
@@ -49,6 +72,10 @@ interface Records<T> {
   onRead: (live: T[], stored: number) => T[]
   onPut: (r: T) => void
   onDelete: (field: string) => void
+  /** Keep the record that lasts longer when two are put under one field (bans). */
+  keepLonger?: boolean
+  /** Also speak the previous release's message format (revocations). */
+  legacy?: { toMessage: (m: unknown) => Message | null, fromPut: (r: T) => unknown, fromDelete: (field: string) => unknown }
 }
 
 function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): SharedRecords<T> {
@@ -82,8 +109,20 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
   subscriber.on('error', () => {})
   client.on('close', () => { up = false })
 
+  const apply = (m: Message): void => {
+    if (m.op === 'put') {
+      const r = records.parse(m.record)
+      if (r !== null) records.onPut(r)
+    } else if (typeof m.field === 'string') records.onDelete(m.field)
+  }
+  // Messages that arrive while a full read is on its way: applied again after it, so that a read
+  // answered before a change but handled after its message cannot undo the change.
+  const duringReads = new Set<Message[]>()
+
   async function readAll (): Promise<void> {
     if (closed) return
+    const during: Message[] = []
+    duringReads.add(during)
     try {
       const all = await client.hgetall(key)
       const now = Date.now()
@@ -94,27 +133,30 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
         try { parsed = JSON.parse(text) } catch {}
         const r = records.parse(parsed)
         if (r !== null && records.until(r) > now) live.push(r)
-        else expired.push(f)
+        else expired.push(f, text)
       }
       const restore = records.onRead(live, Object.keys(all).length)
+      for (const m of during) apply(m)
       if (restore.length > 0) await client.hset(key, Object.fromEntries(restore.map(r => [records.field(r), JSON.stringify(r)])))
       // Redis 7.0 has no per-field expiry: whoever reads the set sweeps what has run out.
-      if (expired.length > 0) await client.hdel(key, ...expired)
+      if (expired.length > 0) await client.eval(DELETE_IF_UNCHANGED, 1, key, ...expired)
       up = true
       if (!synced) { synced = true; firstSync() }
     } catch (err) {
       up = false
       fail(err, `reading the ${records.what} set`)
+    } finally {
+      duringReads.delete(during)
     }
   }
 
   subscriber.on('message', (_channel: string, text: string) => {
-    let m: Message | undefined
-    try { m = JSON.parse(text) as Message } catch {}
-    if (m?.op === 'put') {
-      const r = records.parse(m.record)
-      if (r !== null) records.onPut(r)
-    } else if (m?.op === 'delete' && typeof m.field === 'string') records.onDelete(m.field)
+    let raw: unknown
+    try { raw = JSON.parse(text) } catch { return }
+    const m = (raw as Message | null)?.op === 'put' || (raw as Message | null)?.op === 'delete' ? raw as Message : records.legacy?.toMessage(raw) ?? null
+    if (m === null || typeof m !== 'object') return
+    for (const during of duringReads) during.push(m)
+    apply(m)
   })
   // 'ready' after each (re)connection: the subscription is back; read what may have been missed.
   subscriber.on('ready', () => { void readAll() })
@@ -133,8 +175,10 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     // Stored first, then published: a replica that reads the hash after the message still sees it.
     async put (r) {
       try {
-        await client.hset(key, records.field(r), JSON.stringify(r))
+        if (records.keepLonger === true) await client.eval(PUT_IF_LONGER, 1, key, records.field(r), JSON.stringify(r), String(records.until(r)))
+        else await client.hset(key, records.field(r), JSON.stringify(r))
         await client.publish(key, JSON.stringify({ op: 'put', record: r } satisfies Message))
+        if (records.legacy !== undefined) await client.publish(key, JSON.stringify(records.legacy.fromPut(r)))
       } catch (err) {
         fail(err, `storing a ${records.what}`)
         throw err
@@ -144,6 +188,7 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
       try {
         const removed = await client.hdel(key, field)
         await client.publish(key, JSON.stringify({ op: 'delete', field } satisfies Message))
+        if (records.legacy !== undefined) await client.publish(key, JSON.stringify(records.legacy.fromDelete(field)))
         return removed > 0
       } catch (err) {
         fail(err, `removing a ${records.what}`)
@@ -195,6 +240,19 @@ export function createRevocationSync (opts: SyncOptions & { list: RevocationList
     onDelete (field) {
       const [kind, value] = splitField(field)
       list.remove(kind as RevocationKind, value)
+    },
+    legacy: {
+      toMessage (m) {
+        const legacy = m as LegacyRevocationMessage | null
+        if (legacy?.op === 'add') return { op: 'put', record: legacy.revocation }
+        if (legacy?.op === 'remove' && typeof legacy.kind === 'string' && typeof legacy.value === 'string') return { op: 'delete', field: `${legacy.kind}:${legacy.value}` }
+        return null
+      },
+      fromPut: r => ({ op: 'add', revocation: r } satisfies LegacyRevocationMessage),
+      fromDelete (field) {
+        const [kind, value] = splitField(field)
+        return { op: 'remove', kind, value } satisfies LegacyRevocationMessage
+      }
     }
   })
   return {
@@ -235,9 +293,12 @@ export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
     until: b => b.until,
     onRead (live) {
       for (const b of live) bans.impose(b)
+      // A ban that came through Redis and is no longer there was lifted (a message this replica missed).
+      bans.keepShared(new Set(live.map(b => banField(b.scope, b.value))))
       return []
     },
     onPut: b => { bans.impose(b) },
+    keepLonger: true,
     onDelete (field) {
       const [scope, value] = splitField(field)
       bans.lift(scope as BanScope, value)
@@ -247,6 +308,11 @@ export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
     ...shared,
     get synced () { return shared.synced },
     get up () { return shared.up },
+    // Marked as shared once Redis holds it (its own message does the same, when the subscriber is up).
+    async put (ban) {
+      await shared.put(ban)
+      bans.impose(ban)
+    },
     async lift (scope, value) {
       const here = bans.lift(scope, value)
       return await shared.delete(banField(scope, value)) || here
