@@ -142,7 +142,7 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
         lifted = await opts.banWriter.lift(scope, value)
       } catch {
         audit(request, 'unban', 'store_error', { scope, value })
-        return reply.code(503).send({ error: 'the shared bans could not be changed (lifted on this replica only)', code: 'store_error' })
+        return reply.code(503).send({ error: 'the shared bans could not be changed (a ban held by this process was lifted here only)', code: 'store_error' })
       }
       audit(request, 'unban', lifted ? 'ok' : 'not_found', { scope, value })
       return reply.code(lifted ? 204 : 404).send(lifted ? undefined : { error: 'no such ban', code: 'not_found' })
