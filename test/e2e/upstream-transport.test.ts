@@ -78,6 +78,8 @@ const byPath: Record<string, Responder> = {
     setTimeout(() => socket.write(`64\r\n${'b'.repeat(100)}\r\n0\r\n\r\n`), 200)
   },
   '/public/capped/hold': socket => { held.push(socket) },
+  '/public/breaker/hold': () => {},
+  '/public/breaker/reset': socket => { socket.destroy() },
   '/public/gzip': socket => {
     socket.write(`HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: ${GZIPPED.length}\r\n\r\n`)
     socket.write(GZIPPED)
@@ -191,6 +193,20 @@ t.test('the circuit opens after consecutive failures, fails fast, and a probe cl
   }
   t.equal(status, 200, 'once openMs has passed, a probe goes through')
   t.equal(await state(), 0, 'and its success closes the circuit')
+})
+
+t.test('a request that was not the probe cannot free the probe\'s slot when its client leaves', async t => {
+  // Admitted while the circuit was closed, then held by the function.
+  const first = h.send(h.head('GET', '/public/breaker/hold'), { until: 1, timeoutMs: 1500 })
+  await sleep(100)
+  for (const n of [1, 2]) expectErrorBody(t, `failure ${n}`, (await get('/public/breaker/reset')).responses[0], 502, 'GW_ERR_UPSTREAM_FAILED')
+  await sleep(350) // openMs: the next request is the probe, and the function holds it too
+  const probe = h.send(h.head('GET', '/public/breaker/hold'), { until: 1, timeoutMs: 5000 })
+  await sleep(100)
+  t.same((await first).responses, [], 'the first request\'s client gives up')
+  await sleep(100)
+  expectErrorBody(t, 'while the probe is in flight', (await get('/public/breaker/x')).responses[0], 503, 'GW_ERR_UPSTREAM_UNAVAILABLE')
+  await probe
 })
 
 t.test('one caller cannot hold more than maxConcurrentPerIdentity requests to a function', async t => {

@@ -136,6 +136,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       const started = performance.now()
       let response: Dispatcher.ResponseData
       for (let attempt = 1; ; attempt++) {
+        // Admitted while the circuit is not closed: this request is its probe.
+        const probe = breaker !== null && breaker.state !== 'closed'
         if (breaker !== null && !breaker.admit()) {
           clearTimeout(deadline)
           throw circuitOpen(upstream.id)
@@ -155,7 +157,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
         } catch (err) {
           const { error, kind, transport } = classify(err, timedOut)
           if (transport) breaker?.failed()
-          else breaker?.abandoned()
+          else if (probe) breaker?.abandoned() // only the probe's own slot is freed, never a second probe let in
           metrics.upstreamErrors.inc({ upstream: upstream.id, kind })
           if (attempt === 1 && upstream.retryConnectFailures && !hasBody && IDEMPOTENT.has(request.method) && isRetryable(err) && !reply.raw.destroyed) {
             metrics.upstreamRetries.inc({ upstream: upstream.id })
