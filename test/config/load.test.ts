@@ -3,12 +3,10 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError, loadConfig, validateConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
+import { CONFIG_FILES, minimalConfig } from '../helpers/config.js'
 
-// The loader only checks that TLS and JWKS files are readable, so plain text stands in for them.
-const FILES = {
-  certs: { 'server.crt': 'dummy cert\n', 'server.key': 'dummy key\n', 'ca.crt': 'dummy ca\n', 'client.crt': 'c\n', 'client.key': 'k\n' },
-  keys: { 'jwks.json': '{"keys":[]}\n' }
-}
+// The loader only checks that TLS and JWKS files are readable, so plain text stands in for them
+// (CONFIG_FILES).
 
 const MINIMAL = `
 listen:
@@ -33,17 +31,6 @@ routes:
     upstream: fn
 `
 
-/** A raw (already parsed) config equivalent to MINIMAL, for validateConfig tests. */
-function minimalObject (): Record<string, any> {
-  return {
-    listen: { tls: { cert: 'certs/server.crt', key: 'certs/server.key' } },
-    issuers: [{ id: 'idp', issuer: 'https://idp.example.com', audiences: ['api'], algorithms: ['RS256'], jwks: { file: 'keys/jwks.json' } }],
-    policy: { bundle: 'build/bundle.tar.gz' },
-    upstreams: [{ id: 'fn', url: 'https://fn.internal.example/base' }],
-    routes: [{ id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn' }]
-  }
-}
-
 /** The ConfigError a refused config produces; anything else (including acceptance) fails the test. */
 async function refusal (pending: Promise<unknown>): Promise<ConfigError> {
   const err = await pending.then(() => undefined, (e: unknown) => e)
@@ -56,7 +43,7 @@ function paths (err: ConfigError): string[] {
 }
 
 t.test('a valid minimal config loads with defaults filled in', async t => {
-  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const dir = t.testdir({ ...CONFIG_FILES, 'gateway.yaml': MINIMAL })
   const config = await loadConfig(join(dir, 'gateway.yaml'), {})
 
   t.same(config.admin, { host: '127.0.0.1', port: 9090 })
@@ -87,7 +74,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
 
 t.test('relative file paths are resolved against the config file folder, absolute ones kept', async t => {
   const dir = t.testdir({
-    ...FILES,
+    ...CONFIG_FILES,
     conf: {
       'gateway.yaml': MINIMAL
         .replaceAll('certs/', '../certs/')
@@ -108,7 +95,7 @@ t.test('relative file paths are resolved against the config file folder, absolut
   t.same(config.upstreams[0]!.tls, { ca: join(dir, 'certs', 'ca.crt'), cert: join(dir, 'certs', 'client.crt'), key: join(dir, 'certs', 'client.key'), reloadIntervalMs: 5000 })
   t.equal(config.policy.bundle, join(dir, 'conf', 'build', 'bundle.tar.gz'), 'the bundle path is resolved even though the file does not exist yet')
 
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.listen.tls = { cert: join(dir, 'certs', 'server.crt'), key: join(dir, 'certs', 'server.key') }
   raw.issuers[0].jwks.file = join(dir, 'keys', 'jwks.json')
   const other = await validateConfig(raw, { baseDir: join(dir, 'somewhere-else'), env: {} })
@@ -117,7 +104,7 @@ t.test('relative file paths are resolved against the config file folder, absolut
 })
 
 t.test('the loaded config is deeply frozen', async t => {
-  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const dir = t.testdir({ ...CONFIG_FILES, 'gateway.yaml': MINIMAL })
   const config = await loadConfig(join(dir, 'gateway.yaml'), {})
   for (const part of [config, config.admin, config.listen, config.listen.tls, config.routes, config.routes[0], config.routes[0]!.methods,
     config.routes[0]!.metadata, config.upstreams[0], config.issuers[0]!.jwks]) {
@@ -129,8 +116,8 @@ t.test('the loaded config is deeply frozen', async t => {
 })
 
 t.test('validateConfig does not change the object it is given', async t => {
-  const dir = t.testdir(FILES)
-  const raw = minimalObject()
+  const dir = t.testdir(CONFIG_FILES)
+  const raw = minimalConfig()
   const before = structuredClone(raw)
   await validateConfig(raw, { baseDir: dir, env: {} })
   t.same(raw, before)
@@ -140,7 +127,7 @@ t.test('validateConfig does not change the object it is given', async t => {
 t.test('environment substitution', async t => {
   t.test('${VAR} and ${VAR:-default} are replaced', async t => {
     const dir = t.testdir({
-      ...FILES,
+      ...CONFIG_FILES,
       'gateway.yaml': MINIMAL.replace('https://fn.internal.example/base', '${FN_URL}') +
         'logging:\n  level: ${LOG_LEVEL:-warn}\nadmin:\n  host: ${ADMIN_HOST:-127.0.0.2}\n'
     })
@@ -156,16 +143,16 @@ t.test('environment substitution', async t => {
   })
 
   t.test('an empty default is allowed, substitution is a single pass', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.routes[0].metadata = { team: 'x${TEAM:-}y', nested: '${INDIRECT}', list: ['${TEAM:-none}'] }
-    const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: { INDIRECT: '${SECRET}', SECRET: 'leaked' } })
+    const config = await validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: { INDIRECT: '${SECRET}', SECRET: 'leaked' } })
     t.same(config.routes[0]!.metadata, { team: 'xy', nested: '${SECRET}', list: ['none'] })
   })
 
   t.test('a missing variable is reported with the JSON pointer of where it is used', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.routes[0].metadata = { owner: '${OWNER}', 'a/b~c': ['ok', 'team-${TEAM}'] }
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(err.problems, [
       { path: '/routes/0/metadata/owner', message: 'environment variable OWNER is not set' },
       { path: '/routes/0/metadata/a~1b~0c/1', message: 'environment variable TEAM is not set' }
@@ -174,7 +161,7 @@ t.test('environment substitution', async t => {
   })
 
   t.test('loadConfig reports a missing variable from the YAML file', async t => {
-    const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL.replace('bundle: build/bundle.tar.gz', 'bundle: ${BUNDLE_DIR}/bundle.tar.gz') })
+    const dir = t.testdir({ ...CONFIG_FILES, 'gateway.yaml': MINIMAL.replace('bundle: build/bundle.tar.gz', 'bundle: ${BUNDLE_DIR}/bundle.tar.gz') })
     const err = await refusal(loadConfig(join(dir, 'gateway.yaml'), {}))
     t.same(paths(err), ['/policy/bundle'])
     t.match(err.problems[0]!.message, /BUNDLE_DIR/)
@@ -182,8 +169,8 @@ t.test('environment substitution', async t => {
 })
 
 t.test('semantic mistakes are all reported together, each with its path', async t => {
-  const dir = t.testdir(FILES)
-  const raw = minimalObject()
+  const dir = t.testdir(CONFIG_FILES)
+  const raw = minimalConfig()
   raw.listen.tls.cert = 'certs/missing.crt'
   raw.upstreams.push({ id: 'local', url: 'http://127.0.0.1:3000' })
   raw.routes = [
@@ -203,12 +190,12 @@ t.test('semantic mistakes are all reported together, each with its path', async 
 })
 
 t.test('a route naming an unknown issuer or repeating a method and prefix is refused', async t => {
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.routes = [
     { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn', issuers: ['idp', 'other-idp'] },
     { id: 'hello-2', prefix: '/hello', methods: ['POST', 'GET'], upstream: 'fn' }
   ]
-  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
   t.same(err.problems, [
     { path: '/routes/0/issuers/1', message: 'unknown issuer "other-idp"' },
     { path: '/routes/1/prefix', message: 'GET /hello is already served by /routes/0' }
@@ -216,13 +203,13 @@ t.test('a route naming an unknown issuer or repeating a method and prefix is ref
 })
 
 t.test('schema mistakes are all reported together, each with its path', async t => {
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.listen.tsl = raw.listen.tls
   raw.admin = { port: 'ninety' } // text that is not a number ("9090" would be read as one)
   raw.limits = { requestTimeoutMs: 10 }
   raw.routes[0].methods = ['GET', 'FETCH']
   delete raw.policy
-  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
   const byPath = new Map(err.problems.map(p => [p.path, p.message]))
   t.equal(byPath.get('/listen'), 'unknown property "tsl"')
   t.equal(byPath.get('/admin/port'), 'must be integer')
@@ -234,7 +221,7 @@ t.test('schema mistakes are all reported together, each with its path', async t 
 })
 
 t.test('schema and semantic mistakes in one file are all reported together', async t => {
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.listen.tls.cert = 'certs/missing.crt'
   raw.listen.extra = true // unknown property
   raw.admin = { port: 'ninety' } // wrong type
@@ -243,7 +230,7 @@ t.test('schema and semantic mistakes in one file are all reported together', asy
     { id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'nope' }, // unknown upstream
     { id: 'hello', prefix: '/other', methods: ['GET'], upstream: 'fn' } // duplicate id
   ]
-  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
   const got = paths(err)
   for (const p of ['/listen', '/admin/port', '/upstreams/1/url', '/routes/0/upstream', '/routes/1/id', '/listen/tls/cert']) {
     t.ok(got.includes(p), `reports ${p}`)
@@ -255,53 +242,53 @@ t.test('schema and semantic mistakes in one file are all reported together', asy
 
 t.test('plaintext rules', async t => {
   t.test('listen without tls and without plaintext is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     delete raw.listen
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/listen/tls'])
   })
   t.test('listen with both tls and plaintext is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.listen.plaintext = true
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/listen/plaintext'])
   })
   t.test('plaintext listener and http upstream are accepted when declared', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.listen = { plaintext: true }
     raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true }]
-    const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: {} })
+    const config = await validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} })
     t.equal(config.listen.tls, undefined)
     t.equal(config.upstreams[0]!.plaintext, true)
   })
   t.test('plaintext on an https upstream is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.upstreams[0].plaintext = true
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/upstreams/0/plaintext'])
   })
   t.test('an upstream URL with credentials or a query is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.upstreams[0].url = 'https://user:pw@fn.internal.example/?x=1'
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/upstreams/0/url'])
   })
   t.test('a plaintext upstream with tls settings is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true, tls: { ca: 'certs/ca.crt' } }]
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/upstreams/0/tls'])
   })
   t.test('an upstream client certificate without its key is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.upstreams[0].tls = { cert: 'certs/ca.crt' }
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/upstreams/0/tls'])
   })
   t.test('an http issuer is refused', async t => {
-    const raw = minimalObject()
+    const raw = minimalConfig()
     raw.issuers[0].issuer = 'http://idp.example.com'
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
     t.same(paths(err), ['/issuers/0/issuer'])
   })
 })
@@ -316,7 +303,7 @@ t.test('YAML problems', async t => {
     t.match(err.message, /^- \/: YAML: /m)
   })
   t.test('duplicate keys are refused instead of the last one silently winning', async t => {
-    const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL + 'admin:\n  port: 9091\n  port: 9092\n' })
+    const dir = t.testdir({ ...CONFIG_FILES, 'gateway.yaml': MINIMAL + 'admin:\n  port: 9091\n  port: 9092\n' })
     const err = await refusal(loadConfig(join(dir, 'gateway.yaml'), {}))
     t.equal(err.problems.length, 1)
     t.match(err.problems[0]!.message, /^YAML: .*unique/i)
@@ -330,7 +317,7 @@ t.test('YAML problems', async t => {
 })
 
 t.test('each load reads the file afresh', async t => {
-  const dir = t.testdir({ ...FILES, 'gateway.yaml': MINIMAL })
+  const dir = t.testdir({ ...CONFIG_FILES, 'gateway.yaml': MINIMAL })
   const a = await loadConfig(join(dir, 'gateway.yaml'), {})
   await writeFile(join(dir, 'gateway.yaml'), MINIMAL + 'admin:\n  port: 9999\n')
   const b = await loadConfig(join(dir, 'gateway.yaml'), {})
@@ -339,44 +326,44 @@ t.test('each load reads the file afresh', async t => {
 })
 
 t.test('a number or boolean substituted from the environment is read as one', async t => {
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.admin = { port: '${ADMIN_PORT}' }
-  const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: { ADMIN_PORT: '9191' } })
+  const config = await validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: { ADMIN_PORT: '9191' } })
   t.equal(config.admin.port, 9191)
 })
 
 t.test('issuer keys: HS* needs a strong secret, never mixed with public-key algorithms', async t => {
-  const mixed = minimalObject()
+  const mixed = minimalConfig()
   mixed.issuers[0].algorithms = ['RS256', 'HS256']
-  t.same(paths(await refusal(validateConfig(mixed, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/algorithms'])
+  t.same(paths(await refusal(validateConfig(mixed, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/algorithms'])
 
-  const noSecret = minimalObject()
+  const noSecret = minimalConfig()
   noSecret.issuers[0] = { ...noSecret.issuers[0], algorithms: ['HS256'], jwks: undefined }
-  t.same(paths(await refusal(validateConfig(noSecret, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/secret'])
+  t.same(paths(await refusal(validateConfig(noSecret, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/secret'])
 
-  const weak = minimalObject()
+  const weak = minimalConfig()
   weak.issuers[0] = { ...weak.issuers[0], algorithms: ['HS256'], jwks: undefined, secret: 'short' }
-  t.same(paths(await refusal(validateConfig(weak, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/secret'])
+  t.same(paths(await refusal(validateConfig(weak, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/secret'])
 
-  const hmac = minimalObject()
+  const hmac = minimalConfig()
   hmac.issuers[0] = { ...hmac.issuers[0], algorithms: ['HS256'], jwks: undefined, secret: '${SECRET}' }
-  const config = await validateConfig(hmac, { baseDir: t.testdir(FILES), env: { SECRET: 'x'.repeat(32) } })
+  const config = await validateConfig(hmac, { baseDir: t.testdir(CONFIG_FILES), env: { SECRET: 'x'.repeat(32) } })
   t.equal(config.issuers[0]!.secret, 'x'.repeat(32))
 
-  const noKeys = minimalObject()
+  const noKeys = minimalConfig()
   delete noKeys.issuers[0].jwks
-  t.same(paths(await refusal(validateConfig(noKeys, { baseDir: t.testdir(FILES), env: {} }))), ['/issuers/0/jwks'])
+  t.same(paths(await refusal(validateConfig(noKeys, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/jwks'])
 })
 
 t.test('a route that needs client certificates needs listen.tls.clientCa', async t => {
-  const raw = minimalObject()
+  const raw = minimalConfig()
   raw.routes[0].authentication = 'jwt-and-mtls'
-  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(FILES), env: {} }))
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
   t.same(paths(err), ['/routes/0/authentication'])
   t.match(err.message, /needs listen\.tls\.clientCa/)
   raw.listen.tls.clientCa = 'certs/ca.crt'
-  const config = await validateConfig(raw, { baseDir: t.testdir(FILES), env: {} })
+  const config = await validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} })
   t.match(config.listen.tls?.clientCa, /certs\/ca\.crt$/)
   t.equal(config.routes[0]!.authentication, 'jwt-and-mtls')
-  t.equal(minimalObject().routes[0].authentication, undefined, 'the default is filled in by the schema')
+  t.equal(minimalConfig().routes[0].authentication, undefined, 'the default is filled in by the schema')
 })

@@ -2,6 +2,7 @@ import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
 import { join } from 'node:path'
 import { ConfigError, validateConfig } from '../../src/config/load.js'
+import { minimalConfig } from '../helpers/config.js'
 
 // The policy and decisionLog sections: every problem listed with its path, nothing replaced by a default.
 
@@ -12,14 +13,7 @@ const FILES = {
 }
 
 function config (policy: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    listen: { tls: { cert: 'certs/server.crt', key: 'certs/server.key' } },
-    issuers: [{ id: 'idp', issuer: 'https://idp.example.com', audiences: ['api'], algorithms: ['RS256'], jwks: { file: 'keys/jwks.json' } }],
-    policy,
-    upstreams: [{ id: 'fn', url: 'https://fn.internal.example/base' }],
-    routes: [{ id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn' }],
-    ...extra
-  }
+  return { ...minimalConfig(), policy, ...extra }
 }
 
 async function problems (raw: unknown, dir: string): Promise<Array<{ path: string, message: string }>> {

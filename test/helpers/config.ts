@@ -1,0 +1,20 @@
+/*
+ * The smallest config the loader accepts, as a parsed object (for validateConfig tests), and the
+ * files it and its usual variations name, for t.testdir(): tests change what they are about on a
+ * fresh copy.
+ */
+
+export const CONFIG_FILES = {
+  certs: { 'server.crt': 'dummy cert\n', 'server.key': 'dummy key\n', 'ca.crt': 'dummy ca\n', 'client.crt': 'c\n', 'client.key': 'k\n' },
+  keys: { 'jwks.json': '{"keys":[]}\n' }
+}
+
+export function minimalConfig (): Record<string, any> {
+  return {
+    listen: { tls: { cert: 'certs/server.crt', key: 'certs/server.key' } },
+    issuers: [{ id: 'idp', issuer: 'https://idp.example.com', audiences: ['api'], algorithms: ['RS256'], jwks: { file: 'keys/jwks.json' } }],
+    policy: { bundle: 'build/bundle.tar.gz' },
+    upstreams: [{ id: 'fn', url: 'https://fn.internal.example/base' }],
+    routes: [{ id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn' }]
+  }
+}
