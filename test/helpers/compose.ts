@@ -33,10 +33,3 @@ export function composeMounts (service: string, where: { certs: string, volumes?
     return { source: host, target, readOnly: mode === 'ro' }
   })
 }
-
-/** The container path a host path of `service` appears at, e.g. where the certificates are mounted. */
-export function mountTarget (service: string, source: string): string {
-  const spec = ((compose.services[service]!.volumes ?? []) as string[]).find(v => v.split(':')[0] === source)
-  if (spec === undefined) throw new Error(`${service} does not mount ${source}`)
-  return spec.split(':')[1]!
-}
