@@ -33,7 +33,7 @@ import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
 import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
 import { createBanList, type Ban, type BanList } from './pipeline/deny-list/bans.js'
-import { createBanSync, createRevocationSync } from './pipeline/deny-list/redis-sync.js'
+import { createDenyListSync } from './pipeline/deny-list/redis-sync.js'
 import { readAdminToken, registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
@@ -182,32 +182,19 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
   const revocations = opts.revocations ?? createRevocationList()
   const bans = opts.bans ?? createBanList()
-  const revocationSync = config.rateLimit.store.type === 'redis'
-    ? createRevocationSync({
-      store: config.rateLimit.store,
-      key: config.revocation.keyPrefix,
-      syncIntervalMs: config.revocation.syncIntervalMs,
-      list: revocations,
-      log: app.log,
-      onError: () => metrics.revocationStoreErrors.inc()
-    })
-    : null
-  built(() => revocationSync?.close())
   if (opts.bans === undefined) built(() => bans.close())
-  const banSync = config.rateLimit.store.type === 'redis'
-    ? createBanSync({
-      store: config.rateLimit.store,
-      key: config.bans.keyPrefix,
-      syncIntervalMs: config.bans.syncIntervalMs,
-      bans,
-      log: app.log,
-      onError: () => metrics.banStoreErrors.inc()
-    })
-    : null
-  built(() => banSync?.close())
+  const shared = createDenyListSync(config, {
+    revocations,
+    bans,
+    log: app.log,
+    onRevocationError: () => metrics.revocationStoreErrors.inc(),
+    onBanError: () => metrics.banStoreErrors.inc()
+  })
+  built(() => shared?.close())
+  const revocationSync = shared?.revocations ?? null
   // Serve with the shared sets already read; if Redis is away, requests fail closed until it is
   // (bans: each replica's own meanwhile).
-  await Promise.all([revocationSync?.ready(5000), banSync?.ready(5000)])
+  await shared?.ready(5000)
   metrics.denyListCounts.revocations = kind => revocations.count(kind)
   metrics.denyListCounts.bans = scope => bans.count(scope)
 
@@ -246,7 +233,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     bans,
     revocationsReady: () => revocationSync?.synced ?? true,
     // Shared in the background: a ban this replica holds works whether or not Redis takes it.
-    shareBan: (ban: Ban) => { banSync?.put(ban).catch(() => {}) }
+    shareBan: (ban: Ban) => { shared?.bans.put(ban).catch(() => {}) }
   }
 
   // The request path, in order. Each stage refuses what it must; only a request that passed them all
@@ -344,7 +331,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
       revocations,
       bans,
       writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
-      banWriter: banSync ?? { lift: async (scope, value) => bans.lift(scope, value) },
+      banWriter: shared?.bans ?? { lift: async (scope, value) => bans.lift(scope, value) },
       maxTtlSeconds: config.revocation.maxTtlSeconds
     })
   }
@@ -372,8 +359,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
         async () => admin.close(),
         async () => Promise.all([...keySources.values()].map(k => k.close())),
         async () => rateLimitStore.close(),
-        async () => revocationSync?.close(),
-        async () => banSync?.close(),
+        async () => shared?.close(),
         () => { if (opts.bans === undefined) bans.close() },
         async () => tracing?.close()
       ]

@@ -5,7 +5,7 @@ import { AggregatorRegistry } from 'prom-client'
 import { readAdminToken, registerAdminApi } from '../admin/api.js'
 import type { Config } from '../config/schema.js'
 import { createBanList } from '../pipeline/deny-list/bans.js'
-import { createBanSync, createRevocationSync } from '../pipeline/deny-list/redis-sync.js'
+import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
 import { createRevocationList } from '../pipeline/deny-list/revocations.js'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 import type { RunningGateway } from '../server.js'
@@ -110,7 +110,11 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
-  process.on('SIGHUP', () => { for (const w of workers()) w.process.kill('SIGHUP') })
+  // SIGHUP reloads the workers; the primary re-reads its admin token, so that a rotated one takes effect.
+  process.on('SIGHUP', () => {
+    shared?.rereadToken()
+    for (const w of workers()) w.process.kill('SIGHUP')
+  })
 }
 
 /**
@@ -119,34 +123,32 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
  * follows. Without a shared store each worker would hold lists of its own that one API could not
  * reach: refused at start rather than started with an API that changes nothing.
  */
-async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{ close: () => Promise<void> } | null> {
+async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{ rereadToken: () => void, close: () => Promise<void> } | null> {
   const first = readAdminToken(config.admin.tokenFile)
   if (first === undefined) return null
   let token = first
-  const store = config.rateLimit.store
-  if (store.type !== 'redis') {
-    throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
-  }
   const revocations = createRevocationList()
   const bans = createBanList()
   const onError = (): void => {} // each failure is logged; the workers count theirs in /metrics
-  const revocationSync = createRevocationSync({ store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: revocations, log: admin.log, onError })
-  const banSync = createBanSync({ store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans, log: admin.log, onError })
-  await Promise.all([revocationSync.ready(5000), banSync.ready(5000)])
-  registerAdminApi(admin, { token: () => token, revocations, writer: revocationSync, bans, banWriter: banSync, maxTtlSeconds: config.revocation.maxTtlSeconds })
-  // SIGHUP reloads the workers; the primary re-reads its admin token, so that a rotated one takes effect.
-  process.on('SIGHUP', () => {
-    try {
-      token = readAdminToken(config.admin.tokenFile) ?? token
-      admin.log.info('admin token re-read')
-    } catch (err) {
-      admin.log.error({ err: (err as Error).message }, 'admin token not re-read; the previous one stays')
-    }
-  })
+  const shared = createDenyListSync(config, { revocations, bans, log: admin.log, onRevocationError: onError, onBanError: onError })
+  if (shared === null) {
+    bans.close()
+    throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
+  }
+  await shared.ready(5000)
+  registerAdminApi(admin, { token: () => token, revocations, writer: shared.revocations, bans, banWriter: shared.bans, maxTtlSeconds: config.revocation.maxTtlSeconds })
   return {
+    rereadToken () {
+      try {
+        token = readAdminToken(config.admin.tokenFile) ?? token
+        admin.log.info('admin token re-read')
+      } catch (err) {
+        admin.log.error({ err: (err as Error).message }, 'admin token not re-read; the previous one stays')
+      }
+    },
     async close () {
       bans.close()
-      await Promise.all([revocationSync.close(), banSync.close()])
+      await shared.close()
     }
   }
 }

@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RateLimitStoreConfig } from '../../config/schema.js'
+import type { Config, RateLimitStoreConfig } from '../../config/schema.js'
 import type { Ban, BanList, BanScope } from './bans.js'
 import { isRevocation, type Revocation, type RevocationKind, type RevocationList } from './revocations.js'
 
@@ -317,5 +317,37 @@ export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
       const here = bans.lift(scope, value)
       return await shared.delete(banField(scope, value)) || here
     }
+  }
+}
+
+export interface DenyListSync {
+  revocations: RevocationSync
+  bans: BanSync
+  /** Resolves once both sets have been read, or after `timeoutMs`. */
+  ready: (timeoutMs: number) => Promise<void>
+  close: () => Promise<void>
+}
+
+/**
+ * Both shared sets of one process (a gateway, or the cluster primary's admin API), from the config:
+ * null unless the rate-limit store is Redis, through which they are shared.
+ */
+export function createDenyListSync (
+  config: Pick<Config, 'rateLimit' | 'revocation' | 'bans'>,
+  deps: { revocations: RevocationList, bans: BanList, log: FastifyBaseLogger, onRevocationError: () => void, onBanError: () => void }
+): DenyListSync | null {
+  const store = config.rateLimit.store
+  if (store.type !== 'redis') return null
+  const revocations = createRevocationSync({
+    store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: deps.revocations, log: deps.log, onError: deps.onRevocationError
+  })
+  const bans = createBanSync({
+    store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans: deps.bans, log: deps.log, onError: deps.onBanError
+  })
+  return {
+    revocations,
+    bans,
+    async ready (timeoutMs) { await Promise.all([revocations.ready(timeoutMs), bans.ready(timeoutMs)]) },
+    async close () { await Promise.all([revocations.close(), bans.close()]) }
   }
 }
