@@ -37,10 +37,10 @@ export interface BanList {
   /** Applies a ban another replica imposed (shared through Redis): the longer of the two wins. */
   impose: (ban: Ban) => void
   /**
-   * After a full read of the shared bans (fields `scope:value`): lifts the bans that came from the
-   * store and are no longer in it. Bans this replica imposed and could not share are kept.
+   * After a full read of the shared bans: lifts the bans that came from the store and are no longer
+   * in it. Bans this replica imposed and could not share are kept.
    */
-  keepShared: (inStore: Set<string>) => void
+  keepShared: (inStore: (ban: Ban) => boolean) => void
   /** The ban in force on this client, or null. */
   banned: (scope: BanScope, value: string) => Ban | null
   lift: (scope: BanScope, value: string) => boolean
@@ -119,9 +119,7 @@ export function createBanList (now: () => number = Date.now): BanList {
     keepShared (inStore) {
       const t0 = now()
       for (const [key, t] of tracked) {
-        if (!t.shared || t.bannedUntil <= t0) continue
-        const sep = key.indexOf('\0')
-        if (!inStore.has(`${key.slice(0, sep)}:${key.slice(sep + 1)}`)) tracked.delete(key)
+        if (t.shared && t.bannedUntil > t0 && !inStore(banOf(key, t))) tracked.delete(key)
       }
     },
     banned (scope, value) {

@@ -294,7 +294,8 @@ export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
     onRead (live) {
       for (const b of live) bans.impose(b)
       // A ban that came through Redis and is no longer there was lifted (a message this replica missed).
-      bans.keepShared(new Set(live.map(b => banField(b.scope, b.value))))
+      const inStore = new Set(live.map(b => banField(b.scope, b.value)))
+      bans.keepShared(b => inStore.has(banField(b.scope, b.value)))
       return []
     },
     onPut: b => { bans.impose(b) },
