@@ -3,12 +3,11 @@ import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
-import { Registry } from 'prom-client'
 import { createAdminServer } from './admin/server.js'
 import { earliestExpiry } from './tls/expiry.js'
 import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
-import { createMetrics, type Metrics } from './observability/metrics.js'
+import type { Metrics } from './observability/metrics.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
 import { observePlugin } from './observability/plugin.js'
 import { createTracing, untraced } from './observability/tracing.js'
@@ -19,21 +18,19 @@ import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
-import { createKeySource, type KeySource } from './pipeline/authenticate/key-source.js'
+import type { KeySource } from './pipeline/authenticate/key-source.js'
 import { authorizePlugin, type AuthorizeOptions } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
 import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
-import { createRateLimitStore } from './pipeline/rate-limit/store.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
 import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
-import { createRevocationList, type RevocationList } from './pipeline/deny-list/revocations.js'
-import { createBanList, type Ban, type BanList } from './pipeline/deny-list/bans.js'
-import { createDenyListSync } from './pipeline/deny-list/redis-sync.js'
+import type { Ban } from './pipeline/deny-list/bans.js'
+import { createProcessState, type ProcessState } from './lifecycle/process-state.js'
 import { readAdminToken, registerAdminApi } from './admin/api.js'
 
 export interface Gateway {
@@ -80,8 +77,12 @@ function serverOptions (limits: Config['limits']) {
 export interface GatewayOptions {
   /** How often to look for a changed bundle file; 0 turns watching off (tests). */
   bundleWatchIntervalMs?: number
-  /** Metrics that outlive this instance, so counters keep counting across config reloads. */
-  metrics?: Metrics
+  /**
+   * What outlives this instance (metrics, revocations, bans, rate-limit counters, issuer keys, Redis
+   * stores and sync): server.ts keeps one per process and hands it to each gateway it builds. Without
+   * it the gateway has a process state of its own, closed with it.
+   */
+  process?: ProcessState
   /** Set when server.ts owns the sockets (lifecycle/listener.ts): one each for public and admin. */
   serverFactory?: FastifyServerOptions['serverFactory']
   adminServerFactory?: FastifyServerOptions['serverFactory']
@@ -90,9 +91,6 @@ export interface GatewayOptions {
    * that passes them all is answered by this handler instead of the function.
    */
   evaluateOnly?: { handler: RouteHandlerMethod, onEvaluated: NonNullable<AuthorizeOptions['onEvaluated']> }
-  /** Revocations and bans that outlive this instance (server.ts keeps them across reloads). */
-  revocations?: RevocationList
-  bans?: BanList
 }
 
 /**
@@ -103,16 +101,20 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   // What is built is closed again if a later step fails (a reload that is refused must not leave
   // watchers, timers, pools or a Redis client behind).
   const built: Array<() => unknown> = []
+  const own = opts.process === undefined ? createProcessState() : null
+  if (own !== null) built.push(() => own.close())
   try {
-    return await buildGateway(config, opts, closer => built.push(closer))
+    const gateway = await buildGateway(config, opts.process ?? own!, opts, closer => built.push(closer))
+    if (own === null) return gateway
+    return { ...gateway, close: async () => { try { await gateway.close() } finally { await own.close() } } }
   } catch (err) {
     for (const close of built.reverse()) await Promise.resolve().then(close).catch(() => {})
     throw err
   }
 }
 
-async function buildGateway (config: Config, opts: GatewayOptions, built: (close: () => unknown) => void): Promise<Gateway> {
-  const metrics = opts.metrics ?? createMetrics(new Registry())
+async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOptions, built: (close: () => unknown) => void): Promise<Gateway> {
+  const { metrics, revocations, bans } = proc
   const registry = metrics.registry
   const errorReplier = createErrorReplier(metrics)
   // Fastify's logger exists only once the instance does; the handler is called after that.
@@ -140,14 +142,21 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false }
   })
 
-  const keySources = new Map<string, KeySource>()
-  for (const issuer of config.issuers) {
-    const keys = await createKeySource(issuer, result => metrics.jwksFetches.inc({ issuer: issuer.id, result }))
-    built(() => keys.close())
-    keySources.set(issuer.id, keys)
+  // Process state this generation holds: given back when it closes (or when building it fails).
+  const releases: Array<() => Promise<void>> = []
+  const hold = <T>(held: { value: T, release: () => Promise<void> }): T => {
+    releases.push(held.release)
+    built(held.release)
+    return held.value
   }
+  const keySources = new Map<string, KeySource>()
+  for (const issuer of config.issuers) keySources.set(issuer.id, hold(await proc.keySource(issuer, app.log)))
+  metrics.issuerKeyAges.clear()
+  for (const [id, k] of keySources) metrics.issuerKeyAges.set(id, () => k.ageSeconds())
+  // Keys the process already holds are used as they are; others are fetched once now, and retried
+  // in the background (with back-off) if the IdP does not answer.
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
-    app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying on demand')
+    app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying in the background')
   })))
   const bundles = await bundleSettings(config.policy)
   const routeEntrypoints = new Map(config.routes.flatMap(r => r.entrypoint !== undefined ? [[r.id, r.entrypoint] as const] : []))
@@ -175,25 +184,14 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
   built(() => closeUpstreams(upstreams))
   const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
-  const rateLimitStore = createRateLimitStore(config.rateLimit, metrics, app.log)
-  built(() => rateLimitStore.close())
+  const rateLimitStore = hold(await proc.rateLimitStore(config.rateLimit, app.log))
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
   const adminToken = readAdminToken(config.admin.tokenFile)
   // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
-  const revocations = opts.revocations ?? createRevocationList()
-  const bans = opts.bans ?? createBanList()
-  if (opts.bans === undefined) built(() => bans.close())
-  const shared = createDenyListSync(config, {
-    revocations,
-    bans,
-    log: app.log,
-    onRevocationError: () => metrics.revocationStoreErrors.inc(),
-    onBanError: () => metrics.banStoreErrors.inc()
-  })
-  built(() => shared?.close())
+  const shared = hold(await proc.denyListSync(config, app.log))
   const revocationSync = shared?.revocations ?? null
   // Serve with the shared sets already read; if Redis is away, requests fail closed until it is
-  // (bans: each replica's own meanwhile).
+  // (bans: each replica's own meanwhile). A sync this process already holds has been read.
   await shared?.ready(5000)
   metrics.denyListCounts.revocations = kind => revocations.count(kind)
   metrics.denyListCounts.bans = scope => bans.count(scope)
@@ -265,7 +263,14 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
 
   const health = createHealth()
   health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
-  for (const [id, k] of keySources) health.addCheck(`issuer:${id}`, () => k.ready ? true : { ok: false, detail: 'issuer keys not loaded' })
+  // Ready while the keys verify: fresh, or stale within maxStaleSeconds (the outage shows in /status
+  // and portcullis_issuer_keys_age_seconds, and alerts, without taking the replica out of service).
+  for (const [id, k] of keySources) {
+    health.addCheck(`issuer:${id}`, () => {
+      const s = k.status()
+      return { ok: k.ready, detail: s.state === 'none' ? 'issuer keys not loaded' : `keys ${s.state}${s.age_seconds !== null ? `, ${s.age_seconds} s old` : ''}` }
+    })
+  }
   // Shown, never failing: each route decides (onStoreError) what a store outage means for it.
   health.addCheck('rate_limit_store', () => {
     const s = rateLimitStore.detail()
@@ -301,7 +306,10 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     const age = status.activated_at === null ? null : Math.round((Date.now() - Date.parse(status.activated_at)) / 1000)
     return { ...status, age_seconds: age, entrypoint: config.policy.entrypoint }
   })
-  health.addStatus('issuers', () => config.issuers.map(i => ({ id: i.id, issuer: i.issuer, keys_loaded: keySources.get(i.id)?.ready ?? false })))
+  health.addStatus('issuers', () => config.issuers.map(i => {
+    const k = keySources.get(i.id)!
+    return { id: i.id, issuer: i.issuer, keys_loaded: k.ready, keys: k.status() }
+  }))
   health.addStatus('routes', () => config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })))
   health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
   health.addStatus('certificates', () => listenerCert === undefined
@@ -335,11 +343,6 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
       maxTtlSeconds: config.revocation.maxTtlSeconds
     })
   }
-  // Issuers that were down at start are retried in the background, so readiness can recover.
-  const retry = setInterval(() => {
-    for (const k of keySources.values()) if (!k.ready) k.warm().catch(() => {})
-  }, 5000).unref()
-
   return {
     app,
     admin,
@@ -348,7 +351,6 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     keySources,
     health,
     async close () {
-      clearInterval(retry)
       assertionKeys.close()
       // In this order (requests finish before their decisions are flushed), and every step runs even
       // when one before it failed: a retired gateway must not keep sockets or timers.
@@ -357,11 +359,9 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
         async () => app.close(),
         async () => decisionLog.close(),
         async () => admin.close(),
-        async () => Promise.all([...keySources.values()].map(k => k.close())),
-        async () => rateLimitStore.close(),
-        async () => shared?.close(),
-        () => { if (opts.bans === undefined) bans.close() },
-        async () => tracing?.close()
+        async () => tracing?.close(),
+        ...releases
+
       ]
       const failures: unknown[] = []
       for (const step of steps) {

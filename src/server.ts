@@ -1,15 +1,12 @@
 import { createHash } from 'node:crypto'
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs'
 import type { Server } from 'node:http'
-import { Registry } from 'prom-client'
 import { createGateway, type Gateway, type GatewayOptions } from './app.js'
 import { ConfigError, loadConfig, type ConfigProblem } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { createListener, type Generation } from './lifecycle/listener.js'
 import { restartOnlyChanges } from './lifecycle/restart-only.js'
-import { createMetrics } from './observability/metrics.js'
-import { createBanList } from './pipeline/deny-list/bans.js'
-import { createRevocationList } from './pipeline/deny-list/revocations.js'
+import { createProcessState } from './lifecycle/process-state.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -66,10 +63,9 @@ const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTim
  * every gateway built on them (lifecycle/listener.ts).
  */
 export async function startGateway (config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
-  const metrics = createMetrics(new Registry())
-  // Revocations (without Redis) and bans live as long as the process, not one config.
-  const revocations = createRevocationList()
-  const bans = createBanList()
+  // What outlives every config: metrics, deny lists, rate-limit counters, issuer keys, Redis.
+  const proc = createProcessState()
+  const { metrics } = proc
   const pub = createListener()
   const adm = createListener()
   let draining = false
@@ -79,9 +75,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   const build = async (cfg: Config): Promise<Active> => {
     const gateway = await createGateway(cfg, {
       ...(opts.bundleWatchIntervalMs !== undefined ? { bundleWatchIntervalMs: opts.bundleWatchIntervalMs } : {}),
-      metrics,
-      revocations,
-      bans,
+      process: proc,
       serverFactory: pub.factory,
       adminServerFactory: adm.factory
     })
@@ -101,7 +95,13 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     return built
   }
 
-  let active = await build(config)
+  let active: Active
+  try {
+    active = await build(config)
+  } catch (err) {
+    await proc.close()
+    throw err
+  }
   const log = (): Gateway['app']['log'] => active.gateway.app.log
   pub.activate(active.pub)
   adm.activate(active.admin)
@@ -113,6 +113,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     pub.server?.close()
     adm.server?.close()
     await active.gateway.close()
+    await proc.close()
     throw err
   }
 
@@ -208,7 +209,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       }
       await Promise.all(retiring)
       await active.gateway.close()
-      bans.close()
+      await proc.close()
       const admin = adm.server as Server
       if (admin.listening) await new Promise<void>(resolve => { admin.close(() => resolve()); admin.closeAllConnections() })
     })()

@@ -65,9 +65,29 @@ const Limits = Type.Object({
   })
 }, { additionalProperties: false, default: {} })
 
+// How a remote key set lives through outages and rotations (defaults in key-source.ts: the schema
+// cannot give defaults inside a union).
+const RemoteJwksSettings = {
+  maxStaleSeconds: Type.Optional(Type.Integer({
+    minimum: 60,
+    maximum: 2_592_000,
+    description: 'how long the last good key set keeps verifying while the IdP cannot be reached (default 86400, 24 h); after that the issuer\'s tokens get 503'
+  })),
+  unknownKidCooldownMs: Type.Optional(Type.Integer({
+    minimum: 100,
+    maximum: 300_000,
+    description: 'a token with an unknown kid refreshes the key set at most once per this interval per issuer (default 1000)'
+  })),
+  unknownKidWaitMs: Type.Optional(Type.Integer({
+    minimum: 50,
+    maximum: 60_000,
+    description: 'how long a request with an unknown kid waits for that refresh before a retryable 503 (default 1500)'
+  }))
+}
+
 const Jwks = Type.Union([
-  Type.Object({ discovery: Type.Literal(true) }, { additionalProperties: false }),
-  Type.Object({ url: HttpUrl }, { additionalProperties: false }),
+  Type.Object({ discovery: Type.Literal(true), ...RemoteJwksSettings }, { additionalProperties: false }),
+  Type.Object({ url: HttpUrl, ...RemoteJwksSettings }, { additionalProperties: false }),
   Type.Object({ file: FilePath }, { additionalProperties: false })
 ], { description: 'where the issuer keys come from: OIDC discovery at the issuer, a JWKS URL, or a JWKS file' })
 
@@ -92,7 +112,7 @@ const Issuer = Type.Object({
   })),
   ca: Type.Optional(FilePath),
   clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
-  jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600 }),
+  jwksCacheSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 600, description: 'how often a remote key set is refreshed in the background' }),
   verifiedTokenCacheSeconds: Type.Integer({
     minimum: 0,
     maximum: 300,

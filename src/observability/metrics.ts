@@ -20,6 +20,8 @@ export function createMetrics (registry: Registry) {
   const certificateNotAfter = new Map<string, number>()
   // What the deny list holds, read at scrape time; set by app.ts (the lists outlive config reloads).
   const denyListCounts: { revocations?: (kind: 'jti' | 'sub' | 'cert') => number, bans?: (scope: 'ip' | 'sub') => number } = {}
+  // Issuer id → age of its key set in seconds (null: none fetched); set by the active generation.
+  const issuerKeyAges = new Map<string, () => number | null>()
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   return {
@@ -182,6 +184,20 @@ export function createMetrics (registry: Registry) {
       help: 'Fetches of an issuer\'s JWKS (first load and every refresh), by issuer id and result (success, failure)',
       labelNames: ['issuer', 'result'] as const,
       registers
+    }),
+    issuerKeyAges,
+    issuerKeyAge: new Gauge({
+      name: 'portcullis_issuer_keys_age_seconds',
+      help: 'Seconds since an issuer\'s key set was last fetched, by issuer id; grows while the IdP cannot be reached (the keys keep verifying until maxStaleSeconds). Absent until a set was fetched; not exported for keys from a file or a secret',
+      labelNames: ['issuer'] as const,
+      registers,
+      collect () {
+        this.reset()
+        for (const [issuer, age] of issuerKeyAges) {
+          const value = age()
+          if (value !== null) this.set({ issuer }, value)
+        }
+      }
     }),
     configLoadedAt: new Gauge({
       name: 'portcullis_config_last_reload_success_timestamp_seconds',

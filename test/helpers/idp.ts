@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Test } from 'tap'
@@ -32,6 +33,8 @@ export interface FakeIdp {
   failWith: number | null
   /** The issuer named in the discovery document (defaults to the real one). */
   discoveryIssuer: string | null
+  /** When true, requests are held unanswered (a hanging IdP); held ones are cut when the test ends. */
+  hang: boolean
 }
 
 /**
@@ -42,10 +45,12 @@ export async function startIdp (t: Test): Promise<FakeIdp> {
   const ca = await createCa('IdP test CA')
   const cert = await ca.issue({ commonName: 'idp', ipAddresses: ['127.0.0.1'], usage: 'server' })
   const dir = t.testdir({ 'idp-ca.crt': ca.cert })
-  const idp: FakeIdp = { issuer: '', caFile: `${dir}/idp-ca.crt`, keys: [], hits: {}, failWith: null, discoveryIssuer: null }
+  const idp: FakeIdp = { issuer: '', caFile: `${dir}/idp-ca.crt`, keys: [], hits: {}, failWith: null, discoveryIssuer: null, hang: false }
+  const held: ServerResponse[] = []
   const server = createServer(cert, (req, res) => {
     const path = req.url ?? '/'
     idp.hits[path] = (idp.hits[path] ?? 0) + 1
+    if (idp.hang) { held.push(res); return }
     if (idp.failWith !== null) { res.writeHead(idp.failWith).end(); return }
     res.setHeader('content-type', 'application/json')
     if (path === '/.well-known/openid-configuration') {

@@ -11,6 +11,16 @@ import { KeysUnavailableError, type KeySource } from './key-source.js'
 
 // C0 controls and DEL (RFC 9110 §5.5 forbids them in field values).
 const CONTROL = /[\u0000-\u001f\u007f]/
+// A lone surrogate: with the u flag, only an unpaired half matches (a pair is one code point).
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** Every string in the claims, names included, is valid Unicode (a policy, a log and a header can hold it). */
+function wellFormed (value: unknown): boolean {
+  if (typeof value === 'string') return !LONE_SURROGATE.test(value)
+  if (value === null || typeof value !== 'object') return true
+  if (Array.isArray(value)) return value.every(wellFormed)
+  return Object.entries(value).every(([k, v]) => !LONE_SURROGATE.test(k) && wellFormed(v))
+}
 
 /*
  * Bearer JWT authentication. The unverified `iss` only selects which issuer's rules and keys to try;
@@ -38,7 +48,9 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
   // token verified once is remembered (keyed by the whole token, so any change to it misses) for
   // verifiedTokenCacheSeconds, never past its exp plus leeway, so it still stops working on time.
   // Only successes are cached.
-  const verified = new LRUCache<string, JwtPrincipal>({ max: VERIFIED_CACHE_ENTRIES })
+  // Each entry remembers the key set it was verified under: when the IdP withdraws a key, tokens
+  // signed with it are checked again rather than served from here.
+  const verified = new LRUCache<string, { principal: JwtPrincipal, keys: KeySource, version: number }>({ max: VERIFIED_CACHE_ENTRIES })
   const allowedOn = (principal: JwtPrincipal, route: RouteContext): boolean =>
     route.issuers === undefined || route.issuers.includes(principal.issuerId)
 
@@ -52,8 +64,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       const token = BEARER.exec(header)?.[1]
       if (token === undefined) return failure(new GW_ERR_AUTHN_MALFORMED('expected "Authorization: Bearer <jwt>"'), 'malformed')
       const known = verified.get(token)
-      if (known !== undefined) {
-        return allowedOn(known, route) ? { kind: 'principal', principal: known } : failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
+      if (known !== undefined && known.version === known.keys.version) {
+        return allowedOn(known.principal, route) ? { kind: 'principal', principal: known.principal } : failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
       }
 
       let claimedIssuer: unknown
@@ -68,6 +80,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       }
 
       const { config, keys } = trusted
+      // Read before verifying: a refresh during verification must not vouch for the older set.
+      const version = keys.version
       if (token.length > config.maxTokenBytes) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'too_large')
       try {
         const { payload } = await jwtVerify(token, keys.getKey, {
@@ -81,6 +95,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
         if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
         // The subject is forwarded as a header and logged: control characters could only be an attack.
         if (CONTROL.test(payload.sub)) return failure(new GW_ERR_AUTHN_INVALID('claim "sub" contains control characters'), 'invalid_claims')
+        // JSON escapes can carry half a UTF-16 pair; such a claim cannot be passed on faithfully.
+        if (!wellFormed(payload)) return failure(new GW_ERR_AUTHN_INVALID('a claim is not valid Unicode (lone surrogate)'), 'invalid_claims')
         if (config.maxTokenLifetimeSeconds !== undefined && payload.exp! - Date.now() / 1000 > config.maxTokenLifetimeSeconds + config.clockToleranceSeconds) {
           return failure(new GW_ERR_AUTHN_INVALID('claim "exp" is too far in the future'), 'invalid_claims')
         }
@@ -88,7 +104,7 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
           type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub, claims: payload, certificate: null
         }
         const ttl = Math.min(config.verifiedTokenCacheSeconds * 1000, (payload.exp! + config.clockToleranceSeconds) * 1000 - Date.now())
-        if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, principal, { ttl })
+        if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, { principal, keys, version }, { ttl })
         return { kind: 'principal', principal }
       } catch (err) {
         return classify(err)

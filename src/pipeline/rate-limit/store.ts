@@ -3,7 +3,7 @@ import type { FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { Config } from '../../config/schema.js'
 import { GW_ERR_RATE_LIMIT_STORE } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { createMemoryLimiter, type LimitSpec, type Verdict } from './algorithms.js'
+import { createMemoryLimiter, type LimitSpec, type MemoryLimiter, type Verdict } from './algorithms.js'
 import { createRedisStore } from './redis-store.js'
 
 /** One configured limit, as the store sees it. */
@@ -12,6 +12,14 @@ export interface Bucket {
   label: string
   spec: LimitSpec
   onStoreError: 'fail-closed' | 'local'
+}
+
+/**
+ * In-process counters outlive reloads (lifecycle/process-state.ts); a limit whose definition changed
+ * must not inherit the old one's counts, so the definition is part of each in-process key.
+ */
+function definitionOf (spec: LimitSpec): string {
+  return `\0${spec.algorithm}:${spec.max}:${spec.windowMs}:${spec.burst}`
 }
 
 /*
@@ -28,32 +36,33 @@ export function storeKey (hash: string, cost: number): string {
  * limits that choose `onStoreError: local`. Built once at start; `Store` is the class handed to
  * @fastify/rate-limit, one child per configured limit.
  */
-export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger) {
-  const memory = createMemoryLimiter()
+export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger, memory: MemoryLimiter = createMemoryLimiter()) {
   const redis = config.store.type === 'redis'
     ? createRedisStore(config.store, log, { onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0) })
     : null
   metrics.rateLimitStoreUp.set(redis === null ? 1 : 0) // Redis is up once it has said so
   const prefix = config.store.keyPrefix
 
-  async function consume (key: string, cost: number, bucket: Bucket): Promise<Verdict> {
-    if (redis === null) return memory.consume(key, cost, bucket.spec)
+  async function consume (key: string, cost: number, bucket: Bucket, definition: string): Promise<Verdict> {
+    if (redis === null) return memory.consume(key + definition, cost, bucket.spec)
     try {
       return await redis.consume(prefix + key, cost, bucket.spec)
     } catch {
       const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
       metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
-      if (action === 'local') return memory.consume(key, cost, bucket.spec)
+      if (action === 'local') return memory.consume(key + definition, cost, bucket.spec)
       throw new GW_ERR_RATE_LIMIT_STORE()
     }
   }
 
   class GatewayStore implements FastifyRateLimitStore {
     private readonly bucket: Bucket | null
+    private readonly definition: string
     // The plugin builds one store from its own options, then a child per createRateLimit() call,
     // from that call's options: ours carry the gateway's bucket.
     constructor (options?: object) {
       this.bucket = (options as { gateway?: Bucket } | undefined)?.gateway ?? null
+      this.definition = this.bucket === null ? '' : definitionOf(this.bucket.spec)
     }
 
     child (params: object): FastifyRateLimitStore {
@@ -65,7 +74,7 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
       const bucket = this.bucket
       if (bucket === null) return callback(new Error('rate limit created without a gateway bucket'))
       const sep = key.lastIndexOf('\0')
-      consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket).then(
+      consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket, this.definition).then(
         v => callback(null, v.allowed ? { current: max - v.remaining, ttl: v.resetMs } : { current: max + 1, ttl: v.retryAfterMs }),
         (err: Error) => callback(err))
     }

@@ -9,12 +9,12 @@ import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 
 const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', maxBodyBytes: 1_048_576, metadata: {} }
 
-async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }) {
+async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }, now?: () => number) {
   const config: IssuerConfig = {
     id: 'idp', issuer: idp.issuer, audiences: ['api'], algorithms: ['ES256'], jwks, ca: idp.caFile,
     clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, requiredClaims: [], maxTokenBytes: 8192, fetchTimeoutMs: 2000
   }
-  const keys = await createKeySource(config)
+  const keys = await createKeySource(config, now !== undefined ? { now } : {})
   t.teardown(() => keys.close())
   const authn = createJwtAuthenticator([{ config, keys }])
   const check = async (token: string) => authn.authenticate({ authorization: `Bearer ${token}` }, route)
@@ -22,26 +22,30 @@ async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { disc
   return { keys, check, claims }
 }
 
-t.test('keys are found through discovery; after rotation the new key verifies and the removed one does not', async t => {
+t.test('keys are found through discovery; after rotation the new key verifies at once and the withdrawn one stops', async t => {
   const idp = await startIdp(t)
   const first = makeKey('ES256', 'first')
   idp.keys = [first]
-  const { keys, check, claims } = await setup(t, idp)
+  const { keys, check, claims } = await setup(t, idp, { discovery: true, unknownKidCooldownMs: 100 })
   t.equal(keys.ready, false, 'nothing fetched before use')
   await keys.warm()
   t.equal(keys.ready, true)
-  t.equal((await check(await sign(first, claims))).kind, 'principal')
+  const before = await sign(first, claims)
+  t.equal((await check(before)).kind, 'principal')
   t.equal(idp.hits['/.well-known/openid-configuration'], 1)
   t.equal(idp.hits['/keys'], 1)
 
-  // Rotation: the IdP publishes a new key and drops the old one. jose refreshes on an unknown kid once
-  // its cooldown (30 s) has passed since the last fetch; a fresh key source shows the steady state.
+  // Rotation: the IdP publishes a new key and withdraws the old one. The first token with the new
+  // kid refreshes the set (once the cooldown since the last fetch has passed) and is accepted.
   const second = makeKey('ES256', 'second')
   idp.keys = [second]
-  const fresh = await setup(t, idp)
-  t.equal((await fresh.check(await sign(second, claims))).kind, 'principal')
-  const old = await fresh.check(await sign(first, claims))
-  t.equal(old.kind === 'failure' && old.reason, 'unknown_key', 'a key no longer published does not verify')
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.equal((await check(await sign(second, claims))).kind, 'principal', 'a token signed with the new key is accepted on first sight')
+  t.equal(idp.hits['/keys'], 2, 'one refresh')
+  // The token verified under the old set is not served from the verified-token cache any more.
+  const old = await check(before)
+  t.equal(old.kind === 'failure' && old.reason, 'unknown_key', 'a withdrawn key stops verifying, even for a token verified before')
+  t.equal(old.kind === 'failure' && old.error.statusCode, 401)
 })
 
 t.test('a storm of unknown kids causes no fetch storm', async t => {
@@ -78,6 +82,11 @@ t.test('an IdP that is down at start: 503-class failure, then recovery', async t
   const fetchesWhileDown = idp.hits['/.well-known/openid-configuration']
   await check(await sign(key, claims))
   t.equal(idp.hits['/.well-known/openid-configuration'], fetchesWhileDown, 'a failing IdP is not hammered per request')
+  // Retried in the background with back-off (1 s after the first failure): no request needed.
+  idp.failWith = null
+  for (let i = 0; i < 100 && !keys.ready; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(keys.ready, true, 'ready again once the IdP answers')
+  t.equal((await check(await sign(key, { ...claims, sub: 'later' }))).kind, 'principal')
 })
 
 t.test('a discovery document naming another issuer is refused', async t => {
@@ -110,4 +119,51 @@ t.test('a JWKS URL is used directly, without discovery', async t => {
   const { check, claims } = await setup(t, idp, { url: `${idp.issuer}/keys` })
   t.equal((await check(await sign(key, claims))).kind, 'principal')
   t.equal(idp.hits['/.well-known/openid-configuration'], undefined)
+})
+
+t.test('stale-if-error: the last good keys verify through an IdP outage until maxStaleSeconds, then 503', async t => {
+  const idp = await startIdp(t)
+  const key = makeKey('ES256', 'k')
+  idp.keys = [key]
+  let clock = Date.now()
+  const { keys, check, claims } = await setup(t, idp, { discovery: true, maxStaleSeconds: 3600 }, () => clock)
+  await keys.warm()
+  idp.failWith = 503
+  clock += 601_000 // past jwksCacheSeconds: the set is stale, and the IdP is down
+  await keys.warm()
+  t.equal(keys.status().state, 'stale')
+  t.equal(keys.ready, true, 'still ready')
+  t.equal((await check(await sign(key, { ...claims, sub: 'bob' }))).kind, 'principal', 'a token never seen before verifies with the stale keys')
+  t.equal(keys.ageSeconds()! >= 601, true, 'the age says how old the keys are')
+  clock += 3000_000 // past maxStaleSeconds
+  t.equal(keys.ready, false, 'not ready once the keys are too old')
+  const r = await check(await sign(key, { ...claims, sub: 'carol' }))
+  t.equal(r.kind === 'failure' && r.reason, 'keys_unavailable')
+  t.equal(r.kind === 'failure' && r.error.statusCode, 503, 'retryable, not a bad token')
+  t.equal(keys.status().state, 'expired')
+})
+
+t.test('an unknown kid while the IdP is down or hanging is a retryable 503; known kids never wait on the IdP', async t => {
+  const idp = await startIdp(t)
+  const key = makeKey('ES256', 'k')
+  idp.keys = [key]
+  const { keys, check, claims } = await setup(t, idp, { discovery: true, unknownKidCooldownMs: 100, unknownKidWaitMs: 300 })
+  await keys.warm()
+  const stranger = makeKey('ES256', 'new')
+
+  idp.failWith = 500
+  await new Promise(resolve => setTimeout(resolve, 150))
+  const down = await check(await sign(stranger, claims))
+  t.equal(down.kind === 'failure' && down.reason, 'keys_unavailable', 'the IdP could not be asked: not reported as a bad token')
+  t.equal(down.kind === 'failure' && down.error.statusCode, 503)
+
+  idp.failWith = null
+  idp.hang = true
+  await new Promise(resolve => setTimeout(resolve, 150))
+  const hits = idp.hits['/.well-known/openid-configuration'] ?? 0
+  const hanging = await check(await sign(stranger, { ...claims, sub: 'dave' }))
+  t.equal(hanging.kind === 'failure' && hanging.reason, 'keys_unavailable', 'the wait for the refresh is bounded')
+  t.ok((idp.hits['/.well-known/openid-configuration'] ?? 0) > hits, 'a refresh was asked of the hanging IdP')
+  // The refresh still hangs; a token with a known kid is verified from the held keys meanwhile.
+  t.equal((await check(await sign(key, { ...claims, sub: 'erin' }))).kind, 'principal')
 })

@@ -1,0 +1,127 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Registry } from 'prom-client'
+import type { Config, IssuerConfig } from '../config/schema.js'
+import { createMetrics, type Metrics } from '../observability/metrics.js'
+import { createKeySource, keySourceFingerprint, type KeySource } from '../pipeline/authenticate/key-source.js'
+import { createBanList, type BanList } from '../pipeline/deny-list/bans.js'
+import { createDenyListSync, type DenyListSync } from '../pipeline/deny-list/redis-sync.js'
+import { createRevocationList, type RevocationList } from '../pipeline/deny-list/revocations.js'
+import { createMemoryLimiter, type MemoryLimiter } from '../pipeline/rate-limit/algorithms.js'
+import { createRateLimitStore, type RateLimitStore } from '../pipeline/rate-limit/store.js'
+
+/*
+ * Two lifetimes. A generation (routes, policy, upstream pools, settings) is built from one config and
+ * replaced whole by a reload. Process state outlives generations: the metrics registry, revocations
+ * and bans, the in-memory rate-limit counters, and whatever is expensive or stateful to rebuild — an
+ * issuer's fetched key set, a Redis store and the deny-list sync with their connections and synced
+ * state. A generation acquires each piece under a key made of the config it depends on: the same key
+ * gets the same object, so a reload that does not change an issuer, the store or the sync keeps them
+ * (an IdP or Redis outage during a reload costs nothing), and a changed one gets a new object. A piece
+ * is closed when the last generation holding it is closed.
+ */
+
+export interface Held<T> {
+  value: T
+  /** Gives the piece back; the last holder's release closes it. Safe to call twice. */
+  release: () => Promise<void>
+}
+
+export interface ProcessState {
+  readonly metrics: Metrics
+  readonly revocations: RevocationList
+  readonly bans: BanList
+  /** Rate-limit counters of this process (the memory store, and Redis's local fallback). */
+  readonly memoryLimiter: MemoryLimiter
+  /** The issuer's key source: the process's one when the issuer's key settings did not change. */
+  keySource: (issuer: IssuerConfig, log: FastifyBaseLogger) => Promise<Held<KeySource>>
+  rateLimitStore: (config: Config['rateLimit'], log: FastifyBaseLogger) => Promise<Held<RateLimitStore>>
+  /** The shared deny-list sets through Redis; null without a Redis store. */
+  denyListSync: (config: Pick<Config, 'rateLimit' | 'revocation' | 'bans'>, log: FastifyBaseLogger) => Promise<Held<DenyListSync | null>>
+  /** What is held now, by kind (for /status and tests). */
+  held: () => Record<string, number>
+  close: () => Promise<void>
+}
+
+interface Entry { value: Promise<unknown>, refs: number, close: (v: never) => unknown }
+
+export function createProcessState (metrics: Metrics = createMetrics(new Registry())): ProcessState {
+  const revocations = createRevocationList()
+  const bans = createBanList()
+  const memoryLimiter = createMemoryLimiter()
+  const entries = new Map<string, Entry>()
+
+  async function acquire<T> (key: string, create: () => Promise<T>, close: (v: T) => unknown): Promise<Held<T>> {
+    let entry = entries.get(key)
+    if (entry === undefined) {
+      entry = { value: create(), refs: 0, close: close as (v: never) => unknown }
+      entries.set(key, entry)
+      // A piece that failed to build is not kept: the next generation tries again.
+      entry.value.catch(() => { if (entries.get(key) === entry) entries.delete(key) })
+    }
+    entry.refs++
+    const mine = entry
+    const value = await mine.value.catch((err: unknown) => { mine.refs--; throw err }) as T
+    let released = false
+    return {
+      value,
+      async release () {
+        if (released) return
+        released = true
+        if (--mine.refs > 0) return
+        if (entries.get(key) === mine) entries.delete(key)
+        await mine.close(value as never)
+      }
+    }
+  }
+
+  return {
+    metrics,
+    revocations,
+    bans,
+    memoryLimiter,
+    async keySource (issuer, log) {
+      const fingerprint = await keySourceFingerprint(issuer)
+      const create = async (): Promise<KeySource> => createKeySource(issuer, {
+        onFetch: result => metrics.jwksFetches.inc({ issuer: issuer.id, result }),
+        onState: (state, detail) => {
+          if (state === 'fresh') log.info({ issuer: issuer.id }, 'issuer keys loaded')
+          else log.warn({ issuer: issuer.id, state, err: detail }, state === 'stale' ? 'issuer keys are stale: the IdP cannot be reached; the last good keys keep verifying' : 'issuer keys are unavailable')
+        }
+      })
+      // Keys from a file or a secret are read again by every generation: a reload picks up a new file.
+      if (fingerprint === null) {
+        const keys = await create()
+        return { value: keys, release: async () => keys.close() }
+      }
+      return acquire(`keys:${fingerprint}`, create, async k => k.close())
+    },
+    async rateLimitStore (config, log) {
+      return acquire(`rate-limit-store:${JSON.stringify(config.store)}`,
+        async () => createRateLimitStore(config, metrics, log, memoryLimiter), async s => s.close())
+    },
+    async denyListSync (config, log) {
+      const key = JSON.stringify([config.rateLimit.store, config.revocation, config.bans])
+      return acquire(`deny-list:${key}`, async () => createDenyListSync(config, {
+        revocations,
+        bans,
+        log,
+        onRevocationError: () => metrics.revocationStoreErrors.inc(),
+        onBanError: () => metrics.banStoreErrors.inc()
+      }), async s => s?.close())
+    },
+    held () {
+      const counts: Record<string, number> = {}
+      for (const key of entries.keys()) {
+        const kind = key.slice(0, key.indexOf(':'))
+        counts[kind] = (counts[kind] ?? 0) + 1
+      }
+      return counts
+    },
+    async close () {
+      const all = [...entries.values()]
+      entries.clear()
+      await Promise.allSettled(all.map(async e => e.close(await e.value as never)))
+      bans.close()
+    }
+  }
+}
