@@ -234,7 +234,13 @@ t.test('payloads and headers that are not a plain JWT', async t => {
     ['unknown crit header', es256(key, { alg: 'ES256', kid, crit: ['x-unknown'], 'x-unknown': true }, claims()), 'invalid'],
     ['unencoded payload (b64: false)', es256(key, { alg: 'ES256', kid, b64: false, crit: ['b64'] }, claims()), 'invalid'],
     ['a JWE (five segments)', [b64u({ alg: 'RSA-OAEP', enc: 'A256GCM', kid }), ...[256, 12, 64, 16].map(n => randomBytes(n).toString('base64url'))].join('.'), 'malformed'],
-    ['a validly signed token over 8 KiB', es256(key, { alg: 'ES256', kid }, claims({ pad: 'x'.repeat(9000) })), 'too_large']
+    ['a validly signed token over 8 KiB', es256(key, { alg: 'ES256', kid }, claims({ pad: 'x'.repeat(9000) })), 'too_large'],
+    // Half a UTF-16 pair, as a JSON escape, in a claim no policy reads, in a nested value and in a
+    // claim's name: a 401 with its reason (it used to be a 500 from the policy engine).
+    ['a lone high surrogate in an unread claim', es256(key, { alg: 'ES256', kid }, claims({ note: 'a\ud800b' })), 'invalid_claims'],
+    ['a lone low surrogate nested in an array', es256(key, { alg: 'ES256', kid }, claims({ groups: [{ name: '\udfff' }] })), 'invalid_claims'],
+    ['a lone surrogate in a claim name', es256(key, { alg: 'ES256', kid }, claims({ 'x\ud83d': 1 })), 'invalid_claims'],
+    ['a surrogate pair (an emoji) is fine', es256(key, { alg: 'ES256', kid }, claims({ note: '\ud83d\ude00' })), 200]
   )
   await run(t, demo, cases)
 })
