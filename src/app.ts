@@ -113,6 +113,8 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
 
 async function buildGateway (config: Config, opts: GatewayOptions, built: (close: () => unknown) => void): Promise<Gateway> {
   const metrics = opts.metrics ?? createMetrics(new Registry())
+  const ownMetrics = opts.metrics === undefined
+  if (ownMetrics) built(() => metrics.close())
   const registry = metrics.registry
   const errorReplier = createErrorReplier(metrics)
   // Fastify's logger exists only once the instance does; the handler is called after that.
@@ -361,6 +363,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
         async () => rateLimitStore.close(),
         async () => shared?.close(),
         () => { if (opts.bans === undefined) bans.close() },
+        () => { if (ownMetrics) metrics.close() },
         async () => tracing?.close()
       ]
       const failures: unknown[] = []

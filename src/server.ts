@@ -113,6 +113,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     pub.server?.close()
     adm.server?.close()
     await active.gateway.close()
+    metrics.close()
     throw err
   }
 
@@ -209,6 +210,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       await Promise.all(retiring)
       await active.gateway.close()
       bans.close()
+      metrics.close()
       const admin = adm.server as Server
       if (admin.listening) await new Promise<void>(resolve => { admin.close(() => resolve()); admin.closeAllConnections() })
     })()

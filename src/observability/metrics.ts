@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
+import { createEventLoopDelay } from './event-loop-delay.js'
 
 /*
  * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
@@ -22,8 +23,26 @@ export function createMetrics (registry: Registry) {
   const denyListCounts: { revocations?: (kind: 'jti' | 'sub' | 'cert') => number, bans?: (scope: 'ip' | 'sub') => number } = {}
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
+  // Read by the scrape and by the Redis health check (its command deadline allows for it).
+  const eventLoopDelay = createEventLoopDelay()
   return {
     registry,
+    eventLoopDelay,
+    /** Stops the event-loop sampler; the registry stays readable. */
+    close (): void { eventLoopDelay.close() },
+    eventLoopDelaySeconds: new Gauge({
+      name: 'portcullis_event_loop_delay_seconds',
+      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window: median (quantile 0.5), p99 (0.99) and worst (1); the workers\' highest under --workers',
+      labelNames: ['quantile'] as const,
+      aggregator: 'max',
+      registers,
+      collect () {
+        const { p50, p99, max } = eventLoopDelay.last
+        this.set({ quantile: '0.5' }, p50)
+        this.set({ quantile: '0.99' }, p99)
+        this.set({ quantile: '1' }, max)
+      }
+    }),
     requests: new Counter({
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route, method, outcome and status class',

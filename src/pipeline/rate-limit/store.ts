@@ -12,6 +12,8 @@ export interface Bucket {
   label: string
   spec: LimitSpec
   onStoreError: 'fail-closed' | 'local'
+  /** What this process alone allows while the shared store fails (onStoreError: local). */
+  fallback: LimitSpec
 }
 
 /*
@@ -24,6 +26,17 @@ export function storeKey (hash: string, cost: number): string {
 }
 
 /**
+ * What one process may allow of a shared limit while the shared store fails (onStoreError: local):
+ * its share of max and burst, rounded down but at least 1, over the same window. Every replica in
+ * fallback counts alone, so with the whole limit each, N replicas would allow N times it.
+ */
+export function fallbackShare (spec: LimitSpec, share: number): LimitSpec {
+  if (share >= 1) return spec
+  const part = (n: number): number => Math.max(1, Math.floor(n * share))
+  return { ...spec, max: part(spec.max), burst: part(spec.burst) }
+}
+
+/**
  * The store behind every limit: memory alone, or Redis with the in-process limiter as the fallback of
  * limits that choose `onStoreError: local`. Built once at start; `Store` is the class handed to
  * @fastify/rate-limit, one child per configured limit.
@@ -31,11 +44,13 @@ export function storeKey (hash: string, cost: number): string {
 export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger) {
   const memory = createMemoryLimiter()
   const redis = config.store.type === 'redis'
-    ? createRedisStore(config.store, log, { onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0) })
+    ? createRedisStore(config.store, log, {
+      onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0),
+      loopDelayMs: () => metrics.eventLoopDelay.recentSeconds() * 1000
+    })
     : null
   metrics.rateLimitStoreUp.set(redis === null ? 1 : 0) // Redis is up once it has said so
   const prefix = config.store.keyPrefix
-
   async function consume (key: string, cost: number, bucket: Bucket): Promise<Verdict> {
     if (redis === null) return memory.consume(key, cost, bucket.spec)
     try {
@@ -43,7 +58,7 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
     } catch {
       const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
       metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
-      if (action === 'local') return memory.consume(key, cost, bucket.spec)
+      if (action === 'local') return memory.consume(key, cost, bucket.fallback)
       throw new GW_ERR_RATE_LIMIT_STORE()
     }
   }

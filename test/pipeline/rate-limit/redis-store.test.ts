@@ -9,9 +9,9 @@ import { startRedis, type RedisServer } from '../../helpers/redis.js'
 
 const log = pino({ level: 'silent' })
 
-async function storeOn (t: Test, redis: RedisServer, commandTimeoutMs = 200) {
+async function storeOn (t: Test, redis: RedisServer, commandTimeoutMs = 200, failuresBeforeDown = 3) {
   const states: boolean[] = []
-  const store = createRedisStore({ type: 'redis', url: redis.url, commandTimeoutMs, keyPrefix: '' }, log, { onState: up => states.push(up) })
+  const store = createRedisStore({ type: 'redis', url: redis.url, commandTimeoutMs, failuresBeforeDown, localFallbackShare: 0.5, keyPrefix: '' }, log, { onState: up => states.push(up) })
   t.teardown(() => store.close())
   while (!store.up) await new Promise(resolve => setTimeout(resolve, 20))
   return { store, states }
