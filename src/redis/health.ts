@@ -1,12 +1,13 @@
-import type { Cluster, Redis } from 'ioredis'
+import { ReplyError, type Cluster, type Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 
 /*
  * Whether a Redis connection is worth asking, decided so that it does not flap.
  *
- * - A closed connection is down at once: there is nothing to ask.
- * - A command that fails or misses its deadline fails that one request (the caller decides what that
- *   means), and counts one failure. Only `failuresBeforeDown` failures in a row, with no success in
+ * - A closed connection is down at once: there is nothing to ask (so is a command refused because
+ *   the connection is not ready).
+ * - A command that misses its deadline or gets an error (or odd) reply fails that one request (the
+ *   caller decides what that means), and counts one failure. Only `failuresBeforeDown` failures in a row, with no success in
  *   between, mark the connection down. Commands that were already in flight when a failure was
  *   counted do not count again: one stall of Redis that times out fifty concurrent commands is one
  *   failure, not fifty.
@@ -33,6 +34,11 @@ export class StoreDownError extends Error {
 export class StoreTimeoutError extends Error {
   override name = 'StoreTimeoutError'
   constructor (ms: number) { super(`no answer within ${Math.round(ms)} ms`) }
+}
+
+// A reply that `check` refused: Redis answered, so it counts like an error reply.
+class BadReplyError extends Error {
+  constructor (override readonly cause: Error) { super(cause.message) }
 }
 
 export interface RedisHealthOptions {
@@ -127,6 +133,9 @@ export function createRedisHealth (opts: RedisHealthOptions) {
 
   function failed (err: Error, sentIn: number): void {
     lastError = err.message
+    // Neither late nor answered: the connection failed (not writable, reset, closed), as down as a
+    // closed one whatever the count, even before ioredis says 'close'.
+    if (!(err instanceof StoreTimeoutError) && !(err instanceof ReplyError) && !(err instanceof BadReplyError)) { markDown(err); return }
     if (sentIn !== generation) return // in flight when an earlier failure was counted: the same incident
     generation++
     if (++streak >= failuresBeforeDown) markDown(err)
@@ -145,12 +154,15 @@ export function createRedisHealth (opts: RedisHealthOptions) {
       if (!up) throw new StoreDownError()
       const sentIn = generation
       try {
-        const result = check(await withDeadline(command(), deadline()))
+        const reply = await withDeadline(command(), deadline())
+        let result: T
+        try { result = check(reply) } catch (err) { throw new BadReplyError(err as Error) }
         streak = 0
         return result
       } catch (err) {
+        const e = err instanceof BadReplyError ? err.cause : err as Error
         failed(err as Error, sentIn)
-        throw err
+        throw e
       }
     },
     close (): void {
