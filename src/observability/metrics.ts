@@ -32,15 +32,15 @@ export function createMetrics (registry: Registry) {
     close (): void { eventLoopDelay.close() },
     eventLoopDelaySeconds: new Gauge({
       name: 'portcullis_event_loop_delay_seconds',
-      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window: median (quantile 0.5), p99 (0.99) and worst (1); the workers\' highest under --workers',
-      labelNames: ['quantile'] as const,
+      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window, by stat (p50, p99, max); under --workers the highest worker\'s',
+      labelNames: ['stat'] as const,
       aggregator: 'max',
       registers,
       collect () {
         const { p50, p99, max } = eventLoopDelay.last
-        this.set({ quantile: '0.5' }, p50)
-        this.set({ quantile: '0.99' }, p99)
-        this.set({ quantile: '1' }, max)
+        this.set({ stat: 'p50' }, p50)
+        this.set({ stat: 'p99' }, p99)
+        this.set({ stat: 'max' }, max)
       }
     }),
     requests: new Counter({
