@@ -30,19 +30,6 @@ export function createMetrics (registry: Registry) {
     eventLoopDelay,
     /** Stops the event-loop sampler; the registry stays readable. */
     close (): void { eventLoopDelay.close() },
-    eventLoopDelaySeconds: new Gauge({
-      name: 'portcullis_event_loop_delay_seconds',
-      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window, by stat (p50, p99, max); under --workers the highest worker\'s',
-      labelNames: ['stat'] as const,
-      aggregator: 'max',
-      registers,
-      collect () {
-        const { p50, p99, max } = eventLoopDelay.last
-        this.set({ stat: 'p50' }, p50)
-        this.set({ stat: 'p99' }, p99)
-        this.set({ stat: 'max' }, max)
-      }
-    }),
     requests: new Counter({
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route, method, outcome and status class',
@@ -184,6 +171,19 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_ratelimit_store_up',
       help: '1 while the rate-limit store answers (always, for the memory store), else 0',
       registers
+    }),
+    eventLoopDelaySeconds: new Gauge({
+      name: 'portcullis_event_loop_delay_seconds',
+      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window, by stat (p50, p99, max); under --workers the highest worker\'s',
+      labelNames: ['stat'] as const,
+      aggregator: 'max',
+      registers,
+      collect () {
+        const { p50, p99, max } = eventLoopDelay.last
+        this.set({ stat: 'p50' }, p50)
+        this.set({ stat: 'p99' }, p99)
+        this.set({ stat: 'max' }, max)
+      }
     }),
     preAuthLimited: new Counter({
       name: 'portcullis_ratelimit_pre_auth_limited_total',
