@@ -27,7 +27,7 @@ import type { FastifyBaseLogger } from 'fastify'
 /** The connection is known to be down: not asked, so the request is not held up. */
 export class StoreDownError extends Error {
   override name = 'StoreDownError'
-  constructor () { super('rate-limit store is down') }
+  constructor (name = 'store') { super(`${name} is down`) }
 }
 
 /** No answer within the deadline. */
@@ -151,7 +151,7 @@ export function createRedisHealth (opts: RedisHealthOptions) {
      * `check` turns the reply into the result, throwing on a reply that is a fault.
      */
     async run<T> (command: () => Promise<unknown>, check: (reply: unknown) => T): Promise<T> {
-      if (!up) throw new StoreDownError()
+      if (!up) throw new StoreDownError(opts.name)
       const sentIn = generation
       try {
         const reply = await withDeadline(command(), deadline())
