@@ -256,7 +256,24 @@ const RateLimitStore = Type.Object({
   type: StringEnum(['memory', 'redis'], { default: 'memory', description: 'memory: per process; redis: shared by every replica' }),
   url: Type.Optional(RedisUrl),
   cluster: Type.Optional(Type.Array(RedisUrl, { minItems: 1, description: 'Redis Cluster seed nodes (instead of url)' })),
-  commandTimeoutMs: Type.Integer({ minimum: 1, maximum: 10_000, default: 200, description: 'a store answer later than this counts as a store error' }),
+  commandTimeoutMs: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 200,
+    description: 'a store answer later than this fails that request (its route\'s onStoreError); the deadline grows by the event loop\'s recent delay, at most doubling'
+  }),
+  failuresBeforeDown: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 3,
+    description: 'failed or late commands in a row (commands in flight together count once) before the store is marked down and skipped until a probe answers; a closed connection is down at once'
+  }),
+  localFallbackShare: Type.Number({
+    exclusiveMinimum: 0,
+    maximum: 1,
+    default: 0.5,
+    description: 'share of each limit (max and burst, at least 1) that an onStoreError: local route allows in this process while the store fails; 1 / replicas keeps the fleet at the shared limit, the default 0.5 does so for two'
+  }),
   keyPrefix: Type.String({ default: 'portcullis:rl:', maxLength: 64 })
 }, { additionalProperties: false, default: {} })
 

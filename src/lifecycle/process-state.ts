@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Registry } from 'prom-client'
-import type { Config, IssuerConfig } from '../config/schema.js'
+import type { Config, IssuerConfig, RateLimitStoreConfig } from '../config/schema.js'
 import { createMetrics, type Metrics } from '../observability/metrics.js'
 import { createKeySource, keySourceFingerprint, type KeySource } from '../pipeline/authenticate/key-source.js'
 import { createBanList, type BanList } from '../pipeline/deny-list/bans.js'
@@ -8,6 +8,7 @@ import { createDenyListSync, type DenyListSync } from '../pipeline/deny-list/red
 import { createRevocationList, type RevocationList } from '../pipeline/deny-list/revocations.js'
 import { createMemoryLimiter, type MemoryLimiter } from '../pipeline/rate-limit/algorithms.js'
 import { createRateLimitStore, type RateLimitStore } from '../pipeline/rate-limit/store.js'
+import { createRedisConnection, type RedisConnection } from '../redis/connection.js'
 
 /*
  * Two lifetimes. A generation (routes, policy, upstream pools, settings) is built from one config and
@@ -49,6 +50,14 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
   const bans = createBanList()
   const memoryLimiter = createMemoryLimiter()
   const entries = new Map<string, Entry>()
+
+  // One connection per Redis (URL or cluster and its settings), shared by the store and the sync.
+  const redis = async (store: RateLimitStoreConfig, log: FastifyBaseLogger): Promise<Held<RedisConnection>> =>
+    acquire(`redis:${JSON.stringify(store)}`, async () => createRedisConnection(store, {
+      log,
+      onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0),
+      loopDelayMs: () => metrics.eventLoopDelay.recentSeconds() * 1000
+    }), c => c.close())
 
   async function acquire<T> (key: string, create: () => Promise<T>, close: (v: T) => unknown): Promise<Held<T>> {
     let entry = entries.get(key)
@@ -96,18 +105,26 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
       return acquire(`keys:${fingerprint}`, create, async k => k.close())
     },
     async rateLimitStore (config, log) {
-      return acquire(`rate-limit-store:${JSON.stringify(config.store)}`,
-        async () => createRateLimitStore(config, metrics, log, memoryLimiter), async s => s.close())
+      return acquire(`rate-limit-store:${JSON.stringify(config.store)}`, async () => {
+        const connection = config.store.type === 'redis' ? await redis(config.store, log) : null
+        return { store: createRateLimitStore(config, metrics, log, memoryLimiter, connection?.value), connection }
+      }, async ({ store, connection }) => { await store.close(); await connection?.release() }).then(h => ({ value: h.value.store, release: h.release }))
     },
     async denyListSync (config, log) {
       const key = JSON.stringify([config.rateLimit.store, config.revocation, config.bans])
-      return acquire(`deny-list:${key}`, async () => createDenyListSync(config, {
-        revocations,
-        bans,
-        log,
-        onRevocationError: () => metrics.revocationStoreErrors.inc(),
-        onBanError: () => metrics.banStoreErrors.inc()
-      }), async s => s?.close())
+      return acquire(`deny-list:${key}`, async () => {
+        const store = config.rateLimit.store
+        const connection = store.type === 'redis' ? await redis(store, log) : null
+        const sync = createDenyListSync(config, {
+          revocations,
+          bans,
+          log,
+          onRevocationError: () => metrics.revocationStoreErrors.inc(),
+          onBanError: () => metrics.banStoreErrors.inc(),
+          ...(connection !== null ? { connection: connection.value } : {})
+        })
+        return { sync, connection }
+      }, async ({ sync, connection }) => { await sync?.close(); await connection?.release() }).then(h => ({ value: h.value.sync, release: h.release }))
     },
     held () {
       const counts: Record<string, number> = {}
@@ -122,6 +139,7 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
       entries.clear()
       await Promise.allSettled(all.map(async e => e.close(await e.value as never)))
       bans.close()
+      metrics.close()
     }
   }
 }

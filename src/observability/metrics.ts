@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
+import { createEventLoopDelay } from './event-loop-delay.js'
 
 /*
  * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
@@ -24,8 +25,13 @@ export function createMetrics (registry: Registry) {
   const issuerKeyAges = new Map<string, () => number | null>()
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
+  // Read by the scrape and by the Redis health check (its command deadline allows for it).
+  const eventLoopDelay = createEventLoopDelay()
   return {
     registry,
+    eventLoopDelay,
+    /** Stops the event-loop sampler; the registry stays readable. */
+    close (): void { eventLoopDelay.close() },
     requests: new Counter({
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route, method, outcome and status class',
@@ -167,6 +173,19 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_ratelimit_store_up',
       help: '1 while the rate-limit store answers (always, for the memory store), else 0',
       registers
+    }),
+    eventLoopDelaySeconds: new Gauge({
+      name: 'portcullis_event_loop_delay_seconds',
+      help: 'How late the event loop ran beyond its 10 ms sampling tick over the last complete 5-second window, by stat (p50, p99, max); under --workers the highest worker\'s',
+      labelNames: ['stat'] as const,
+      aggregator: 'max',
+      registers,
+      collect () {
+        const { p50, p99, max } = eventLoopDelay.last
+        this.set({ stat: 'p50' }, p50)
+        this.set({ stat: 'p99' }, p99)
+        this.set({ stat: 'max' }, max)
+      }
     }),
     preAuthLimited: new Counter({
       name: 'portcullis_ratelimit_pre_auth_limited_total',

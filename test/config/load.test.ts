@@ -62,7 +62,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.equal(config.listen.port, 8443)
   t.equal(config.listen.plaintext, false)
   t.equal(config.logging.level, 'info')
-  t.same(config.rateLimit, { store: { type: 'memory', commandTimeoutMs: 200, keyPrefix: 'portcullis:rl:' }, trustedProxies: [], tiers: {} })
+  t.same(config.rateLimit, { store: { type: 'memory', commandTimeoutMs: 200, failuresBeforeDown: 3, localFallbackShare: 0.5, keyPrefix: 'portcullis:rl:' }, trustedProxies: [], tiers: {} })
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
   t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64 })
@@ -366,4 +366,14 @@ t.test('a route that needs client certificates needs listen.tls.clientCa', async
   t.match(config.listen.tls?.clientCa, /certs\/ca\.crt$/)
   t.equal(config.routes[0]!.authentication, 'jwt-and-mtls')
   t.equal(minimalConfig().routes[0].authentication, undefined, 'the default is filled in by the schema')
+})
+
+t.test('Redis health and fallback settings out of range are refused, each with its path', async t => {
+  const raw = minimalConfig()
+  raw.rateLimit = { store: { type: 'redis', url: 'redis://127.0.0.1:6379', failuresBeforeDown: 0, localFallbackShare: 0 } }
+  let err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.strictSame([...paths(err)].sort(), ['/rateLimit/store/failuresBeforeDown', '/rateLimit/store/localFallbackShare'])
+  raw.rateLimit.store = { type: 'redis', url: 'redis://127.0.0.1:6379', failuresBeforeDown: 2.5, localFallbackShare: 1.5 }
+  err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.strictSame([...paths(err)].sort(), ['/rateLimit/store/failuresBeforeDown', '/rateLimit/store/localFallbackShare'])
 })

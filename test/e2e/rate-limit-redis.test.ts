@@ -10,9 +10,10 @@ import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const HOUR = 3600
 const ROUTES = [
-  // strict: fails closed (the default); lenient: falls back to a per-process limit (smooth, GCRA).
+  // strict: fails closed (the default); lenient: falls back to a per-process limit (smooth, GCRA), of
+  // half its limit (localFallbackShare's default).
   { id: 'strict', prefix: '/hello', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: 50, windowSeconds: HOUR } },
-  { id: 'lenient', prefix: '/orders', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: 3, windowSeconds: HOUR, algorithm: 'gcra', onStoreError: 'local' } },
+  { id: 'lenient', prefix: '/orders', methods: ['GET'], upstream: 'demo-function', rateLimit: { max: 6, windowSeconds: HOUR, algorithm: 'gcra', onStoreError: 'local' } },
   { id: 'admin', prefix: '/admin', methods: ['GET'], upstream: 'demo-function' }
 ]
 
@@ -38,7 +39,7 @@ async function expectOutageBehaviour (t: Test, demo: DemoHarness, token: string,
   t.equal(strict.json().code, 'GW_ERR_RATE_LIMIT_STORE')
   t.equal(strict.headers['retry-after'], '1')
   t.equal(await upstreamCalls(demo), before, 'and nothing forwarded')
-  // The lenient route keeps a limit of its own in this process: 3 at most, counting from empty.
+  // The lenient route keeps a limit of its own in this process: half of 6, counting from empty.
   const lenient = []
   for (let i = 0; i < 5; i++) lenient.push((await demo.client.send(`${demo.url}/orders`, { token: await demo.token({ sub: `fallback-${lenientUsed}` }) })).status)
   t.strictSame(lenient, [200, 200, 200, 429, 429], 'local route: a per-process limit')

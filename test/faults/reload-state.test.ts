@@ -37,6 +37,12 @@ routes:
   const client = httpsClient(t, files.caFile)
   const token = await files.token()
   t.equal((await client.send(`${gw.url}/hello`, { token })).status, 200)
+  // One connection for commands (the store, revocations, bans) and one subscriber; a reload keeps both.
+  const connections = async (): Promise<number> => (await redis.command('CLIENT LIST')).split('\n').filter(l => l.startsWith('id=') && !l.includes('cmd=client|list')).length
+  t.equal(await connections(), 2, 'one command connection and one subscriber per process (there were five)')
+  await reload(gw)
+  t.equal(await connections(), 2, 'a reload opens no new connection')
+  t.equal((await client.send(`${gw.url}/hello`, { token })).status, 200)
 
   await redis.stop()
   await reload(gw)

@@ -1,6 +1,6 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config, RateLimitStoreConfig } from '../../config/schema.js'
+import { createRedisConnection, type RedisConnection } from '../../redis/connection.js'
 import type { Ban, BanList, BanScope } from './bans.js'
 import { isRevocation, type Revocation, type RevocationKind, type RevocationList } from './revocations.js'
 
@@ -47,6 +47,8 @@ interface SyncOptions {
   syncIntervalMs: number
   log: FastifyBaseLogger
   onError: () => void
+  /** The process's connection to this Redis; without it the set opens one of its own. */
+  connection?: RedisConnection
 }
 
 export interface SharedRecords<T> {
@@ -80,20 +82,11 @@ interface Records<T> {
 
 function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): SharedRecords<T> {
   const { store, key, log } = opts
-  const options: RedisOptions = {
-    commandTimeout: Math.max(1000, store.commandTimeoutMs),
-    connectTimeout: Math.max(1000, store.commandTimeoutMs),
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: (times: number) => Math.min(times * 100, 1000)
-  }
-  const client = store.cluster !== undefined
-    ? new Cluster([...store.cluster], { redisOptions: options, enableOfflineQueue: false, clusterRetryStrategy: options.retryStrategy })
-    : new Redis(store.url ?? 'redis://127.0.0.1:6379', options)
-  // The subscriber queues its SUBSCRIBE until connected and repeats it after every reconnect.
-  const subscriber = store.cluster !== undefined
-    ? new Cluster([...store.cluster], { redisOptions: options, enableOfflineQueue: true, clusterRetryStrategy: options.retryStrategy })
-    : new Redis(store.url ?? 'redis://127.0.0.1:6379', { ...options, enableOfflineQueue: true })
+  const connection = opts.connection ?? createRedisConnection(store, { log })
+  const { client, health } = connection
+  const subscriber = connection.subscriber()
+  // Every command under the connection's deadline and health: refused at once while Redis is down.
+  const run = async <R>(command: () => Promise<R>): Promise<R> => health.run(command, reply => reply as R)
 
   let synced = false
   let up = false
@@ -105,9 +98,8 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     opts.onError()
     log.warn({ err: (err as Error).message }, `${records.what} store: ${what} failed`)
   }
-  client.on('error', () => {}) // reported through failed commands; without a listener ioredis would crash the process
-  subscriber.on('error', () => {})
-  client.on('close', () => { up = false })
+  const onClose = (): void => { up = false }
+  client.on('close', onClose)
 
   const apply = (m: Message): void => {
     if (m.op === 'put') {
@@ -124,7 +116,7 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     const during: Message[] = []
     duringReads.add(during)
     try {
-      const all = await client.hgetall(key)
+      const all = await run(async () => client.hgetall(key))
       const now = Date.now()
       const live: T[] = []
       const expired: string[] = []
@@ -137,9 +129,9 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
       }
       const restore = records.onRead(live, Object.keys(all).length)
       for (const m of during) apply(m)
-      if (restore.length > 0) await client.hset(key, Object.fromEntries(restore.map(r => [records.field(r), JSON.stringify(r)])))
+      if (restore.length > 0) await run(async () => client.hset(key, Object.fromEntries(restore.map(r => [records.field(r), JSON.stringify(r)]))))
       // Redis 7.0 has no per-field expiry: whoever reads the set sweeps what has run out.
-      if (expired.length > 0) await client.eval(DELETE_IF_UNCHANGED, 1, key, ...expired)
+      if (expired.length > 0) await run(async () => client.eval(DELETE_IF_UNCHANGED, 1, key, ...expired))
       up = true
       if (!synced) { synced = true; firstSync() }
     } catch (err) {
@@ -150,18 +142,24 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     }
   }
 
-  subscriber.on('message', (_channel: string, text: string) => {
+  // The subscriber may be shared with the other set: each listens to its own channel only.
+  const onMessage = (channel: string, text: string): void => {
+    if (channel !== key) return
     let raw: unknown
     try { raw = JSON.parse(text) } catch { return }
     const m = (raw as Message | null)?.op === 'put' || (raw as Message | null)?.op === 'delete' ? raw as Message : records.legacy?.toMessage(raw) ?? null
     if (m === null || typeof m !== 'object') return
     for (const during of duringReads) during.push(m)
     apply(m)
-  })
+  }
+  subscriber.on('message', onMessage)
   // 'ready' after each (re)connection: the subscription is back; read what may have been missed.
-  subscriber.on('ready', () => { void readAll() })
+  const onReady = (): void => { void readAll() }
+  subscriber.on('ready', onReady)
   subscriber.subscribe(key).catch((err: unknown) => { fail(err, 'subscribing') })
-  client.on('ready', () => { void readAll() })
+  client.on('ready', onReady)
+  // A connection shared with a store that is already connected says 'ready' no more: read now.
+  if (client.status === 'ready') void readAll()
   const timer = setInterval(() => { void readAll() }, opts.syncIntervalMs).unref()
 
   return {
@@ -175,10 +173,10 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     // Stored first, then published: a replica that reads the hash after the message still sees it.
     async put (r) {
       try {
-        if (records.keepLonger === true) await client.eval(PUT_IF_LONGER, 1, key, records.field(r), JSON.stringify(r), String(records.until(r)))
-        else await client.hset(key, records.field(r), JSON.stringify(r))
-        await client.publish(key, JSON.stringify({ op: 'put', record: r } satisfies Message))
-        if (records.legacy !== undefined) await client.publish(key, JSON.stringify(records.legacy.fromPut(r)))
+        if (records.keepLonger === true) await run(async () => client.eval(PUT_IF_LONGER, 1, key, records.field(r), JSON.stringify(r), String(records.until(r))))
+        else await run(async () => client.hset(key, records.field(r), JSON.stringify(r)))
+        await run(async () => client.publish(key, JSON.stringify({ op: 'put', record: r } satisfies Message)))
+        if (records.legacy !== undefined) await run(async () => client.publish(key, JSON.stringify(records.legacy!.fromPut(r))))
       } catch (err) {
         fail(err, `storing a ${records.what}`)
         throw err
@@ -186,9 +184,9 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     },
     async delete (field) {
       try {
-        const removed = await client.hdel(key, field)
-        await client.publish(key, JSON.stringify({ op: 'delete', field } satisfies Message))
-        if (records.legacy !== undefined) await client.publish(key, JSON.stringify(records.legacy.fromDelete(field)))
+        const removed = await run(async () => client.hdel(key, field))
+        await run(async () => client.publish(key, JSON.stringify({ op: 'delete', field } satisfies Message)))
+        if (records.legacy !== undefined) await run(async () => client.publish(key, JSON.stringify(records.legacy!.fromDelete(field))))
         return removed > 0
       } catch (err) {
         fail(err, `removing a ${records.what}`)
@@ -198,8 +196,12 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
     async close () {
       closed = true
       clearInterval(timer)
-      client.disconnect()
-      subscriber.disconnect()
+      client.off('close', onClose)
+      client.off('ready', onReady)
+      subscriber.off('ready', onReady)
+      subscriber.off('message', onMessage)
+      if (opts.connection === undefined) connection.close()
+      else await subscriber.unsubscribe(key).catch(() => {})
     }
   }
 }
@@ -335,20 +337,25 @@ export interface DenyListSync {
  */
 export function createDenyListSync (
   config: Pick<Config, 'rateLimit' | 'revocation' | 'bans'>,
-  deps: { revocations: RevocationList, bans: BanList, log: FastifyBaseLogger, onRevocationError: () => void, onBanError: () => void }
+  deps: { revocations: RevocationList, bans: BanList, log: FastifyBaseLogger, onRevocationError: () => void, onBanError: () => void, connection?: RedisConnection }
 ): DenyListSync | null {
   const store = config.rateLimit.store
   if (store.type !== 'redis') return null
+  // Both sets on one connection: the process's, or one opened here for both.
+  const connection = deps.connection ?? createRedisConnection(store, { log: deps.log })
   const revocations = createRevocationSync({
-    store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: deps.revocations, log: deps.log, onError: deps.onRevocationError
+    store, key: config.revocation.keyPrefix, syncIntervalMs: config.revocation.syncIntervalMs, list: deps.revocations, log: deps.log, onError: deps.onRevocationError, connection
   })
   const bans = createBanSync({
-    store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans: deps.bans, log: deps.log, onError: deps.onBanError
+    store, key: config.bans.keyPrefix, syncIntervalMs: config.bans.syncIntervalMs, bans: deps.bans, log: deps.log, onError: deps.onBanError, connection
   })
   return {
     revocations,
     bans,
     async ready (timeoutMs) { await Promise.all([revocations.ready(timeoutMs), bans.ready(timeoutMs)]) },
-    async close () { await Promise.all([revocations.close(), bans.close()]) }
+    async close () {
+      await Promise.all([revocations.close(), bans.close()])
+      if (deps.connection === undefined) connection.close()
+    }
   }
 }

@@ -5,7 +5,8 @@ import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/s
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { bucketHash, createClientIp, principalIdentity } from './keys.js'
-import { storeKey, type Bucket, type RateLimitStore } from './store.js'
+import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
+import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 
 export interface RateLimitOptions {
   metrics: Metrics
@@ -22,10 +23,11 @@ interface Limit {
 }
 
 /** What the store should do for one configured limit. */
-function bucketOf (label: string, limit: RateLimitConfig | PreAuthLimitConfig): Bucket {
+function bucketOf (label: string, limit: RateLimitConfig | PreAuthLimitConfig, share: number): Bucket {
   const algorithm = 'algorithm' in limit ? limit.algorithm : 'fixed-window'
   const burst = 'burst' in limit && limit.burst !== undefined ? limit.burst : limit.max
-  return { label, onStoreError: limit.onStoreError, spec: { algorithm, max: limit.max, windowMs: limit.windowSeconds * 1000, burst } }
+  const spec: AlgorithmSpec = { algorithm, max: limit.max, windowMs: limit.windowSeconds * 1000, burst }
+  return { label, onStoreError: limit.onStoreError, spec, fallback: fallbackShare(spec, share) }
 }
 
 /** One limit to build: where the stage finds it, its name in the headers, its metric label. */
@@ -43,7 +45,7 @@ interface LimitSpec {
  * `createRateLimit` checker, built here at start. The stage's hooks call them, so that the order of
  * the stages stays in app.ts and the answers (headers, codes) stay the gateway's.
  */
-async function buildLimits (app: FastifyInstance, store: RateLimitStore, specs: LimitSpec[]): Promise<Map<string, Limit>> {
+async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: number, specs: LimitSpec[]): Promise<Map<string, Limit>> {
   const limits = new Map<string, Limit>()
   await app.register(async scope => {
     await scope.register(rateLimit, { global: false, store: store.Store, skipOnError: false })
@@ -52,7 +54,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, specs: 
         max: limit.max,
         timeWindow: limit.windowSeconds * 1000,
         keyGenerator: key,
-        gateway: bucketOf(label, limit)
+        gateway: bucketOf(label, limit, share)
       } as Parameters<typeof scope.createRateLimit>[0])
       const check = async (request: FastifyRequest, reply: FastifyReply): Promise<{ remaining: number, ttl: number, isExceeded: boolean }> => {
         try {
@@ -91,7 +93,7 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
   const limit = config.rateLimit.preAuth
   if (limit === undefined) return
   const clientIp = createClientIp(config.rateLimit.trustedProxies)
-  const limits = await buildLimits(app, store, [{
+  const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, [{
     id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientIp(request)), 1)
   }])
   const check = limits.get('pre-auth')!
@@ -126,7 +128,7 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
   for (const [tier, l] of Object.entries(config.rateLimit.tiers)) {
     specs.push({ id: `tier:${tier}`, name: tier, label: `tier:${tier}`, limit: l, key: keyOf(`tier:${tier}`) })
   }
-  const limits = await buildLimits(app, store, specs)
+  const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, specs)
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway

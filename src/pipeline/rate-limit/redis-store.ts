@@ -1,16 +1,18 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RateLimitStoreConfig } from '../../config/schema.js'
+import { createRedisConnection, type RedisConnection } from '../../redis/connection.js'
 import { gcraParams, type LimitSpec, type Verdict } from './algorithms.js'
 
 /*
  * The shared store. Each algorithm is one Lua script on one key, so a decision is atomic in Redis and
  * exact across replicas (and works unchanged on Redis Cluster: one key, one slot).
  *
- * Faults are bounded: every command times out (commandTimeoutMs), nothing is queued while the
- * connection is down (enableOfflineQueue: false), and after a failure the store is marked down and
- * skipped outright while one probe at a time (PING) waits for it to answer again. So a hanging Redis
- * (SIGSTOP) costs each request at most one timeout, and no queue of waiting commands grows.
+ * Faults are bounded: every command has a deadline (commandTimeoutMs), nothing is queued while the
+ * connection is down (enableOfflineQueue: false), and after failuresBeforeDown failures in a row the
+ * store is marked down and skipped outright while one probe at a time (PING) waits for it to answer
+ * again (redis/health.ts). So a hanging Redis (SIGSTOP) costs each request at most one deadline, and
+ * no queue of waiting commands grows.
  */
 
 // Fixed window: refuse without counting when the cost does not fit, so refusals never eat quota.
@@ -56,13 +58,9 @@ export class StoreReplyError extends Error {
   constructor () { super('unexpected reply from the rate-limit store') }
 }
 
-/** The store is known to be down: not asked, so the request is not held up. */
-export class StoreDownError extends Error {
-  override name = 'StoreDownError'
-  constructor () { super('rate-limit store is down') }
-}
+export { StoreDownError } from '../../redis/health.js'
 
-function integers (reply: unknown, n: number): number[] {
+const integers = (n: number) => (reply: unknown): number[] => {
   if (!Array.isArray(reply) || reply.length !== n || !reply.every(v => Number.isSafeInteger(v))) throw new StoreReplyError()
   return reply as number[]
 }
@@ -70,82 +68,32 @@ function integers (reply: unknown, n: number): number[] {
 export interface RedisStoreEvents {
   /** Called on every change of reachability. */
   onState: (up: boolean) => void
+  /** The event loop's recent delay in ms, which the command deadline allows for. */
+  loopDelayMs?: () => number
 }
 
-export function createRedisStore (config: RateLimitStoreConfig, log: FastifyBaseLogger, events: RedisStoreEvents) {
-  const options: RedisOptions = {
-    commandTimeout: config.commandTimeoutMs,
-    connectTimeout: Math.max(1000, config.commandTimeoutMs),
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    // Reconnect for ever, at most once a second: recovery needs no restart.
-    retryStrategy: (times: number) => Math.min(times * 100, 1000)
-  }
-  const client = (config.cluster !== undefined
-    ? new Cluster(config.cluster.map(u => u), { redisOptions: options, enableOfflineQueue: false, clusterRetryStrategy: options.retryStrategy })
-    : new Redis(config.url ?? 'redis://127.0.0.1:6379', options)) as ScriptClient
+export function createRedisStore (config: RateLimitStoreConfig, log: FastifyBaseLogger, events: RedisStoreEvents, shared?: RedisConnection) {
+  // The process's connection to this Redis when it has one; else one of our own (tests, tools).
+  const connection = shared ?? createRedisConnection(config, { log, onState: events.onState, ...(events.loopDelayMs !== undefined ? { loopDelayMs: events.loopDelayMs } : {}) })
+  const { health } = connection
+  const client = connection.client as ScriptClient
   client.defineCommand('portcullisFixedWindow', { numberOfKeys: 1, lua: FIXED_WINDOW })
   client.defineCommand('portcullisGcra', { numberOfKeys: 1, lua: GCRA })
 
-  let up = false
-  let probing = false
-  let closed = false
-  let lastError: string | null = null
-  const setUp = (value: boolean, err?: Error): void => {
-    if (err !== undefined) lastError = err.message
-    if (value === up) return
-    up = value
-    if (value) log.info('rate-limit store is reachable')
-    else log.warn({ err: lastError }, 'rate-limit store is down; routes apply their onStoreError mode')
-    events.onState(value)
-  }
-  // ioredis reports connection trouble as events; without a listener they would crash the process.
-  client.on('error', (err: Error) => { lastError = err.message })
-  client.on('ready', () => { if (!probing) setUp(true) })
-  client.on('end', () => setUp(false))
-  client.on('close', () => { if (up) markDown(new Error('connection closed')) })
-
-  function markDown (err: Error): void {
-    setUp(false, err)
-    if (probing || closed) return
-    probing = true
-    void (async () => {
-      while (!closed) {
-        await new Promise(resolve => setTimeout(resolve, 250).unref())
-        if (closed) break
-        try {
-          if (await client.ping() === 'PONG') { probing = false; setUp(true); return }
-        } catch {}
-      }
-      probing = false
-    })()
-  }
-
-  async function call (run: () => Promise<unknown>, n: number): Promise<number[]> {
-    if (!up) throw new StoreDownError()
-    try {
-      return integers(await run(), n)
-    } catch (err) {
-      markDown(err as Error)
-      throw err
-    }
-  }
-
   return {
-    get up (): boolean { return up },
-    get lastError (): string | null { return lastError },
+    get up (): boolean { return health.up },
+    get lastError (): string | null { return health.lastError },
     async consume (key: string, cost: number, spec: LimitSpec): Promise<Verdict> {
       if (spec.algorithm === 'gcra') {
         const { intervalUs, toleranceUs } = gcraParams(spec)
-        const [allowed, remaining, resetUs, retryUs] = await call(() => client.portcullisGcra(key, intervalUs, toleranceUs, cost), 4) as [number, number, number, number]
+        const [allowed, remaining, resetUs, retryUs] = await health.run(() => client.portcullisGcra(key, intervalUs, toleranceUs, cost), integers(4)) as [number, number, number, number]
         return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: resetUs / 1000, retryAfterMs: retryUs / 1000 }
       }
-      const [allowed, remaining, ttl] = await call(() => client.portcullisFixedWindow(key, spec.max, spec.windowMs, cost), 3) as [number, number, number]
+      const [allowed, remaining, ttl] = await health.run(() => client.portcullisFixedWindow(key, spec.max, spec.windowMs, cost), integers(3)) as [number, number, number]
       return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: ttl, retryAfterMs: allowed === 1 ? 0 : ttl }
     },
     async close (): Promise<void> {
-      closed = true
-      client.disconnect()
+      if (shared === undefined) connection.close()
     }
   }
 }

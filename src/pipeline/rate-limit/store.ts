@@ -5,6 +5,7 @@ import { GW_ERR_RATE_LIMIT_STORE } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { createMemoryLimiter, type LimitSpec, type MemoryLimiter, type Verdict } from './algorithms.js'
 import { createRedisStore } from './redis-store.js'
+import type { RedisConnection } from '../../redis/connection.js'
 
 /** One configured limit, as the store sees it. */
 export interface Bucket {
@@ -12,6 +13,8 @@ export interface Bucket {
   label: string
   spec: LimitSpec
   onStoreError: 'fail-closed' | 'local'
+  /** What this process alone allows while the shared store fails (onStoreError: local). */
+  fallback: LimitSpec
 }
 
 /**
@@ -32,15 +35,29 @@ export function storeKey (hash: string, cost: number): string {
 }
 
 /**
+ * What one process may allow of a shared limit while the shared store fails (onStoreError: local):
+ * its share of max and burst, rounded down but at least 1, over the same window. Every replica in
+ * fallback counts alone, so with the whole limit each, N replicas would allow N times it.
+ */
+export function fallbackShare (spec: LimitSpec, share: number): LimitSpec {
+  if (share >= 1) return spec
+  const part = (n: number): number => Math.max(1, Math.floor(n * share))
+  return { ...spec, max: part(spec.max), burst: part(spec.burst) }
+}
+
+/**
  * The store behind every limit: memory alone, or Redis with the in-process limiter as the fallback of
  * limits that choose `onStoreError: local`. Built once at start; `Store` is the class handed to
  * @fastify/rate-limit, one child per configured limit.
  */
-export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger, memory: MemoryLimiter = createMemoryLimiter()) {
+export function createRateLimitStore (config: Config['rateLimit'], metrics: Metrics, log: FastifyBaseLogger, memory: MemoryLimiter = createMemoryLimiter(), connection?: RedisConnection) {
   const redis = config.store.type === 'redis'
-    ? createRedisStore(config.store, log, { onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0) })
+    ? createRedisStore(config.store, log, {
+      onState: up => metrics.rateLimitStoreUp.set(up ? 1 : 0),
+      loopDelayMs: () => metrics.eventLoopDelay.recentSeconds() * 1000
+    }, connection)
     : null
-  metrics.rateLimitStoreUp.set(redis === null ? 1 : 0) // Redis is up once it has said so
+  metrics.rateLimitStoreUp.set(redis === null || redis.up ? 1 : 0) // Redis is up once it has said so (a shared connection may have)
   const prefix = config.store.keyPrefix
 
   async function consume (key: string, cost: number, bucket: Bucket, definition: string): Promise<Verdict> {
@@ -50,7 +67,7 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
     } catch {
       const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
       metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
-      if (action === 'local') return memory.consume(key + definition, cost, bucket.spec)
+      if (action === 'local') return memory.consume(key + definition, cost, bucket.fallback)
       throw new GW_ERR_RATE_LIMIT_STORE()
     }
   }
@@ -62,7 +79,7 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
     // from that call's options: ours carry the gateway's bucket.
     constructor (options?: object) {
       this.bucket = (options as { gateway?: Bucket } | undefined)?.gateway ?? null
-      this.definition = this.bucket === null ? '' : definitionOf(this.bucket.spec)
+      this.definition = this.bucket === null ? '' : definitionOf(this.bucket.spec) + definitionOf(this.bucket.fallback)
     }
 
     child (params: object): FastifyRateLimitStore {

@@ -11,7 +11,7 @@ import { startRedis, type RedisServer } from '../../helpers/redis.js'
 // understood, and which of two bans Redis keeps.
 
 const quiet = { warn () {}, info () {}, error () {} } as unknown as FastifyBaseLogger
-const store = (redis: RedisServer) => ({ type: 'redis' as const, url: redis.url, commandTimeoutMs: 2000, keyPrefix: 'portcullis:rl:' })
+const store = (redis: RedisServer) => ({ type: 'redis' as const, url: redis.url, commandTimeoutMs: 2000, failuresBeforeDown: 3, localFallbackShare: 0.5, keyPrefix: 'portcullis:rl:' })
 const RULE = { enabled: true, failures: 1, windowSeconds: 60, on: ['authn' as const], banSeconds: 600, maxBanSeconds: 600 }
 const until = async (what: string, check: () => boolean): Promise<void> => {
   for (let i = 0; i < 200 && !check(); i++) await new Promise(resolve => setTimeout(resolve, 25))

@@ -9,7 +9,7 @@ import { startRedisCluster } from '../../helpers/redis.js'
 
 t.test('Redis Cluster: exact per bucket, buckets spread over the nodes', async t => {
   const nodes = await startRedisCluster(t)
-  const store = createRedisStore({ type: 'redis', cluster: [nodes[0]!], commandTimeoutMs: 2000, keyPrefix: '' }, pino({ level: 'silent' }), { onState: () => {} })
+  const store = createRedisStore({ type: 'redis', cluster: [nodes[0]!], commandTimeoutMs: 2000, failuresBeforeDown: 3, localFallbackShare: 0.5, keyPrefix: '' }, pino({ level: 'silent' }), { onState: () => {} })
   t.teardown(() => store.close())
   while (!store.up) await new Promise(resolve => setTimeout(resolve, 50))
   for (const algorithm of ['fixed-window', 'gcra'] as const) {
