@@ -127,7 +127,7 @@ export async function runPrimary (config: Config, count: number, configFile: str
       const results = await pool.reload(next)
       const applied = results.filter(r => r.result?.ok === true)
       for (const r of results.filter(r => r.result?.ok !== true)) {
-        log.warn({ slot: r.slot, pid: r.pid, problems: r.result?.ok === false ? describeProblems(r.result.problems) : ['no answer'] }, 'a worker did not apply the new config; it keeps its own')
+        log.warn({ slot: r.slot, worker_pid: r.pid, problems: r.result?.ok === false ? describeProblems(r.result.problems) : ['no answer'] }, 'a worker did not apply the new config; it keeps its own')
       }
       // A config that no worker could build (its bundle did not load, say) would not serve either.
       // The workers counted their own failures.

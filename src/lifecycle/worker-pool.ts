@@ -92,7 +92,7 @@ export function createWorkerPool (opts: WorkerPoolOptions) {
       } else if (isMessage<Listening>(m, 'portcullis:listening') && slot.worker === worker) {
         slot.listeningSince = Date.now()
         slot.configHash = m.configHash
-        opts.log.info({ worker: worker.id, slot: slot.index, pid: worker.process.pid, config_hash: m.configHash }, 'worker listening')
+        opts.log.info({ worker: worker.id, slot: slot.index, worker_pid: worker.process.pid, config_hash: m.configHash }, 'worker listening')
         opts.onListening(m.url)
         catchUp(slot)
       }
@@ -115,7 +115,7 @@ export function createWorkerPool (opts: WorkerPoolOptions) {
     slot.restarts++
     opts.metrics.workerRestarts.inc()
     slot.nextStartAt = new Date(Date.now() + slot.delayMs).toISOString()
-    opts.log.error({ worker: worker.id, slot: slot.index, pid: worker.process.pid, code, signal, up_ms: upMs, restart_in_ms: slot.delayMs, restarts: slot.restarts },
+    opts.log.error({ worker: worker.id, slot: slot.index, worker_pid: worker.process.pid, code, signal, up_ms: upMs, restart_in_ms: slot.delayMs, restarts: slot.restarts },
       'worker exited; starting another after a back-off')
     slot.timer = setTimeout(() => fork(slot), slot.delayMs)
   })
