@@ -13,7 +13,7 @@ import { createClusterMetrics } from '../observability/metrics.js'
 import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
 import { restartOnlyChanges } from './restart-only.js'
-import { createWorkerPool, describeProblems } from './worker-pool.js'
+import { createWorkerPool } from './worker-pool.js'
 
 /*
  * `portcullis start --workers N`: Node's cluster module. Workers each run a whole gateway and share the
@@ -34,6 +34,8 @@ import { createWorkerPool, describeProblems } from './worker-pool.js'
  */
 
 interface LastReload { at: string, result: 'success' | 'failure', problems?: string[] }
+
+const describeProblems = (problems: ConfigProblem[]): string[] => problems.map(p => `${p.path || '/'}: ${p.message}`)
 
 /** In the primary: fork the workers, keep the last good config, serve the admin listener, handle signals. */
 export async function runPrimary (config: Config, count: number, configFile: string): Promise<void> {

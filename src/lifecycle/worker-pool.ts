@@ -1,6 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
-import type { ConfigProblem } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import type { ClusterMetrics, WorkerState } from '../observability/metrics.js'
 import type { ReloadResult } from '../server.js'
@@ -164,7 +163,3 @@ export function createWorkerPool (opts: WorkerPoolOptions) {
 }
 
 export type WorkerPool = ReturnType<typeof createWorkerPool>
-
-export function describeProblems (problems: ConfigProblem[]): string[] {
-  return problems.map(p => `${p.path || '/'}: ${p.message}`)
-}

@@ -38,8 +38,9 @@ t.test('a worker that cannot start is restarted with growing delays while the ot
   const slot = (await w.status()).workers.find(x => x.restarts >= 2)
   t.ok(slot !== undefined, '/status counts the slot\'s restarts')
   t.match(slot?.last_exit, { code: 1 })
-  const metric = /^portcullis_worker_restarts_total (\d+)$/m.exec((await w.admin.send(`${w.gw.adminUrl}/metrics`)).text)
-  t.ok(Number(metric?.[1]) >= 2, 'counted in portcullis_worker_restarts_total')
+  const metrics = (await w.admin.send(`${w.gw.adminUrl}/metrics`)).text
+  t.ok(Number(/^portcullis_worker_restarts_total (\d+)$/m.exec(metrics)?.[1]) >= 2, 'counted in portcullis_worker_restarts_total')
+  t.match(metrics, /^portcullis_workers\{state="listening"\} 1$/m, 'one worker slot listening')
 
   // Once the key is good again, the next attempt starts a worker.
   await w.files.writeListenerCert('gw-2')
