@@ -12,7 +12,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { Registry } from 'prom-client'
 import { ConfigSchema } from '../src/config/schema.js'
-import { createMetrics } from '../src/observability/metrics.js'
+import { createClusterMetrics, createMetrics } from '../src/observability/metrics.js'
 
 export const SCHEMA_FILE = 'config/portcullis.schema.json'
 export const REFERENCE_FILE = 'docs/configuration.md'
@@ -137,6 +137,15 @@ export async function metricsMarkdown (): Promise<string> {
     if (/^portcullis_(process_|nodejs_)/.test(m.name)) runtime.push(`\`${m.name}\``)
     else own.push(`| \`${m.name}\` | ${m.type} | ${labels} | ${cell(m.help)} |`)
   }
+  // The cluster primary's own, except those that share a name (and meaning) with a gateway metric.
+  const clusterRegistry = new Registry()
+  createClusterMetrics(clusterRegistry, () => ({ starting: 0, listening: 0, waiting: 0 }))
+  const primary: string[] = []
+  for (const m of await clusterRegistry.getMetricsAsJSON()) {
+    if (registry.getSingleMetric(m.name) !== undefined) continue
+    const metric = clusterRegistry.getSingleMetric(m.name) as unknown as { labelNames?: string[] }
+    primary.push(`| \`${m.name}\` | ${m.type} | ${(metric.labelNames ?? []).map(l => `\`${l}\``).join(', ')} | ${cell(m.help)} |`)
+  }
   return [
     '# Metrics reference',
     '',
@@ -146,11 +155,18 @@ export async function metricsMarkdown (): Promise<string> {
     'gateway\'s own registry. Labels take values from config ids (route, upstream, issuer, certificate)',
     'and fixed sets (outcome, reason, kind, result): never subjects, tokens, paths or hosts, so the',
     'number of series does not grow with traffic (a test sends thousands of distinct ones to check).',
-    'With `--workers`, the primary serves the sum over all workers.',
+    'With `--workers`, the primary serves the sum over all workers and its own metrics (below); it counts',
+    'in `portcullis_config_reloads_total{result="failure"}` the reloads it refused before any worker saw them.',
     '',
     '| metric | type | labels | meaning |',
     '|---|---|---|---|',
     ...own,
+    '',
+    'The cluster primary\'s own (`portcullis start --workers N`):',
+    '',
+    '| metric | type | labels | meaning |',
+    '|---|---|---|---|',
+    ...primary,
     '',
     `Node.js runtime metrics of prom-client, with the same prefix: ${runtime.join(', ')}.`,
     ''

@@ -6,7 +6,8 @@ import { relative } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
 import { ConfigError, loadConfig } from './config/load.js'
 import { closeOnSignals, startGateway } from './server.js'
-import { runPrimary, serveWorker } from './lifecycle/cluster.js'
+import { runPrimary } from './lifecycle/cluster.js'
+import { startWorker } from './lifecycle/cluster-worker.js'
 import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
 import { startDemoFunction } from './demo/function.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
@@ -76,15 +77,19 @@ program.command('start')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .option('-w, --workers <n>', 'processes sharing the port: a number, or auto for one per CPU', parseWorkers, 1)
   .action(async (opts: { config: string, workers: number }) => {
-    const config = await loadConfig(opts.config).catch(fail)
-    const worker = cluster.isWorker && process.env.PORTCULLIS_WORKER === '1'
-    if (opts.workers > 1 && !worker) {
-      await runPrimary(config, opts.workers).catch(fail)
+    // A worker runs the config its primary hands it, not the file (which may have changed since).
+    if (cluster.isWorker && process.env.PORTCULLIS_WORKER === '1') {
+      const running = await startWorker().catch(fail)
+      closeOnSignals(running, running.gateway.app.log)
       return
     }
-    const running = await startGateway(config, { configFile: opts.config, admin: !worker }).catch(fail)
-    if (worker) serveWorker(running)
-    else running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
+    const config = await loadConfig(opts.config).catch(fail)
+    if (opts.workers > 1) {
+      await runPrimary(config, opts.workers, opts.config).catch(fail)
+      return
+    }
+    const running = await startGateway(config, { configFile: opts.config }).catch(fail)
+    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
     closeOnSignals(running, running.gateway.app.log)
   })
 

@@ -44,7 +44,7 @@ function urlOf (server: Server, host: string, scheme: string): string {
   return `${scheme}://${h.includes(':') ? `[${h}]` : h}:${port}`
 }
 
-function configHash (config: Config): string {
+export function configHash (config: Config): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16)
 }
 

@@ -356,7 +356,8 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   return problems
 }
 
-function deepFreeze<T> (value: T): T {
+/** Freezes a config object throughout (also one that crossed a process boundary, see lifecycle/cluster-worker.ts). */
+export function deepFreeze<T> (value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value)
     for (const v of Object.values(value)) deepFreeze(v)

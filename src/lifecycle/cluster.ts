@@ -1,119 +1,190 @@
-import cluster, { type Worker } from 'node:cluster'
-import { randomUUID } from 'node:crypto'
+import { unwatchFile, watchFile, type Stats } from 'node:fs'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { AggregatorRegistry } from 'prom-client'
+import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { readAdminToken, registerAdminApi } from '../admin/api.js'
+import type { Readiness } from '../admin/health.js'
+import { ConfigError, loadConfig, type ConfigProblem } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { createBanList } from '../pipeline/deny-list/bans.js'
 import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
 import { createRevocationList } from '../pipeline/deny-list/revocations.js'
 import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
-import type { RunningGateway } from '../server.js'
+import { createClusterMetrics } from '../observability/metrics.js'
+import { configHash } from '../server.js'
+import { ask } from './cluster-ipc.js'
+import { restartOnlyChanges } from './restart-only.js'
+import { createWorkerPool } from './worker-pool.js'
 
 /*
  * `portcullis start --workers N`: Node's cluster module. Workers each run a whole gateway and share the
- * public port (the primary hands out connections); the primary holds the admin listener alone, so
- * /metrics is one scrape summed across workers (prom-client's AggregatorRegistry) and /readyz is
- * ready only when every worker is. Signals go to the primary, which passes them on: SIGTERM drains
- * every worker, SIGHUP reloads each. A worker that dies unexpectedly is replaced.
+ * public port (the primary hands out connections to the workers that listen); the primary holds the
+ * admin listener alone, so /metrics is one scrape summed across workers and the primary's own
+ * metrics (prom-client's AggregatorRegistry), and /readyz is ready while at least one worker is.
+ *
+ * The primary owns the config: it loads and validates the file, keeps the last good config and hands
+ * it to every worker it starts (lifecycle/cluster-worker.ts), so a worker started after a bad edit
+ * still runs the config that serves. SIGHUP (and a change of the file, with lifecycle.watch) makes
+ * the primary read the file again: a valid config is sent to every worker, which rebuilds with it; an
+ * invalid one is refused in the primary with every problem logged, and no worker sees it. A worker
+ * that dies is replaced after a back-off (lifecycle/worker-pool.ts). SIGTERM drains every worker.
  *
  * Rate limits with the memory store are per worker: each worker counts alone, so a client spread over
  * N workers can make up to N times a route's limit. Use a shared store for exact limits; it is also
  * what lets the primary serve the admin API (serveAdminApi).
  */
 
-type Ask = { type: 'portcullis:ask', id: string, what: 'readiness' | 'status' }
-type Answer = { type: 'portcullis:answer', id: string, value: unknown }
-type Listening = { type: 'portcullis:listening', url: string }
+interface LastReload { at: string, result: 'success' | 'failure', problems?: string[] }
 
-/** In a worker: answer the primary's questions from the running gateway. */
-export function serveWorker (running: RunningGateway): void {
-  // The metrics registry outlives reloads. Constructing an AggregatorRegistry in a worker is what
-  // installs prom-client's reply to the primary's collection request.
-  AggregatorRegistry.setRegistries([running.gateway.metrics.registry])
-  void new AggregatorRegistry()
-  process.on('message', (m: Ask) => {
-    if (m?.type !== 'portcullis:ask') return
-    const answer = async (): Promise<unknown> => m.what === 'readiness' ? running.gateway.health.readiness() : running.gateway.health.status()
-    void answer().then(value => process.send?.({ type: 'portcullis:answer', id: m.id, value } satisfies Answer))
-  })
-  process.send?.({ type: 'portcullis:listening', url: running.url } satisfies Listening)
-}
+const describeProblems = (problems: ConfigProblem[]): string[] => problems.map(p => `${p.path || '/'}: ${p.message}`)
 
-async function ask (worker: Worker, what: Ask['what']): Promise<unknown> {
-  const id = randomUUID()
-  return new Promise(resolve => {
-    const timer = setTimeout(() => { worker.off('message', onMessage); resolve(undefined) }, 2000)
-    const onMessage = (m: Answer): void => {
-      if (m?.type !== 'portcullis:answer' || m.id !== id) return
-      clearTimeout(timer)
-      worker.off('message', onMessage)
-      resolve(m.value)
-    }
-    worker.on('message', onMessage)
-    worker.send({ type: 'portcullis:ask', id, what } satisfies Ask)
-  })
-}
-
-/** In the primary: fork the workers, serve the admin listener, pass signals on. */
-export async function runPrimary (config: Config, count: number): Promise<void> {
-  const aggregator = new AggregatorRegistry()
+/** In the primary: fork the workers, keep the last good config, serve the admin listener, handle signals. */
+export async function runPrimary (config: Config, count: number, configFile: string): Promise<void> {
+  let good = { config, hash: configHash(config), loadedAt: new Date().toISOString() }
+  let lastReload: LastReload | undefined
+  const registry = new Registry()
+  const metrics = createClusterMetrics(registry, () => pool.states())
   const admin = Fastify({ logger: loggerOptions(config.logging.level), logController: quietRequestLogging() })
+  const log = admin.log
   const shared = await serveAdminApi(config, admin)
   let shuttingDown = false
-  const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
-
-  admin.get('/metrics', async (_request, reply) => {
-    reply.type(aggregator.contentType)
-    return aggregator.clusterMetrics()
-  })
-  admin.get('/healthz', async () => ({ status: 'ok' }))
-  admin.get('/readyz', async (_request, reply) => {
-    const each = await Promise.all(workers().map(async w => ({ pid: w.process.pid, readiness: await ask(w, 'readiness') as { ready: boolean } | undefined })))
-    const ready = !shuttingDown && each.length === count && each.every(w => w.readiness?.ready === true)
-    reply.code(ready ? 200 : 503)
-    return { status: ready ? 'ready' : 'not ready', checks: { accepting: !shuttingDown, workers: ready }, workers: each }
-  })
-  admin.get('/status', async () => {
-    const first = workers()[0]
-    const status = first !== undefined ? await ask(first, 'status') as Record<string, unknown> : {}
-    return { ...status, workers: workers().map(w => ({ id: w.id, pid: w.process.pid })) }
-  })
-
   let announced = false
-  const fork = (): void => {
-    const worker = cluster.fork({ PORTCULLIS_WORKER: '1' })
-    worker.on('message', (m: Listening) => {
-      if (m?.type !== 'portcullis:listening' || announced) return
+  const pool = createWorkerPool({
+    count,
+    log,
+    metrics,
+    current: () => good,
+    onListening: url => {
+      if (announced) return
       announced = true
       const adminUrl = `http://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
-      admin.log.info({ url: m.url, admin: adminUrl, workers: count }, 'portcullis is listening')
-    })
-  }
-  cluster.on('exit', (worker, code, signal) => {
-    if (shuttingDown) {
-      if (workers().length === 0) void Promise.all([admin.close(), shared?.close()]).then(() => process.exit(0))
-      return
+      log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash }, 'portcullis is listening')
     }
-    admin.log.error({ worker: worker.id, code, signal }, 'worker exited; starting another')
-    fork()
   })
 
+  admin.get('/metrics', async (_request, reply) => {
+    // A worker that does not answer in time is left out of this scrape rather than failing it.
+    const answers = await Promise.all(pool.listening().map(async w => ask(w, { what: 'metrics' }, 5000)))
+    const each = answers.filter((a): a is Array<MetricObjectWithValues<MetricValue<string>>> => Array.isArray(a))
+    reply.type(registry.contentType)
+    return AggregatorRegistry.aggregate([...each, await registry.getMetricsAsJSON()]).metrics()
+  })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+
+  const readinessOfEach = async (): Promise<Array<Readiness | undefined>> =>
+    Promise.all(pool.view().map(async v => {
+      const w = v.state === 'listening' ? pool.worker(v.slot) : undefined
+      return w !== undefined ? await ask(w, { what: 'readiness' }) as Readiness | undefined : undefined
+    }))
+
+  // Ready while at least one worker is: the primary hands connections only to workers that listen,
+  // so one ready worker serves the whole port. Fewer than all is "degraded", still 200.
+  admin.get('/readyz', async (_request, reply) => {
+    const view = pool.view()
+    const readiness = await readinessOfEach()
+    const readyWorkers = readiness.filter(r => r?.ready === true).length
+    const ready = !shuttingDown && readyWorkers > 0
+    reply.code(ready ? 200 : 503)
+    return {
+      status: !ready ? 'not ready' : readyWorkers < count ? 'degraded' : 'ready',
+      checks: { accepting: !shuttingDown, workers: readyWorkers > 0 },
+      ready_workers: readyWorkers,
+      configured_workers: count,
+      workers: view.map((v, i) => ({ slot: v.slot, pid: v.pid, state: v.state, readiness: readiness[i] ?? null }))
+    }
+  })
+  admin.get('/status', async () => {
+    const view = pool.view()
+    const readiness = await readinessOfEach()
+    const firstReady = view.find((v, i) => readiness[i]?.ready === true) ?? view.find(v => v.state === 'listening')
+    const w = firstReady !== undefined ? pool.worker(firstReady.slot) : undefined
+    const status = w !== undefined ? (await ask(w, { what: 'status' }) ?? {}) as Record<string, unknown> : {}
+    return {
+      ...status,
+      ready: !shuttingDown && readiness.some(r => r?.ready === true),
+      config: { file: configFile, hash: good.hash, loaded_at: good.loadedAt, last_reload: lastReload ?? null },
+      workers: view.map((v, i) => ({ ...v, ready: readiness[i]?.ready === true }))
+    }
+  })
+
+  const refuse = (problems: ConfigProblem[], counted: boolean): void => {
+    if (counted) metrics.configReloads.inc({ result: 'failure' })
+    lastReload = { at: new Date().toISOString(), result: 'failure', problems: describeProblems(problems) }
+    log.error({ problems: lastReload.problems, config_hash: good.hash }, 'config reload refused; the previous config keeps serving')
+  }
+
+  // One reload at a time, in the order asked for.
+  let reloading = Promise.resolve()
+  const reload = async (): Promise<void> => {
+    reloading = reloading.then(async () => {
+      if (shuttingDown) return
+      let next: Config
+      try {
+        next = await loadConfig(configFile)
+        const fixed = restartOnlyChanges(good.config, next)
+        if (fixed.length > 0) throw new ConfigError(configFile, fixed)
+      } catch (err) {
+        refuse(err instanceof ConfigError ? err.problems : [{ path: '', message: (err as Error).message }], true)
+        return
+      }
+      const results = await pool.reload(next)
+      const applied = results.filter(r => r.result?.ok === true)
+      for (const r of results.filter(r => r.result?.ok !== true)) {
+        log.warn({ slot: r.slot, worker_pid: r.pid, problems: r.result?.ok === false ? describeProblems(r.result.problems) : ['no answer'] }, 'a worker did not apply the new config; it keeps its own')
+      }
+      // A config that no worker could build (its bundle did not load, say) would not serve either.
+      // The workers counted their own failures.
+      if (results.length > 0 && applied.length === 0) {
+        const first = results.find(r => r.result?.ok === false)?.result
+        refuse(first?.ok === false ? first.problems : [{ path: '', message: 'no worker applied it' }], false)
+        return
+      }
+      const previous = good.hash
+      good = { config: next, hash: configHash(next), loadedAt: new Date().toISOString() }
+      lastReload = { at: good.loadedAt, result: 'success' }
+      log.info({ config_hash: good.hash, previous_config_hash: previous, workers_applied: applied.length, workers: results.length }, 'config reloaded')
+      pool.catchUp()
+      watch()
+    })
+    return reloading
+  }
+
+  // lifecycle.watch: the primary polls the config file (workers watch only their certificates).
+  let unwatch = (): void => {}
+  const watch = (): void => {
+    unwatch()
+    const { lifecycle } = good.config
+    if (!lifecycle.watch || shuttingDown) return
+    let settle: NodeJS.Timeout | undefined
+    const onChange = (now: Stats, before: Stats): void => {
+      if (now.mtimeMs === before.mtimeMs && now.size === before.size) return
+      clearTimeout(settle)
+      settle = setTimeout(() => { void reload() }, lifecycle.watchIntervalMs).unref()
+    }
+    watchFile(configFile, { interval: lifecycle.watchIntervalMs, persistent: false }, onChange)
+    unwatch = () => { clearTimeout(settle); unwatchFile(configFile, onChange) }
+  }
+
   await admin.listen({ host: config.admin.host, port: config.admin.port })
-  for (let i = 0; i < count; i++) fork()
+  pool.start()
+  watch()
 
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (shuttingDown) { admin.log.info({ signal }, 'already shutting down'); return }
+    if (shuttingDown) { log.info({ signal }, 'already shutting down'); return }
     shuttingDown = true
-    admin.log.info({ signal, workers: workers().length }, 'shutting down: draining every worker')
-    for (const w of workers()) w.process.kill('SIGTERM')
+    unwatch()
+    log.info({ signal, workers: pool.workers().length }, 'shutting down: draining every worker')
+    void pool.stop()
+      .then(async () => Promise.all([admin.close(), shared?.close()]))
+      .then(() => process.exit(0), () => process.exit(1))
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
-  // SIGHUP reloads the workers; the primary re-reads its admin token, so that a rotated one takes effect.
+  // SIGHUP: the primary re-reads the config (and its admin token, so that a rotated one takes effect).
   process.on('SIGHUP', () => {
+    if (shuttingDown) return
     shared?.rereadToken()
-    for (const w of workers()) w.process.kill('SIGHUP')
+    log.info({ signal: 'SIGHUP' }, 'reloading config')
+    void reload()
   })
 }
 

@@ -14,6 +14,14 @@ export type Outcome =
   | 'forwarded' | 'bad_request' | 'not_found' | 'unauthenticated' | 'denied' | 'rate_limited'
   | 'not_ready' | 'upstream_error' | 'error'
 
+// Counted by each process that applies or refuses a config: with --workers, the workers count what they
+// applied and the primary what it refused before any worker saw it (the scrape sums both).
+const CONFIG_RELOADS = {
+  name: 'portcullis_config_reloads_total',
+  help: 'Config reloads, by result (success, failure); a failed reload leaves the previous config serving',
+  labelNames: ['result'] as const
+}
+
 export function createMetrics (registry: Registry) {
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
@@ -192,12 +200,7 @@ export function createMetrics (registry: Registry) {
       help: 'Requests refused with 429 by the per-client-IP limit before authentication',
       registers
     }),
-    configReloads: new Counter({
-      name: 'portcullis_config_reloads_total',
-      help: 'Config reloads, by result (success, failure); a failed reload leaves the previous config serving',
-      labelNames: ['result'] as const,
-      registers
-    }),
+    configReloads: new Counter({ ...CONFIG_RELOADS, registers }),
     jwksFetches: new Counter({
       name: 'portcullis_jwks_fetches_total',
       help: 'Fetches of an issuer\'s JWKS (first load and every refresh), by issuer id and result (success, failure)',
@@ -276,6 +279,36 @@ export function createMetrics (registry: Registry) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
+
+export type WorkerState = 'starting' | 'listening' | 'waiting'
+
+/**
+ * The cluster primary's own metrics (`start --workers N`), served in the same scrape as the workers'
+ * sum. `workerStates` is read at scrape time, from the primary's worker slots.
+ */
+export function createClusterMetrics (registry: Registry, workerStates: () => Record<WorkerState, number>) {
+  const registers = [registry]
+  return {
+    registry,
+    workerRestarts: new Counter({
+      name: 'portcullis_worker_restarts_total',
+      help: 'Workers started again after one exited unexpectedly (with --workers); each restart waits a back-off that doubles while workers keep dying',
+      registers
+    }),
+    workers: new Gauge({
+      name: 'portcullis_workers',
+      help: 'Worker slots by state (with --workers): starting, listening, or waiting out a restart back-off',
+      labelNames: ['state'] as const,
+      registers,
+      collect () {
+        for (const [state, n] of Object.entries(workerStates())) this.set({ state }, n)
+      }
+    }),
+    configReloads: new Counter({ ...CONFIG_RELOADS, registers })
+  }
+}
+
+export type ClusterMetrics = ReturnType<typeof createClusterMetrics>
 
 export function statusClass (status: number): string {
   return `${Math.floor(status / 100)}xx`

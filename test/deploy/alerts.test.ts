@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Registry } from 'prom-client'
 import { parse } from 'yaml'
-import { createMetrics } from '../../src/observability/metrics.js'
+import { createClusterMetrics, createMetrics } from '../../src/observability/metrics.js'
 import { ROOT } from '../helpers/deploy-tools.js'
 
 // The shipped alerting rules, checked and unit-tested by the real promtool (Debian's prometheus
@@ -47,8 +47,11 @@ t.test('every alert the issue asks for is there, and each is unit-tested', async
 t.test('the rules use only metrics the gateway exports', async t => {
   const registry = new Registry()
   createMetrics(registry)
+  // With --workers, the primary adds its own to the same scrape.
+  const primary = new Registry()
+  createClusterMetrics(primary, () => ({ starting: 0, listening: 0, waiting: 0 }))
   const exported = new Set<string>()
-  for (const m of registry.getMetricsAsArray()) {
+  for (const m of [...registry.getMetricsAsArray(), ...primary.getMetricsAsArray()]) {
     exported.add(m.name)
     if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s)
   }

@@ -11,7 +11,8 @@ t.test('workers share the port; the primary\'s /metrics sums every worker; SIGTE
   await files.writeConfig(upstream.url)
   const gw = await startGatewayProcess(t, files.configFile, ['--workers', '2'])
   const admin = httpsClient(t)
-  while ((await admin.send(`${gw.adminUrl}/readyz`)).status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+  // Ready (200) once one worker is; "ready" rather than "degraded" once both are.
+  while ((await admin.send(`${gw.adminUrl}/readyz`)).json<{ status: string }>().status !== 'ready') await new Promise(resolve => setTimeout(resolve, 100))
   const readyz = (await admin.send(`${gw.adminUrl}/readyz`)).json<{ workers: Array<{ pid: number, readiness: { ready: boolean } }> }>()
   t.equal(readyz.workers.length, 2)
   t.ok(readyz.workers.every(w => w.readiness.ready), 'each worker reports its own readiness')
@@ -33,7 +34,7 @@ t.test('workers share the port; the primary\'s /metrics sums every worker; SIGTE
 t.test('with Redis, the primary serves the admin API: a revocation or an unban there reaches every worker', async t => {
   const { files, adminToken, tokenFile, client } = await sharedStoreSetup(t, 'bans: { default: { failures: 2, windowSeconds: 60, on: [authn], banSeconds: 600 } }')
   const gw = await startGatewayProcess(t, files.configFile, ['--workers', '2'])
-  while ((await client.send(`${gw.adminUrl}/readyz`)).status !== 200) await new Promise(resolve => setTimeout(resolve, 100))
+  while ((await client.send(`${gw.adminUrl}/readyz`)).json<{ status: string }>().status !== 'ready') await new Promise(resolve => setTimeout(resolve, 100))
   const token = await files.token() // subject carol
   // A new connection per request, so the primary spreads them over both workers.
   // The revoked requests go to /quiet, a route whose failures never ban, so that they do not ban this client.
