@@ -120,7 +120,7 @@ export function failure (error: FastifyError, reason: string): AuthnResult {
 
 function classify (err: unknown): AuthnResult {
   if (err instanceof joseErrors.JWTExpired) return failure(new GW_ERR_AUTHN_EXPIRED(), 'expired')
-  if (err instanceof KeysUnavailableError || err instanceof joseErrors.JWKSTimeout) {
+  if (err instanceof KeysUnavailableError) {
     return failure(new GW_ERR_AUTHN_KEYS_UNAVAILABLE(), 'keys_unavailable')
   }
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
