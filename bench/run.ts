@@ -23,15 +23,17 @@ const { values: opts } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
     duration: { type: 'string', default: '8' },
-    connections: { type: 'string', default: '50' }
+    connections: { type: 'string', default: '50' },
+    // Another checkout of the gateway (with dist/ built) measured beside this one: before and after a change.
+    baseline: { type: 'string' }
   }
 })
 const ROUNDS = Number(opts.rounds)
 const SECONDS = Number(opts.duration)
 const CONNECTIONS = Number(opts.connections)
-const command = `npm run bench -- --rounds ${ROUNDS} --duration ${SECONDS} --connections ${CONNECTIONS}`
+const command = `npm run bench -- --rounds ${ROUNDS} --duration ${SECONDS} --connections ${CONNECTIONS}${opts.baseline !== undefined ? ` --baseline ${opts.baseline}` : ''}`
 
-const stack = await startStack(`${HERE}.work`)
+const stack = await startStack(`${HERE}.work`, opts.baseline !== undefined ? { baseline: opts.baseline } : {})
 const { tools } = stack
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 try {

@@ -10,7 +10,7 @@ import { createCa } from '../../src/tls/pki.js'
  * keys (RS256 and ES256), nginx configs and the Portcullis config.
  */
 
-export const PORTS = { upstream: 18440, direct: 18441, bare: 18442, nginx: 18443, portcullis: 18444, portcullisAdmin: 18445, opa: 18446 }
+export const PORTS = { upstream: 18440, direct: 18441, bare: 18442, nginx: 18443, portcullis: 18444, portcullisAdmin: 18445, opa: 18446, baseline: 18447, baselineAdmin: 18448 }
 export const RATE_LIMIT_MAX = 1_000_000_000 // counted on every request, never reached
 
 export interface Workdir { dir: string, tokens: { rs256: string, es256: string } }
@@ -110,6 +110,9 @@ routes:
   - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
 `
   }
+  // The same config for another build of the gateway (npm run bench -- --baseline <checkout>), on ports of its own.
+  files['portcullis-baseline.yaml'] = files['portcullis.yaml']!
+    .replace(`port: ${PORTS.portcullis},`, `port: ${PORTS.baseline},`).replace(`port: ${PORTS.portcullisAdmin} }`, `port: ${PORTS.baselineAdmin} }`)
   const tokens = { rs256: await token('RS256', rs.privateKey), es256: await token('ES256', es.privateKey) }
   // Also on disk, for profiling one scenario by hand (see bench/README.md).
   files['rs256.token'] = tokens.rs256

@@ -24,7 +24,7 @@ export interface Stack {
   tools: Tools
   work: Workdir
   scenarios: Scenario[]
-  procs: Record<'upstream' | 'direct' | 'nginx' | 'bare' | 'portcullis', Proc>
+  procs: Record<'upstream' | 'direct' | 'nginx' | 'bare' | 'portcullis', Proc> & { baseline?: Proc }
   stop: () => Promise<void>
 }
 
@@ -39,7 +39,11 @@ async function expectOk (url: string, headers: Record<string, string>, ca: strin
   }
 }
 
-export async function startStack (dir: string): Promise<Stack> {
+/**
+ * `baseline`: a checkout of another build of the gateway (its dist/ built), run on the same config
+ * beside this one, so a change is compared with what it changes in the same run (scenario 4b).
+ */
+export async function startStack (dir: string, opts: { baseline?: string } = {}): Promise<Stack> {
   const tools = await resolveTools()
   const work = await prepare(dir)
   const nginx = (name: string, cpu: number): Proc => start(name, pinned(tools, cpu, [tools.nginx, '-c', `${dir}/${name}.conf`, '-p', dir, '-e', `${dir}/${name}.log`]))
@@ -49,18 +53,24 @@ export async function startStack (dir: string): Promise<Stack> {
     nginx: nginx('nginx-proxy', SUT_CPU),
     bare: start('bare-proxy', pinned(tools, SUT_CPU, [process.execPath, '--import', 'tsx', `${ROOT}bench/servers/bare-proxy.ts`,
       String(PORTS.bare), `https://127.0.0.1:${PORTS.upstream}`, dir])),
-    portcullis: start('portcullis', pinned(tools, SUT_CPU, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis.yaml`]))
+    portcullis: start('portcullis', pinned(tools, SUT_CPU, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis.yaml`])),
+    ...(opts.baseline !== undefined
+      ? { baseline: start('portcullis-baseline', pinned(tools, SUT_CPU, [process.execPath, `${opts.baseline}/dist/cli.js`, 'start', '-c', `${dir}/portcullis-baseline.yaml`])) }
+      : {})
   }
   const stop = async (): Promise<void> => stopAll(Object.values(procs))
   try {
-    for (const port of [PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis]) await waitForPort(port)
+    for (const port of [PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis, ...(procs.baseline !== undefined ? [PORTS.baseline] : [])]) await waitForPort(port)
     const auth = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` })
     const scenarios: Scenario[] = [
       { id: 'direct', label: '1 direct to upstream', url: `https://127.0.0.1:${PORTS.direct}/hello`, headers: {}, proc: procs.direct },
       { id: 'bare', label: '2 Fastify + reply-from', url: `https://127.0.0.1:${PORTS.bare}/hello`, headers: {}, proc: procs.bare },
       { id: 'nginx', label: '3 nginx reverse proxy', url: `https://127.0.0.1:${PORTS.nginx}/hello`, headers: {}, proc: procs.nginx },
       { id: 'portcullis-rs256', label: '4 Portcullis, RS256', url: `https://127.0.0.1:${PORTS.portcullis}/hello`, headers: auth(work.tokens.rs256), proc: procs.portcullis },
-      { id: 'portcullis-es256', label: '4 Portcullis, ES256', url: `https://127.0.0.1:${PORTS.portcullis}/hello`, headers: auth(work.tokens.es256), proc: procs.portcullis }
+      { id: 'portcullis-es256', label: '4 Portcullis, ES256', url: `https://127.0.0.1:${PORTS.portcullis}/hello`, headers: auth(work.tokens.es256), proc: procs.portcullis },
+      ...(procs.baseline !== undefined
+        ? [{ id: 'baseline-es256', label: `4b baseline (${opts.baseline}), ES256`, url: `https://127.0.0.1:${PORTS.baseline}/hello`, headers: auth(work.tokens.es256), proc: procs.baseline }]
+        : [])
     ]
     const ca = readFileSync(`${dir}/ca.crt`, 'utf8')
     for (const s of scenarios) await expectOk(s.url, s.headers, ca)
