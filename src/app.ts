@@ -47,6 +47,8 @@ export interface Gateway {
   /** Readiness checks and status sections: other parts add theirs here. */
   health: Health
   close: () => Promise<void>
+  /** Drain timeout reached: exchanges still waiting on a function end with a coded 503 now. */
+  cutOff: () => Promise<void>
 }
 
 /**
@@ -347,6 +349,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     policy,
     keySources,
     health,
+    cutOff: async () => forwarder.cutOff(),
     async close () {
       clearInterval(retry)
       assertionKeys.close()

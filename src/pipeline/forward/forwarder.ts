@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../../config/schema.js'
 import {
-  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_RATE_CONCURRENCY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE,
+  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_BUSY, GW_ERR_RATE_CONCURRENCY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE,
   GW_ERR_UPSTREAM_TOTAL_TIMEOUT, GW_ERR_UPSTREAM_UNAVAILABLE
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
@@ -12,11 +12,13 @@ import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
-import { closeUpstreams, type Upstream } from './upstreams.js'
+import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
 
 export interface Forwarder {
   handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
   close: () => Promise<void>
+  /** Drain timeout: ends every exchange still in flight (503 GW_ERR_UPSTREAM_SHUTDOWN before its head). */
+  cutOff: () => Promise<void>
 }
 
 export interface ForwarderOptions {
@@ -143,7 +145,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
           throw circuitOpen(upstream.id)
         }
         try {
-          response = await upstream.pool.request({
+          response = await upstream.dispatcher.request({
             path: target,
             method: request.method as Dispatcher.HttpMethod,
             headers,
@@ -166,6 +168,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
           }
           clearTimeout(deadline)
           request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
+          if (error instanceof GW_ERR_UPSTREAM_BUSY) reply.header('retry-after', upstream.busyRetryAfter)
           throw error
         }
       }
@@ -199,6 +202,9 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
     },
     async close () {
       await closeUpstreams(upstreams)
+    },
+    async cutOff () {
+      await cutOffUpstreams(upstreams)
     }
   }
 }
