@@ -55,7 +55,14 @@ function unlisten (signal: Signal, fn: () => void): void {
   else signal.off('abort', fn)
 }
 
-export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs }: { maxQueue: number, queueTimeoutMs: number }): UpstreamQueue {
+export interface UpstreamQueueOptions {
+  maxQueue: number
+  queueTimeoutMs: number
+  /** Told each time a request starts (+1) or stops (-1) waiting: the queue gauge. */
+  onWaiting?: (delta: 1 | -1) => void
+}
+
+export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onWaiting }: UpstreamQueueOptions): UpstreamQueue {
   const waiters: Waiter[] = []
   let saturated = false
   let closed: Error | null = null
@@ -65,6 +72,7 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs }: {
     const i = waiters.indexOf(w)
     if (i === -1) return false
     waiters.splice(i, 1)
+    onWaiting?.(-1)
     clearTimeout(w.timer)
     if (w.signal !== null) unlisten(w.signal, w.onAbort)
     return true
@@ -103,6 +111,7 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs }: {
       }
       if (signal !== null) listen(signal, w.onAbort)
       waiters.push(w)
+      onWaiting?.(1)
       return false
     }
   }

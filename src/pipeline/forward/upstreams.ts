@@ -52,11 +52,15 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
     allowH2: config.http2,
     connect: tls.connect
   })
-  const queue = createUpstreamQueue(pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs })
+  const gauge = { upstream: config.id }
+  const queue = createUpstreamQueue(pool, {
+    maxQueue: config.maxQueue,
+    queueTimeoutMs: config.queueTimeoutMs,
+    onWaiting: delta => metrics.upstreamQueued.inc(gauge, delta)
+  })
   // compose: the last interceptor is the outermost, so a request waits for a connection first.
   const dispatcher = pool.compose(exactTimeouts({ headersTimeoutMs: config.headersTimeoutMs, bodyTimeoutMs: config.bodyTimeoutMs }), queue.interceptor)
   const cb = config.circuitBreaker
-  const gauge = { upstream: config.id }
   const breaker = cb.enabled
     ? createCircuitBreaker({
       failures: cb.failures,
