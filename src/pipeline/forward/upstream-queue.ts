@@ -12,7 +12,9 @@ import { errors as undiciErrors, type Dispatcher, type Pool } from 'undici'
  * own queue, because undici has no way to take a request out of that queue: a request aborted there
  * stays queued until a connection frees up (its promise does not even settle before then), and is then
  * aborted on that connection, which destroys it. Holding the waiters here makes their count exact and
- * lets a timed-out or abandoned one leave without costing a connection.
+ * lets a timed-out or abandoned one leave without costing a connection. (undici hands a connection
+ * back one event-loop turn after its response ended; until then it counts as busy, so with maxQueue 0
+ * a request arriving in that very turn is refused.)
  */
 
 export class UpstreamQueueFull extends Error { override name = 'UpstreamQueueFull' }
