@@ -167,8 +167,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
             continue
           }
           clearTimeout(deadline)
-          request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
+          // A full queue is load shedding, not a failure: the access line and the metric say enough
+          // (a warning per refused request would add to the load it sheds).
           if (error instanceof GW_ERR_UPSTREAM_BUSY) reply.header('retry-after', upstream.busyRetryAfter)
+          else request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
           throw error
         }
       }
