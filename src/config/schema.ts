@@ -202,6 +202,9 @@ const Upstream = Type.Object({
   headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 }),
+  // Envoy's circuit breaker lets 1024 requests wait per cluster, sized for services with many hosts.
+  // A function's concurrency is `connections`: at most as many waiting as running, for at most a
+  // second, keeps a slow route from holding a fast one for longer than a client would wait anyway.
   maxQueue: Type.Integer({
     minimum: 0,
     maximum: 100_000,
