@@ -1,5 +1,6 @@
 import t from 'tap'
 import { writeFile } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
 import { startFunctionProcess } from '../helpers/function-process.js'
@@ -131,6 +132,32 @@ t.test('issue 17 #9: a 200 ms headers timeout answers 504 well under a second wh
   t.equal(late.status, 200, 'an answer within the timeout is not cut')
   await fn.restart()
   t.equal((await client.send(`${gw.url}/hello/restarted`, { token })).status, 200, 'served again once restarted')
+})
+
+t.test('issue 17 #9: a 200 ms connect timeout answers 504 well under a second when the function accepts no connection', async t => {
+  const fn = await startFunctionProcess(t, { backlog: 1 })
+  const files = await gatewayFiles(t)
+  await writeConfig(files, fn.url, 'connectTimeoutMs: 200, retryConnectFailures: false')
+  const gw = await startGatewayProcess(t, files.configFile)
+  const client = httpsClient(t, files.caFile)
+  const token = await files.token()
+
+  // Paused, with its accept queue full: the kernel answers no more handshakes.
+  fn.pause()
+  const fillers: Socket[] = []
+  t.teardown(() => { for (const s of fillers) s.destroy() })
+  for (let i = 0; i < 5; i++) {
+    const s = connect(Number(new URL(fn.url).port), '127.0.0.1')
+    fillers.push(s)
+    const connected = await Promise.race([new Promise(resolve => s.once('connect', () => resolve(true))), sleep(300).then(() => false)])
+    if (!connected) break
+  }
+  const started = performance.now()
+  const res = await client.send(`${gw.url}/hello/blackholed`, { token })
+  const took = performance.now() - started
+  t.equal(res.status, 504)
+  t.equal(res.json().code, 'GW_ERR_UPSTREAM_CONNECT_TIMEOUT')
+  t.ok(took < 700, `answered after ${Math.round(took)} ms`)
 })
 
 t.test('issue 17 #9: a request still waiting on the function at the drain timeout gets 503 with Connection: close, and the access line records it', async t => {

@@ -25,11 +25,12 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ server: 'fn', path: req.url }))
   }, delay)
 })
-server.listen(Number(process.argv[1]), '127.0.0.1', () => console.log('port ' + server.address().port))
+const backlog = Number(process.argv[2]) || 511
+server.listen({ port: Number(process.argv[1]), host: '127.0.0.1', backlog }, () => console.log('port ' + server.address().port))
 `
 
-async function spawnFunction (port: number): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, ['-e', SOURCE, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function spawnFunction (port: number, backlog: number): Promise<{ child: ChildProcess, port: number }> {
+  const child = spawn(process.execPath, ['-e', SOURCE, String(port), String(backlog)], { stdio: ['ignore', 'pipe', 'inherit'] })
   const bound = await new Promise<number>((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (d: Buffer) => {
@@ -42,9 +43,12 @@ async function spawnFunction (port: number): Promise<{ child: ChildProcess, port
   return { child, port: bound }
 }
 
-/** Starts the function; it is killed at teardown (resumed first if paused). */
-export async function startFunctionProcess (t: Test): Promise<FunctionProcess> {
-  let { child, port } = await spawnFunction(0)
+/**
+ * Starts the function; it is killed at teardown (resumed first if paused). `backlog` is its listen
+ * backlog: with a small one, a paused function stops even accepting connections once it is full.
+ */
+export async function startFunctionProcess (t: Test, { backlog = 511 }: { backlog?: number } = {}): Promise<FunctionProcess> {
+  let { child, port } = await spawnFunction(0, backlog)
   const kill = (c: ChildProcess): void => { c.kill('SIGCONT'); c.kill('SIGKILL') }
   t.teardown(() => kill(fn.child))
   const fn: FunctionProcess = {
@@ -57,7 +61,7 @@ export async function startFunctionProcess (t: Test): Promise<FunctionProcess> {
       const gone = new Promise(resolve => old.once('exit', resolve))
       kill(old)
       await gone;
-      ({ child, port } = await spawnFunction(port))
+      ({ child, port } = await spawnFunction(port, backlog))
     }
   }
   return fn
