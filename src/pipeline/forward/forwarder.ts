@@ -101,6 +101,12 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       // client that dawdles over its body must not hold the circuit half-open.
       const breaker = upstream.breaker
       if (breaker?.refusing() === true) throw circuitOpen(upstream.id)
+      // The same for a full queue: no credential made for a request that could not be sent anyway.
+      if (upstream.queue.full) {
+        metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'queue_full' })
+        reply.header('retry-after', upstream.busyRetryAfter)
+        throw new GW_ERR_UPSTREAM_BUSY()
+      }
 
       // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
       const requestBody = credentials === undefined

@@ -37,6 +37,8 @@ export interface UpstreamQueue {
   interceptor: Dispatcher.DispatcherComposeInterceptor
   /** Requests waiting now. */
   readonly waiting: number
+  /** Whether a request sent now would be refused with UpstreamQueueFull. */
+  readonly full: boolean
   /** Fails every waiting request with `err` (the pool is being destroyed; nothing would wake them). */
   close: (err: Error) => void
 }
@@ -121,6 +123,7 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
   return {
     interceptor,
     get waiting () { return waiters.length },
+    get full () { return closed === null && (saturated || waiters.length > 0) && waiters.length >= maxQueue },
     close (err) {
       closed = err
       for (const w of [...waiters]) if (leave(w)) fail(w.handler, err)

@@ -40,6 +40,7 @@ t.test('requests wait in order for a busy pool, up to maxQueue; one more is refu
   const third = s.get('/3')
   t.equal(s.queue.waiting, 2)
   t.equal(s.gauge(), 2)
+  t.ok(s.queue.full)
   t.type(await s.get('/4'), UpstreamQueueFull, 'the queue is full: refused without waiting')
   s.answer(0)
   t.equal(await first, 200)
@@ -50,6 +51,7 @@ t.test('requests wait in order for a busy pool, up to maxQueue; one more is refu
   s.answer(2)
   t.same([await second, await third], [200, 200])
   t.equal(s.gauge(), 0)
+  t.notOk(s.queue.full)
 })
 
 t.test('a request waits at most queueTimeoutMs, and then leaves without costing a connection', async t => {
