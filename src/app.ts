@@ -44,6 +44,8 @@ export interface Gateway {
   /** Readiness checks and status sections: other parts add theirs here. */
   health: Health
   close: () => Promise<void>
+  /** Drain timeout reached: exchanges still waiting on a function end with a coded 503 now. */
+  cutOff: () => Promise<void>
 }
 
 /**
@@ -350,6 +352,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     policy,
     keySources,
     health,
+    cutOff: async () => forwarder.cutOff(),
     async close () {
       assertionKeys.close()
       // In this order (requests finish before their decisions are flushed), and every step runs even

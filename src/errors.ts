@@ -55,6 +55,8 @@ export const GW_ERR_UPSTREAM_TOTAL_TIMEOUT = createError('GW_ERR_UPSTREAM_TOTAL_
 export const GW_ERR_UPSTREAM_UNAVAILABLE = createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream is failing; request not sent', 503)
 export const GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE = createError('GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE', 'upstream response exceeds the limit', 502)
 export const GW_ERR_UPSTREAM_CREDENTIALS = createError('GW_ERR_UPSTREAM_CREDENTIALS', 'credentials for the upstream could not be obtained', 502)
+export const GW_ERR_UPSTREAM_BUSY = createError('GW_ERR_UPSTREAM_BUSY', 'upstream is at capacity; retry later', 503)
+export const GW_ERR_UPSTREAM_SHUTDOWN = createError('GW_ERR_UPSTREAM_SHUTDOWN', 'gateway is shutting down; the request did not complete', 503)
 
 // Internal
 export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)

@@ -55,6 +55,9 @@ async function listen (server: Server, host: string, port: number): Promise<void
   })
 }
 
+/** After the drain timeout, how long the 503s of the requests cut off may take to be written. */
+const CUT_OFF_GRACE_MS = 1000
+
 const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms).unref())
 
 /**
@@ -204,6 +207,11 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       clearInterval(sweep)
       if (!drained) {
         log().warn({ drain_timeout_ms: active.config.lifecycle.drainTimeoutMs }, 'drain timeout reached; closing the remaining connections')
+        // Requests still waiting on a function are answered 503 GW_ERR_UPSTREAM_SHUTDOWN with
+        // `Connection: close` (through the error handler, so the access line and metrics have them)
+        // rather than cut without a reply; a little time for those answers to be written.
+        await active.gateway.cutOff().catch(() => {})
+        await Promise.race([closed, sleep(CUT_OFF_GRACE_MS)])
         server.closeAllConnections()
         await closed
       }

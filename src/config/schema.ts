@@ -222,6 +222,21 @@ const Upstream = Type.Object({
   headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 }),
+  // Envoy's circuit breaker lets 1024 requests wait per cluster, sized for services with many hosts.
+  // A function's concurrency is `connections`: at most as many waiting as running, for at most a
+  // second, keeps a slow route from holding a fast one for longer than a client would wait anyway.
+  maxQueue: Type.Integer({
+    minimum: 0,
+    maximum: 100_000,
+    default: 64,
+    description: 'requests that may wait for a connection when all are busy (Envoy\'s max_pending_requests); beyond it, 503 GW_ERR_UPSTREAM_BUSY at once'
+  }),
+  queueTimeoutMs: Type.Integer({
+    minimum: 1,
+    maximum: 600_000,
+    default: 1_000,
+    description: 'longest wait for a connection; then 503 GW_ERR_UPSTREAM_BUSY with Retry-After (this, in whole seconds, at least 1)'
+  }),
   http2: Type.Boolean({ default: false, description: 'offer HTTP/2 in ALPN (https only); HTTP/1.1 when the function does not pick it' }),
   totalTimeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 120_000, description: 'the whole upstream exchange, body included' }),
   retryConnectFailures: Type.Boolean({

@@ -149,6 +149,12 @@ export function createMetrics (registry: Registry) {
       labelNames: ['upstream'] as const,
       registers
     }),
+    upstreamQueued: new Gauge({
+      name: 'portcullis_upstream_queued_requests',
+      help: 'Requests waiting for a connection to their upstream (all busy), by upstream; at most its maxQueue',
+      labelNames: ['upstream'] as const,
+      registers
+    }),
     upstreamRetries: new Counter({
       name: 'portcullis_upstream_retries_total',
       help: 'Requests sent a second time after the first could not connect, by upstream',

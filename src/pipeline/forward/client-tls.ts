@@ -3,7 +3,8 @@ import { readFile, stat } from 'node:fs/promises'
 import { X509Certificate } from 'node:crypto'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
-import { buildConnector } from 'undici'
+import type { Socket } from 'node:net'
+import { buildConnector, errors as undiciErrors } from 'undici'
 import type { UpstreamConfig } from '../../config/schema.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { earliestExpiry } from '../../tls/expiry.js'
@@ -67,7 +68,7 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
 
   let pair = await loadPair(tls, files)
   const build = (p: Pair): buildConnector.connector => buildConnector({
-    timeout: config.connectTimeoutMs,
+    timeout: 0, // armed in connect() below
     allowH2: config.http2,
     secureContext: p.context,
     rejectUnauthorized: true,
@@ -108,8 +109,29 @@ export async function createClientTls (config: UpstreamConfig, { log, metrics }:
   timer?.unref()
 
   return {
-    // '' when none is configured: undici then takes the name from the pool's origin, not a request.
-    connect: (opts, callback) => connector({ ...opts, servername: servername ?? '' }, callback),
+    connect: (opts, callback) => {
+      // The connect timeout on a native timer: undici's own runs on its coarse timers, which fire
+      // 0.5–1 s late (see exact-timeouts.ts). Destroying the socket with undici's error is what
+      // undici does itself when its timer fires.
+      let settled = false
+      let socket: Socket | undefined
+      const timer = setTimeout(() => {
+        if (!settled) socket?.destroy(new undiciErrors.ConnectTimeoutError(`connect timeout after ${config.connectTimeoutMs} ms`))
+      }, config.connectTimeoutMs)
+      try {
+        // '' when none is configured: undici then takes the name from the pool's origin, not a request.
+        // (The connector returns the socket, which its type does not say.)
+        socket = (connector as (o: typeof opts, cb: typeof callback) => Socket)({ ...opts, servername: servername ?? '' }, (...args) => {
+          settled = true
+          clearTimeout(timer)
+          callback(...args)
+        })
+      } catch (err) {
+        clearTimeout(timer)
+        throw err
+      }
+      return socket
+    },
     close () {
       if (timer !== undefined) clearInterval(timer)
       metrics.certificateNotAfter.delete(certificate)

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../../config/schema.js'
 import {
-  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_RATE_CONCURRENCY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE,
+  GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_BUSY, GW_ERR_RATE_CONCURRENCY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE,
   GW_ERR_UPSTREAM_TOTAL_TIMEOUT, GW_ERR_UPSTREAM_UNAVAILABLE
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
@@ -12,11 +12,13 @@ import { markUpstreamError } from '../error-reply.js'
 import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
-import { closeUpstreams, type Upstream } from './upstreams.js'
+import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
 
 export interface Forwarder {
   handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
   close: () => Promise<void>
+  /** Drain timeout: ends every exchange still in flight (503 GW_ERR_UPSTREAM_SHUTDOWN before its head). */
+  cutOff: () => Promise<void>
 }
 
 export interface ForwarderOptions {
@@ -99,6 +101,12 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       // client that dawdles over its body must not hold the circuit half-open.
       const breaker = upstream.breaker
       if (breaker?.refusing() === true) throw circuitOpen(upstream.id)
+      // The same for a full queue: no credential made for a request that could not be sent anyway.
+      if (upstream.queue.full) {
+        metrics.upstreamErrors.inc({ upstream: upstream.id, kind: 'queue_full' })
+        reply.header('retry-after', upstream.busyRetryAfter)
+        throw new GW_ERR_UPSTREAM_BUSY()
+      }
 
       // What is sent: the client's body, or what the credentials made of it (buffered to be signed).
       const requestBody = credentials === undefined
@@ -143,7 +151,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
           throw circuitOpen(upstream.id)
         }
         try {
-          response = await upstream.pool.request({
+          response = await upstream.dispatcher.request({
             path: target,
             method: request.method as Dispatcher.HttpMethod,
             headers,
@@ -165,7 +173,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
             continue
           }
           clearTimeout(deadline)
-          request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
+          // A full queue is load shedding, not a failure: the access line and the metric say enough
+          // (a warning per refused request would add to the load it sheds).
+          if (error instanceof GW_ERR_UPSTREAM_BUSY) reply.header('retry-after', upstream.busyRetryAfter)
+          else request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
           throw error
         }
       }
@@ -199,6 +210,9 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
     },
     async close () {
       await closeUpstreams(upstreams)
+    },
+    async cutOff () {
+      await cutOffUpstreams(upstreams)
     }
   }
 }

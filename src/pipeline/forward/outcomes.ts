@@ -3,9 +3,10 @@ import { errors as undiciErrors } from 'undici'
 import {
   GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_UPSTREAM_BODY_TIMEOUT, GW_ERR_UPSTREAM_CONNECT, GW_ERR_UPSTREAM_CONNECT_TIMEOUT,
   GW_ERR_UPSTREAM_FAILED, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE, GW_ERR_UPSTREAM_TIMEOUT, GW_ERR_UPSTREAM_TLS,
-  GW_ERR_UPSTREAM_TOTAL_TIMEOUT
+  GW_ERR_UPSTREAM_TOTAL_TIMEOUT, GW_ERR_UPSTREAM_BUSY, GW_ERR_UPSTREAM_SHUTDOWN
 } from '../../errors.js'
 import { markUpstreamError } from '../error-reply.js'
+import { UpstreamQueueFull, UpstreamQueueTimeout, UpstreamShutdown } from './upstream-queue.js'
 
 /*
  * How an exchange with a function can end badly, and the streams that enforce the size caps. Each
@@ -32,6 +33,10 @@ export function classify (err: unknown, deadlinePassed: boolean): Outcome {
   if (err instanceof GW_ERR_GUARD_BODY_TOO_LARGE) return { error: err, kind: 'request_too_large', transport: false }
   if (err instanceof GW_ERR_GUARD_BAD_REQUEST) return { error: err, kind: 'client_aborted', transport: false }
   if (err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE) return { error: err, kind: 'response_too_large', transport: false }
+  // Never sent, or cut off by the gateway itself: nothing said about the function's health.
+  if (err instanceof UpstreamQueueFull) return { error: new GW_ERR_UPSTREAM_BUSY(), kind: 'queue_full', transport: false }
+  if (err instanceof UpstreamQueueTimeout) return { error: new GW_ERR_UPSTREAM_BUSY(), kind: 'queue_timeout', transport: false }
+  if (err instanceof UpstreamShutdown) return { error: new GW_ERR_UPSTREAM_SHUTDOWN(), kind: 'shutdown', transport: false }
   if (err instanceof undiciErrors.RequestAbortedError) {
     return deadlinePassed
       ? { error: new GW_ERR_UPSTREAM_TOTAL_TIMEOUT(), kind: 'total_timeout', transport: true }

@@ -1,9 +1,11 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { Pool } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
 import type { UpstreamConfig } from '../../config/schema.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { CIRCUIT_STATE_VALUE, createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js'
 import { createClientTls, type ClientTls } from './client-tls.js'
+import { exactTimeouts } from './exact-timeouts.js'
+import { createUpstreamQueue, UpstreamShutdown, type UpstreamQueue } from './upstream-queue.js'
 
 /*
  * One connection pool per upstream, built at start and closed with the gateway: keep-alive HTTP/1.1,
@@ -18,6 +20,11 @@ export interface Upstream {
   basePath: string
   host: string
   pool: Pool
+  /** The pool behind its interceptors: what requests are sent through. */
+  dispatcher: Dispatcher
+  queue: UpstreamQueue
+  /** Retry-After of a 503 GW_ERR_UPSTREAM_BUSY, in seconds. */
+  busyRetryAfter: string
   tls: ClientTls
   breaker: CircuitBreaker | null
   headersTimeoutMs: number
@@ -39,13 +46,21 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
   const tls = await createClientTls(config, { log, metrics })
   const pool = new Pool(url.origin, {
     connections: config.connections,
-    headersTimeout: config.headersTimeoutMs,
-    bodyTimeout: config.bodyTimeoutMs,
+    // Enforced by exactTimeouts instead (undici's own fire up to a second late).
+    headersTimeout: 0,
+    bodyTimeout: 0,
     allowH2: config.http2,
     connect: tls.connect
   })
-  const cb = config.circuitBreaker
   const gauge = { upstream: config.id }
+  const queue = createUpstreamQueue(pool, {
+    maxQueue: config.maxQueue,
+    queueTimeoutMs: config.queueTimeoutMs,
+    onWaiting: delta => metrics.upstreamQueued.inc(gauge, delta)
+  })
+  // compose: the last interceptor is the outermost, so a request waits for a connection first.
+  const dispatcher = pool.compose(exactTimeouts({ headersTimeoutMs: config.headersTimeoutMs, bodyTimeoutMs: config.bodyTimeoutMs }), queue.interceptor)
+  const cb = config.circuitBreaker
   const breaker = cb.enabled
     ? createCircuitBreaker({
       failures: cb.failures,
@@ -62,6 +77,9 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
     basePath: url.pathname.replace(/\/$/, ''),
     host: url.host,
     pool,
+    dispatcher,
+    queue,
+    busyRetryAfter: String(Math.max(1, Math.ceil(config.queueTimeoutMs / 1000))),
     tls,
     breaker,
     headersTimeoutMs: config.headersTimeoutMs,
@@ -85,5 +103,23 @@ export async function createUpstreams (configs: readonly UpstreamConfig[], opts:
 }
 
 export async function closeUpstreams (upstreams: Map<string, Upstream>): Promise<void> {
-  await Promise.all([...upstreams.values()].map(async u => { u.tls.close(); await u.pool.close() }))
+  await Promise.all([...upstreams.values()].map(async u => {
+    u.tls.close()
+    u.queue.close(new UpstreamShutdown())
+    // A pool cut off at the drain timeout (cutOffUpstreams) is already destroyed; close() would throw.
+    if (!u.pool.destroyed) await u.pool.close()
+  }))
+}
+
+/**
+ * The drain timeout passed: every exchange still waiting on a function ends now with UpstreamShutdown
+ * (503 GW_ERR_UPSTREAM_SHUTDOWN when nothing of its answer was sent yet), through undici's own
+ * destroy, which fails each queued and running request of the pool with that error.
+ */
+export async function cutOffUpstreams (upstreams: Map<string, Upstream>): Promise<void> {
+  await Promise.all([...upstreams.values()].map(async u => {
+    const err = new UpstreamShutdown()
+    u.queue.close(err)
+    if (!u.pool.destroyed) await u.pool.destroy(err)
+  }))
 }

@@ -1,0 +1,103 @@
+import type { Readable } from 'node:stream'
+import { errors as undiciErrors, type Dispatcher } from 'undici'
+
+/*
+ * headersTimeout and bodyTimeout on native timers, so that a configured 200 ms is 200 ms. undici runs
+ * both on its "fast timers" (lib/util/timers.js): one shared 499 ms tick, and a timer becomes active
+ * on the first tick after it is set and fires on a later one, so any value below a second fires after
+ * 0.5–1 s, and every value up to ~1 s late. undici has no option for native timers on these two (only
+ * its keep-alive timer is native), so this interceptor arms them itself and the pool's own are off
+ * (the per-request values are taken out of the options before undici sees them).
+ *
+ * What is timed is what undici times: headers from when the request is on a connection (a queued
+ * request is not waiting on the function; the queue has its own bound) and, like undici, not while the
+ * request body is still being sent; the body from each chunk to the next, and not while the reader has
+ * paused it (backpressure from a slow client is not a stalled function).
+ */
+
+type Handler = Dispatcher.DispatchHandler
+type Controller = Dispatcher.DispatchController
+
+class TimedHandler implements Handler {
+  readonly #handler: Handler
+  readonly #headersMs: number
+  readonly #bodyMs: number
+  readonly #body: Readable | null
+  #controller: Controller | null = null
+  #timer: NodeJS.Timeout | null = null
+  #waitingForHeaders = true
+
+  constructor (handler: Handler, headersMs: number, bodyMs: number, body: unknown) {
+    this.#handler = handler
+    this.#headersMs = headersMs
+    this.#bodyMs = bodyMs
+    this.#body = isStream(body) ? body : null
+  }
+
+  #fire = (): void => {
+    const controller = this.#controller
+    if (controller === null) return
+    if (this.#waitingForHeaders) {
+      // Still sending the request body: the function cannot answer before it has it.
+      if (this.#body !== null && !this.#body.readableEnded && !this.#body.destroyed) { this.#timer?.refresh(); return }
+      this.#clear()
+      controller.abort(new undiciErrors.HeadersTimeoutError())
+      return
+    }
+    if (controller.paused) { this.#timer?.refresh(); return }
+    this.#clear()
+    controller.abort(new undiciErrors.BodyTimeoutError())
+  }
+
+  #clear (): void {
+    if (this.#timer !== null) { clearTimeout(this.#timer); this.#timer = null }
+  }
+
+  onRequestStart (controller: Controller, context: unknown): void {
+    this.#controller = controller
+    // Called again when undici retries the request on a new connection: one timer, restarted.
+    this.#clear()
+    if (this.#headersMs > 0) this.#timer = setTimeout(this.#fire, this.#headersMs)
+    this.#handler.onRequestStart?.(controller, context)
+  }
+
+  onRequestUpgrade (controller: Controller, statusCode: number, headers: Parameters<NonNullable<Handler['onRequestUpgrade']>>[2], socket: Parameters<NonNullable<Handler['onRequestUpgrade']>>[3]): void {
+    this.#clear()
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket)
+  }
+
+  onResponseStart (controller: Controller, statusCode: number, headers: Parameters<NonNullable<Handler['onResponseStart']>>[2], statusMessage?: string): void {
+    this.#clear()
+    this.#waitingForHeaders = false
+    if (this.#bodyMs > 0) this.#timer = setTimeout(this.#fire, this.#bodyMs)
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage)
+  }
+
+  onResponseData (controller: Controller, chunk: Buffer): void {
+    this.#timer?.refresh()
+    this.#handler.onResponseData?.(controller, chunk)
+  }
+
+  onResponseEnd (controller: Controller, trailers: Parameters<NonNullable<Handler['onResponseEnd']>>[1]): void {
+    this.#clear()
+    this.#handler.onResponseEnd?.(controller, trailers)
+  }
+
+  onResponseError (controller: Controller, err: Error): void {
+    this.#clear()
+    this.#handler.onResponseError?.(controller, err)
+  }
+}
+
+function isStream (body: unknown): body is Readable {
+  return body !== null && typeof body === 'object' && typeof (body as Readable).pipe === 'function'
+}
+
+/** The interceptor; each request's own headersTimeout and bodyTimeout (0: none) are what it enforces. */
+export function exactTimeouts (defaults: { headersTimeoutMs: number, bodyTimeoutMs: number }): Dispatcher.DispatcherComposeInterceptor {
+  return dispatch => (opts, handler) => {
+    const headersMs = opts.headersTimeout ?? defaults.headersTimeoutMs
+    const bodyMs = opts.bodyTimeout ?? defaults.bodyTimeoutMs
+    return dispatch({ ...opts, headersTimeout: 0, bodyTimeout: 0 }, new TimedHandler(handler, headersMs, bodyMs, opts.body))
+  }
+}

@@ -1,0 +1,133 @@
+import type { EventEmitter } from 'node:events'
+import { errors as undiciErrors, type Dispatcher, type Pool } from 'undici'
+
+/*
+ * A bounded wait for a connection, per upstream (Envoy's max_pending_requests, plus a time bound).
+ * When every connection of the pool is busy, at most `maxQueue` requests wait, each at most
+ * `queueTimeoutMs`; the others fail at once with UpstreamQueueFull, the late ones with
+ * UpstreamQueueTimeout, and the forwarder answers both 503 GW_ERR_UPSTREAM_BUSY with Retry-After.
+ *
+ * What undici gives is used: dispatch() returning false and the pool's 'drain' event say when the pool
+ * is saturated and when it takes requests again. The waiting itself is held here, not in the pool's
+ * own queue, because undici has no way to take a request out of that queue: a request aborted there
+ * stays queued until a connection frees up (its promise does not even settle before then), and is then
+ * aborted on that connection, which destroys it. Holding the waiters here makes their count exact and
+ * lets a timed-out or abandoned one leave without costing a connection. (undici hands a connection
+ * back one event-loop turn after its response ended; until then it counts as busy, so with maxQueue 0
+ * a request arriving in that very turn is refused.)
+ */
+
+export class UpstreamQueueFull extends Error { override name = 'UpstreamQueueFull' }
+export class UpstreamQueueTimeout extends Error { override name = 'UpstreamQueueTimeout' }
+/** The gateway stopped waiting for its upstreams (drain timeout): see UpstreamQueue.close. */
+export class UpstreamShutdown extends Error { override name = 'UpstreamShutdown' }
+
+type Handler = Dispatcher.DispatchHandler
+type Signal = EventEmitter | AbortSignal
+
+interface Waiter {
+  opts: Dispatcher.DispatchOptions
+  handler: Handler
+  timer: NodeJS.Timeout
+  signal: Signal | null
+  onAbort: () => void
+}
+
+export interface UpstreamQueue {
+  interceptor: Dispatcher.DispatcherComposeInterceptor
+  /** Requests waiting now. */
+  readonly waiting: number
+  /** Whether a request sent now would be refused with UpstreamQueueFull. */
+  readonly full: boolean
+  /** Fails every waiting request with `err` (the pool is being destroyed; nothing would wake them). */
+  close: (err: Error) => void
+}
+
+// A request failed before undici ever saw it has no controller; the handlers along the chain
+// (undici's own request handler at the end) only read the error.
+const DETACHED: Dispatcher.DispatchController = { abort () {}, pause () {}, resume () {}, aborted: true, paused: false, reason: null }
+
+const fail = (handler: Handler, err: Error): void => { handler.onResponseError?.(DETACHED, err) }
+
+function listen (signal: Signal, fn: () => void): void {
+  if ('addEventListener' in signal) signal.addEventListener('abort', fn, { once: true })
+  else signal.once('abort', fn)
+}
+
+function unlisten (signal: Signal, fn: () => void): void {
+  if ('removeEventListener' in signal) signal.removeEventListener('abort', fn)
+  else signal.off('abort', fn)
+}
+
+export interface UpstreamQueueOptions {
+  maxQueue: number
+  queueTimeoutMs: number
+  /** Told each time a request starts (+1) or stops (-1) waiting: the queue gauge. */
+  onWaiting?: (delta: 1 | -1) => void
+}
+
+export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onWaiting }: UpstreamQueueOptions): UpstreamQueue {
+  const waiters: Waiter[] = []
+  let saturated = false
+  let closed: Error | null = null
+  let dispatch: Dispatcher['dispatch'] | null = null
+
+  const leave = (w: Waiter): boolean => {
+    const i = waiters.indexOf(w)
+    if (i === -1) return false
+    waiters.splice(i, 1)
+    onWaiting?.(-1)
+    clearTimeout(w.timer)
+    if (w.signal !== null) unlisten(w.signal, w.onAbort)
+    return true
+  }
+
+  const send = (opts: Dispatcher.DispatchOptions, handler: Handler): boolean => {
+    saturated = !dispatch!(opts, handler)
+    return !saturated
+  }
+
+  pool.on('drain', () => {
+    saturated = false
+    while (!saturated && waiters.length > 0) {
+      const w = waiters[0]!
+      leave(w)
+      send(w.opts, w.handler)
+    }
+  })
+
+  const interceptor: Dispatcher.DispatcherComposeInterceptor = next => {
+    dispatch = next
+    return (opts, handler) => {
+      if (closed !== null) { fail(handler, closed); return false }
+      if (!saturated && waiters.length === 0) return send(opts, handler)
+      if (waiters.length >= maxQueue) { fail(handler, new UpstreamQueueFull()); return false }
+      // pool.request() passes its options, signal included, down the chain.
+      const signal = (opts as { signal?: Signal }).signal ?? null
+      const w: Waiter = {
+        opts,
+        handler,
+        signal,
+        timer: setTimeout(() => { if (leave(w)) fail(handler, new UpstreamQueueTimeout()) }, queueTimeoutMs),
+        // The client left, or the request's total deadline passed, while it waited: undici would only
+        // notice once the request reached a connection.
+        onAbort: () => { if (leave(w)) fail(handler, new undiciErrors.RequestAbortedError()) }
+      }
+      if (signal !== null) listen(signal, w.onAbort)
+      waiters.push(w)
+      onWaiting?.(1)
+      return false
+    }
+  }
+
+  return {
+    interceptor,
+    get waiting () { return waiters.length },
+    get full () { return closed === null && (saturated || waiters.length > 0) && waiters.length >= maxQueue },
+    close (err) {
+      closed = err
+      for (const w of [...waiters]) if (leave(w)) fail(w.handler, err)
+    }
+  }
+}
+
