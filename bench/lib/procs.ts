@@ -73,7 +73,8 @@ export async function waitForPort (port: number, timeoutMs = 20_000): Promise<vo
 
 export async function stopAll (procs: Proc[]): Promise<void> {
   await Promise.all(procs.map(async p => {
-    if (p.child.exitCode !== null) return
+    // A child ended by a signal has no exit code, only a signal code: it is stopped all the same.
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return
     const exited = new Promise(resolve => p.child.once('exit', resolve))
     p.child.kill('SIGTERM')
     const timer = setTimeout(() => p.child.kill('SIGKILL'), 5000)
