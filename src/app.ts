@@ -158,7 +158,8 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
-    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
+    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000,
+    evaluation: { timeoutMs: config.policy.evaluationTimeoutMs, guard: config.policy.evaluationGuard }
   })
   built(() => policy.close())
   const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
