@@ -141,7 +141,7 @@ const Policy = Type.Object({
   }),
   evaluationGuard: StringEnum(['risky', 'always'], {
     default: 'risky',
-    description: 'which evaluations run under the timeout: risky (only policies that call replace, numbers.range or sprintf, or whose module cannot be checked; the others cost no watchdog) or always (~85 µs more per decision)'
+    description: 'which evaluations run under the timeout: risky (only bundles whose module includes replace or numbers.range, or cannot be checked; the others cost no watchdog) or always (~85 µs more per decision)'
   })
 }, { additionalProperties: false })
 

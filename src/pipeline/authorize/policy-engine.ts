@@ -108,7 +108,7 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
   for (const e of wanted) {
     if (!(e in available)) throw new Error(`bundle has no entrypoint "${e}" (it has: ${Object.keys(available).join(', ') || 'none'})`)
   }
-  const risky = riskyBuiltins(module, host)
+  const risky = riskyBuiltins(module)
   const guardedBecause = opts.guard === 'always'
     ? 'policy.evaluationGuard is always'
     : risky === null ? 'the module has no function names to check' : risky.length > 0 ? `the module includes ${risky.join(', ')}` : null
