@@ -121,3 +121,9 @@ t.test('the decision-log mask entrypoint is recovered the same way', async t => 
   t.same(engine.logMask!({ input: { s: '{}' }, result: null }), ['/input/secret'])
   t.same(engine.evaluate({}), { allow: true })
 })
+
+t.test('the shipped policies run without the watchdog (no per-decision guard cost)', async t => {
+  const { out } = await buildBundle({})
+  const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision')
+  t.equal(engine.guardedBecause, null)
+})
