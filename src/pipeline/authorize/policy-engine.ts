@@ -154,7 +154,10 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
 function faultOf (err: unknown): EngineFault {
   if ((err as { code?: unknown } | null)?.code === TIMEOUT_CODE) return 'timeout'
   if (err instanceof wasm.RuntimeError) return 'trap'
-  // The SDK throws opa_abort's message as a bare string (format_int of 1e30: "strings: get uint failed").
-  if (typeof err === 'string') return 'abort'
+  // The SDK throws opa_abort's message as a bare string. Rego's own runtime errors (a conflict between
+  // rule values) come that way too, located in the source ("authz.rego:5:1: var assignment
+  // conflict"): those are the policy's errors, which opa eval reports as well. The rest are the
+  // runtime giving up (format_int of 1e30: "strings: get uint failed").
+  if (typeof err === 'string') return /^\S+:\d+:\d+: /.test(err) ? 'error' : 'abort'
   return 'error'
 }

@@ -21,6 +21,10 @@ decision := {"allow": true, "v": json.remove(input.o, input.paths)} if input.k =
 decision := {"allow": true, "v": json.filter(input.o, input.paths)} if input.k == "filter"
 
 decision := {"allow": true, "v": format_int(input.n, 10)} if input.k == "format_int"
+
+decision := {"allow": false} if input.k == "conflict"
+
+decision := {"allow": true} if input.k == "conflict"
 `
 
 const LOOPING = `package gateway.authz
@@ -57,14 +61,15 @@ t.test('a trap fails only its own evaluation; the next one is served by a fresh 
     ['json.is_valid("true")', { k: 'is_valid', s: 'true' }, 'trap'],
     ['json.remove with an empty path', { k: 'remove', o: { a: 1 }, paths: [''] }, 'trap'],
     ['json.filter with an empty path', { k: 'filter', o: { a: 1 }, paths: [''] }, 'trap'],
-    ['format_int of 1e30', { k: 'format_int', n: 1e30 }, 'abort']
+    ['format_int of 1e30', { k: 'format_int', n: 1e30 }, 'abort'],
+    ['a conflict between rule values (the policy\'s own error)', { k: 'conflict' }, 'error']
   ]
   for (const [name, input, reason] of cases) {
     t.equal(faultOf(t, engine, input), reason, `${name} faults (${reason})`)
     // json.is_valid("true") used to leave the instance unable to evaluate anything again.
     t.same(engine.evaluate({ k: 'ok' }), { allow: true, v: 'ok' }, `after ${name}, the next evaluation is answered`)
   }
-  t.same(resets, ['trap', 'trap', 'trap', 'abort'], 'one reset per fault, with its reason')
+  t.same(resets, ['trap', 'trap', 'trap', 'abort', 'error'], 'one reset per fault, with its reason')
   t.same(engine.evaluate({ k: 'is_valid', s: '{"a":1}' }), { allow: true, v: true }, 'the builtin itself still works on other input')
 })
 
