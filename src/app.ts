@@ -246,6 +246,7 @@ async function buildGateway (config: Config, opts: GatewayOptions, built: (close
     maxUriBytes: config.limits.maxUriBytes,
     maxHeaders: config.limits.maxHeaders,
     pathParameters: config.limits.pathParameters === 'allow',
+    trustedProxies: config.rateLimit.trustedProxies,
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit

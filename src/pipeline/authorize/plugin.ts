@@ -81,7 +81,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
           input,
           result: value,
           bundles: { authz: { revision: engine.revision } },
-          requested_by: request.ip,
+          requested_by: request.clientAddress,
           metrics: { timer_rego_query_eval_ns: ns },
           ...(failure !== undefined ? { error: { code: failure.code, message: failure.message } } : {})
         })
