@@ -368,7 +368,7 @@ export const ConfigSchema = Type.Object({
     preAuth: Type.Optional(PreAuthLimit),
     trustedProxies: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
-      description: 'peers (IPs or CIDRs) whose X-Forwarded-For is believed for the client IP; every other peer is the client'
+      description: 'peers (IPs or CIDRs) whose X-Forwarded-For is believed for the client address (the one the policy, upstream headers, limits, bans and logs see); every other peer is the client'
     }),
     tiers: Type.Record(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }), RateLimit, {
       default: {},
