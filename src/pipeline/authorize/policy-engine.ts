@@ -93,8 +93,9 @@ export interface PolicyEngineOptions {
 export async function createPolicyEngine (bundle: Bundle, entrypoints: string | readonly string[], opts: PolicyEngineOptions = {}): Promise<PolicyEngine> {
   const wanted = typeof entrypoints === 'string' ? [entrypoints] : entrypoints
   const module = await wasm.compile(bundle.wasm)
-  // Serialised once: every new instance reads the same bytes.
-  const data = new TextEncoder().encode(JSON.stringify(bundle.data)).buffer
+  // Serialised once: every new instance reads the same bytes (the SDK reads a whole ArrayBuffer).
+  const json = new TextEncoder().encode(JSON.stringify(bundle.data))
+  const data = json.buffer.slice(json.byteOffset, json.byteOffset + json.byteLength)
   const instantiate = (): LoadedPolicy => {
     const p = loadPolicySync(module, undefined, gatewayBuiltins)
     p.setData(data)

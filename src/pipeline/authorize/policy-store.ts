@@ -72,6 +72,8 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     const engine = await createPolicyEngine(bundle, entrypoints, {
       ...opts.evaluation,
       onReset: (reason, err) => {
+        // The smoke evaluation below faulting rejects the bundle instead; that is no reset.
+        if (current !== engine) return
         metrics.policyEngineResets.inc({ reason })
         log.warn({ policy_revision: bundle.revision, reason, err: err instanceof Error ? err.message : String(err) }, 'policy instance discarded after a faulted evaluation; a fresh one replaces it')
       }
