@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -16,9 +16,12 @@ import { gatewayFiles, startGatewayProcess } from '../helpers/gateway-process.js
 
 const run = promisify(execFile)
 
-t.test('an IPv4 client of a "::" listener is 127.0.0.1 to the policy, upstream and logs', async t => {
+interface Setup { url: string, port: string, token: string, client: ReturnType<typeof httpsClient>, seen: Array<{ xff: string | undefined, forwarded: string | undefined }>, log: () => string, waitForLog: (p: RegExp) => Promise<void> }
+
+/** A gateway on "::" judging with library/network_time (route hello needs network "internal"). */
+async function start (t: Test, extra = ''): Promise<Setup> {
   const files = await gatewayFiles(t)
-  const seen: Array<{ xff: string | undefined, forwarded: string | undefined }> = []
+  const seen: Setup['seen'] = []
   const fn = createServer((req, res) => {
     seen.push({ xff: req.headers['x-forwarded-for'] as string | undefined, forwarded: req.headers.forwarded })
     req.resume()
@@ -36,21 +39,24 @@ policy: { bundle: "${DEFAULT_BUNDLE}", entrypoint: library/network_time/decision
 upstreams: [{ id: fn, url: "http://127.0.0.1:${(fn.address() as AddressInfo).port}", plaintext: true }]
 routes:
   - { id: hello, prefix: /hello, methods: [GET], upstream: fn, metadata: { network: internal } }
-`)
+${extra}`)
   const gw = await startGatewayProcess(t, files.configFile)
   const port = new URL(gw.url.replace('[::]', 'localhost')).port
-  const client = httpsClient(t, files.caFile)
+  return { url: `https://127.0.0.1:${port}`, port, token: await files.token(), client: httpsClient(t, files.caFile), seen, log: gw.log, waitForLog: gw.waitForLog }
+}
 
-  const res = await client.send(`https://127.0.0.1:${port}/hello`, { token: await files.token() })
+t.test('an IPv4 client of a "::" listener is 127.0.0.1 to the policy, upstream and logs', async t => {
+  const { url, token, client, seen, log, waitForLog } = await start(t)
+  const res = await client.send(`${url}/hello`, { token })
   // Before the fix the policy saw "::ffff:127.0.0.1", which the WASM net.cidr_contains does not find
   // in 127.0.0.0/8: 403 "your network may not use this route".
   t.equal(res.status, 200, `library/network_time lets the internal client in (${res.text.slice(0, 120)})`)
   t.equal(seen.length, 1)
   t.equal(seen[0]?.xff, '127.0.0.1', 'upstream is told the dotted quad in X-Forwarded-For')
   t.match(seen[0]?.forwarded, /^for=127\.0\.0\.1;proto=https;/, 'and in Forwarded')
-  await gw.waitForLog(/"access":true/)
-  t.match(gw.log(), /"client_ip":"127\.0\.0\.1"/, 'the access line carries it')
-  t.notMatch(gw.log(), /::ffff:/i, 'the mapped form appears nowhere')
+  await waitForLog(/"access":true/)
+  t.match(log(), /"client_ip":"127\.0\.0\.1"/, 'the access line carries it')
+  t.notMatch(log(), /::ffff:/i, 'the mapped form appears nowhere')
 
   // What opa eval decides for the address Node reported, mapped form included: the same as the gateway.
   const bundle = await readBundleFile(DEFAULT_BUNDLE)
@@ -69,4 +75,14 @@ routes:
     const allow = (JSON.parse(stdout) as { result: Array<{ expressions: Array<{ value: unknown }> }> }).result[0]!.expressions[0]!.value
     t.equal(allow, true, `opa eval allows ${ip}, as the gateway did`)
   }
+})
+
+t.test('a mapped address named by a trusted proxy is the dotted quad too', async t => {
+  const { url, token, client, seen } = await start(t, 'rateLimit: { trustedProxies: ["127.0.0.1"] }')
+  const inside = await client.send(`${url}/hello`, { token, headers: { 'x-forwarded-for': '::ffff:10.1.2.3' } })
+  t.equal(inside.status, 200, `the client 10.1.2.3 is in the internal network (${inside.text.slice(0, 120)})`)
+  t.equal(seen[0]?.xff, '10.1.2.3', 'and upstream is told so')
+  const outside = await client.send(`${url}/hello`, { token, headers: { 'x-forwarded-for': '::ffff:203.0.113.9' } })
+  t.equal(outside.status, 403, 'a client outside it is refused')
+  t.equal(outside.json().error, 'your network may not use this route')
 })
