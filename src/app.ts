@@ -169,7 +169,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
-    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000
+    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000,
+    evaluation: { timeoutMs: config.policy.evaluationTimeoutMs, guard: config.policy.evaluationGuard }
   })
   built(() => policy.close())
   const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
@@ -245,6 +246,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     maxUriBytes: config.limits.maxUriBytes,
     maxHeaders: config.limits.maxHeaders,
     pathParameters: config.limits.pathParameters === 'allow',
+    trustedProxies: config.rateLimit.trustedProxies,
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit

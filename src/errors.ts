@@ -36,6 +36,8 @@ export const GW_ERR_AUTHZ_DENIED = createError('GW_ERR_AUTHZ_DENIED', 'access de
 export const GW_ERR_AUTHZ_NOT_READY = createError('GW_ERR_AUTHZ_NOT_READY', 'no policy is loaded', 503)
 export const GW_ERR_AUTHZ_POLICY_ERROR = createError('GW_ERR_AUTHZ_POLICY_ERROR', 'policy evaluation failed', 500)
 export const GW_ERR_AUTHZ_BAD_DECISION = createError('GW_ERR_AUTHZ_BAD_DECISION', 'policy returned no usable decision', 500)
+export const GW_ERR_AUTHZ_POLICY_ABORTED = createError('GW_ERR_AUTHZ_POLICY_ABORTED', 'policy evaluation was aborted', 503)
+export const GW_ERR_AUTHZ_POLICY_TIMEOUT = createError('GW_ERR_AUTHZ_POLICY_TIMEOUT', 'policy evaluation took longer than allowed', 503)
 
 // Rate limit
 export const GW_ERR_RATE_LIMITED = createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s seconds', 429)

@@ -80,10 +80,13 @@ authenticated if {
 # partial set, so another file of this package can add a role.
 known_roles contains role if some role in {"reader", "writer", "admin"}
 
-roles := [r |
+# Sorted and without repeats, so the forwarded header is the same whatever the
+# claim's order or shape (an array, or an object whose values are roles, which
+# the WASM runtime and OPA would otherwise iterate in different orders).
+roles := sort({r |
 	some r in input.principal.claims.roles
 	r in known_roles
-]
+})
 
 has_role(allowed) if {
 	some r in roles

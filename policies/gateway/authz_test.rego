@@ -75,9 +75,19 @@ test_matrix[name] if {
 test_allow_forwards_vouched_roles if {
 	# Only roles this policy knows are vouched for; "auditor" is not one.
 	d := decide("orders", "GET", principal(["writer", "auditor", "reader"]))
-	d.headers == {"upstream": {"x-portcullis-roles": "writer,reader"}}
+	d.headers == {"upstream": {"x-portcullis-roles": "reader,writer"}}
 	not d.status
 	not d.message
+}
+
+test_forwarded_roles_are_sorted_whatever_the_claim_shape[name] if {
+	some name, roles in {
+		"array": ["writer", "admin", "reader"],
+		"array with repeats": ["writer", "admin", "writer", "reader", "admin"],
+		"object": {"z": "writer", "a": "admin", "m": "reader"},
+	}
+	d := decide("orders", "GET", principal(roles))
+	d.headers.upstream["x-portcullis-roles"] == "admin,reader,writer"
 }
 
 test_allow_without_roles_forwards_empty_roles if {

@@ -152,7 +152,17 @@ const Policy = Type.Object({
     scope: Type.Optional(Type.String({ description: 'scope every bundle signature must carry' }))
   }, { additionalProperties: false, description: 'when set, every bundle must be signed (.signatures.json, as by opa build --signing-key or opa sign)' })),
   maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 67_108_864, description: 'cap on a bundle, compressed and uncompressed' }),
-  persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' }))
+  persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
+  evaluationTimeoutMs: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 100,
+    description: 'longest one guarded policy evaluation may hold the event loop; it is then stopped and the request gets 503 (GW_ERR_AUTHZ_POLICY_TIMEOUT)'
+  }),
+  evaluationGuard: StringEnum(['risky', 'always'], {
+    default: 'risky',
+    description: 'which evaluations run under the timeout: risky (only bundles whose module includes replace or numbers.range, or cannot be checked; the others cost no watchdog) or always (~85 µs more per decision)'
+  })
 }, { additionalProperties: false })
 
 const UpstreamTls = Type.Object({
@@ -410,7 +420,7 @@ export const ConfigSchema = Type.Object({
     preAuth: Type.Optional(PreAuthLimit),
     trustedProxies: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
-      description: 'peers (IPs or CIDRs) whose X-Forwarded-For is believed for the client IP; every other peer is the client'
+      description: 'peers (IPs or CIDRs) whose X-Forwarded-For is believed for the client address (the one the policy, upstream headers, limits, bans and logs see); every other peer is the client'
     }),
     tiers: Type.Record(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }), RateLimit, {
       default: {},

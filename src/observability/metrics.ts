@@ -93,6 +93,12 @@ export function createMetrics (registry: Registry) {
       help: 'Policy bundles that failed to load and were not activated',
       registers
     }),
+    policyEngineResets: new Counter({
+      name: 'portcullis_policy_engine_resets_total',
+      help: 'Policy instances discarded and made again after an evaluation faulted, by reason (trap, abort, timeout, error)',
+      labelNames: ['reason'] as const,
+      registers
+    }),
     rateLimited: new Counter({
       name: 'portcullis_rate_limited_total',
       help: 'Requests refused with 429, by route',

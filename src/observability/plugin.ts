@@ -53,7 +53,7 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
       path: request.canonicalPath || null, // never the raw target: its query may carry secrets
       status: reply.statusCode,
       duration_ms: Math.round(reply.elapsedTime * 1000) / 1000,
-      client_ip: request.ip,
+      client_ip: request.clientAddress,
       route_id: route,
       outcome,
       code: request.errorCode,

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD, GW_ERR_GUARD_TIMEOUT } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
+import { normalizeAddress } from './guard/client-address.js'
 
 const UPSTREAM = Symbol('portcullis.upstream-error')
 // Set on a connection whose refusal was answered with `connection: close`: the parser error that
@@ -94,7 +95,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   // answered 400 below (the forwarder sees the request destroyed and sends nothing on).
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded && inFlight.req?.complete === true) {
     metrics.rejected.inc({ reason: 'guard_bad_request' })
-    log.info({ code: 'GW_ERR_GUARD_BAD_REQUEST', reason: 'guard_bad_request', parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'unparseable bytes after a request; closing after its answer')
+    log.info({ code: 'GW_ERR_GUARD_BAD_REQUEST', reason: 'guard_bad_request', parser: err.code ?? null, client_ip: socket.remoteAddress === undefined ? null : normalizeAddress(socket.remoteAddress) }, 'unparseable bytes after a request; closing after its answer')
     inFlight.shouldKeepAlive = false
     return
   }
@@ -104,7 +105,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
   ;(socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   // No request exists, so no access line: this is the one line that records the refusal.
-  log.info({ code: refusal.code, reason: rejectionReason(refusal.code), status: refusal.statusCode, parser: err.code ?? null, client_ip: socket.remoteAddress ?? null }, 'request refused before parsing')
+  log.info({ code: refusal.code, reason: rejectionReason(refusal.code), status: refusal.statusCode, parser: err.code ?? null, client_ip: socket.remoteAddress === undefined ? null : normalizeAddress(socket.remoteAddress) }, 'request refused before parsing')
   endWithRefusal(socket, refusal)
 }
 

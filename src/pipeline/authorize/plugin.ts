@@ -3,14 +3,14 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
   GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
-  GW_ERR_AUTHZ_POLICY_ERROR
+  GW_ERR_AUTHZ_POLICY_ABORTED, GW_ERR_AUTHZ_POLICY_ERROR, GW_ERR_AUTHZ_POLICY_TIMEOUT
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Decision, PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
-import type { PolicyEngine } from './policy-engine.js'
+import { PolicyEvaluationFault, type PolicyEngine } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
 
 /** Names the decision-log event of this request, so support can find it from a client's report. */
@@ -61,14 +61,14 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown
-    let failed = false
+    let failure: Error & { code: string } | undefined
     try {
       value = engine.evaluate(input, entrypoint)
     } catch (err) {
-      failed = true
+      failure = refusalFor(err)
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
-      request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, err }, 'policy evaluation failed')
-      throw new GW_ERR_AUTHZ_POLICY_ERROR()
+      request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, code: failure.code, err }, 'policy evaluation failed')
+      throw failure
     } finally {
       const ns = Number(process.hrtime.bigint() - started)
       onEvaluated?.(request, { entrypoint, input, result: value })
@@ -81,9 +81,9 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
           input,
           result: value,
           bundles: { authz: { revision: engine.revision } },
-          requested_by: request.ip,
+          requested_by: request.clientAddress,
           metrics: { timer_rego_query_eval_ns: ns },
-          ...(failed ? { error: { code: 'GW_ERR_AUTHZ_POLICY_ERROR', message: 'policy evaluation failed' } } : {})
+          ...(failure !== undefined ? { error: { code: failure.code, message: failure.message } } : {})
         })
       }
     }
@@ -110,6 +110,17 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw denied
     }
   })
+}
+
+/**
+ * A faulted evaluation (trap, abort, timeout) is 503: the engine has already replaced its instance,
+ * and nothing about the request was judged. Any other error is the policy's (500).
+ */
+function refusalFor (err: unknown): Error & { code: string } {
+  if (!(err instanceof PolicyEvaluationFault)) return new GW_ERR_AUTHZ_POLICY_ERROR()
+  if (err.reason === 'timeout') return new GW_ERR_AUTHZ_POLICY_TIMEOUT()
+  if (err.reason === 'trap' || err.reason === 'abort') return new GW_ERR_AUTHZ_POLICY_ABORTED()
+  return new GW_ERR_AUTHZ_POLICY_ERROR()
 }
 
 /**

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
 import { parseBundle, type ParseOptions } from './bundle.js'
 import type { BundleSource } from './bundle-source.js'
-import { createPolicyEngine, type PolicyEngine } from './policy-engine.js'
+import { createPolicyEngine, type PolicyEngine, type PolicyEngineOptions } from './policy-engine.js'
 
 /*
  * The active policy, swapped as a whole. A new bundle is verified, size-checked, instantiated and
@@ -46,6 +46,8 @@ export interface PolicyStoreOptions {
   metrics: Metrics
   /** How often to look for a new bundle; 0 disables watching. */
   watchIntervalMs: number
+  /** policy.evaluationTimeoutMs and policy.evaluationGuard; the engine's defaults when absent. */
+  evaluation?: Pick<PolicyEngineOptions, 'timeoutMs' | 'guard'>
 }
 
 export const PERSISTED_BUNDLE = 'bundle.tar.gz'
@@ -67,7 +69,15 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
 
   const activate = async (archive: Buffer, origin: 'source' | 'persisted'): Promise<void> => {
     const bundle = await parseBundle(archive, opts.parse)
-    const engine = await createPolicyEngine(bundle, entrypoints)
+    const engine = await createPolicyEngine(bundle, entrypoints, {
+      ...opts.evaluation,
+      onReset: (reason, err) => {
+        // The smoke evaluation below faulting rejects the bundle instead; that is no reset.
+        if (current !== engine) return
+        metrics.policyEngineResets.inc({ reason })
+        log.warn({ policy_revision: bundle.revision, reason, err: err instanceof Error ? err.message : String(err) }, 'policy instance discarded after a faulted evaluation; a fresh one replaces it')
+      }
+    })
     for (const e of entrypoints) engine.evaluate(SMOKE_INPUT, e)
     const previous = current?.revision ?? null
     current = engine
@@ -77,7 +87,7 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     // One series at a time: the old revision's goes, so the label set stays bounded.
     metrics.bundleInfo.reset()
     metrics.bundleInfo.set({ revision: engine.revision }, 1)
-    log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy }, 'policy bundle activated')
+    log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy, evaluation_guard: engine.guardedBecause }, 'policy bundle activated')
     if (origin === 'source' && persisted !== undefined) await persist(archive)
   }
   // Written beside the target and renamed, so a crash never leaves half a bundle to load next time.

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { BanRuleConfig, Config } from '../../config/schema.js'
 import { GW_ERR_AUTHN_REVOCATION_UNAVAILABLE, GW_ERR_AUTHN_REVOKED, GW_ERR_RATE_BANNED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { createClientIp } from '../rate-limit/keys.js'
+import { clientBucketIp } from '../rate-limit/keys.js'
 import type { Ban, BanList } from './bans.js'
 import type { RevocationList } from './revocations.js'
 
@@ -56,14 +56,13 @@ function refuseBanned (reply: FastifyReply, ban: Ban): never {
 
 const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
   const { metrics, revocations, bans, config } = opts
-  const clientIp = createClientIp(config.rateLimit.trustedProxies)
   const trusted = trustedNetworks(config.bans.trustedNetworks)
   const rules = new Map<string, BanRuleConfig | null>(config.routes.map(r => {
     const rule = r.ban ?? config.bans.default
     return [r.id, rule?.enabled === true ? rule : null]
   }))
   const ipOf = (request: FastifyRequest): string | null => {
-    const ip = clientIp(request)
+    const ip = clientBucketIp(request)
     return trusted(ip) ? null : ip
   }
 

@@ -76,7 +76,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
         principal: request.principal,
         decision: request.decision,
         requestId: request.id,
-        clientIp: request.ip,
+        clientIp: request.clientAddress,
         host: request.headers.host,
         upstreamHost: upstream.host
       })
@@ -86,7 +86,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
       // Checked, like the circuit, before any credential is made or any body buffered for signing.
       if (upstream.inFlight !== null) {
         const p = request.principal
-        const who = p.type === 'anonymous' ? `ip ${request.ip}` : `${p.issuer}\n${p.subject}`
+        const who = p.type === 'anonymous' ? `ip ${request.clientAddress}` : `${p.issuer}\n${p.subject}`
         const n = upstream.inFlight.get(who) ?? 0
         if (n >= upstream.maxConcurrentPerIdentity) throw new GW_ERR_RATE_CONCURRENCY()
         upstream.inFlight.set(who, n + 1)

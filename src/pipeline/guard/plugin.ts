@@ -1,11 +1,12 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
   GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
   GW_ERR_GUARD_UPGRADE, GW_ERR_GUARD_URI_TOO_LONG, GW_ERR_ROUTE_UNKNOWN_HOST
 } from '../../errors.js'
 import { countRawHeader } from '../../util/raw-headers.js'
 import { canonicalizeTarget } from './canonical-path.js'
+import { createClientAddress } from './client-address.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -13,6 +14,8 @@ declare module 'fastify' {
     canonicalPath: string
     /** The raw query string, without "?". */
     rawQuery: string
+    /** The client's address, decided once (client-address.ts): the only one any stage or log uses. */
+    readonly clientAddress: string
   }
 }
 
@@ -24,7 +27,11 @@ export interface GuardOptions {
   pathParameters: boolean
   /** Host names served (lower-case, no port); undefined serves any. */
   hosts?: readonly string[]
+  /** Proxies whose X-Forwarded-For names the client (rateLimit.trustedProxies). */
+  trustedProxies: readonly string[]
 }
+
+const ADDRESS = Symbol('clientAddress')
 
 /** The host name of a Host header value, lower-cased, without port ("[::1]:8443" → "[::1]"). */
 export function hostName (host: string | undefined): string {
@@ -41,6 +48,13 @@ export const ALLOW_HEADER = [...ALLOWED_METHODS].join(', ')
 const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.decorateRequest('canonicalPath', '')
   app.decorateRequest('rawQuery', '')
+  // Worked out on first use and kept: also requests refused before any hook (a bad URL) log it.
+  const clientAddress = createClientAddress(opts.trustedProxies)
+  app.decorateRequest('clientAddress', {
+    getter (this: FastifyRequest & { [ADDRESS]?: string }) {
+      return (this[ADDRESS] ??= clientAddress(this))
+    }
+  })
 
   const canonical = { pathParameters: opts.pathParameters }
   const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))

@@ -10,14 +10,11 @@ import type { FastifyRequest } from 'fastify'
  */
 
 /**
- * The client IP: the socket's peer, unless that peer is a trusted proxy; then X-Forwarded-For is read
- * from the right and the first address that is not a trusted proxy is the client. IPv6 clients are
- * grouped by /64 (one host can hold a whole /64).
+ * The client address as a bucket key: the request's one client address (guard/client-address.ts),
+ * with IPv6 clients grouped by /64 (one host can hold a whole /64).
  */
-export function createClientIp (trustedProxies: readonly string[]): (request: FastifyRequest) => string {
-  if (trustedProxies.length === 0) return request => normalizeIP(request.raw.socket.remoteAddress ?? '')
-  const trust = proxyAddr.compile([...trustedProxies])
-  return request => normalizeIP(proxyAddr(request.raw, trust))
+export function clientBucketIp (request: FastifyRequest): string {
+  return normalizeIP(request.clientAddress)
 }
 
 /** Checks trusted proxy entries the way they will be read; the message of the first bad one, or null. */

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/schema.js'
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { bucketHash, createClientIp, principalIdentity } from './keys.js'
+import { bucketHash, clientBucketIp, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 
@@ -92,9 +92,8 @@ function refuse (reply: FastifyReply, limit: Limit, ttlMs: number): never {
 const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   const limit = config.rateLimit.preAuth
   if (limit === undefined) return
-  const clientIp = createClientIp(config.rateLimit.trustedProxies)
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, [{
-    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientIp(request)), 1)
+    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientBucketIp(request)), 1)
   }])
   const check = limits.get('pre-auth')!
   app.addHook('onRequest', async (request, reply) => {
@@ -112,12 +111,11 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
  */
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   app.decorateRequest('rateLimited', null)
-  const clientIp = createClientIp(config.rateLimit.trustedProxies)
   const keyOf = (name: string) => (request: FastifyRequest): string => {
     const hint = request.decision?.rateLimit
     const hash = hint?.key !== undefined
       ? bucketHash('key', name, hint.key)
-      : bucketHash('route', request.routeOptions.config.gateway?.id ?? '-', name, principalIdentity(request, clientIp(request)))
+      : bucketHash('route', request.routeOptions.config.gateway?.id ?? '-', name, principalIdentity(request, clientBucketIp(request)))
     return storeKey(hash, hint?.cost ?? 1)
   }
   const specs: LimitSpec[] = []

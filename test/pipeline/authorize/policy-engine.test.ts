@@ -1,0 +1,134 @@
+import t, { type Test } from 'tap'
+import { join } from 'node:path'
+import { buildBundle } from '../../../scripts/opa.mjs'
+import { readBundleFile } from '../../../src/pipeline/authorize/bundle.js'
+import {
+  createPolicyEngine, PolicyEvaluationFault, type EngineFault, type PolicyEngine, type PolicyEngineOptions
+} from '../../../src/pipeline/authorize/policy-engine.js'
+
+// Issue 18: a trap or a runaway evaluation fails that evaluation and leaves the engine serving the
+// next one. Each policy is compiled by the real OPA CLI, with OPA's own builtins (no capabilities
+// file), so these test the engine whatever the gateway's capabilities allow.
+
+const POLICY = `package gateway.authz
+
+decision := {"allow": true, "v": "ok"} if input.k == "ok"
+
+decision := {"allow": true, "v": json.is_valid(input.s)} if input.k == "is_valid"
+
+decision := {"allow": true, "v": json.remove(input.o, input.paths)} if input.k == "remove"
+
+decision := {"allow": true, "v": json.filter(input.o, input.paths)} if input.k == "filter"
+
+decision := {"allow": true, "v": format_int(input.n, 10)} if input.k == "format_int"
+
+decision := {"allow": false} if input.k == "conflict"
+
+decision := {"allow": true} if input.k == "conflict"
+`
+
+const LOOPING = `package gateway.authz
+
+decision := {"allow": true, "v": "ok"} if input.k == "ok"
+
+decision := {"allow": true, "v": replace(input.s, input.p, "x")} if input.k == "replace"
+
+decision := {"allow": true, "v": count(numbers.range(0, input.n))} if input.k == "range"
+`
+
+async function engineFor (t: Test, rego: string, opts: PolicyEngineOptions = {}): Promise<{ engine: PolicyEngine, resets: EngineFault[] }> {
+  const dir = t.testdir({ gateway: { 'authz.rego': rego } })
+  const out = join(dir, 'bundle.tar.gz')
+  await buildBundle({ policiesDir: dir, out, force: true })
+  const resets: EngineFault[] = []
+  const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision', { ...opts, onReset: reason => resets.push(reason) })
+  return { engine, resets }
+}
+
+function faultOf (t: Test, engine: PolicyEngine, input: unknown): EngineFault | null {
+  try {
+    engine.evaluate(input)
+    return null
+  } catch (err) {
+    t.type(err, PolicyEvaluationFault)
+    return (err as PolicyEvaluationFault).reason
+  }
+}
+
+t.test('a trap fails only its own evaluation; the next one is served by a fresh instance', async t => {
+  const { engine, resets } = await engineFor(t, POLICY)
+  const cases: Array<[string, unknown, EngineFault]> = [
+    ['json.is_valid("true")', { k: 'is_valid', s: 'true' }, 'trap'],
+    ['json.remove with an empty path', { k: 'remove', o: { a: 1 }, paths: [''] }, 'trap'],
+    ['json.filter with an empty path', { k: 'filter', o: { a: 1 }, paths: [''] }, 'trap'],
+    ['format_int of 1e30', { k: 'format_int', n: 1e30 }, 'abort'],
+    ['a conflict between rule values (the policy\'s own error)', { k: 'conflict' }, 'error']
+  ]
+  for (const [name, input, reason] of cases) {
+    t.equal(faultOf(t, engine, input), reason, `${name} faults (${reason})`)
+    // json.is_valid("true") used to leave the instance unable to evaluate anything again.
+    t.same(engine.evaluate({ k: 'ok' }), { allow: true, v: 'ok' }, `after ${name}, the next evaluation is answered`)
+  }
+  t.same(resets, ['trap', 'trap', 'trap', 'abort', 'error'], 'one reset per fault, with its reason')
+  t.same(engine.evaluate({ k: 'is_valid', s: '{"a":1}' }), { allow: true, v: true }, 'the builtin itself still works on other input')
+})
+
+t.test('the instance is also replaced in the background before the next evaluation', async t => {
+  const { engine } = await engineFor(t, POLICY)
+  t.equal(faultOf(t, engine, { k: 'is_valid', s: 'true' }), 'trap')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(engine.evaluate({ k: 'ok' }), { allow: true, v: 'ok' })
+})
+
+t.test('an evaluation that never returns is stopped after the timeout, and the engine serves the next', async t => {
+  const { engine, resets } = await engineFor(t, LOOPING, { timeoutMs: 50 })
+  t.equal(engine.guardedBecause, 'the module includes numbers.range, replace')
+  t.same(engine.evaluate({ k: 'replace', s: 'abc', p: 'b' }), { allow: true, v: 'axc' }, 'guarded evaluations answer as before')
+  const started = Date.now()
+  t.equal(faultOf(t, engine, { k: 'replace', s: 'abc', p: '' }), 'timeout', 'replace(s, "", x) is cut off')
+  t.ok(Date.now() - started < 10_000, 'it returned (without the watchdog it never does)')
+  t.same(engine.evaluate({ k: 'ok' }), { allow: true, v: 'ok' })
+  t.equal(faultOf(t, engine, { k: 'range', n: 1e9 }), 'timeout', 'numbers.range over a huge span is cut off')
+  t.same(engine.evaluate({ k: 'range', n: 9 }), { allow: true, v: 10 })
+  t.same(resets, ['timeout', 'timeout'])
+})
+
+const PLAIN = `package gateway.authz
+
+decision := {"allow": json.is_valid(input.s)}
+`
+
+t.test('a policy without risky builtins runs without the watchdog', async t => {
+  const { engine, resets } = await engineFor(t, PLAIN)
+  t.equal(engine.guardedBecause, null)
+  t.equal(faultOf(t, engine, { s: 'true' }), 'trap')
+  t.same(engine.evaluate({ s: '{}' }), { allow: true })
+  t.same(resets, ['trap'])
+})
+
+t.test('evaluationGuard always times every policy', async t => {
+  const { engine } = await engineFor(t, PLAIN, { guard: 'always', timeoutMs: 1000 })
+  t.equal(engine.guardedBecause, 'policy.evaluationGuard is always')
+  t.same(engine.evaluate({ s: '{}' }), { allow: true })
+  t.equal(faultOf(t, engine, { s: 'true' }), 'trap', 'a trap under the watchdog is still a trap')
+  t.same(engine.evaluate({ s: '{}' }), { allow: true })
+})
+
+t.test('the decision-log mask entrypoint is recovered the same way', async t => {
+  const dir = t.testdir({
+    gateway: { 'authz.rego': 'package gateway.authz\n\ndecision := {"allow": true}\n' },
+    system: { 'log.rego': 'package system.log\n\nmask contains "/input/secret" if json.is_valid(input.input.s)\n' }
+  })
+  const out = join(dir, 'bundle.tar.gz')
+  await buildBundle({ policiesDir: dir, out, entrypoints: ['gateway/authz/decision', 'system/log/mask'], force: true })
+  const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision')
+  t.throws(() => engine.logMask!({ input: { s: 'true' }, result: null }), PolicyEvaluationFault)
+  t.same(engine.logMask!({ input: { s: '{}' }, result: null }), ['/input/secret'])
+  t.same(engine.evaluate({}), { allow: true })
+})
+
+t.test('the shipped policies run without the watchdog (no per-decision guard cost)', async t => {
+  const { out } = await buildBundle({})
+  const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision')
+  t.equal(engine.guardedBecause, null)
+})
