@@ -1,0 +1,122 @@
+import { createRequire } from 'node:module'
+import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
+import { goSprintf } from './sprintf.js'
+
+/*
+ * The builtins a compiled policy calls out of its WASM for, and the loader that wires them. OPA
+ * compiles most builtins into the module; the rest (sprintf, regex.split, yaml.*, time.now_ns) are
+ * imported from the host. Each one the gateway allows must decide exactly as `opa eval` does
+ * (test/policies/builtins.test.ts compares them): where the SDK's JavaScript version does not, the
+ * gateway supplies its own, and where neither can, the builtin is refused (REFUSED_BUILTINS, left
+ * out of policies/capabilities.json so `opa build` rejects a policy calling it).
+ */
+
+type Builtin = (...args: unknown[]) => unknown
+
+// The project's TypeScript lib has no WebAssembly declarations: the little this file uses.
+interface WasmMemory { buffer: ArrayBuffer }
+interface WasmInstance { exports: Record<string, unknown> }
+interface WasmApi {
+  Memory: new (descriptor: { initial: number, maximum?: number }) => WasmMemory
+  instantiate: (source: unknown, imports: object) => Promise<WasmInstance | { instance: WasmInstance }>
+}
+const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
+/** The gateway's own host builtins; they take precedence over the SDK's. */
+export const GATEWAY_BUILTINS: Readonly<Record<string, Builtin>> = {
+  'time.now_ns': () => Date.now() * 1_000_000,
+  // The SDK's sprintf is sprintf-js: C-like, throws where Go's fmt prints %!verb(...), and prints
+  // arrays and objects as JavaScript does.
+  sprintf: (format, values) => goSprintf(format, values)
+}
+
+/**
+ * Builtins a policy may not call although the pinned OPA compiles them, each with the reason.
+ * docs/policy-authoring.md lists them for authors; scripts/capabilities.ts leaves them out.
+ */
+export const REFUSED_BUILTINS: Readonly<Record<string, string>> = {
+  'regex.split': 'the SDK splits with a JavaScript RegExp: RE2 syntax such as (?i) and (?P<name>...) fails, and capture groups end up in the result',
+  'yaml.unmarshal': 'the SDK parses YAML 1.2 with the JavaScript yaml package; OPA reads numbers such as 010 as YAML 1.1 does (octal), among other differences',
+  'yaml.marshal': 'the SDK writes YAML with the JavaScript yaml package, which quotes and orders differently from OPA',
+  'yaml.is_valid': 'the SDK\'s YAML parser accepts and refuses different documents than OPA\'s',
+  'json.is_valid': 'compiled into the WASM, where some strings (such as "true") crash the evaluation',
+  'json.unmarshal': 'compiled into the WASM, which accepts "5." and fails on a lone surrogate escape ("\\ud800") where OPA decides',
+  'json.marshal': 'compiled into the WASM, which keeps the key order of its input where OPA sorts keys',
+  'json.remove': 'compiled into the WASM, where an empty path crashes the evaluation',
+  'json.filter': 'compiled into the WASM, where an empty path crashes the evaluation',
+  'to_number': 'compiled into the WASM, which fails the whole evaluation on strings such as "-" and reads "+5" differently',
+  'base64.decode': 'compiled into the WASM, which accepts unpadded input and refuses the empty string, unlike OPA',
+  'base64.is_valid': 'compiled into the WASM, which judges padding and non-base64 strings differently from OPA',
+  'base64url.decode': 'compiled into the WASM, which decodes characters outside the base64url alphabet',
+  'format_int': 'compiled into the WASM, which fails the whole evaluation for numbers beyond 64 bits',
+  'replace': 'compiled into the WASM, where an empty search string never returns; use strings.replace_n',
+  'indexof': 'compiled into the WASM, where indexof("", "") is 0 and OPA\'s is undefined',
+  'object.union_n': 'compiled into the WASM, where object.union_n([]) is undefined and OPA\'s is {}'
+}
+
+// The SDK's own JavaScript builtins, read from the SDK so the list cannot drift from the version
+// installed (the package does not export the file, hence the path beside its entry point).
+const require = createRequire(import.meta.url)
+const sdkEntry = require.resolve('@open-policy-agent/opa-wasm')
+const sdkBuiltins = require(sdkEntry.replace(/index\.cjs$/, 'builtins/index.js')) as Record<string, Builtin>
+const { LoadedPolicy: LoadedPolicyClass } = require('@open-policy-agent/opa-wasm') as { LoadedPolicy: new (instance: WasmInstance, memory: WasmMemory, minorVersion: number) => LoadedPolicy }
+
+/** Builtins a policy may call outside its WASM: the SDK's and the gateway's, less the refused. */
+export const PROVIDED_BUILTINS: ReadonlySet<string> = new Set(
+  [...Object.keys(sdkBuiltins), ...Object.keys(GATEWAY_BUILTINS)].filter(b => !(b in REFUSED_BUILTINS)))
+
+/**
+ * The SDK's loadPolicy, except that the gateway's builtins take precedence over the SDK's (the SDK
+ * looks its own up first, so a wrong one could not be replaced) and that a host builtin that throws
+ * leaves the call undefined, as a builtin error does in OPA (without strict builtin errors). The
+ * glue follows OPA's WASM ABI: arguments and results cross as JSON through the module's memory.
+ */
+export async function loadPolicy (wasm: Uint8Array | ArrayBuffer | object, memoryDescriptor?: { initial?: number, maximum?: number }, custom: Readonly<Record<string, Builtin>> = GATEWAY_BUILTINS): Promise<LoadedPolicy> {
+  const memory = new Wasm.Memory({ ...memoryDescriptor, initial: memoryDescriptor?.initial ?? 5 })
+  let exports: Record<string, (...args: number[]) => number> = {}
+  let names: string[] = []
+  const text = (addr: number): string => {
+    const bytes = new Uint8Array(memory.buffer, addr)
+    return Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('utf8')
+  }
+  const dump = (addr: number): unknown => JSON.parse(text(exports.opa_json_dump!(addr)))
+  const load = (value: unknown): number => {
+    if (value === undefined) return 0
+    const bytes = Buffer.from(JSON.stringify(value), 'utf8')
+    const addr = exports.opa_malloc!(bytes.byteLength)
+    new Uint8Array(memory.buffer).set(bytes, addr)
+    return exports.opa_json_parse!(addr, bytes.byteLength)
+  }
+  const call = (id: number, ...addrs: number[]): number => {
+    const name = names[id]!
+    const impl = custom[name] ?? (name in REFUSED_BUILTINS ? undefined : sdkBuiltins[name])
+    if (impl === undefined) throw new Error(`not implemented: builtin ${name}`)
+    let result: unknown
+    try {
+      result = impl(...addrs.map(dump))
+    } catch {
+      return 0
+    }
+    return load(result)
+  }
+  const imports = {
+    env: {
+      memory,
+      opa_abort: (addr: number) => { throw new Error(`policy aborted: ${text(addr)}`) },
+      opa_println: () => {},
+      opa_builtin0: (id: number) => call(id),
+      opa_builtin1: (id: number, _ctx: number, a: number) => call(id, a),
+      opa_builtin2: (id: number, _ctx: number, a: number, b: number) => call(id, a, b),
+      opa_builtin3: (id: number, _ctx: number, a: number, b: number, c: number) => call(id, a, b, c),
+      opa_builtin4: (id: number, _ctx: number, a: number, b: number, c: number, d: number) => call(id, a, b, c, d)
+    }
+  }
+  const result = await Wasm.instantiate(wasm, imports)
+  const instance = 'instance' in result ? result.instance : result
+  exports = instance.exports as typeof exports
+  const abi = instance.exports.opa_wasm_abi_version as { value: number } | undefined
+  if (abi?.value !== 1) throw new Error(`unsupported OPA WASM ABI version ${String(abi?.value)}`)
+  const minor = (instance.exports.opa_wasm_abi_minor_version as { value: number } | undefined)?.value ?? 0
+  for (const [name, id] of Object.entries(dump(exports.builtins!()) as Record<string, number>)) names[id] = name
+  return new LoadedPolicyClass(instance, memory, minor)
+}
