@@ -23,6 +23,8 @@ export const NOT_GENERATED: Readonly<Record<string, string>> = {
   'time.now_ns': 'the clock: no two runtimes agree on it'
 }
 
+export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
 const set = (xs: unknown[]): unknown => ({ $set: xs })
 
 const strings = [
@@ -77,9 +79,14 @@ const argument = (type: string): fc.Arbitrary<unknown> => fc.oneof(
   { weight: 2, arbitrary: anyValue }
 )
 
+const FORMATS = ['%v', '%v %v', '%d %s', 'x=%v', '%.3g', '%10.4e', '%+d', '% d', '%#x', '%08.3f', '%-8d|', '%o', '%O', '%b', '%c',
+  '%U', '%*d', '%.*f', '%[2]d %[1]s', '%[3]v', '%.0f', '%.1f', '%g', '%G', '%E', '%X', '%#o', '%x', '% x', '%.2s', '%6.2v', '%-5q', '%+q', '%#q']
+
 // Arguments the declared types do not reach: the shapes a builtin takes inside "any".
 const SPECIAL: Readonly<Record<string, fc.Arbitrary<unknown[]>>> = {
-  sprintf: fc.tuple(fc.constantFrom(...strings.filter(s => s.includes('%')), '%v', '%v %v', '%d %s', 'x=%v'), fc.array(anyValue, { maxLength: 3 })),
+  sprintf: fc.tuple(
+    fc.oneof(fc.constantFrom(...strings.filter(s => s.includes('%')), ...FORMATS), fc.array(fc.constantFrom(...FORMATS, 'x', ' ', '%', '.', '5', '-', '+', '#', '0', '[2]', '*'), { maxLength: 5 }).map(a => a.join(''))),
+    fc.array(fc.oneof(anyValue, fc.constantFrom(0.5, 2.5, 0.125, 1.005, 1e6, 123456.5, 1e-5, 65, -7, 0x10ffff + 1, 2 ** 63, -(2 ** 63), 'é')), { maxLength: 3 })),
   concat: fc.tuple(fc.constantFrom(',', '', ' / '), fc.oneof(fc.array(fc.constantFrom(...strings), { maxLength: 4 }), fc.constantFrom(...sets))),
   'glob.match': fc.tuple(fc.constantFrom(...strings), fc.oneof(fc.constant(null), fc.constant([]), fc.constant(['.']), fc.constant(['.', '/'])), fc.constantFrom(...strings)),
   'graph.reachable': fc.tuple(fc.constantFrom(...objects), fc.oneof(fc.array(fc.constantFrom('a', 'b', 'c', 'z')), fc.constantFrom(...sets))),
@@ -107,8 +114,6 @@ export const REGRESSIONS: readonly BuiltinCase[] = ([
   { fn: 'replace', args: ['abc', '', 'x'] }, { fn: 'json.remove', args: [{ a: 1 }, ['']] }, { fn: 'json.filter', args: [{ a: 1 }, ['']] },
   { fn: 'format_int', args: [1e300, 10] }, { fn: 'format_int', args: [2 ** 64, 16] }
 ] as BuiltinCase[]).map(c => ({ fn: c.fn, args: wellFormed(c.args) as unknown[] }))
-
-export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
 
 /**
  * Lone surrogates replaced by U+FFFD, as OPA's JSON decoder does to its input. The gateway's engine

@@ -3,22 +3,45 @@
  * int (when it fits 64 bits), else as a *big.Int (an integer) or a float64, a string as a Go string,
  * and anything else as its Rego text (`[1, "a"]`, `{"a": 1}`, `null`). Hand-written because no
  * JavaScript library formats like Go's fmt (sprintf-js, the SDK's, is C-like and throws where Go
- * prints `%!d(string=x)`). Not supported, so the call is undefined: `#` with a float verb, and %b,
- * %x, %X of a non-integer (hexadecimal floats). See docs/policy-authoring.md#builtins.
+ * prints `%!d(string=x)`). Not supported, so the call is undefined: %p (a Go pointer). Values
+ * that are sets print as arrays: the WASM hands them to the host as JSON. See
+ * docs/policy-authoring.md#builtins.
  */
 
 type Arg = { t: 'int' | 'big', v: bigint } | { t: 'float', v: number } | { t: 'string', v: string }
 
-interface Flags { plus: boolean, minus: boolean, sharp: boolean, space: boolean, zero: boolean, wid?: number, prec?: number }
+interface Flags { plus: boolean, minus: boolean, sharp: boolean, sharpV?: boolean, space: boolean, zero: boolean, wid?: number, prec?: number }
 
-const TYPE: Readonly<Record<Arg['t'], string>> = { int: 'int', big: '*big.Int', float: 'float64', string: 'string' }
+const TYPE: Readonly<Record<Arg['t'], string>> = { int: 'int64', big: '*big.Int', float: 'float64', string: 'string' }
 const INT64 = 2n ** 63n
 
 const runes = (s: string): number => [...s].length
 const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8')
 
-/** Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space. */
-const printable = (c: string): boolean => c === ' ' || /^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u.test(c)
+// Code points JavaScript (Unicode 17 in Node 20) calls letters, marks, numbers, punctuation or
+// symbols that Go's Unicode 15.0 tables do not know, so Go's strconv.Quote escapes them. Made by
+// comparing Go's strconv.IsPrint over every code point with the test below; the differential test
+// (test/policies/builtins.test.ts) catches a Node whose Unicode moved further.
+const NEWER_THAN_GO = (
+  '88f 897 c5c cdc 1acf-1add 1ae0-1aeb 1b4e-1b4f 1b7f 1c89-1c8a 20c1 2427-2429 2b96 2ffc-2fff ' +
+  '31e4-31e5 31ef a7cb-a7cf a7d2 a7d4 a7da-a7dc a7f1 fbc3-fbd2 fd90-fd91 fdc8-fdce 105c0-105f3 ' +
+  '10940-10959 10d40-10d65 10d69-10d85 10d8e-10d8f 10ec2-10ec7 10ed0-10ed8 10efa-10efc 11380-11389 ' +
+  '1138b 1138e 11390-113b5 113b7-113c0 113c2 113c5 113c7-113ca 113cc-113d5 113d7-113d8 113e1-113e2 ' +
+  '116d0-116e3 11b60-11b67 11bc0-11be1 11bf0-11bf9 11db0-11ddb 11de0-11de9 11f5a 13460-143fa ' +
+  '16100-16139 16d40-16d79 16ea0-16eb8 16ebb-16ed3 16ff2-16ff6 187f8-187ff 18cff 18d09-18d1e ' +
+  '18d80-18df2 1cc00-1ccfc 1cd00-1ceb3 1ceba-1ced0 1cee0-1cef0 1e5d0-1e5fa 1e5ff 1e6c0-1e6de ' +
+  '1e6e0-1e6f5 1e6fe-1e6ff 1f6d8 1f777-1f77a 1f8b2-1f8bb 1f8c0-1f8c1 1f8d0-1f8d8 1fa54-1fa57 ' +
+  '1fa89-1fa8a 1fa8e-1fa8f 1fabe 1fac6 1fac8 1facd 1fadc 1fadf 1fae9-1faea 1faef 1fbcb-1fbef 1fbfa ' +
+  '2b73a-2b73f 2cea2-2cead 2ebf0-2ee5d 323b0-33479 '
+).trim().split(' ').map(r => r.split('-').map(h => parseInt(h, 16)))
+
+/** Go's strconv.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space. */
+const printable = (c: string): boolean => {
+  if (c === ' ') return true
+  if (!/^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u.test(c)) return false
+  const r = c.codePointAt(0)!
+  return !NEWER_THAN_GO.some(([a, b = a]) => r >= a! && r <= b!)
+}
 
 /** strconv.Quote (or QuoteToASCII): Go's escapes, printable runes as they are. */
 export function goQuote (s: string, ascii = false): string {
@@ -64,7 +87,8 @@ function pad (s: string, f: Flags, zeroAllowed = true): string {
 function formatString (s: string, verb: string, f: Flags): string | null {
   const cut = f.prec !== undefined ? [...s].slice(0, f.prec).join('') : s
   switch (verb) {
-    case 'v': case 's': return pad(cut, f)
+    case 'v': return f.sharpV === true ? pad(goQuote(cut), f) : pad(cut, f)
+    case 's': return pad(cut, f)
     case 'q':
       if (f.sharp && !/[`\ufeff]|[^\t\P{Cc}]/u.test(cut)) return pad(`\`${cut}\``, f)
       return pad(goQuote(cut, f.plus), f)
@@ -129,26 +153,24 @@ function formatBig (n: bigint, verb: string, f: Flags): string {
   return ' '.repeat(left) + sign + prefix + '0'.repeat(zeros) + digits + ' '.repeat(right)
 }
 
-/** The exact decimal expansion of a finite double: `v = 0.digits × 10^dp`, digits without zeros at either end. */
-function exactDecimal (v: number): { digits: string, dp: number } {
-  if (v === 0) return { digits: '', dp: 0 }
+/** The binary parts of a finite non-zero double: |v| = mant × 2^exp, mant below 2^53. */
+function binaryParts (v: number): { mant: bigint, exp: number } {
   const view = new DataView(new ArrayBuffer(8))
   view.setFloat64(0, Math.abs(v))
   const bits = view.getBigUint64(0)
-  const exp = Number((bits >> 52n) & 0x7ffn)
-  let mant = bits & ((1n << 52n) - 1n)
-  let e = exp - 1075
-  if (exp === 0) e = -1074
-  else mant |= 1n << 52n
-  let s: string; let point: number
-  if (e >= 0) {
-    s = (mant << BigInt(e)).toString(); point = s.length
-  } else {
-    s = (mant * 5n ** BigInt(-e)).toString(); point = s.length + e
-  }
-  const lead = s.length - s.replace(/^0+/, '').length
-  s = s.slice(lead).replace(/0+$/, '')
-  return { digits: s, dp: point - lead }
+  const biased = Number((bits >> 52n) & 0x7ffn)
+  const frac = bits & ((1n << 52n) - 1n)
+  return biased === 0 ? { mant: frac, exp: -1074 } : { mant: frac | (1n << 52n), exp: biased - 1075 }
+}
+
+/** The exact decimal expansion of a finite double: `v = 0.digits × 10^dp`, digits without zeros at either end. */
+function exactDecimal (v: number): { digits: string, dp: number } {
+  if (v === 0) return { digits: '', dp: 0 }
+  const { mant, exp } = binaryParts(v)
+  const s = exp >= 0 ? (mant << BigInt(exp)).toString() : (mant * 5n ** BigInt(-exp)).toString()
+  const point = exp >= 0 ? s.length : s.length + exp
+  const digits = s.replace(/0+$/, '')
+  return { digits, dp: point }
 }
 
 /** Rounds to nd significant digits as Go's strconv does: half to even, on the exact value. */
@@ -208,18 +230,74 @@ function formatAbsFloat (v: number, verb: string, prec: number): string {
   return fmtF(d, Math.max((p > d.dp ? d.digits.length : p) - d.dp, 0))
 }
 
+/** strconv's 'b' (mantissa p binary exponent) and 'x' (hexadecimal mantissa, rounded to prec digits) forms of |v|. */
+function formatAbsBinary (v: number, verb: string, prec: number): string {
+  if (verb === 'b') {
+    const { mant, exp } = v === 0 ? { mant: 0n, exp: -1074 } : binaryParts(v)
+    return `${mant}p${exp >= 0 ? '+' : '-'}${Math.abs(exp)}`
+  }
+  let { mant, exp } = v === 0 ? { mant: 0n, exp: 0 } : binaryParts(v)
+  if (v !== 0) exp += 52
+  mant <<= 8n // the leading 1, if any, at bit 60
+  while (mant !== 0n && (mant & (1n << 60n)) === 0n) { mant <<= 1n; exp-- }
+  const bit60 = (1n << 60n) - 1n
+  if (prec >= 0 && prec < 15) {
+    const shift = BigInt(prec * 4)
+    const extra = (mant << shift) & bit60
+    mant >>= 60n - shift
+    if ((extra | (mant & 1n)) > 1n << 59n) mant++
+    mant <<= 60n - shift
+    if ((mant & (1n << 61n)) !== 0n) { mant >>= 1n; exp++ }
+  }
+  let out = `0x${(mant >> 60n) & 1n}`
+  mant = (mant << 4n) & ((1n << 64n) - 1n)
+  if ((prec < 0 && mant !== 0n) || prec > 0) {
+    out += '.'
+    for (let i = 0; prec < 0 ? mant !== 0n : i < prec; i++) {
+      out += ((mant >> 60n) & 15n).toString(16)
+      mant = (mant << 4n) & ((1n << 64n) - 1n)
+    }
+  }
+  out += `p${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`
+  return verb === 'X' ? out.toUpperCase() : out
+}
+
+/** fmt's # flag for floats: always a decimal point, and for %v, %g and %x trailing zeros up to the precision. */
+function sharpFloat (num: string, verb: string, prec: number): string {
+  let digits = 'vgGx'.includes(verb) ? (prec === -1 ? 6 : prec) : 0
+  let tail = ''
+  let point = false
+  let nonzero = false
+  let body = ''
+  for (let i = 0; i < num.length; i++) {
+    const c = num[i]!
+    if (c === '.') point = true
+    else if (c === 'p' || c === 'P' || ((c === 'e' || c === 'E') && verb !== 'x' && verb !== 'X')) { tail = num.slice(i); break }
+    else {
+      if (c !== '0') nonzero = true
+      if (nonzero) digits--
+    }
+    body += c
+  }
+  if (!point) {
+    if (body === '0') digits--
+    body += '.'
+  }
+  return body + '0'.repeat(Math.max(digits, 0)) + tail
+}
+
 function formatFloat (v: number, verb: string, f: Flags): string | null {
-  if (!'vgGeEfF'.includes(verb)) return 'bxX'.includes(verb) ? unsupported() : null
-  if (f.sharp) return unsupported()
+  if (!'vgGeEfFbxX'.includes(verb)) return null
   const prec = f.prec ?? ('eEfF'.includes(verb) ? 6 : -1)
-  const num = formatAbsFloat(v, verb === 'v' ? 'g' : verb, prec)
+  let num = 'bxX'.includes(verb) ? formatAbsBinary(v, verb, prec) : formatAbsFloat(v, verb === 'v' ? 'g' : verb, prec)
+  if (f.sharp && verb !== 'b') num = sharpFloat(num, verb, prec)
   const sign = v < 0 || Object.is(v, -0) ? '-' : f.plus ? '+' : f.space ? ' ' : ''
   if (sign !== '' && f.zero && !f.minus && f.wid !== undefined && f.wid > num.length + 1) return sign + '0'.repeat(f.wid - num.length - 1) + num
   return pad(sign + num, f)
 }
 
 function unsupported (): never {
-  throw new Error('sprintf: hexadecimal and # forms of non-integers are not supported')
+  throw new Error('sprintf: this form is not supported')
 }
 
 function formatArg (a: Arg, verb: string, f: Flags): string {
@@ -298,7 +376,8 @@ export function goSprintf (format: unknown, values: unknown): string {
       if (s[i] === '*') {
         i++
         const p = fromArg()
-        if (p === undefined || p < 0) { if (p === undefined) out += '%!(BADPREC)' } else f.prec = p
+        if (p === undefined || p < 0) out += '%!(BADPREC)'
+        else f.prec = p
         afterIndex = false
       } else {
         f.prec = num() ?? 0
@@ -311,7 +390,7 @@ export function goSprintf (format: unknown, values: unknown): string {
     else if (!good) out += `%!${verb}(BADINDEX)`
     else if (argNum >= args.length) out += `%!${verb}(MISSING)`
     else if (verb === 'p') unsupported()
-    else out += formatArg(args[argNum++]!, verb, verb === 'v' && f.sharp ? { ...f, sharp: false } : f)
+    else out += formatArg(args[argNum++]!, verb, verb === 'v' && f.sharp ? { ...f, sharp: false, sharpV: true } : f)
   }
   if (!reordered && argNum < args.length) {
     const none: Flags = { plus: false, minus: false, sharp: false, space: false, zero: false }
