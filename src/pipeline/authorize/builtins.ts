@@ -51,7 +51,13 @@ export const REFUSED_BUILTINS: Readonly<Record<string, string>> = {
   'format_int': 'compiled into the WASM, which fails the whole evaluation for numbers beyond 64 bits',
   'replace': 'compiled into the WASM, where an empty search string never returns; use strings.replace_n',
   'indexof': 'compiled into the WASM, where indexof("", "") is 0 and OPA\'s is undefined',
-  'object.union_n': 'compiled into the WASM, where object.union_n([]) is undefined and OPA\'s is {}'
+  'object.union_n': 'compiled into the WASM, where object.union_n([]) is undefined and OPA\'s is {}',
+  floor: 'compiled into the WASM, which rounds -0.5 down to -1 where OPA answers 0',
+  ceil: 'compiled into the WASM, which rounds -0.5 up to 0 where OPA answers 1',
+  div: 'the / operator: compiled into the WASM, where 0 / 0 fails the whole evaluation (OPA: undefined) and large quotients differ in the last digit',
+  'bits.rsh': 'compiled into the WASM, which is undefined for shifts beyond 64 bits and wrong for numbers beyond 64 bits',
+  'glob.match': 'compiled into the WASM, which answers false for a malformed pattern where OPA fails (undefined); use startswith/endswith or regex.match',
+  'regex.find_all_string_submatch_n': 'compiled into the WASM, which finds nothing for a negative count other than -1, where OPA finds all'
 }
 
 // The SDK's own JavaScript builtins, read from the SDK so the list cannot drift from the version
