@@ -50,10 +50,13 @@ export function canonical (v: unknown): string {
     : x)
 }
 
-/** Equal as a policy author would see it: the same value, or both undefined (a builtin error included). */
+/**
+ * Equal as a policy author would see it: the same value, or both undefined (a builtin error
+ * included), or both failing the evaluation (a rule conflict: opa eval fails, the gateway refuses).
+ */
 export function sameOutcome (wasm: Outcome, opa: Outcome): boolean {
   if (wasm.kind === 'value' && opa.kind === 'value') return canonical(wasm.value) === canonical(opa.value)
-  return wasm.kind === opa.kind && wasm.kind === 'undefined'
+  return wasm.kind === opa.kind && (wasm.kind === 'undefined' || wasm.kind === 'error')
 }
 
 export function describe (o: Outcome): string {
