@@ -116,7 +116,8 @@ export const REGRESSIONS: readonly BuiltinCase[] = ([
   { fn: 'replace', args: ['abc', '', 'x'] }, { fn: 'json.remove', args: [{ a: 1 }, ['']] }, { fn: 'json.filter', args: [{ a: 1 }, ['']] },
   { fn: 'format_int', args: [1e300, 10] }, { fn: 'format_int', args: [2 ** 64, 16] },
   { fn: 'net.cidr_contains', args: ['10.0.0.0/8', '::ffff:10.1.2.3'] }, { fn: 'net.cidr_intersects', args: ['10.0.0.0/8', '::ffff:10.0.0.0/104'] },
-  { fn: 'regex.match', args: ['^a\u0000x$', 'a'] }, { fn: 'ceil', args: [-0.5] }, { fn: 'floor', args: [-0.5] }, { fn: 'div', args: [0, 0] }
+  { fn: 'regex.match', args: ['^a\u0000x$', 'a'] }, { fn: 'ceil', args: [-0.5] }, { fn: 'floor', args: [-0.5] }, { fn: 'div', args: [0, 0] }, { fn: 'round', args: [-3.891282352195617e+263] },
+  { fn: 'sprintf', args: ['%.*f%U%.', [{}, 'é']] }
 ] as BuiltinCase[]).map(c => ({ fn: c.fn, args: wellFormed(c.args) as unknown[] }))
 
 /**

@@ -54,6 +54,7 @@ export const REFUSED_BUILTINS: Readonly<Record<string, string>> = {
   'object.union_n': 'compiled into the WASM, where object.union_n([]) is undefined and OPA\'s is {}',
   floor: 'compiled into the WASM, which rounds -0.5 down to -1 where OPA answers 0',
   ceil: 'compiled into the WASM, which rounds -0.5 up to 0 where OPA answers 1',
+  round: 'compiled into the WASM, which answers a different number than OPA for numbers beyond 2^53',
   div: 'the / operator: compiled into the WASM, where 0 / 0 fails the whole evaluation (OPA: undefined) and large quotients differ in the last digit',
   'bits.rsh': 'compiled into the WASM, which is undefined for shifts beyond 64 bits and wrong for numbers beyond 64 bits',
   'glob.match': 'compiled into the WASM, which answers false for a malformed pattern where OPA fails (undefined); use startswith/endswith or regex.match',

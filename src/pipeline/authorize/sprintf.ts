@@ -369,7 +369,7 @@ export function goSprintf (format: unknown, values: unknown): string {
       f.wid = num()
       if (afterIndex && f.wid !== undefined) good = false
     }
-    if (i + 1 <= s.length && s[i] === '.') {
+    if (i + 1 < s.length && s[i] === '.') {
       i++
       if (afterIndex) good = false
       argIndex()
