@@ -110,7 +110,8 @@ export async function loadPolicy (wasm: Uint8Array | ArrayBuffer | object, memor
     env: {
       memory,
       opa_abort: (addr: number) => { throw new Error(`policy aborted: ${text(addr)}`) },
-      opa_println: () => {},
+      // As the SDK does: print() output of a policy built with it goes to stdout.
+      opa_println: (addr: number) => { console.log(text(addr)) },
       opa_builtin0: (id: number) => call(id),
       opa_builtin1: (id: number, _ctx: number, a: number) => call(id, a),
       opa_builtin2: (id: number, _ctx: number, a: number, b: number) => call(id, a, b),
