@@ -4,7 +4,8 @@
 //   node --import tsx scripts/capabilities.ts
 // How: every builtin of the pinned OPA is called once in a probe policy compiled to WASM; the
 // module's `builtins` export lists those OPA did not compile in. Those are kept only when the SDK or
-// the gateway provides them. Builtins that do not compile at all (deprecated ones) are left out.
+// the gateway provides them. Builtins that do not compile at all (deprecated ones) are left out, and
+// so are those that decide differently from OPA in WASM (REFUSED_BUILTINS in builtins.ts).
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -13,6 +14,7 @@ import { promisify } from 'node:util'
 import { loadPolicy } from '@open-policy-agent/opa-wasm'
 import { DEFAULT_POLICIES_DIR, resolveOpa } from './opa.mjs'
 import { readBundleFile } from '../src/pipeline/authorize/bundle.js'
+import { REFUSED_BUILTINS } from '../src/pipeline/authorize/builtins.js'
 import { hostBuiltins, PROVIDED_BUILTINS } from '../src/pipeline/authorize/policy-engine.js'
 
 const run = promisify(execFile)
@@ -42,7 +44,7 @@ try {
     }
   }
   const host = hostBuiltins(await loadPolicy((await readBundleFile(join(dir, 'probe.tar.gz'))).wasm, undefined, {}))
-  const refused = new Set([...unusable, ...host.filter(n => !PROVIDED_BUILTINS.has(n))])
+  const refused = new Set([...unusable, ...host.filter(n => !PROVIDED_BUILTINS.has(n)), ...Object.keys(REFUSED_BUILTINS)])
   const capabilities = { ...current, builtins: current.builtins.filter(b => !refused.has(b.name)) }
   const out = join(DEFAULT_POLICIES_DIR, 'capabilities.json')
   await writeFile(out, `${JSON.stringify(capabilities, null, 2)}\n`)

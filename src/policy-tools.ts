@@ -43,13 +43,30 @@ export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: s
     // The folder's own capabilities.json if it has one, else the gateway's (policies/capabilities.json).
     const own = join(dir, 'capabilities.json')
     const capabilities = existsSync(own) ? own : join(opa.DEFAULT_POLICIES_DIR, 'capabilities.json')
-    await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true })
-    const bundle = await readBundleFile(tmp)
-    await createPolicyEngine(bundle, entrypoints)
+    const bundle = await pointToBuiltinDocs(async () => {
+      await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true })
+      const bundle = await readBundleFile(tmp)
+      await createPolicyEngine(bundle, entrypoints)
+      return bundle
+    })
     await rename(tmp, out)
     return { out, revision: bundle.revision, entrypoints }
   } finally {
     await rm(tmp, { force: true })
+  }
+}
+
+// opa's "undefined function x" and the loader's "builtins the gateway does not provide" both mean
+// a builtin the gateway refuses: say where the list of refused builtins, and their reasons, is.
+const UNSUPPORTED_BUILTIN = /undefined function [\w.]+|builtins the gateway does not provide/
+const BUILTIN_DOCS = 'builtins a gateway policy may not call, and why: docs/policy-authoring.md#builtins'
+
+async function pointToBuiltinDocs<T> (build: () => Promise<T>): Promise<T> {
+  try {
+    return await build()
+  } catch (err) {
+    if (err instanceof Error && UNSUPPORTED_BUILTIN.test(err.message)) err.message += `\n${BUILTIN_DOCS}`
+    throw err
   }
 }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
 import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
+import { REFUSED_BUILTINS } from '../../src/pipeline/authorize/builtins.js'
 import { createPolicyEngine, PROVIDED_BUILTINS } from '../../src/pipeline/authorize/policy-engine.js'
 
 // `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
@@ -47,8 +48,21 @@ t.test('a builtin the gateway cannot run (http.send) fails the build with a clea
   const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
   t.equal(res.code, 1)
   t.match(res.stderr, 'rego_type_error: undefined function http.send', 'opa refuses it, given the gateway\'s capabilities')
+  t.match(res.stderr, 'docs/policy-authoring.md#builtins', 'and the message points to the list of refused builtins')
   t.notOk(existsSync(out))
   t.same(readdirSync(dir).sort(), ['policies'], 'no temporary file left behind')
+})
+
+t.test('issue #18: a builtin OPA has but the gateway refuses (json.unmarshal, regex.split) fails the build by name, pointing to the docs', async t => {
+  for (const [name, call] of [['json.unmarshal', 'json.unmarshal(input.body)'], ['regex.split', 'regex.split("a", input.s)']]) {
+    const dir = t.testdir({ policies: { gateway: { 'authz.rego': `package gateway.authz\n\ndecision := {"allow": count(${call}) > 0}\n` } } })
+    const out = join(dir, 'bundle.tar.gz')
+    const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+    t.equal(res.code, 1, `${name}: the build fails`)
+    t.match(res.stderr, `undefined function ${name}`, `${name}: the message names it`)
+    t.match(res.stderr, 'docs/policy-authoring.md#builtins', `${name}: and says where to read why`)
+    t.notOk(existsSync(out))
+  }
 })
 
 t.test('with capabilities that allow it, the gateway\'s own loader still refuses http.send', async t => {
@@ -58,7 +72,18 @@ t.test('with capabilities that allow it, the gateway\'s own loader still refuses
   const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
   t.equal(res.code, 1)
   t.match(res.stderr, 'policy uses builtins the gateway does not provide: http.send')
+  t.match(res.stderr, 'docs/policy-authoring.md#builtins')
   t.notOk(existsSync(out))
+})
+
+t.test('issue #18: with capabilities that allow it, the gateway\'s loader refuses regex.split, whose SDK version is not RE2', async t => {
+  const { stdout } = await run(await resolveOpa(), ['capabilities', '--current'])
+  const rego = 'package gateway.authz\n\ndecision := {"allow": count(regex.split("(?i)b", input.s)) == 2}\n'
+  const dir = t.testdir({ policies: { gateway: { 'authz.rego': rego }, 'capabilities.json': stdout } })
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', join(dir, 'bundle.tar.gz')])
+  t.equal(res.code, 1)
+  t.match(res.stderr, 'policy uses builtins the gateway does not provide: regex.split')
+  t.match(res.stderr, 'docs/policy-authoring.md#builtins')
 })
 
 t.test('the committed capabilities list every builtin the gateway can run and nothing it cannot', async t => {
@@ -66,6 +91,7 @@ t.test('the committed capabilities list every builtin the gateway can run and no
   const names = new Set(capabilities.builtins.map(b => b.name))
   for (const b of PROVIDED_BUILTINS) t.ok(names.has(b), `${b} (provided by the SDK or the gateway) is listed`)
   for (const b of ['http.send', 'net.lookup_ip_addr', 'opa.runtime', 'rand.intn']) t.notOk(names.has(b), `${b} is not listed`)
+  for (const b of Object.keys(REFUSED_BUILTINS)) t.notOk(names.has(b) || PROVIDED_BUILTINS.has(b), `${b} (refused, issue #18) is not listed nor provided`)
   for (const b of ['startswith', 'concat', 'sort', 'count', 'regex.match']) t.ok(names.has(b), `${b} (compiled into the WASM) is listed`)
 })
 

@@ -1,78 +1,107 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { isDeepStrictEqual, promisify } from 'node:util'
+import { writeFile } from 'node:fs/promises'
 import fc from 'fast-check'
-import { buildBundle, DEFAULT_BUNDLE, DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
+import { buildBundle, DEFAULT_BUNDLE, DEFAULT_ENTRYPOINTS, DEFAULT_POLICIES_DIR } from '../../scripts/opa.mjs'
 import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
-import { createPolicyEngine } from '../../src/pipeline/authorize/policy-engine.js'
+import { wellFormed } from '../helpers/builtin-cases.js'
+import { runBuiltinDifferential } from '../helpers/builtin-differential.js'
+import { canonical, describe, opaEvaluate, sameOutcome } from '../helpers/differential.js'
+import { policyInput } from '../helpers/policy-inputs.js'
+import { evaluateInWorkers } from '../helpers/wasm-runner.js'
 
-// Differential: the repository's policy, compiled to WASM and run by the gateway's engine, decides
-// exactly as `opa eval` of the same Rego with the same data, for a thousand generated inputs.
-// The seed is printed; set PORTCULLIS_DIFF_SEED to replay a run.
+// Differential (issue #18): the repository's policies, compiled to WASM and run by the gateway's
+// engine, decide exactly as `opa eval` of the same Rego with the same data, for every shipped
+// entrypoint, and every allowed builtin does too. A new seed each run, printed; replay or run
+// longer with
+//   npm run test:differential -- --runs 20000 --seed <seed>
+// (or PORTCULLIS_DIFF_SEED / PORTCULLIS_DIFF_RUNS). --runs is the number of inputs per entrypoint;
+// the builtin suite gets one case per builtin for every 40 of them, and the default is over
+// 10,000 evaluations in all.
 
-const RUNS = 1000
-const seed = Number(process.env.PORTCULLIS_DIFF_SEED ?? Date.now() % 2 ** 31)
-const run = promisify(execFile)
+const arg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+const RUNS = Number(arg('runs') ?? process.env.PORTCULLIS_DIFF_RUNS ?? 1200)
+const seed = Number(arg('seed') ?? process.env.PORTCULLIS_DIFF_SEED ?? Date.now() % 2 ** 31)
+const PER_BUILTIN = Math.max(20, Math.ceil(RUNS / 40))
+const replay = `npm run test:differential -- --runs ${RUNS} --seed ${seed}`
+const hasLoneSurrogate = (v: unknown): boolean => canonical(v) !== canonical(wellFormed(v))
 
-const text = fc.oneof(fc.string(), fc.string({ unit: 'grapheme', maxLength: 8 }))
-const role = fc.oneof(fc.constantFrom('reader', 'writer', 'admin', 'Admin', 'admin ', 'reader,admin'), text, fc.integer(), fc.boolean(), fc.constant(null))
-const claims = fc.record({
-  roles: fc.oneof(fc.array(role, { maxLength: 4 }), text, fc.integer(), fc.constant(null)),
-  tenant: text
-}, { requiredKeys: [] })
-const principal = fc.oneof(
-  fc.constant(null),
-  fc.record({
-    type: fc.constantFrom('jwt', 'mtls', 'anonymous', 'other'),
-    issuer: fc.constantFrom('https://issuer.example', ''),
-    subject: fc.oneof(fc.constantFrom('alice', 'bob', ''), text),
-    claims
-  })
-)
-const segment = fc.oneof(fc.constantFrom('hello', 'orders', 'admin', 'users', '7'), fc.stringMatching(/^[A-Za-z0-9._~-]{1,8}$/))
-const input = fc.record({
-  method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'),
-  segments: fc.array(segment, { maxLength: 4 }),
-  query: fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), fc.array(text, { minLength: 1, maxLength: 2 }), { maxKeys: 2 }),
-  headers: fc.dictionary(fc.stringMatching(/^[a-z-]{1,10}$/), text, { maxKeys: 3 }),
-  client: fc.record({ ip: fc.ipV4() }),
-  tls: fc.constant({ client_certificate: null }),
-  principal,
-  route: fc.record({ id: fc.oneof(fc.constantFrom('hello', 'orders', 'admin'), fc.stringMatching(/^[a-z0-9_-]{1,8}$/)), metadata: fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), text, { maxKeys: 2 }) }),
-  time_ns: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })
-}).map(i => ({ ...i, path: `/${i.segments.join('/')}` }))
+t.setTimeout(120_000 + RUNS * 60)
+t.comment(`seed ${seed}; replay: ${replay}`)
 
-t.test(`WASM decisions equal opa eval for ${RUNS} generated inputs (seed ${seed})`, async t => {
+// Marked, not failed, each with the issue it belongs to; the lead removes a mark once its fix is
+// merged. Both are issue #18's engine work, not builtins:
+// - library/network_time given an IPv4-mapped client address (::ffff:10.1.2.3): OPA's
+//   net.cidr_contains takes it for 10.1.2.3, the WASM does not. The gateway normalises mapped
+//   addresses at the edge, so once that is merged the policy no longer sees them; the generator
+//   could then normalise too and the mark go.
+// Not the engine's, and documented (docs/policy-authoring.md#builtins): net.cidr_contains in WASM
+// cuts an address at a NUL ("10.1.2.3\u0000" is inside 10.0.0.0/8, for OPA it is no address). The
+// gateway's client address is a parsed IP and never holds one.
+// - gateway/authz with roles given as an object: the WASM iterates it in another order, so
+//   x-portcullis-roles differs until the header is built from a sorted list.
+const KNOWN: Readonly<Record<string, (input: Record<string, unknown>) => boolean>> = {
+  'library/network_time/decision': i => /::ffff:|\\u0000/i.test(JSON.stringify((i.client as { ip?: unknown } | undefined)?.ip ?? '')),
+  'gateway/authz/decision': i => {
+    const roles = ((i.principal as { claims?: { roles?: unknown } } | null)?.claims)?.roles
+    return roles !== null && typeof roles === 'object' && !Array.isArray(roles)
+  }
+}
+
+const sources = (dir: string): string[] => readdirSync(dir, { withFileTypes: true, recursive: true })
+  .filter(e => e.isFile() && e.name.endsWith('.rego') && !e.name.endsWith('_test.rego'))
+  .map(e => join(e.parentPath, e.name))
+
+t.test(`every shipped entrypoint: WASM decisions equal opa eval for ${RUNS} inputs each (seed ${seed})`, async t => {
   await buildBundle({})
   const bundle = await readBundleFile(DEFAULT_BUNDLE)
-  const engine = await createPolicyEngine(bundle, 'gateway/authz/decision')
-  const cases = fc.sample(input, { numRuns: RUNS, seed })
-
   const dir = t.testdir()
-  await writeFile(join(dir, 'input.json'), JSON.stringify({ cases }))
   await writeFile(join(dir, 'data.json'), JSON.stringify(bundle.data))
-  // One opa process for all inputs; an undefined decision is [] on both sides.
-  const query = 'results := [r | some c in input.cases; r := [d | d := data.gateway.authz.decision] with input as c]'
-  const { stdout } = await run(await resolveOpa(), [
-    'eval', '--format', 'json', '--input', join(dir, 'input.json'), '-d', join(dir, 'data.json'),
-    '-d', join(DEFAULT_POLICIES_DIR, 'gateway', 'authz.rego'), query
-  ], { maxBuffer: 64 * 1024 * 1024 })
-  const expected = (JSON.parse(stdout) as { result: Array<{ bindings: { results: unknown[][] } }> }).result[0]!.bindings.results
-  t.equal(expected.length, RUNS)
+  const rego = sources(DEFAULT_POLICIES_DIR)
+  t.equal(DEFAULT_ENTRYPOINTS.length, 7)
 
-  const mismatches: Array<{ input: unknown, wasm: unknown, opa: unknown }> = []
-  const outcomes = new Set<string>()
-  cases.forEach((c, i) => {
-    const value = engine.evaluate(c)
-    const wasm = value === undefined ? [] : [value]
-    if (!isDeepStrictEqual(wasm, expected[i])) mismatches.push({ input: c, wasm, opa: expected[i] })
-    const d = value as { allow: boolean, reasons: string[] }
-    outcomes.add(`${d.allow}:${d.reasons.join(',')}`)
-  })
-  t.same(mismatches.slice(0, 3), [], `no input where WASM and opa eval disagree (${mismatches.length} of ${RUNS})`)
-  // The generator must reach the policy's branches, or agreement would mean little.
-  t.ok([...outcomes].some(o => o.startsWith('true:')), 'some inputs are allowed')
-  t.ok(outcomes.size >= 6, `many distinct decisions (${[...outcomes].sort().join(' | ')})`)
+  for (const [n, entrypoint] of DEFAULT_ENTRYPOINTS.entries()) {
+    const raw = fc.sample(policyInput, { numRuns: RUNS, seed: seed + n }) as Array<Record<string, unknown>>
+    // Lone surrogates: OPA's JSON decoder reads them as U+FFFD; the engine refuses such input
+    // (the request fails closed). Decisions are compared on the well-formed input, and the raw
+    // one must be refused or decided the same.
+    const inputs = raw.map(i => wellFormed(i) as Record<string, unknown>)
+    const withSurrogate = raw.map((i, k) => ({ i, k })).filter(({ i }) => hasLoneSurrogate(i))
+    const wasm = await evaluateInWorkers(DEFAULT_BUNDLE, entrypoint, [...inputs, ...withSurrogate.map(({ i }) => i)])
+    const opa = await opaEvaluate({ dir, sources: [join(dir, 'data.json'), ...rego], ref: `data.${entrypoint.replaceAll('/', '.')}`, inputs })
+
+    const mismatches: Array<{ input: string, wasm: string, opa: string }> = []
+    let known = 0
+    const decisions = new Set<string>()
+    inputs.forEach((input, k) => {
+      const w = wasm[k]!
+      const o = opa[k]!
+      if (o.kind === 'value') decisions.add(canonical((o.value as { allow?: unknown }).allow))
+      if (sameOutcome(w, o)) return
+      if (KNOWN[entrypoint]?.(input) === true) { known++; return }
+      mismatches.push({ input: canonical(input), wasm: describe(w), opa: describe(opa[k]!) })
+    })
+    withSurrogate.forEach(({ k }, j) => {
+      const w = wasm[inputs.length + j]!
+      if (w.kind !== 'error' && !sameOutcome(w, opa[k]!) && KNOWN[entrypoint]?.(inputs[k]!) !== true) {
+        mismatches.push({ input: `(with lone surrogates) ${canonical(raw[k])}`, wasm: describe(w), opa: describe(opa[k]!) })
+      }
+    })
+    if (known > 0) t.comment(`${entrypoint}: ${known} known divergences (see KNOWN above)`)
+    t.same(mismatches.slice(0, 3), [], `${entrypoint}: no input where WASM and opa eval disagree (${mismatches.length} of ${RUNS}; replay: ${replay})`)
+    // The generator must reach each policy's branches, or agreement would mean little.
+    t.ok(decisions.has('true') && decisions.has('false'), `${entrypoint}: inputs are both allowed and denied`)
+    t.ok(withSurrogate.length > 0, `${entrypoint}: some inputs carry lone surrogates (${withSurrogate.length})`)
+  }
+})
+
+t.test(`every allowed builtin: WASM equals opa eval, ${PER_BUILTIN} generated cases each (seed ${seed})`, async t => {
+  const result = await runBuiltinDifferential(t.testdir(), PER_BUILTIN, seed)
+  for (const k of result.known) t.comment(`known (docs/policy-authoring.md#builtins): ${k.fn}(${k.args}): ${k.why}`)
+  t.same(result.mismatches.slice(0, 10), [], `no divergence in ${result.cases} cases (${result.mismatches.length} found; replay: ${replay})`)
+  t.ok(result.cases + RUNS * DEFAULT_ENTRYPOINTS.length >= (RUNS >= 1200 ? 10_000 : 0), `${result.cases + RUNS * DEFAULT_ENTRYPOINTS.length} evaluations in this run`)
 })

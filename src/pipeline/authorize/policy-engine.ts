@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
 import type { Bundle } from './bundle.js'
+import { GATEWAY_BUILTINS, loadPolicySync, PROVIDED_BUILTINS } from './builtins.js'
 import { createWatchdog, riskyBuiltins, TIMEOUT_CODE, wasm } from './evaluation-guard.js'
 
 /*
@@ -29,20 +28,9 @@ export interface PolicyEngine {
 /** Built with `opa build -e system/log/mask`, as OPA's convention for masking decision logs. */
 export const LOG_MASK_ENTRYPOINT = 'system/log/mask'
 
-const gatewayBuiltins = {
-  'time.now_ns': () => Date.now() * 1_000_000
-}
-
-// The SDK's own JavaScript builtins, read from the SDK so the list cannot drift from the version
-// installed (the package does not export the file, hence the path beside its entry point).
-const require = createRequire(import.meta.url)
-const sdkBuiltins = require(join(dirname(require.resolve('@open-policy-agent/opa-wasm')), 'builtins', 'index.js')) as Record<string, unknown>
-// The package's ESM entry exports only the async loadPolicy; instances made again after a fault come
-// from the compiled module synchronously, on the request that needs one.
-const { loadPolicySync } = require('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm')
-
-/** Builtins a policy may call outside its WASM: the SDK's and the gateway's. */
-export const PROVIDED_BUILTINS: ReadonlySet<string> = new Set([...Object.keys(sdkBuiltins), ...Object.keys(gatewayBuiltins)])
+// Host builtins (the gateway's, then the SDK's less the refused) and the loader: builtins.ts.
+const gatewayBuiltins = GATEWAY_BUILTINS
+export { PROVIDED_BUILTINS }
 
 // The SDK keeps these on the loaded policy; its types do not declare them.
 interface PolicyInstance { wasmInstance: { exports: unknown }, mem: { buffer: ArrayBuffer } }
