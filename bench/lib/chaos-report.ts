@@ -1,0 +1,135 @@
+import { writeFile } from 'node:fs/promises'
+import type { Episode } from './chaos-faults.js'
+import { DECLARED_MODES, type Judgement } from './chaos-rules.js'
+import { describe, type PlannedFault } from './chaos-schedule.js'
+import type { Answer } from './chaos-traffic.js'
+
+/*
+ * What `npm run chaos` prints and writes: every answer outside the declared failure modes, counts
+ * per class, and RSS of each gateway process before and after. bench/CHAOS.md for people,
+ * bench/chaos.json for tools (the outside answers in full; the others only counted).
+ */
+
+export interface RssSample { process: string, pid: number, mib: number }
+
+export interface ChaosRun {
+  command: string
+  seed: number
+  durationS: number
+  rate: number
+  date: string
+  plan: PlannedFault[]
+  episodes: Episode[]
+  judged: Array<{ answer: Answer, judgement: Judgement }>
+  skipped: number
+  rss: { before: RssSample[], after: RssSample[] }
+}
+
+export function outcome (a: Answer): string {
+  return a.error !== null ? `error ${a.error.split(':')[0]}` : `${a.status}${a.code !== null ? ` ${a.code}` : ''}`
+}
+
+export function answerLine (a: Answer, j: Judgement): string {
+  const faults = j.faults.length > 0 ? [...new Set(j.faults)].join(',') : 'none'
+  return `t=${(a.t0 / 1000).toFixed(3).padStart(8)} s  ${a.replica}  ${a.kind.padEnd(11)}  kid=${(a.kid ?? '-').padEnd(7)}  faults=${faults.padEnd(22)}  ${a.error ?? `${a.status} ${a.code ?? ''}`}  (${a.t1 - a.t0} ms)`
+}
+
+function count<T> (items: T[], key: (t: T) => string): Array<[string, number]> {
+  const m = new Map<string, number>()
+  for (const i of items) m.set(key(i), (m.get(key(i)) ?? 0) + 1)
+  return [...m.entries()].sort((a, b) => b[1] - a[1])
+}
+
+export function summary (run: ChaosRun) {
+  return {
+    answers: run.judged.length,
+    byVerdict: Object.fromEntries(count(run.judged, j => j.judgement.verdict)),
+    byMode: count(run.judged.filter(j => j.judgement.verdict !== 'outside'), j => j.judgement.mode),
+    byKind: count(run.judged, j => `${j.answer.kind} → ${outcome(j.answer)} (${j.judgement.verdict})`).sort((a, b) => a[0].localeCompare(b[0])),
+    outside: run.judged.filter(j => j.judgement.verdict === 'outside')
+  }
+}
+
+const rssTable = (run: ChaosRun): string => {
+  const rows = new Map<string, { before?: RssSample[], after?: RssSample[] }>()
+  for (const [when, samples] of [['before', run.rss.before], ['after', run.rss.after]] as const) {
+    for (const s of samples) rows.set(s.process, { ...rows.get(s.process), [when]: [...(rows.get(s.process)?.[when] ?? []), s] })
+  }
+  const cell = (xs?: RssSample[]): string => xs === undefined ? '–' : xs.map(s => `${s.mib.toFixed(1)} (pid ${s.pid})`).join(', ')
+  return [...rows.entries()].map(([name, r]) => `| ${name} | ${cell(r.before)} | ${cell(r.after)} |`).join('\n')
+}
+
+export async function writeReports (run: ChaosRun, mdFile: string, jsonFile: string): Promise<void> {
+  const s = summary(run)
+  const outsideLines = s.outside.map(j => answerLine(j.answer, j.judgement))
+  await writeFile(jsonFile, JSON.stringify({
+    command: run.command,
+    seed: run.seed,
+    duration_s: run.durationS,
+    rate_per_s: run.rate,
+    date: run.date,
+    plan: run.plan,
+    episodes: run.episodes,
+    answers: s.answers,
+    skipped: run.skipped,
+    by_verdict: s.byVerdict,
+    by_mode: Object.fromEntries(s.byMode),
+    by_kind: Object.fromEntries(s.byKind),
+    rss_mib: run.rss,
+    outside: s.outside.map(j => ({ ...j.answer, faults: j.judgement.faults }))
+  }, null, 2) + '\n')
+  const shown = 200
+  await writeFile(mdFile, `# Chaos: mixed traffic against two replicas while dependencies fail
+
+Produced by \`${run.command}\` on ${run.date.slice(0, 16).replace('T', ' ')} UTC: seed **${run.seed}**, ${run.durationS} s
+of traffic at ${run.rate} requests/s over replica A (one process) and replica B (\`--workers 2\`), sharing a
+redis-server, an OIDC stand-in IdP and a function behind mutual TLS, all on loopback (see
+[bench/chaos.ts](chaos.ts)). Same seed, same schedule: \`npm run chaos -- --seed ${run.seed}\`.
+
+**Answers outside the declared failure modes: ${s.outside.length}** of ${s.answers}${run.skipped > 0 ? ` (${run.skipped} requests not sent: too many in flight)` : ''}.
+
+## Declared failure modes
+
+| while | allowed answers |
+|---|---|
+${DECLARED_MODES.map(([w, a]) => `| ${w} | ${a} |`).join('\n')}
+
+## Schedule (planned) and what happened
+
+${run.plan.map(f => `- ${describe(f)}`).join('\n')}
+
+| fault | from (s) | to (s) | what was done |
+|---|---|---|---|
+${[...run.episodes].sort((a, b) => a.start - b.start).map(e => `| ${e.kind} | ${(e.start / 1000).toFixed(1)} | ${(e.end / 1000).toFixed(1)} | ${e.detail} |`).join('\n')}
+
+## Counts
+
+| class | answers |
+|---|---|
+${Object.entries(s.byVerdict).map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
+
+| mode | answers |
+|---|---|
+${s.byMode.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
+
+| request → answer (class) | answers |
+|---|---|
+${s.byKind.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
+
+## RSS of the gateway processes (MiB)
+
+Before: after the quiet first seconds; after: when traffic stopped. Replica B's workers change pid
+when one is killed.
+
+| process | before | after |
+|---|---|---|
+${rssTable(run)}
+
+## Answers outside the declared failure modes
+
+${outsideLines.length === 0 ? 'None.' : `\`\`\`
+${outsideLines.slice(0, shown).join('\n')}
+\`\`\`
+${outsideLines.length > shown ? `\n${outsideLines.length - shown} more in [chaos.json](chaos.json).\n` : ''}`}
+`)
+}
