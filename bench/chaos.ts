@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createFaultRunner } from './lib/chaos-faults.js'
@@ -92,6 +93,8 @@ try {
   for (const b of before) process.stdout.write(`  ${b.process} (pid ${b.pid}): ${b.mib.toFixed(1)} → ${after.find(a => a.pid === b.pid)?.mib.toFixed(1) ?? 'gone'}\n`)
   for (const a of after.filter(a => !before.some(b => b.pid === a.pid))) process.stdout.write(`  ${a.process} (pid ${a.pid}, new): ${a.mib.toFixed(1)}\n`)
   await writeReports(run, `${HERE}CHAOS.md`, `${HERE}chaos.json`)
+  // Every answer with its judgement, beside the process logs, for whoever looks into a finding.
+  await writeFile(`${stack.dir}/answers.jsonl`, judged.map(j => JSON.stringify({ ...j.answer, ...j.judgement })).join('\n') + '\n')
   // A run that hardly served anyone proves nothing, however few answers were "outside".
   const served = judged.filter(j => j.answer.status === 200).length
   if (served < judged.length * 0.3) log(`chaos: only ${served} of ${judged.length} answers were 200: the run itself is suspect`)

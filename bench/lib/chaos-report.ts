@@ -59,6 +59,21 @@ const rssTable = (run: ChaosRun): string => {
   return [...rows.entries()].map(([name, r]) => `| ${name} | ${cell(r.before)} | ${cell(r.after)} |`).join('\n')
 }
 
+const BUCKET_S = 5
+
+/** Answers per 5 s by class, with the faults active then: where the outside answers cluster. */
+function timeline (run: ChaosRun): string {
+  const rows: string[] = []
+  for (let from = 0; from < run.durationS * 1000; from += BUCKET_S * 1000) {
+    const to = from + BUCKET_S * 1000
+    const here = run.judged.filter(j => j.answer.t0 >= from && j.answer.t0 < to)
+    const n = (v: string): number => here.filter(j => j.judgement.verdict === v).length
+    const faults = [...new Set(run.episodes.filter(e => e.start < to && Math.max(e.end, e.start + 1) > from).map(e => e.kind))].join(', ')
+    rows.push(`| ${from / 1000}–${to / 1000} | ${here.length} | ${n('expected')} | ${n('declared')} | ${n('outside')} | ${faults} |`)
+  }
+  return `| s | answers | expected | declared | outside | faults (without grace) |\n|---|---|---|---|---|---|\n${rows.join('\n')}`
+}
+
 export async function writeReports (run: ChaosRun, mdFile: string, jsonFile: string): Promise<void> {
   const s = summary(run)
   const outsideLines = s.outside.map(j => answerLine(j.answer, j.judgement))
@@ -115,6 +130,10 @@ ${s.byMode.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
 | request → answer (class) | answers |
 |---|---|
 ${s.byKind.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
+
+## Timeline
+
+${timeline(run)}
 
 ## RSS of the gateway processes (MiB)
 
