@@ -39,14 +39,15 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
     const proc = stack[target]
     const pid = proc.pid()
     if (how === 'kill') {
-      await proc.kill()
+      // The fault begins with the signal, not when the exit has been noticed (later, on a busy loop).
       const start = now()
+      await proc.kill()
       await sleep(f.seconds * 1000)
       await proc.start()
       return { start, end: now(), detail: `SIGKILL pid ${pid}, restarted as pid ${proc.pid()}` }
     }
-    proc.pause()
     const start = now()
+    proc.pause()
     await sleep(f.seconds * 1000)
     proc.resume()
     return { start, end: now(), detail: `SIGSTOP/SIGCONT pid ${pid}` }
@@ -61,8 +62,8 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
       case 'fn-kill': return outage(f, 'fn', 'kill')
       case 'fn-pause': return outage(f, 'fn', 'pause')
       case 'idp-slow': {
-        await stack.slowIdp(f.slowMs!)
         const start = now()
+        await stack.slowIdp(f.slowMs!)
         await sleep(f.seconds * 1000)
         await stack.slowIdp(0)
         return { start, end: now(), detail: `every IdP answer waits ${f.slowMs} ms`, slowMs: f.slowMs! }
@@ -72,8 +73,8 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
         // about a second"), and the old one withdrawn when the episode ends.
         const old = signing
         const next = makeKey('ES256', `k${++rotations}`)
-        await stack.publish([old, next])
         const start = now()
+        await stack.publish([old, next])
         await sleep(1000)
         signing = next
         await sleep(Math.max(0, f.seconds * 1000 - 1000))
@@ -85,8 +86,8 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
         const workers = childrenOf(primary)
         if (workers.length === 0) return { start: now(), end: now(), detail: 'no worker found to kill' }
         const victim = workers[Math.floor(random() * workers.length)]!
-        process.kill(victim, 'SIGKILL')
         const start = now()
+        process.kill(victim, 'SIGKILL')
         // Not awaited by the judge: when a new worker exists is reported, not assumed.
         let respawned = 'no new worker within 10 s'
         for (let i = 0; i < 100; i++) {
@@ -97,8 +98,8 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
         return { start, end: start, detail: `SIGKILL worker pid ${victim} of replica B (workers were ${workers.join(', ')}); ${respawned}` }
       }
       case 'reload': {
-        for (const r of stack.replicas) r.proc.child.kill('SIGHUP')
         const start = now()
+        for (const r of stack.replicas) r.proc.child.kill('SIGHUP')
         return { start, end: start, detail: `SIGHUP to ${stack.replicas.map(r => `${r.name} (pid ${r.proc.child.pid})`).join(', ')}` }
       }
     }
