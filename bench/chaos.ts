@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createFaultRunner } from './lib/chaos-faults.js'
-import { answerLine, summary, writeReports, type RssSample } from './lib/chaos-report.js'
+import { answerLine, readGatewayLogs, summary, writeReports, type RssSample } from './lib/chaos-report.js'
 import { judge } from './lib/chaos-rules.js'
 import { createRandom, describe, planFaults, QUIET_HEAD_S } from './lib/chaos-schedule.js'
 import { ISSUER, startChaosStack, type ChaosStack } from './lib/chaos-stack.js'
@@ -72,6 +72,7 @@ try {
   clearInterval(progress)
   const after = rss(stack)
 
+  const logs = await Promise.all(stack.replicas.map(async r => ({ replica: r.name, text: await readFile(`${stack.dir}/gateway-${r.name}.log`, 'utf8'), t0 })))
   const judged = traffic.answers.sort((a, b) => a.t0 - b.t0).map(answer => ({ answer, judgement: judge(answer, faults.episodes) }))
   const run = {
     command: `npm run chaos -- --duration ${durationS} --seed ${seed} --rate ${rate}`,
@@ -83,7 +84,8 @@ try {
     episodes: faults.episodes,
     judged,
     skipped: traffic.skipped,
-    rss: { before, after }
+    rss: { before, after },
+    ...readGatewayLogs(logs)
   }
   const s = summary(run)
   for (const j of s.outside) process.stdout.write(`${answerLine(j.answer, j.judgement)}\n`)
@@ -92,6 +94,7 @@ try {
   process.stdout.write('RSS MiB before → after:\n')
   for (const b of before) process.stdout.write(`  ${b.process} (pid ${b.pid}): ${b.mib.toFixed(1)} → ${after.find(a => a.pid === b.pid)?.mib.toFixed(1) ?? 'gone'}\n`)
   for (const a of after.filter(a => !before.some(b => b.pid === a.pid))) process.stdout.write(`  ${a.process} (pid ${a.pid}, new): ${a.mib.toFixed(1)}\n`)
+  for (const e of run.unexpectedExits) process.stdout.write(`unexpected worker exit: ${e}\n`)
   await writeReports(run, `${HERE}CHAOS.md`, `${HERE}chaos.json`)
   // Every answer with its judgement, beside the process logs, for whoever looks into a finding.
   await writeFile(`${stack.dir}/answers.jsonl`, judged.map(j => JSON.stringify({ ...j.answer, ...j.judgement })).join('\n') + '\n')

@@ -23,6 +23,10 @@ export interface ChaosRun {
   judged: Array<{ answer: Answer, judgement: Judgement }>
   skipped: number
   rss: { before: RssSample[], after: RssSample[] }
+  /** Warnings and errors the gateways logged, counted by replica and message. */
+  logged: Array<[string, number]>
+  /** Cluster workers that exited other than by the run's own SIGKILL. */
+  unexpectedExits: string[]
 }
 
 export function outcome (a: Answer): string {
@@ -74,6 +78,25 @@ function timeline (run: ChaosRun): string {
   return `| s | answers | expected | declared | outside | faults (without grace) |\n|---|---|---|---|---|---|\n${rows.join('\n')}`
 }
 
+/** Counts the warn/error lines (pino JSON) of each replica's log and picks out worker exits. */
+export function readGatewayLogs (logs: Array<{ replica: string, text: string, t0: number }>): Pick<ChaosRun, 'logged' | 'unexpectedExits'> {
+  const counts = new Map<string, number>()
+  const unexpectedExits: string[] = []
+  for (const { replica, text, t0 } of logs) {
+    for (const line of text.split('\n')) {
+      let entry: { level?: number, msg?: string, time?: number, signal?: string | null, code?: number | null, worker?: number }
+      try { entry = JSON.parse(line) } catch { continue }
+      if ((entry.level ?? 0) < 40) continue
+      const key = `${replica}: ${entry.msg ?? '?'}`
+      counts.set(key, (counts.get(key) ?? 0) + 1)
+      if (entry.msg?.startsWith('worker exited') === true && entry.signal !== 'SIGKILL') {
+        unexpectedExits.push(`replica ${replica}, worker ${entry.worker ?? '?'} at t=${(((entry.time ?? t0) - t0) / 1000).toFixed(1)} s: signal ${entry.signal ?? 'none'}, exit code ${entry.code ?? 'none'}`)
+      }
+    }
+  }
+  return { logged: [...counts.entries()].sort((a, b) => b[1] - a[1]), unexpectedExits }
+}
+
 export async function writeReports (run: ChaosRun, mdFile: string, jsonFile: string): Promise<void> {
   const s = summary(run)
   const outsideLines = s.outside.map(j => answerLine(j.answer, j.judgement))
@@ -91,6 +114,8 @@ export async function writeReports (run: ChaosRun, mdFile: string, jsonFile: str
     by_mode: Object.fromEntries(s.byMode),
     by_kind: Object.fromEntries(s.byKind),
     rss_mib: run.rss,
+    gateway_log: Object.fromEntries(run.logged),
+    unexpected_worker_exits: run.unexpectedExits,
     outside: s.outside.map(j => ({ ...j.answer, faults: j.judgement.faults }))
   }, null, 2) + '\n')
   const shown = 200
@@ -143,6 +168,14 @@ when one is killed.
 | process | before | after |
 |---|---|---|
 ${rssTable(run)}
+
+## What the gateways logged (warn and above)
+
+| replica: message | lines |
+|---|---|
+${run.logged.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
+
+Workers that exited other than by this run's SIGKILL: ${run.unexpectedExits.length === 0 ? 'none' : `\n\n${run.unexpectedExits.map(e => `- ${e}`).join('\n')}`}
 
 ## Answers outside the declared failure modes
 
