@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createFaultRunner } from './lib/chaos-faults.js'
 import { answerLine, readGatewayLogs, summary, writeReports, type RssSample } from './lib/chaos-report.js'
+import { notReadyPeriods, startProbe, storeDownPeriods } from './lib/chaos-probe.js'
 import { judge } from './lib/chaos-rules.js'
 import { createRandom, describe, planFaults, QUIET_HEAD_S } from './lib/chaos-schedule.js'
 import { ISSUER, startChaosStack, type ChaosStack } from './lib/chaos-stack.js'
@@ -63,6 +64,7 @@ try {
   const faults = createFaultRunner(stack, t0, random)
   let before: RssSample[] = []
   const measured = new Promise<void>(resolve => setTimeout(() => { before = rss(stack); resolve() }, (QUIET_HEAD_S - 2) * 1000))
+  const probe = startProbe(stack.replicas, t0)
   const progress = setInterval(() => log(`chaos: ${Math.round((Date.now() - t0) / 1000)} s`), 10_000)
   const [traffic] = await Promise.all([
     driveTraffic({ replicas: stack.replicas, caPem: stack.caPem, issuer: stack.issuer, signing: faults.signing, random, rate, durationMs: durationS * 1000, t0 }),
@@ -70,10 +72,11 @@ try {
     measured
   ])
   clearInterval(progress)
+  const probes = await probe.stop()
   const after = rss(stack)
 
   const logs = await Promise.all(stack.replicas.map(async r => ({ replica: r.name, text: await readFile(`${stack.dir}/gateway-${r.name}.log`, 'utf8'), t0 })))
-  const judged = traffic.answers.sort((a, b) => a.t0 - b.t0).map(answer => ({ answer, judgement: judge(answer, faults.episodes) }))
+  const judged = traffic.answers.sort((a, b) => a.t0 - b.t0).map(answer => ({ answer, judgement: judge(answer, faults.episodes, probes) }))
   const run = {
     command: `npm run chaos -- --duration ${durationS} --seed ${seed} --rate ${rate}`,
     seed,
@@ -85,7 +88,9 @@ try {
     judged,
     skipped: traffic.skipped,
     rss: { before, after },
-    ...readGatewayLogs(logs)
+    ...readGatewayLogs(logs),
+    notReady: notReadyPeriods(probes),
+    storeDown: storeDownPeriods(probes)
   }
   const s = summary(run)
   for (const j of s.outside) process.stdout.write(`${answerLine(j.answer, j.judgement)}\n`)
@@ -94,6 +99,7 @@ try {
   process.stdout.write('RSS MiB before → after:\n')
   for (const b of before) process.stdout.write(`  ${b.process} (pid ${b.pid}): ${b.mib.toFixed(1)} → ${after.find(a => a.pid === b.pid)?.mib.toFixed(1) ?? 'gone'}\n`)
   for (const a of after.filter(a => !before.some(b => b.pid === a.pid))) process.stdout.write(`  ${a.process} (pid ${a.pid}, new): ${a.mib.toFixed(1)}\n`)
+  for (const p of run.notReady) process.stdout.write(`not ready: ${p}\n`)
   for (const e of run.unexpectedExits) process.stdout.write(`unexpected worker exit: ${e}\n`)
   await writeReports(run, `${HERE}CHAOS.md`, `${HERE}chaos.json`)
   // Every answer with its judgement, beside the process logs, for whoever looks into a finding.

@@ -27,6 +27,9 @@ export interface ChaosRun {
   logged: Array<[string, number]>
   /** Cluster workers that exited other than by the run's own SIGKILL. */
   unexpectedExits: string[]
+  /** /readyz other than 200, and the store reported down, sampled twice a second. */
+  notReady: string[]
+  storeDown: string[]
 }
 
 export function outcome (a: Answer): string {
@@ -116,6 +119,8 @@ export async function writeReports (run: ChaosRun, mdFile: string, jsonFile: str
     rss_mib: run.rss,
     gateway_log: Object.fromEntries(run.logged),
     unexpected_worker_exits: run.unexpectedExits,
+    not_ready: run.notReady,
+    store_down: run.storeDown,
     outside: s.outside.map(j => ({ ...j.answer, faults: j.judgement.faults }))
   }, null, 2) + '\n')
   const shown = 200
@@ -176,6 +181,10 @@ ${rssTable(run)}
 ${run.logged.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
 
 Workers that exited other than by this run's SIGKILL: ${run.unexpectedExits.length === 0 ? 'none' : `\n\n${run.unexpectedExits.map(e => `- ${e}`).join('\n')}`}
+
+Replicas not ready (/readyz, sampled every 0.5 s; reported, not judged): ${run.notReady.length === 0 ? 'never' : run.notReady.join('; ')}
+
+Store reported down (portcullis_ratelimit_store_up below the number of processes): ${run.storeDown.length === 0 ? 'never' : run.storeDown.join('; ')}
 
 ## Answers outside the declared failure modes
 

@@ -1,7 +1,8 @@
 import type { Episode } from './chaos-faults.js'
 import type { FaultKind } from './chaos-schedule.js'
 import type { Answer, RequestKind } from './chaos-traffic.js'
-import { ISSUER } from './chaos-stack.js'
+import { storeDownBetween, type ProbeSample } from './chaos-probe.js'
+import { ISSUER, STORE } from './chaos-stack.js'
 
 /*
  * The declared failure modes: what each kind of request may be answered while a fault is active (a
@@ -99,7 +100,10 @@ function freshWorker (episodes: Episode[], a: Answer): string | null {
   return null
 }
 
-export function judge (a: Answer, episodes: Episode[]): Judgement {
+/** Around a late answer, the store may have been seen down this much before or after it. */
+const PROBE_SLACK_MS = 600
+
+export function judge (a: Answer, episodes: Episode[], probes: ProbeSample[]): Judgement {
   const active = episodes.filter(e => { const [from, to] = window(e); return overlaps(a, from, to) })
   const faults = active.map(e => e.kind)
   const normal = NORMAL[a.kind]
@@ -110,6 +114,14 @@ export function judge (a: Answer, episodes: Episode[]): Judgement {
   }
   const fresh = freshWorker(episodes, a)
   if (fresh !== null) return { verdict: 'declared', mode: fresh, faults }
+  // A store answer later than its deadline fails that one request (docs: rateLimit.store), even with
+  // Redis healthy, e.g. when the gateway itself was starved of CPU. Such a refusal cannot come sooner
+  // than the deadline, and the store stays up; a quicker one, or the replica reporting its store
+  // down meanwhile, is a store marked down while Redis was fine (flapping, issue #17 case 7): outside.
+  if (a.kind === 'ok-strict' && has(a, 503, 'GW_ERR_RATE_LIMIT_STORE') && a.t1 - a.t0 >= STORE.commandTimeoutMs &&
+    !storeDownBetween(probes, a.replica, a.t0 - PROBE_SLACK_MS, a.t1 + PROBE_SLACK_MS)) {
+    return { verdict: 'declared', mode: `store answer late (answer took ≥ ${STORE.commandTimeoutMs} ms): fail-closed 503`, faults }
+  }
   return { verdict: 'outside', mode: 'outside the declared failure modes', faults }
 }
 
@@ -122,5 +134,6 @@ export const DECLARED_MODES = [
   ['function killed or paused (+5 s)', 'ok-local, ok-strict → 502/503/504 with a GW_ERR_UPSTREAM_* code (GW_ERR_UPSTREAM_BUSY only with Retry-After)'],
   ['worker of B killed (1 s)', 'replica B: a connection error for requests in flight'],
   ['worker of B started during an IdP or Redis outage', `replica B, requests with a token: 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE until ${FRESH_WORKER_KEYS_MS / 1000} s after the IdP is back; 503 GW_ERR_AUTHN_REVOCATION_UNAVAILABLE until 5 s after Redis is back`],
+  ['any time', `ok-strict → 503 GW_ERR_RATE_LIMIT_STORE if the answer took at least commandTimeoutMs (${STORE.commandTimeoutMs} ms): that request's own store answer was late, and the replica kept reporting its store up (portcullis_ratelimit_store_up, sampled every 0.5 s); a quicker one, or the store reported down, is the store marked down with Redis healthy: outside`],
   ['reload (SIGHUP to both)', 'nothing']
 ] as const

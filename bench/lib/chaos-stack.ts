@@ -22,7 +22,8 @@ const FUNCTION_SERVER = join(ROOT, 'bench/servers/chaos-function.mjs')
 
 /** The upstream's timeouts and circuit: short, so a dead function costs seconds, not the defaults' 30 s. */
 export const UPSTREAM = { connectTimeoutMs: 1000, headersTimeoutMs: 2000, openMs: 2000 }
-/** The IdP's answers wait this long when it is "slow" above fetchTimeoutMs (a fetch times out). */
+/** The store's deadline (the default, written out so that the judge can use it). */
+export const STORE = { commandTimeoutMs: 200 }
 export const ISSUER = { jwksCacheSeconds: 10, fetchTimeoutMs: 2000 }
 
 export interface Replica { name: 'A' | 'B', url: string, admin: string, proc: GatewayProc }
@@ -59,7 +60,7 @@ issuers:
     fetchTimeoutMs: ${ISSUER.fetchTimeoutMs}
 policy: { bundle: "${DEFAULT_BUNDLE}" }
 rateLimit:
-  store: { type: redis, url: "redis://127.0.0.1:${o.redis}" }
+  store: { type: redis, url: "redis://127.0.0.1:${o.redis}", commandTimeoutMs: ${STORE.commandTimeoutMs} }
 upstreams:
   - id: fn
     url: https://127.0.0.1:${o.fn}
