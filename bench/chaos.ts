@@ -27,7 +27,7 @@ const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '150' },
     seed: { type: 'string' },
-    rate: { type: 'string', default: '150' }
+    rate: { type: 'string', default: '100' }
   }
 })
 const durationS = Number(values.duration)

@@ -19,6 +19,8 @@ export interface Episode {
   detail: string
   /** idp-slow: how long each IdP answer waited. */
   slowMs?: number
+  /** idp-rotate: the kid withdrawn at the end. */
+  withdrawnKid?: string
 }
 
 export interface SigningState {
@@ -79,7 +81,7 @@ export function createFaultRunner (stack: ChaosStack, t0: number, random: () => 
         signing = next
         await sleep(Math.max(0, f.seconds * 1000 - 1000))
         await stack.publish([next])
-        return { start, end: now(), detail: `published ${next.kid} beside ${old.kid}, signing with ${next.kid} from +1 s, ${old.kid} withdrawn at the end` }
+        return { start, end: now(), detail: `published ${next.kid} beside ${old.kid}, signing with ${next.kid} from +1 s, ${old.kid} withdrawn at the end`, withdrawnKid: old.kid }
       }
       case 'worker-kill': {
         const primary = replicaB.proc.child.pid!

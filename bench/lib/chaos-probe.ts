@@ -1,7 +1,7 @@
 import type { Replica } from './chaos-stack.js'
 
 /*
- * What each replica says about itself, twice a second: /readyz, and portcullis_ratelimit_store_up
+ * What each replica says about itself, once a second: /readyz, and portcullis_ratelimit_store_up
  * from /metrics (summed over workers by the cluster primary). The judge needs the store's own view
  * to tell a late store answer (declared: that one request fails) from a store marked down while
  * Redis is healthy (issue #17 case 7: flapping), which look alike from outside. Readiness is
@@ -17,7 +17,7 @@ export interface ProbeSample {
   processes: number
 }
 
-const INTERVAL_MS = 500
+const INTERVAL_MS = 1000
 
 async function get (url: string): Promise<{ status: number, text: string } | null> {
   try {

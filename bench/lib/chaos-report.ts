@@ -27,7 +27,7 @@ export interface ChaosRun {
   logged: Array<[string, number]>
   /** Cluster workers that exited other than by the run's own SIGKILL. */
   unexpectedExits: string[]
-  /** /readyz other than 200, and the store reported down, sampled twice a second. */
+  /** /readyz other than 200, and the store reported down, sampled once a second. */
   notReady: string[]
   storeDown: string[]
 }
@@ -182,7 +182,7 @@ ${run.logged.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}
 
 Workers that exited other than by this run's SIGKILL: ${run.unexpectedExits.length === 0 ? 'none' : `\n\n${run.unexpectedExits.map(e => `- ${e}`).join('\n')}`}
 
-Replicas not ready (/readyz, sampled every 0.5 s; reported, not judged): ${run.notReady.length === 0 ? 'never' : run.notReady.join('; ')}
+Replicas not ready (/readyz, sampled every second; reported, not judged): ${run.notReady.length === 0 ? 'never' : run.notReady.join('; ')}
 
 Store reported down (portcullis_ratelimit_store_up below the number of processes): ${run.storeDown.length === 0 ? 'never' : run.storeDown.join('; ')}
 

@@ -56,7 +56,9 @@ function allowedBy (e: Episode, a: Answer): string | null {
       // Known kids keep verifying from the last good keys; an unknown kid cannot be checked: retryable 503.
       return a.kind === 'unknown-kid' && has(a, 503, 'GW_ERR_AUTHN_KEYS_UNAVAILABLE') ? `${e.kind}: unknown kid 503 keys unavailable` : null
     case 'idp-rotate':
-      return null // the new kid is fetched on first sight and accepted: nothing to excuse
+      // The new kid is fetched on first sight and accepted: nothing to excuse there. A token signed
+      // with the old key before the switch that reaches the gateway after its withdrawal is refused.
+      return a.kid === e.withdrawnKid && a.t1 >= e.end && has(a, 401, 'GW_ERR_AUTHN_INVALID') ? 'idp-rotate: token of the withdrawn key 401' : null
     case 'redis-kill': case 'redis-pause':
       if (a.kind === 'ok-local' && (has(a, 429, 'GW_ERR_RATE_LIMITED'))) return `${e.kind}: local route 429 from the fallback share`
       if (a.kind === 'ok-strict' && has(a, 503, 'GW_ERR_RATE_LIMIT_STORE')) return `${e.kind}: fail-closed route 503 store`
@@ -77,6 +79,7 @@ function allowedBy (e: Episode, a: Answer): string | null {
 function window (e: Episode): [number, number] {
   if (e.kind === 'worker-kill') return [e.start, e.start + WORKER_KILL_WINDOW_MS]
   if (e.kind === 'reload') return [e.start, e.start + 2000] // listed as context; it excuses nothing
+  if (e.kind === 'idp-rotate') return [e.start, Infinity] // a withdrawn key stays withdrawn
   return [e.start, e.end + (GRACE_MS[lane(e.kind)] ?? 0)]
 }
 
@@ -101,7 +104,7 @@ function freshWorker (episodes: Episode[], a: Answer): string | null {
 }
 
 /** Around a late answer, the store may have been seen down this much before or after it. */
-const PROBE_SLACK_MS = 600
+const PROBE_SLACK_MS = 1000
 
 export function judge (a: Answer, episodes: Episode[], probes: ProbeSample[]): Judgement {
   const active = episodes.filter(e => { const [from, to] = window(e); return overlaps(a, from, to) })
@@ -129,11 +132,11 @@ export function judge (a: Answer, episodes: Episode[], probes: ProbeSample[]): J
 export const DECLARED_MODES = [
   ['no fault', 'ok-local, ok-strict → 200; denied → 403 GW_ERR_AUTHZ_DENIED; no-token → 401 GW_ERR_AUTHN_MISSING; unknown-kid → 401 GW_ERR_AUTHN_INVALID'],
   ['IdP killed, paused or slow (+3 s)', 'known kids unchanged (last good keys); unknown-kid → 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE'],
-  ['IdP key rotation', 'nothing: a token with the newly published kid → 200 (the old kid is no longer used)'],
+  ['IdP key rotation', 'a token with the newly published kid → 200 from its first use; a token signed with the old key before the switch and answered after its withdrawal → 401 GW_ERR_AUTHN_INVALID'],
   ['Redis killed or paused (+5 s)', 'ok-local → 200 or 429 GW_ERR_RATE_LIMITED (local fallback share); ok-strict → 503 GW_ERR_RATE_LIMIT_STORE; others unchanged'],
   ['function killed or paused (+5 s)', 'ok-local, ok-strict → 502/503/504 with a GW_ERR_UPSTREAM_* code (GW_ERR_UPSTREAM_BUSY only with Retry-After)'],
   ['worker of B killed (1 s)', 'replica B: a connection error for requests in flight'],
   ['worker of B started during an IdP or Redis outage', `replica B, requests with a token: 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE until ${FRESH_WORKER_KEYS_MS / 1000} s after the IdP is back; 503 GW_ERR_AUTHN_REVOCATION_UNAVAILABLE until 5 s after Redis is back`],
-  ['any time', `ok-strict → 503 GW_ERR_RATE_LIMIT_STORE if the answer took at least commandTimeoutMs (${STORE.commandTimeoutMs} ms): that request's own store answer was late, and the replica kept reporting its store up (portcullis_ratelimit_store_up, sampled every 0.5 s); a quicker one, or the store reported down, is the store marked down with Redis healthy: outside`],
+  ['any time', `ok-strict → 503 GW_ERR_RATE_LIMIT_STORE if the answer took at least commandTimeoutMs (${STORE.commandTimeoutMs} ms): that request's own store answer was late, and the replica kept reporting its store up (portcullis_ratelimit_store_up, sampled every second); a quicker one, or the store reported down, is the store marked down with Redis healthy: outside`],
   ['reload (SIGHUP to both)', 'nothing']
 ] as const
