@@ -117,6 +117,11 @@ export function judge (a: Answer, episodes: Episode[], probes: ProbeSample[]): J
   }
   const fresh = freshWorker(episodes, a)
   if (fresh !== null) return { verdict: 'declared', mode: fresh, faults }
+  // An unknown kid waits at most unknownKidWaitMs for the refresh it triggers, then gets a retryable
+  // 503 (docs: issuers[].jwks): declared whenever the IdP, or the gateway asking it, is that slow.
+  if (a.kind === 'unknown-kid' && has(a, 503, 'GW_ERR_AUTHN_KEYS_UNAVAILABLE') && a.t1 - a.t0 >= ISSUER.unknownKidWaitMs) {
+    return { verdict: 'declared', mode: `key refresh slower than unknownKidWaitMs (${ISSUER.unknownKidWaitMs} ms): unknown kid 503`, faults }
+  }
   // A store answer later than its deadline fails that one request (docs: rateLimit.store), even with
   // Redis healthy, e.g. when the gateway itself was starved of CPU. Such a refusal cannot come sooner
   // than the deadline, and the store stays up; a quicker one, or the replica reporting its store
@@ -137,6 +142,7 @@ export const DECLARED_MODES = [
   ['function killed or paused (+5 s)', 'ok-local, ok-strict → 502/503/504 with a GW_ERR_UPSTREAM_* code (GW_ERR_UPSTREAM_BUSY only with Retry-After)'],
   ['worker of B killed (1 s)', 'replica B: a connection error for requests in flight'],
   ['worker of B started during an IdP or Redis outage', `replica B, requests with a token: 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE until ${FRESH_WORKER_KEYS_MS / 1000} s after the IdP is back; 503 GW_ERR_AUTHN_REVOCATION_UNAVAILABLE until 5 s after Redis is back`],
+  ['any time', `unknown-kid → 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE if the answer took at least unknownKidWaitMs (${ISSUER.unknownKidWaitMs} ms): the refresh it asked for was not done in time`],
   ['any time', `ok-strict → 503 GW_ERR_RATE_LIMIT_STORE if the answer took at least commandTimeoutMs (${STORE.commandTimeoutMs} ms): that request's own store answer was late, and the replica kept reporting its store up (portcullis_ratelimit_store_up, sampled every second); a quicker one, or the store reported down, is the store marked down with Redis healthy: outside`],
   ['reload (SIGHUP to both)', 'nothing']
 ] as const

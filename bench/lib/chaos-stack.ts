@@ -24,7 +24,7 @@ const FUNCTION_SERVER = join(ROOT, 'bench/servers/chaos-function.mjs')
 export const UPSTREAM = { connectTimeoutMs: 1000, headersTimeoutMs: 2000, openMs: 2000 }
 /** The store's deadline (the default, written out so that the judge can use it). */
 export const STORE = { commandTimeoutMs: 200 }
-export const ISSUER = { jwksCacheSeconds: 10, fetchTimeoutMs: 2000 }
+export const ISSUER = { jwksCacheSeconds: 10, fetchTimeoutMs: 2000, unknownKidWaitMs: 1500 }
 
 export interface Replica { name: 'A' | 'B', url: string, admin: string, proc: GatewayProc }
 
@@ -54,7 +54,7 @@ issuers:
     issuer: "${o.issuer}"
     audiences: [api]
     algorithms: [ES256]
-    jwks: { discovery: true }
+    jwks: { discovery: true, unknownKidWaitMs: ${ISSUER.unknownKidWaitMs} }
     ca: idp-ca.crt
     jwksCacheSeconds: ${ISSUER.jwksCacheSeconds}
     fetchTimeoutMs: ${ISSUER.fetchTimeoutMs}
