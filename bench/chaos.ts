@@ -19,7 +19,7 @@ import { rssMiB } from './lib/procs.js'
  * function and a worker, slows the IdP, rotates its keys and reloads the gateways. Every answer is
  * judged against the failure modes declared for the faults active at that moment
  * (bench/lib/chaos-rules.ts); any other answer is printed and makes the run exit 1. Writes
- * bench/CHAOS.md and bench/chaos.json. Loopback only; about three minutes with the defaults.
+ * bench/CHAOS.md and bench/chaos.json. Loopback only; about three minutes with the defaults, plus the build.
  */
 
 const HERE = fileURLToPath(new URL('.', import.meta.url))
