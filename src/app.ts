@@ -207,6 +207,9 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   app.server.maxHeadersCount = config.limits.maxHeaders + 1
   app.server.maxConnections = config.limits.maxConnections
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
+  // An Expect other than 100-continue: without a listener Node answers a bare 417 that no access line
+  // or metric sees. Hand it to Fastify like any request; the guard refuses it with the coded 417.
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
   // Node's head timer starts at the first byte: a connection that never sends one is closed here.
   // On TLS, both the raw connection (no ClientHello ever) and the secured one (no request ever).
   const closeIfSilent = (socket: Socket): void => {
@@ -243,6 +246,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     maxUriBytes: config.limits.maxUriBytes,
     maxHeaders: config.limits.maxHeaders,
     pathParameters: config.limits.pathParameters === 'allow',
+    doubleEncodedPath: config.limits.doubleEncodedPath === 'allow',
+    lookalikePath: config.limits.lookalikePath === 'allow',
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
