@@ -15,6 +15,7 @@ import { createDecisionLogFromConfig } from './observability/decision-log.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
+import { serveExpectations } from './pipeline/guard/expect.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
@@ -207,9 +208,10 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   app.server.maxHeadersCount = config.limits.maxHeaders + 1
   app.server.maxConnections = config.limits.maxConnections
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
-  // An Expect other than 100-continue: without a listener Node answers a bare 417 that no access line
-  // or metric sees. Hand it to Fastify like any request; the guard refuses it with the coded 417.
-  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res))
+  // Requests with an Expect reach Fastify like any other (Node would answer a bare 417, or a loose
+  // 100 Continue); the guard refuses all but 100-continue. When lifecycle/listener.ts owns the socket,
+  // it does the same itself and this stub never sees one.
+  serveExpectations(app.server, (req, res) => app.server.emit('request', req, res))
   // Node's head timer starts at the first byte: a connection that never sends one is closed here.
   // On TLS, both the raw connection (no ClientHello ever) and the secured one (no request ever).
   const closeIfSilent = (socket: Socket): void => {

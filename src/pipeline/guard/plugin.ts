@@ -7,6 +7,7 @@ import {
 } from '../../errors.js'
 import { countRawHeader } from '../../util/raw-headers.js'
 import { canonicalizeTarget } from './canonical-path.js'
+import { isContinue } from './expect.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -63,11 +64,11 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_HTTP_VERSION()
     }
-    // RFC 9110 §10.1.1: an expectation the gateway cannot meet is a 417 (app.ts hands Node's
-    // 'checkExpectation' requests here so that they get the gateway's body, access line and count).
+    // RFC 9110 §10.1.1: an expectation the gateway cannot meet is a 417 (guard/expect.ts hands Node's
+    // expectation requests here so that they get the gateway's body, access line and count).
     // HTTP/1.0 requests are held to it too: the header is never forwarded, so nothing would meet it.
     const expect = request.headers.expect
-    if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue') throw new GW_ERR_GUARD_EXPECTATION()
+    if (expect !== undefined && !isContinue(expect)) throw new GW_ERR_GUARD_EXPECTATION()
     if (!ALLOWED_METHODS.has(request.method)) {
       reply.header('allow', ALLOW_HEADER) // RFC 9110 §15.5.6
       throw new GW_ERR_GUARD_METHOD(request.method)
