@@ -26,6 +26,7 @@ import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
+import { createHeaderRules } from './pipeline/forward/headers.js'
 import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
@@ -184,7 +185,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
   built(() => closeUpstreams(upstreams))
-  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
+  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials, headerRules: createHeaderRules(config) })
   const rateLimitStore = hold(await proc.rateLimitStore(config.rateLimit, app.log))
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
   const adminToken = readAdminToken(config.admin.tokenFile)

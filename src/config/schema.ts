@@ -244,7 +244,16 @@ const Upstream = Type.Object({
     minimum: 1,
     description: 'requests one caller (issuer and subject; client IP when anonymous) may have in flight to this upstream (429 beyond)'
   })),
-  credentials: UpstreamCredentials
+  credentials: UpstreamCredentials,
+  passClientHeaders: Type.Array(Type.String({ pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', maxLength: 128 }), {
+    default: [],
+    uniqueItems: true,
+    description: 'client headers this upstream may receive although they assert an address, identity, client certificate or ' +
+      'rewritten target (cf-connecting-ip, x-client-cert, x-original-url, ...; the families are in docs/security.md), for a function ' +
+      'that really needs one from a trusted client. Lower-case, dashed names; only that exact spelling passes (aliases such as ' +
+      'CF_Connecting_IP are still dropped). Names the gateway sets itself (host, authorization, forwarded, x-forwarded-for/-proto/-host, ' +
+      'x-portcullis-*, hop-by-hop) are refused.'
+  })
 }, { additionalProperties: false })
 
 const RateLimit = Type.Object({
