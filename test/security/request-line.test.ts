@@ -1,4 +1,9 @@
 import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gatewayFiles, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
+import { exchange } from '../helpers/raw-http.js'
 import { expectForwarded, expectOnlyAllowedReachedFunction, expectRefused, startSecurityHarness, type Refusal } from '../helpers/security.js'
 
 // Issue #20 items 4-6: what the request line, Expect and Authorization may say, and what every refusal
@@ -103,5 +108,33 @@ t.test('every refusal carries X-Content-Type-Options: nosniff and Cache-Control:
     const res = ex.responses[0]
     t.equal(res?.headers['x-content-type-options'], 'nosniff', `${name}: nosniff`)
     t.equal(res?.headers['cache-control'], 'no-store', `${name}: no-store`)
+  }
+})
+
+t.test('through the real CLI, the 417 and 505 refusals each write an access line with their code', async t => {
+  // The CLI serves through lifecycle/listener.ts, which must hand Node's expectation requests on.
+  const files = await gatewayFiles(t)
+  const fn = await startPlainUpstream(t, 'fn')
+  await files.writeConfig(fn.url)
+  // The raw client asks for "localhost" (SNI and verification).
+  const pair = await files.ca.issue({ commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' })
+  await writeFile(join(files.dir, 'gw.key'), pair.key)
+  await writeFile(join(files.dir, 'gw.crt'), pair.cert)
+  const gw = await startGatewayProcess(t, files.configFile)
+  const port = Number(new URL(gw.url).port)
+  const ca = readFileSync(files.caFile)
+  const auth = `Authorization: Bearer ${await files.token()}`
+  const cases: Array<[string, string, number, string]> = [
+    ['Expect: foo', `GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nExpect: foo\r\n\r\n`, 417, 'GW_ERR_GUARD_EXPECTATION'],
+    ['Expect: 100-continue-x', `GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n${auth}\r\nExpect: 100-continue-x\r\n\r\n`, 417, 'GW_ERR_GUARD_EXPECTATION'],
+    ['no version', `GET /hello\r\nHost: 127.0.0.1\r\n${auth}\r\n\r\n`, 505, 'GW_ERR_GUARD_HTTP_VERSION']
+  ]
+  for (const [name, bytes, status, code] of cases) {
+    const ex = await exchange(t, port, ca, bytes, { until: 'close', timeoutMs: 3000 })
+    t.strictSame(ex.responses.map(r => r.status), [status], `${name}: one ${status} answer`)
+    t.match(ex.responses[0]?.body ?? '', new RegExp(`"code":"${code}"`), `${name}: ${code}`)
+    const line = new RegExp(`"status":${status}[^\\n]*"code":"${code}"[^\\n]*request completed|"code":"${code}"[^\\n]*"status":${status}[^\\n]*request completed`)
+    await Promise.race([gw.waitForLog(line), new Promise(resolve => setTimeout(resolve, 5000))])
+    t.match(gw.log(), line, `${name}: an access line with status ${status} and ${code}`)
   }
 })
