@@ -46,8 +46,9 @@ const CLIENT_FORBIDDEN_PREFIXES = [
   'x-ms-token-', 'x-apigateway-', 'x-jwt-', 'x-pomerium-', 'x-vouch-', 'x-consumer-', 'remote-', 'x-original-',
   'x-rewrite-', 'x-envoy-', 'x-arr-', 'cf-', 'akamai-', 'x-akamai-', 'fastly-'
 ]
-// A dash-separated word "forwarded" anywhere (x-original-forwarded-for, x-forwarded-client-cert, ...).
-const FORWARDED_WORD = /(?:^|-)forwarded(?:-|$)/
+// One anchored alternation instead of a loop over the prefixes: one regex run per header name. Plus
+// a dash-separated word "forwarded" anywhere (x-original-forwarded-for, x-forwarded-client-cert, ...).
+const FAMILY = new RegExp(`^(?:${CLIENT_FORBIDDEN_PREFIXES.join('|')})|(?:^|-)forwarded(?:-|$)`)
 
 /**
  * Header names compared as the most lenient server would read them: lower case, and every character
@@ -67,7 +68,7 @@ const GATEWAY_SET = new Set([
 
 /** Whether `name` (as sent) is a client header the family rules keep from the function. */
 function assertsIdentity (folded: string): boolean {
-  return CLIENT_FORBIDDEN.has(folded) || FORWARDED_WORD.test(folded) || CLIENT_FORBIDDEN_PREFIXES.some(p => folded.startsWith(p))
+  return CLIENT_FORBIDDEN.has(folded) || FAMILY.test(folded)
 }
 
 export const IDENTITY_HEADERS = {
