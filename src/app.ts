@@ -15,6 +15,7 @@ import { createDecisionLogFromConfig } from './observability/decision-log.js'
 import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
 import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
+import { serveExpectations } from './pipeline/guard/expect.js'
 import { routePlugin } from './pipeline/route/plugin.js'
 import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
 import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
@@ -25,6 +26,7 @@ import { bundleSettings } from './pipeline/authorize/bundle-config.js'
 import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
+import { createHeaderRules } from './pipeline/forward/headers.js'
 import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
@@ -186,7 +188,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
   const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
   built(() => closeUpstreams(upstreams))
-  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials })
+  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials, headerRules: createHeaderRules(config) })
   const rateLimitStore = hold(await proc.rateLimitStore(config.rateLimit, app.log))
   const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
   const adminToken = readAdminToken(config.admin.tokenFile)
@@ -210,6 +212,10 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   app.server.maxHeadersCount = config.limits.maxHeaders + 1
   app.server.maxConnections = config.limits.maxConnections
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
+  // Requests with an Expect reach Fastify like any other (Node would answer a bare 417, or a loose
+  // 100 Continue); the guard refuses all but 100-continue. When lifecycle/listener.ts owns the socket,
+  // it does the same itself and this stub never sees one.
+  serveExpectations(app.server, (req, res) => app.server.emit('request', req, res))
   // Node's head timer starts at the first byte: a connection that never sends one is closed here.
   // On TLS, both the raw connection (no ClientHello ever) and the secured one (no request ever).
   const closeIfSilent = (socket: Socket): void => {
@@ -247,6 +253,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     maxHeaders: config.limits.maxHeaders,
     pathParameters: config.limits.pathParameters === 'allow',
     trustedProxies: config.rateLimit.trustedProxies,
+    doubleEncodedPath: config.limits.doubleEncodedPath === 'allow',
+    lookalikePath: config.limits.lookalikePath === 'allow',
     ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
   })
   await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit

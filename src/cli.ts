@@ -11,7 +11,7 @@ import { startWorker } from './lifecycle/cluster-worker.js'
 import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
 import { startDemoFunction } from './demo/function.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
-import { mintDemoToken } from './demo/token.js'
+import { claimProblem, mintDemoToken } from './demo/token.js'
 import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 
@@ -50,7 +50,11 @@ function collectClaim (value: string, previous: Record<string, unknown>): Record
   let parsed: unknown = raw
   // JSON when it parses (numbers, booleans, arrays), otherwise the plain string.
   try { parsed = JSON.parse(raw) } catch {}
-  return { ...previous, [value.slice(0, eq)]: parsed }
+  const name = value.slice(0, eq)
+  // Registered claims (iss, aud, exp...) are honoured as given, so they must have their JWT type.
+  const problem = claimProblem(name, parsed)
+  if (problem !== null) throw new InvalidArgumentError(problem)
+  return { ...previous, [name]: parsed }
 }
 
 function collectHeader (value: string, previous: Record<string, string>): Record<string, string> {
@@ -235,7 +239,7 @@ demo.command('token')
   .option('--sub <subject>', 'subject (sub claim)', 'alice')
   .option('--role <role>', 'role to grant (repeatable): reader, writer, admin', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--ttl <seconds>', 'lifetime in seconds; negative gives an expired token', parseInteger, 3600)
-  .option('--claim <key=value>', 'extra claim (repeatable; JSON values are parsed)', collectClaim, {} as Record<string, unknown>)
+  .option('--claim <key=value>', 'claim to set (repeatable; JSON values are parsed); registered claims (iss, aud, sub, exp, nbf, iat, jti, and roles) replace the defaults', collectClaim, {} as Record<string, unknown>)
   .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
   .action(async (opts: { sub: string, role: string[], ttl: number, claim: Record<string, unknown>, dir?: string }) => {
     const paths = await ensureDemoState(demoDir(opts.dir)).catch(fail)

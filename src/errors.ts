@@ -15,6 +15,9 @@ export const GW_ERR_GUARD_TIMEOUT = createError('GW_ERR_GUARD_TIMEOUT', 'request
 export const GW_ERR_GUARD_URI_TOO_LONG = createError('GW_ERR_GUARD_URI_TOO_LONG', 'request target exceeds the limit', 414)
 export const GW_ERR_GUARD_UPGRADE = createError('GW_ERR_GUARD_UPGRADE', 'protocol upgrades are not supported here', 501)
 export const GW_ERR_GUARD_BODY_TOO_LARGE = createError('GW_ERR_GUARD_BODY_TOO_LARGE', 'request body exceeds the limit', 413)
+export const GW_ERR_GUARD_HTTP_VERSION = createError('GW_ERR_GUARD_HTTP_VERSION', 'only HTTP/1.1 and HTTP/1.0 requests are served here', 505)
+export const GW_ERR_GUARD_EXPECTATION = createError('GW_ERR_GUARD_EXPECTATION', 'the only expectation supported is 100-continue', 417)
+export const GW_ERR_GUARD_AMBIGUOUS_PATH = createError('GW_ERR_GUARD_AMBIGUOUS_PATH', 'request path is one decoding away from another path: %s', 400)
 
 // Route match
 export const GW_ERR_ROUTE_NOT_FOUND = createError('GW_ERR_ROUTE_NOT_FOUND', 'no route for %s %s', 404)

@@ -4,7 +4,7 @@ import * as errors from '../src/errors.js'
 
 // Statuses each stage may answer with. AUTHZ_DENIED's 403 is its default; a policy may pick another 4xx.
 const STAGE_STATUSES: Record<string, number[]> = {
-  GUARD: [400, 405, 408, 413, 414, 431, 501],
+  GUARD: [400, 405, 408, 413, 414, 417, 431, 501, 505],
   ROUTE: [404],
   AUTHN: [401, 503],
   AUTHZ: [403, 500, 503],

@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
 import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
+import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
@@ -174,6 +175,10 @@ function checkReferences (input: Config): ConfigProblem[] {
     if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
       problems.push({ path: `/upstreams/${i}/url`, message: 'must not carry credentials, a query or a fragment' })
     }
+    ;(Array.isArray(u.passClientHeaders) ? u.passClientHeaders : []).forEach((name, j) => {
+      const problem = passClientHeaderProblem(name)
+      if (problem !== null) problems.push({ path: `/upstreams/${i}/passClientHeaders/${j}`, message: problem })
+    })
   })
   config.issuers.forEach((iss, i) => {
     const algs = strings(iss.algorithms)

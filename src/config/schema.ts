@@ -62,6 +62,17 @@ const Limits = Type.Object({
     description: '";" in the path (400 unless "allow"). Servlet-style functions strip ";params" from segments, ' +
       'so "/a;x" or "/..;/admin" would name a different resource there than the one the policy judged. ' +
       'Even with "allow", a dot segment carrying parameters ("..;x") is refused.'
+  }),
+  doubleEncodedPath: Type.Union([Type.Literal('reject'), Type.Literal('allow')], {
+    default: 'reject',
+    description: '"%25" before an encoded ".", "/" or "\\" ("%252e", "%252f", "%255c", any depth and case, and "%25u002e"): 400 ' +
+      'GW_ERR_GUARD_AMBIGUOUS_PATH unless "allow". A function that decodes the path once more would see a dot segment or a separator the policy never judged.'
+  }),
+  lookalikePath: Type.Union([Type.Literal('reject'), Type.Literal('allow')], {
+    default: 'reject',
+    description: 'percent-encoded Unicode look-alikes of "/", "." and "\\" (anything NFKC folds to them, such as fullwidth "／" and "．", ' +
+      'and DIVISION SLASH, FRACTION SLASH, BIG SOLIDUS and kin): 400 GW_ERR_GUARD_AMBIGUOUS_PATH unless "allow". ' +
+      'A function that normalises Unicode would see a different path than the policy judged.'
   })
 }, { additionalProperties: false, default: {} })
 
@@ -258,7 +269,16 @@ const Upstream = Type.Object({
     minimum: 1,
     description: 'requests one caller (issuer and subject; client IP when anonymous) may have in flight to this upstream (429 beyond)'
   })),
-  credentials: UpstreamCredentials
+  credentials: UpstreamCredentials,
+  passClientHeaders: Type.Array(Type.String({ pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', maxLength: 128 }), {
+    default: [],
+    uniqueItems: true,
+    description: 'client headers this upstream may receive although they assert an address, identity, client certificate or ' +
+      'rewritten target (cf-connecting-ip, x-client-cert, x-original-url, ...; the families are in docs/security.md), for a function ' +
+      'that really needs one from a trusted client. Lower-case, dashed names; only that exact spelling passes (aliases such as ' +
+      'CF_Connecting_IP are still dropped). Names the gateway sets itself (host, authorization, forwarded, x-forwarded-for/-proto/-host, ' +
+      'x-portcullis-*, hop-by-hop) are refused.'
+  })
 }, { additionalProperties: false })
 
 const RateLimit = Type.Object({

@@ -1,6 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import type { FastifyServerOptions } from 'fastify'
+import { serveExpectations } from '../pipeline/guard/expect.js'
 
 /*
  * A listening socket that outlives the gateway built on it. Each config generation is a Fastify
@@ -103,6 +104,8 @@ export function createListener (): Listener {
         const { https, http } = gen.serverOptions
         server = https !== undefined ? createHttpsServer(https, dispatch) : createHttpServer(http, dispatch)
         for (const e of FORWARDED) server.on(e, forward(e))
+        // Requests with an Expect are served like any other, so that the gateway answers them (issue #20).
+        serveExpectations(server, dispatch)
       } else if (gen.serverOptions.https !== undefined) {
         // New certificate and key for new handshakes; established connections keep theirs.
         (server as HttpsServer).setSecureContext(gen.serverOptions.https)

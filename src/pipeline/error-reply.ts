@@ -10,6 +10,10 @@ const UPSTREAM = Symbol('portcullis.upstream-error')
 // often follows (the unread, badly framed body) is the same refusal and must not be answered twice.
 const CLOSING = Symbol('portcullis.closing')
 
+/** On every refusal the gateway writes itself (issue #20 item 6). */
+const REFUSAL_HEADERS = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' } as const
+const REFUSAL_HEAD_LINES = Object.entries(REFUSAL_HEADERS).map(([n, v]) => `${n}: ${v}\r\n`).join('')
+
 /** Marks an error that came from reading the function's answer, whatever its class or code. */
 export function markUpstreamError (err: Error): void {
   (err as Error & { [UPSTREAM]?: true })[UPSTREAM] = true
@@ -65,7 +69,9 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
     reply.raw.destroy()
     return reply
   }
-  return reply.code(status).type('application/json; charset=utf-8').send({ error: message, code, request_id: request.id })
+  // The body may echo what the client sent (the 404 names the path): never sniffed as HTML, never cached.
+  return reply.code(status).type('application/json; charset=utf-8').headers(REFUSAL_HEADERS)
+    .send({ error: message, code, request_id: request.id })
 }
 
 /**
@@ -116,7 +122,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
 function endWithRefusal (socket: Socket, refusal: FastifyError, extraHeaders = ''): void {
   const status = refusal.statusCode ?? 400
   const body = JSON.stringify({ error: refusal.message, code: refusal.code, request_id: null })
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${extraHeaders}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${extraHeaders}${REFUSAL_HEAD_LINES}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
 }
 
 /**

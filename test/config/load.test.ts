@@ -56,7 +56,9 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
     maxHeaders: 100,
     maxUriBytes: 8192,
     maxConnections: 10_000,
-    pathParameters: 'reject'
+    pathParameters: 'reject',
+    doubleEncodedPath: 'reject',
+    lookalikePath: 'reject'
   })
   t.equal(config.listen.host, '0.0.0.0')
   t.equal(config.listen.port, 8443)
@@ -386,4 +388,21 @@ t.test('Redis health and fallback settings out of range are refused, each with i
   raw.rateLimit.store = { type: 'redis', url: 'redis://127.0.0.1:6379', failuresBeforeDown: 2.5, localFallbackShare: 1.5 }
   err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
   t.strictSame([...paths(err)].sort(), ['/rateLimit/store/failuresBeforeDown', '/rateLimit/store/localFallbackShare'])
+})
+
+t.test('passClientHeaders: only dashed lower-case names the gateway does not set itself (issue #20)', async t => {
+  const raw = minimalConfig()
+  raw.upstreams[0].passClientHeaders = ['cf-connecting-ip', 'x-forwarded-for', 'x-portcullis-subject', 'host', 'connection', 'authorization', 'x-client-cert']
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.same(paths(err).sort(), ['/upstreams/0/passClientHeaders/1', '/upstreams/0/passClientHeaders/2', '/upstreams/0/passClientHeaders/3',
+    '/upstreams/0/passClientHeaders/4', '/upstreams/0/passClientHeaders/5'])
+  t.match(err.message, /passClientHeaders\/1: "x-forwarded-for" is set by the gateway/)
+  const spelled = minimalConfig()
+  spelled.upstreams[0].passClientHeaders = ['CF_Connecting_IP']
+  t.same(paths(await refusal(validateConfig(spelled, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/upstreams/0/passClientHeaders/0'])
+  const ok = minimalConfig()
+  ok.upstreams[0].passClientHeaders = ['cf-connecting-ip', 'x-client-cert']
+  const config = await validateConfig(ok, { baseDir: t.testdir(CONFIG_FILES), env: {} })
+  t.same(config.upstreams[0]!.passClientHeaders, ['cf-connecting-ip', 'x-client-cert'])
+  t.same((await validateConfig(minimalConfig(), { baseDir: t.testdir(CONFIG_FILES), env: {} })).upstreams[0]!.passClientHeaders, [], 'none by default')
 })

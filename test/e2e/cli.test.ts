@@ -104,6 +104,29 @@ t.test('demo token prints a JWT with the requested subject, roles, ttl and claim
   t.equal(bad.code, 2)
 })
 
+t.test('demo token honours registered claims given with --claim, and refuses ones of the wrong type (issue #20)', async t => {
+  const dir = t.testdir()
+  const now = Math.floor(Date.now() / 1000)
+  const res = await cli(['demo', 'token', '--dir', dir, '--claim', 'aud=other-api', '--claim', 'iss=https://elsewhere.example',
+    '--claim', 'jti=fixed-id', '--claim', `exp=${now + 30}`, '--claim', `nbf=${now - 5}`, '--claim', 'sub=mallory'])
+  t.equal(res.code, 0, res.stderr)
+  const claims = decodeJwt(res.stdout.trim())
+  t.equal(claims.aud, 'other-api', 'aud as given')
+  t.equal(claims.iss, 'https://elsewhere.example', 'iss as given')
+  t.equal(claims.jti, 'fixed-id', 'jti as given')
+  t.equal(claims.exp, now + 30, 'exp as given')
+  t.equal(claims.nbf, now - 5, 'nbf as given')
+  t.equal(claims.sub, 'mallory', 'sub as given')
+  const many = decodeJwt((await cli(['demo', 'token', '--dir', dir, '--claim', 'aud=["a","b"]'])).stdout.trim())
+  t.same(many.aud, ['a', 'b'], 'an audience list')
+  for (const bad of ['aud=3', 'aud=[]', 'iss=', 'exp=soon', 'iat=1.5', 'nbf=true', 'sub=[1]']) {
+    const refused = await cli(['demo', 'token', '--dir', dir, '--claim', bad])
+    t.equal(refused.code, 2, `--claim ${bad} is refused`)
+    t.equal(refused.stdout, '', `--claim ${bad}: no token printed`)
+    t.match(refused.stderr, new RegExp(`--claim ${bad.split('=')[0]}=`), `--claim ${bad}: the message names the claim`)
+  }
+})
+
 t.test('start runs a gateway from a user config, and SIGTERM drains and exits 0', async t => {
   const dir = t.testdir()
   const ca = await createCa('Test CA')

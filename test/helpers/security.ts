@@ -121,6 +121,9 @@ export function expectErrorBody (t: Test, name: string, res: RawResponse | undef
   if (typeof code === 'string') t.equal(json.code, code, `${name}: ${code}`)
   else t.match(json.code, code, `${name}: code ${String(code)}`)
   t.notMatch(res?.body ?? '', LEAK, `${name}: no internals in the body`)
+  // Issue #20 item 6: a refusal may echo what the client sent (the 404 names the path).
+  t.equal(res?.headers['x-content-type-options'], 'nosniff', `${name}: X-Content-Type-Options: nosniff`)
+  t.equal(res?.headers['cache-control'], 'no-store', `${name}: Cache-Control: no-store`)
   return typeof json.code === 'string' ? json.code : String(code)
 }
 

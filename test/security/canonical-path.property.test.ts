@@ -40,6 +40,42 @@ t.test('canonicalization is idempotent: an accepted path is its own canonical fo
   t.pass('20 000 generated targets')
 })
 
+// Pieces that are one decoding or one normalisation away from a separator or a dot (issue #20 item 3).
+const trapPiece = fc.oneof(
+  piece,
+  fc.constantFrom('%25', '%252e', '%252F', '%255c', '%25252e', '%25u002f', '%EF%BC%8F', '%ef%bc%8e', '%EF%BC%BC', '%E2%88%95',
+    '%E2%81%84', '%E2%80%A4', '%E2%80%A5', '%25EF%25BC%258F', '2e', '2f', '5c', 'u002e', 'EF', '%E3%80%82', '%C3%A9'),
+  fc.integer({ min: 0x80, max: 0x2ffff }).filter(cp => cp < 0xd800 || cp > 0xdfff).map(cp =>
+    [...Buffer.from(String.fromCodePoint(cp), 'utf8')].map(b => `%${b.toString(16).padStart(2, '0')}`).join(''))
+)
+const trapTarget = fc.array(trapPiece, { maxLength: 10 }).map(parts => '/' + parts.join(''))
+
+/** What a function that decodes once more (leniently, %uXXXX too) and then applies NFKC reads. */
+function decodedTwiceNormalised (path: string): string[] {
+  return pathSegments(path).map(s => {
+    const u = s.replace(/%u([0-9a-f]{4})/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    let twice = u
+    try { twice = decodeURIComponent(u) } catch {}
+    return twice.normalize('NFKC')
+  })
+}
+
+t.test('an accepted path stays the same path for a function that decodes it once more and normalises Unicode', async t => {
+  let accepted = 0
+  fc.assert(fc.property(trapTarget, raw => {
+    const v = canonicalizeTarget(raw)
+    if (!v.ok) return true
+    accepted++
+    const once = pathSegments(v.path)
+    const again = decodedTwiceNormalised(v.path)
+    // Same segments; none gains a separator or becomes a dot segment; no "." appears that was not there.
+    return again.length === once.length && again.every((s, i) =>
+      !s.includes('/') && !s.includes('\\') && s !== '.' && s !== '..' &&
+      (s.match(/\./g)?.length ?? 0) <= (once[i]!.match(/\./g)?.length ?? 0))
+  }), { numRuns: 20_000 })
+  t.ok(accepted > 1000, `${accepted} of 20 000 generated targets accepted, each the same path after one more decoding and NFKC`)
+})
+
 t.test('through the real gateway, the path the policy evaluated is byte for byte the path the function received', async t => {
   const dir = t.testdir({
     gateway: {

@@ -30,7 +30,8 @@ function wellFormed (value: unknown): boolean {
 
 const VERIFIED_CACHE_ENTRIES = 4096
 const MAX_CACHED_TOKEN_BYTES = 4096 // bounds the cache at ~16 MiB of keys
-const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/
+// The scheme is case-insensitive (RFC 7235 §2.1, RFC 6750 §2.1): `bearer`, `BEARER` are the same scheme.
+const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/
 
 export interface Authenticator {
   readonly id: string

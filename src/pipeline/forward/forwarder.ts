@@ -9,7 +9,7 @@ import {
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
-import { buildUpstreamHeaders, filterResponseHeaders } from './headers.js'
+import { buildUpstreamHeaders, filterResponseHeaders, type HeaderRules } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
 import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
@@ -27,6 +27,8 @@ export interface ForwarderOptions {
   metrics: Metrics
   /** Per-route credentials for the function (credentials/); none attached when absent. */
   credentials?: Credentials
+  /** Per-upstream header rules (headers.ts createHeaderRules); the defaults when absent. */
+  headerRules?: ReadonlyMap<string, HeaderRules>
 }
 
 /** What a route sets for its exchange with the function: its own values, else the upstream's. */
@@ -41,7 +43,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
  * sent is the canonical path the policy saw (minus the route prefix when the route strips it), under
  * the upstream's base path, so a client can never reach outside that base.
  */
-export function createForwarder ({ upstreams, routes, metrics, credentials }: ForwarderOptions): Forwarder {
+export function createForwarder ({ upstreams, routes, metrics, credentials, headerRules }: ForwarderOptions): Forwarder {
   const forwarding = new Map<string, RouteForwarding>()
   const circuitOpen = (upstream: string): Error => {
     metrics.upstreamErrors.inc({ upstream, kind: 'circuit_open' })
@@ -78,7 +80,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials }: Fo
         requestId: request.id,
         clientIp: request.clientAddress,
         host: request.headers.host,
-        upstreamHost: upstream.host
+        upstreamHost: upstream.host,
+        rules: headerRules?.get(upstream.id)
       })
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Config } from '../../config/schema.js'
 import type { Decision, Principal } from '../types.js'
 
 /*
@@ -12,17 +13,63 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization', 'proxy-authenticate', 'http2-settings'
 ])
 
-// Names a client could use to claim an identity, a client certificate, or a different URL or method.
+/*
+ * Headers that assert a client address, an identity, a client certificate, or a rewritten target or
+ * method: a function behind a CDN, an auth proxy or a cloud gateway believes them, so only the gateway
+ * may send them (issue #20 item 2). Families, not single names: a scanner tries the whole family.
+ * Names are compared folded (see fold()). An upstream's `passClientHeaders` lets listed names through.
+ * docs/security.md lists the families; keep the two in step.
+ */
 const CLIENT_FORBIDDEN = new Set([
-  'host', 'authorization', 'expect', 'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip',
-  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-http-method-override', 'x-http-method',
-  'x-method-override', 'remote-user', 'x-remote-user', 'x-user', 'x-user-id', 'x-forwarded-user',
-  'x-forwarded-email', 'x-forwarded-groups', 'x-authenticated-user', 'x-ssl-client-cert', 'x-client-cert'
+  // the gateway's own decisions
+  'host', 'authorization', 'expect', 'forwarded', 'forwarded-for', 'x-forwarded', 'x-forward-for',
+  // client address (load balancers, proxies, PaaS)
+  'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-true-client-ip', 'x-cluster-client-ip', 'x-originating-ip',
+  'x-remote-ip', 'x-remote-addr', 'x-proxyuser-ip', 'client-ip', 'x-appengine-user-ip', 'x-azure-clientip',
+  'x-azure-socketip', 'x-host', 'x-http-host-override',
+  // identity from auth proxies (oauth2-proxy, Grafana auth proxy, Authelia, Pomerium, Kong, Oathkeeper, Apache)
+  'remote-user', 'x-remote-user', 'x-remote-group', 'x-remote-groups', 'x-remote-email', 'x-user', 'x-user-id',
+  'x-username', 'x-user-email', 'x-user-groups', 'x-user-roles', 'x-email', 'x-auth-user', 'x-auth-email',
+  'x-auth-groups', 'x-auth-roles', 'x-auth-subject', 'x-authenticated-user', 'x-authenticated-userid',
+  'x-authenticated-groups', 'x-authenticated-scope', 'x-credential-identifier', 'x-credential-username',
+  'x-anonymous-consumer', 'x-id-token', 'x-endpoint-api-userinfo', 'x-amzn-requestcontext',
+  // client certificates (mod_ssl, nginx, HAProxy, F5, IIS ARR, RFC 9440)
+  'x-client-cert', 'x-client-certificate', 'x-client-verify', 'x-client-dn', 'x-client-s-dn', 'x-client-i-dn',
+  'x-client-subject', 'x-client-issuer', 'x-client-serial', 'x-client-fingerprint', 'client-cert', 'client-cert-chain',
+  'x-cert', 'x-certificate', 'x-arr-clientcert',
+  // rewritten target or method (Symfony CVE-2018-14773, IIS URL Rewrite, Express method-override, Next.js CVE-2025-29927)
+  'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override', 'x-middleware-subrequest'
 ])
 const CLIENT_FORBIDDEN_PREFIXES = [
-  'x-forwarded-', 'x-portcullis-', 'x-auth-request-', 'x-ssl-', 'x-client-cert-', 'x-amzn-oidc-',
-  'x-goog-authenticated-', 'x-ms-client-principal', 'x-jwt-'
+  'x-forwarded-', 'x-portcullis-', 'x-auth-request-', 'x-webauth-', 'x-ssl-', 'ssl-', 'x-tls-',
+  'x-client-cert-', 'x-amzn-oidc-', 'x-amzn-mtls-', 'x-goog-authenticated-', 'x-goog-iap-', 'x-ms-client-principal',
+  'x-ms-token-', 'x-apigateway-', 'x-jwt-', 'x-pomerium-', 'x-vouch-', 'x-consumer-', 'remote-', 'x-original-',
+  'x-rewrite-', 'x-envoy-', 'x-arr-', 'cf-', 'akamai-', 'x-akamai-', 'fastly-'
 ]
+// One anchored alternation instead of a loop over the prefixes: one regex run per header name. Plus
+// a dash-separated word "forwarded" anywhere (x-original-forwarded-for, x-forwarded-client-cert, ...).
+const FAMILY = new RegExp(`^(?:${CLIENT_FORBIDDEN_PREFIXES.join('|')})|(?:^|-)forwarded(?:-|$)`)
+
+/**
+ * Header names compared as the most lenient server would read them: lower case, and every character
+ * other than a letter or digit as "-". Puma, CGI-style adapters and PHP map `_`, `.`, and others onto
+ * one character, so `X_Tenant`, `x.tenant` and `x~tenant` all reach some function as `x-tenant`.
+ */
+export function fold (name: string): string {
+  return /[^a-z0-9-]/.test(name) ? name.toLowerCase().replace(/[^a-z0-9]/g, '-') : name
+}
+
+// Headers the gateway or its credentials set on some requests (credentials/ removes their exact names
+// itself where it sets them): any other spelling of them from a client is an alias and dropped.
+const GATEWAY_SET = new Set([
+  'host', 'authorization', 'forwarded', 'x-functions-key', 'x-serverless-authorization', 'x-amz-date',
+  'x-amz-security-token', 'x-amz-content-sha256'
+])
+
+/** Whether `name` (as sent) is a client header the family rules keep from the function. */
+function assertsIdentity (folded: string): boolean {
+  return CLIENT_FORBIDDEN.has(folded) || FAMILY.test(folded)
+}
 
 export const IDENTITY_HEADERS = {
   subject: 'x-portcullis-subject',
@@ -41,14 +88,41 @@ function nominated (headers: IncomingHttpHeaders | Record<string, string | strin
 }
 
 /**
- * Whether a client header must not reach the function. Names are compared with `_` and `.` read as
- * `-`: many servers and CGI-style adapters map `X_Forwarded_For` (or `Transfer_Encoding`) onto the
- * dashed name, so an alias would smuggle what the dashed name cannot.
+ * Whether a client header must not reach the function. Names are compared folded: a server that reads
+ * `X_Forwarded_For` (or `Transfer_Encoding`) as the dashed name would let an alias smuggle what the
+ * dashed name cannot. `passed` names go through only in their exact dashed spelling.
  */
-function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>): boolean {
-  const dashed = /[_.]/.test(name) ? name.replace(/[_.]/g, '-') : name
-  return HOP_BY_HOP.has(dashed) || nominatedByClient.has(name) || nominatedByClient.has(dashed) ||
-    CLIENT_FORBIDDEN.has(dashed) || CLIENT_FORBIDDEN_PREFIXES.some(p => dashed.startsWith(p))
+function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: ReadonlySet<string>, rules: HeaderRules): boolean {
+  const folded = fold(name)
+  if (HOP_BY_HOP.has(folded) || nominatedByClient.has(name) || nominatedByClient.has(folded)) return true
+  // The policy's headers are set after the client's: an alias would arrive beside them, read last.
+  if (decided.has(folded) || rules.gatewayHeaders.has(folded)) return true
+  if (folded !== name && GATEWAY_SET.has(folded)) return true
+  if (!assertsIdentity(folded)) return false
+  return folded !== name || !rules.passClientHeaders.has(name)
+}
+
+/**
+ * Names an upstream may receive from clients despite the family rules (`passClientHeaders`): never
+ * a name the gateway sets itself, checked once at start.
+ */
+export function passClientHeaderProblem (name: string): string | null {
+  // Spelling is the schema's (lower-case, dashed); this is about meaning.
+  if (HOP_BY_HOP.has(name) || GATEWAY_SET.has(name) || name === 'expect' || name.startsWith('x-portcullis-') ||
+    ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'].includes(name)) return `"${name}" is set by the gateway and cannot come from a client`
+  return null
+}
+
+/** Per upstream, what its header rules need beyond the request: built once at start. */
+export interface HeaderRules {
+  passClientHeaders: ReadonlySet<string>
+  /** Further headers the gateway sets (the assertion header), folded: their aliases are dropped. */
+  gatewayHeaders: ReadonlySet<string>
+}
+
+export function createHeaderRules (config: Pick<Config, 'upstreams' | 'assertion'>): ReadonlyMap<string, HeaderRules> {
+  const gatewayHeaders = new Set(config.assertion?.header !== undefined ? [fold(config.assertion.header)] : [])
+  return new Map(config.upstreams.map(u => [u.id, { passClientHeaders: new Set(u.passClientHeaders), gatewayHeaders }]))
 }
 
 export interface UpstreamContext {
@@ -58,14 +132,22 @@ export interface UpstreamContext {
   clientIp: string
   host: string | undefined
   upstreamHost: string
+  /** The upstream's rules (createHeaderRules); the defaults when absent. */
+  rules?: HeaderRules | undefined
 }
+
+const DEFAULT_RULES: HeaderRules = { passClientHeaders: NONE, gatewayHeaders: NONE }
 
 /** Headers for the request to the function: the client's, minus what only the gateway may say, plus that. */
 export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: UpstreamContext): Record<string, string | string[]> {
   const drop = nominated(incoming)
+  const decidedHeaders = ctx.decision.headers.upstream
+  // Usually empty: only a policy that sets headers pays for the folded set (a handful of names).
+  const decidedNames = Object.keys(decidedHeaders)
+  const decided = decidedNames.length === 0 ? NONE : new Set(decidedNames.map(fold))
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || forbiddenFromClient(name, drop)) continue
+    if (value === undefined || forbiddenFromClient(name, drop, decided, ctx.rules ?? DEFAULT_RULES)) continue
     out[name] = value
   }
   out.host = ctx.upstreamHost

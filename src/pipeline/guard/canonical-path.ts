@@ -7,7 +7,8 @@
 
 export type PathVerdict =
   | { ok: true, path: string, query: string }
-  | { ok: false, reason: string }
+  /** `ambiguous`: canonical as sent, but one more decoding or a Unicode normalisation away from another path. */
+  | { ok: false, reason: string, ambiguous?: true }
 
 // Percent-encodings that would change how the path splits or decodes to something the router sees
 // differently: unreserved characters (must be sent literally), "/", "\" and control bytes.
@@ -16,6 +17,10 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/
 export interface CanonicalOptions {
   /** Accept ";" in the path (matrix or path parameters); a dot segment with parameters is refused anyway. */
   pathParameters?: boolean
+  /** Accept `%25` followed by an encoded `.`, `/` or `\` (`%252e`): refused unless true. */
+  doubleEncoded?: boolean
+  /** Accept Unicode look-alikes of `/`, `.` and `\` (`%EF%BC%8F`, fullwidth solidus): refused unless true. */
+  lookalikes?: boolean
 }
 
 export function canonicalizeTarget (target: string, opts: CanonicalOptions = {}): PathVerdict {
@@ -41,8 +46,9 @@ export function canonicalizeTarget (target: string, opts: CanonicalOptions = {})
       i += 2
     }
   }
+  let decoded = path
   try {
-    decodeURIComponent(path)
+    decoded = decodeURIComponent(path)
   } catch {
     return { ok: false, reason: 'path does not decode to valid UTF-8' }
   }
@@ -53,7 +59,53 @@ export function canonicalizeTarget (target: string, opts: CanonicalOptions = {})
     if (name === '.' || name === '..') return { ok: false, reason: 'dot segment in path' }
     if (s === '' && i !== segments.length - 1) return { ok: false, reason: 'empty path segment' }
   }
+  // Only an encoded path can hide anything: non-ASCII bytes and "%" are refused unencoded above.
+  if (decoded !== path) {
+    const trap = decodingTrap(path, decoded, opts)
+    if (trap !== null) return { ok: false, reason: trap, ambiguous: true }
+  }
   return { ok: true, path, query }
+}
+
+// `%25` (an encoded "%") before the encoding of ".", "/" or "\\", at any depth (`%25252f`), or before
+// an IIS-style `%uXXXX`: a function that decodes once more sees a dot or a separator.
+const DOUBLE_ENCODED = /%25(?:25)*(?:2e|2f|5c|u[0-9a-f]{4})/i
+// Look-alikes that no normalisation form folds, but that Windows best-fit code-page conversion and
+// confusable-skeleton matching read as "/" or "\\": DIVISION SLASH, FRACTION SLASH, BIG SOLIDUS,
+// REVERSE SOLIDUS OPERATOR, BIG REVERSE SOLIDUS, SET MINUS. (The NFKC check below covers the fullwidth
+// and small forms and the dot leaders.) U+3002 IDEOGRAPHIC FULL STOP is deliberately not here: no
+// normalisation form makes it ".", only IDNA's host-name mapping does, and refusing it would refuse
+// ordinary Chinese and Japanese text in paths.
+const CONFUSABLES = /[\u2215\u2044\u29f8\u29f5\u29f9\u2216]/
+const SEPARATORS = /[/.\\]/g
+const NON_ASCII = /[^\x00-\x7f]/
+
+/** Whether Unicode in `text` stands for "/", "." or "\\" once normalised (NFKC) or read as a look-alike. */
+function hasLookalike (text: string): boolean {
+  if (!NON_ASCII.test(text)) return false
+  if (CONFUSABLES.test(text)) return true
+  return (text.normalize('NFKC').match(SEPARATORS)?.length ?? 0) > (text.match(SEPARATORS)?.length ?? 0)
+}
+
+/** Decodes `%XX` and `%uXXXX` where they decode, leaving the rest: what a lenient second decoder does. */
+function decodeAgain (text: string): string {
+  const unicode = text.replace(/%u([0-9a-f]{4})/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+  try { return decodeURIComponent(unicode) } catch { return unicode }
+}
+
+/**
+ * Why a canonical path would become another path for a function that decodes it once more or
+ * normalises Unicode (issue #20 item 3), or null. Refusing beats guessing which of the two the
+ * function does; each check has an option for deployments that know their functions.
+ */
+function decodingTrap (path: string, decoded: string, opts: CanonicalOptions): string | null {
+  if (opts.doubleEncoded !== true && DOUBLE_ENCODED.test(path)) return 'double-encoded ".", "/" or "\\" in path'
+  if (opts.lookalikes !== true) {
+    if (hasLookalike(decoded)) return 'Unicode look-alike of "/", "." or "\\" in path'
+    // Look-alikes encoded twice (%25EF%25BC%258F) or as %uFF0F show after the function's decoding.
+    if (decoded.includes('%') && hasLookalike(decodeAgain(decoded))) return 'double-encoded Unicode look-alike of "/", "." or "\\" in path'
+  }
+  return null
 }
 
 /** The decoded segments of a canonical path, as the policy sees them (`/a/b%20c` → ["a", "b c"]). */

@@ -1,12 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
-  GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD,
+  GW_ERR_GUARD_AMBIGUOUS_PATH, GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_EXPECTATION,
+  GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_HTTP_VERSION, GW_ERR_GUARD_METHOD,
   GW_ERR_GUARD_UPGRADE, GW_ERR_GUARD_URI_TOO_LONG, GW_ERR_ROUTE_UNKNOWN_HOST
 } from '../../errors.js'
 import { countRawHeader } from '../../util/raw-headers.js'
 import { canonicalizeTarget } from './canonical-path.js'
 import { createClientAddress } from './client-address.js'
+import { isContinue } from './expect.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,6 +27,10 @@ export interface GuardOptions {
   maxHeaders: number
   /** Accept ";" path parameters (limits.pathParameters: allow). */
   pathParameters: boolean
+  /** limits.doubleEncodedPath: allow. */
+  doubleEncodedPath?: boolean
+  /** limits.lookalikePath: allow. */
+  lookalikePath?: boolean
   /** Host names served (lower-case, no port); undefined serves any. */
   hosts?: readonly string[]
   /** Proxies whose X-Forwarded-For names the client (rateLimit.trustedProxies). */
@@ -56,7 +62,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     }
   })
 
-  const canonical = { pathParameters: opts.pathParameters }
+  const canonical = { pathParameters: opts.pathParameters, doubleEncoded: opts.doubleEncodedPath === true, lookalikes: opts.lookalikePath === true }
   const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))
 
   // Cheapest checks first: sizes and counts, then the method, the host, the path, the body length.
@@ -65,6 +71,18 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     if (target.length > opts.maxUriBytes) throw new GW_ERR_GUARD_URI_TOO_LONG()
     // The server keeps at most maxHeaders + 1 fields (maxHeadersCount), so one too many shows here.
     if (request.raw.rawHeaders.length / 2 > opts.maxHeaders) throw new GW_ERR_GUARD_HEADERS_TOO_LARGE()
+    // Node's parser reads a request line without a version ("GET /path" + headers) as HTTP/0.9 and
+    // accepts "HTTP/2.0" in text: neither is a request a function should be asked to read.
+    const version = request.raw.httpVersion
+    if (version !== '1.1' && version !== '1.0') {
+      reply.header('connection', 'close')
+      throw new GW_ERR_GUARD_HTTP_VERSION()
+    }
+    // RFC 9110 §10.1.1: an expectation the gateway cannot meet is a 417 (guard/expect.ts hands Node's
+    // expectation requests here so that they get the gateway's body, access line and count).
+    // HTTP/1.0 requests are held to it too: the header is never forwarded, so nothing would meet it.
+    const expect = request.headers.expect
+    if (expect !== undefined && !isContinue(expect)) throw new GW_ERR_GUARD_EXPECTATION()
     if (!ALLOWED_METHODS.has(request.method)) {
       reply.header('allow', ALLOW_HEADER) // RFC 9110 §15.5.6
       throw new GW_ERR_GUARD_METHOD(request.method)
@@ -91,7 +109,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }
     const verdict = canonicalizeTarget(target, canonical)
-    if (!verdict.ok) throw new GW_ERR_GUARD_BAD_PATH(verdict.reason)
+    if (!verdict.ok) throw verdict.ambiguous === true ? new GW_ERR_GUARD_AMBIGUOUS_PATH(verdict.reason) : new GW_ERR_GUARD_BAD_PATH(verdict.reason)
     request.canonicalPath = verdict.path
     request.rawQuery = verdict.query
     const length = request.headers['content-length']
