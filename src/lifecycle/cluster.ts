@@ -1,13 +1,13 @@
 import cluster, { type Worker } from 'node:cluster'
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { AggregatorRegistry } from 'prom-client'
 import { readAdminToken, registerAdminApi } from '../admin/api.js'
+import { createAdminListener } from '../admin/listener.js'
 import type { Config } from '../config/schema.js'
 import { createBanList } from '../pipeline/deny-list/bans.js'
 import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
 import { createRevocationList } from '../pipeline/deny-list/revocations.js'
-import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 import type { RunningGateway } from '../server.js'
 
 /*
@@ -58,7 +58,8 @@ async function ask (worker: Worker, what: Ask['what']): Promise<unknown> {
 /** In the primary: fork the workers, serve the admin listener, pass signals on. */
 export async function runPrimary (config: Config, count: number): Promise<void> {
   const aggregator = new AggregatorRegistry()
-  const admin = Fastify({ logger: loggerOptions(config.logging.level), logController: quietRequestLogging() })
+  // The same protections as a single process's admin listener (limits, TLS, Host allow-list).
+  const admin = createAdminListener({ admin: config.admin, limits: config.limits, logLevel: config.logging.level })
   const shared = await serveAdminApi(config, admin)
   let shuttingDown = false
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
@@ -86,7 +87,7 @@ export async function runPrimary (config: Config, count: number): Promise<void> 
     worker.on('message', (m: Listening) => {
       if (m?.type !== 'portcullis:listening' || announced) return
       announced = true
-      const adminUrl = `http://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
+      const adminUrl = `${config.admin.tls !== undefined ? 'https' : 'http'}://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
       admin.log.info({ url: m.url, admin: adminUrl, workers: count }, 'portcullis is listening')
     })
   }
