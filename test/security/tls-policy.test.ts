@@ -2,7 +2,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { connect, getCiphers, type ConnectionOptions } from 'node:tls'
 import { promisify } from 'node:util'
-import { validateConfig } from '../../src/config/load.js'
+import { validateConfig, type ConfigError } from '../../src/config/load.js'
 import { CONFIG_FILES, minimalConfig } from '../helpers/config.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { adminExchange } from '../helpers/admin-raw.js'
@@ -13,6 +13,11 @@ import { adminExchange } from '../helpers/admin-raw.js'
 // HSTS are tried through the real listener; and sslscan (Debian's, as in CI) scans it.
 
 const run = promisify(execFile)
+
+/** The problems a config is refused with, as `path: message` lines ([] when it is accepted). */
+async function problems (pending: Promise<unknown>): Promise<string[]> {
+  return pending.then(() => [], (err: ConfigError) => err.problems.map(p => `${p.path}: ${p.message}`))
+}
 
 /** The suite the listener agreed to for a client offering only `ciphers` (null: handshake refused). */
 async function negotiate (port: number, opts: ConnectionOptions): Promise<{ cipher: string, version: string } | null> {
@@ -77,14 +82,14 @@ t.test('a cipher string OpenSSL does not fully understand is refused at start, w
   for (const ciphers of bad) {
     const raw = minimalConfig()
     raw.listen.tls.ciphers = ciphers
-    await t.rejects(validateConfig(raw, { baseDir: dir }), { problems: [{ path: '/listen/tls/ciphers', message: /cipher/ }] }, JSON.stringify(ciphers))
+    t.match(await problems(validateConfig(raw, { baseDir: dir })), [/^\/listen\/tls\/ciphers: .*cipher/], JSON.stringify(ciphers))
   }
   const raw = minimalConfig()
   raw.listen.tls = { ...raw.listen.tls, minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' }
-  t.resolves(validateConfig(raw, { baseDir: dir }), 'TLS 1.3 suites alone with minVersion: TLSv1.3')
+  t.same(await problems(validateConfig(raw, { baseDir: dir })), [], 'TLS 1.3 suites alone with minVersion: TLSv1.3')
   const preload = minimalConfig()
   preload.listen.tls.hsts = { maxAgeSeconds: 300, preload: true }
-  await t.rejects(validateConfig(preload, { baseDir: dir }), { problems: [{ path: '/listen/tls/hsts/preload' }] }, 'preload with a short max-age')
+  t.match(await problems(validateConfig(preload, { baseDir: dir })), [/^\/listen\/tls\/hsts\/preload: /], 'preload with a short max-age')
 })
 
 t.test('listen.tls.hsts: Strict-Transport-Security on every reply of the public listener', async t => {
