@@ -15,6 +15,10 @@ export interface AdminListenerOptions {
   serverFactory?: FastifyServerOptions['serverFactory'] | undefined
 }
 
+// The gateway's public keys: nothing a rebound page could learn from, and functions fetch them by
+// whatever name they know the admin listener under.
+const PUBLIC_KEYS = '/.well-known/jwks.json'
+
 // Admin requests are small JSON documents; nothing larger has a reason to reach it.
 const ADMIN_BODY_LIMIT = 16_384
 
@@ -45,7 +49,7 @@ export function createAdminListener (opts: AdminListenerOptions): FastifyInstanc
   admin.addHook('onRequest', async (request, reply) => {
     const refusal = request.raw.rawHeaders.length / 2 > limits.maxHeaders
       ? refuse(431, new GW_ERR_GUARD_HEADERS_TOO_LARGE().message, 'GW_ERR_GUARD_HEADERS_TOO_LARGE', request.id)
-      : !hostAllowed(request.headers.host)
+      : !hostAllowed(request.headers.host) && request.url !== PUBLIC_KEYS
           ? refuse(421, new GW_ERR_ADMIN_UNKNOWN_HOST().message, 'GW_ERR_ADMIN_UNKNOWN_HOST', request.id)
           : null
     if (refusal === null) return

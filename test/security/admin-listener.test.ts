@@ -17,7 +17,7 @@ const demo = await startDemoHarness(t, {
   }
 })
 const port = Number(new URL(demo.adminUrl).port)
-const PATHS = ['/status', '/metrics', '/healthz', '/readyz', '/status.html', '/.well-known/jwks.json', '/admin/revocations', '/nothing-here']
+const PATHS = ['/status', '/metrics', '/healthz', '/readyz', '/status.html', '/admin/revocations', '/nothing-here', '/.well-known/jwks.json?x', '//status']
 
 const label = (): string => randomBytes(4).toString('hex')
 const anyPort = (): number => randomInt(1, 65536)
@@ -51,6 +51,14 @@ t.test('a Host the admin listener does not answer for gets 421 on every path, an
       t.match(JSON.parse(res.body), { code: 'GW_ERR_ADMIN_UNKNOWN_HOST' }, `${name}: coded body`)
       t.notMatch(res.body, /portcullis_|routes|"keys"|revision/, `${name}: nothing of the page`)
     }
+  }
+})
+
+t.test('the public key set alone is served whatever the Host: functions fetch it by their own name for the gateway', async t => {
+  for (const host of ['gateway-admin', `gateway-admin.svc.cluster.local:${port}`, 'evil.example']) {
+    const res = (await adminExchange(port, adminGet('/.well-known/jwks.json', host))).responses[0]
+    t.equal(res?.status, 200, `Host ${host}`)
+    t.match(JSON.parse(res?.body ?? '{}'), { keys: Array })
   }
 })
 
