@@ -1,5 +1,8 @@
 import t from 'tap'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { createCa } from '../../src/tls/pki.js'
 import { startDemoHarness } from '../helpers/demo.js'
@@ -15,14 +18,18 @@ const other = await createCa('Somebody Else CA')
 const server = await ca.issue({ commonName: 'admin', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], usage: 'server' })
 const operator = await ca.issue({ commonName: 'operator', usage: 'client' })
 const stranger = await other.issue({ commonName: 'operator', usage: 'client' })
+const adminToken = randomBytes(32).toString('base64url')
 const files: Record<string, string> = {
-  'ca.crt': ca.cert, 'admin.crt': server.cert, 'admin.key': server.key
+  'ca.crt': ca.cert, 'admin.crt': server.cert, 'admin.key': server.key, 'operator.crt': operator.cert, 'operator.key': operator.key, 'admin-token': adminToken
 }
 for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text)
 const path = (name: string): string => join(dir, name)
 
 const withClientCa = await startDemoHarness(t, {
-  configure: raw => { raw.admin.tls = { cert: path('admin.crt'), key: path('admin.key'), clientCa: path('ca.crt') } }
+  configure: raw => {
+    raw.admin.tls = { cert: path('admin.crt'), key: path('admin.key'), clientCa: path('ca.crt') }
+    raw.admin.tokenFile = path('admin-token')
+  }
 })
 const port = Number(new URL(withClientCa.adminUrl).port)
 const trust = { ca: ca.cert, servername: 'localhost' }
@@ -57,6 +64,17 @@ t.test('the admin listener follows the TLS policy: no TLS below 1.2, no CBC suit
   t.equal(cbc.responses.length, 0, 'CBC suites refused')
   const gcm = await adminExchange(port, adminGet('/healthz', 'localhost'), { tls: { ...tls, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' } })
   t.equal(gcm.responses[0]?.status, 200, 'an ECDHE AEAD suite is served')
+})
+
+t.test('portcullis revoke reaches it with --ca, --cert and --key, and not without the certificate', async t => {
+  const cli = new URL('../../dist/cli.js', import.meta.url).pathname
+  const args = ['revoke', '--sub', 'mallory', '--ttl', '5m', '--admin-url', withClientCa.adminUrl, '--token-file', path('admin-token'), '--ca', path('ca.crt')]
+  const run = async (...more: string[]) => promisify(execFile)(process.execPath, [cli, ...args, ...more]).then(
+    r => ({ code: 0, stdout: r.stdout }), (err: { code: number, stdout: string }) => ({ code: err.code, stdout: err.stdout }))
+  t.match(await run(), { code: 1 }, 'refused without a client certificate')
+  const ok = await run('--cert', path('operator.crt'), '--key', path('operator.key'))
+  t.equal(ok.code, 0)
+  t.match(JSON.parse(ok.stdout), { kind: 'sub', value: 'mallory' })
 })
 
 t.test('without a client CA: TLS only, any client', async t => {
