@@ -103,11 +103,10 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
     // A body that is not JSON, not valid against its schema, or too large: refused, and audited.
     api.setErrorHandler<FastifyError>(async (error, request, reply) => {
       const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
-      audit(request, callOf(request), status === 500 ? 'error' : 'invalid', { error: status === 500 ? 'internal error' : error.message.slice(0, 256) })
+      const message = status === 500 ? 'internal error' : describeInvalid(error)
+      audit(request, callOf(request), status === 500 ? 'error' : 'invalid', { error: message })
       if (status === 500) request.log.error({ err: error }, 'admin API error')
-      return reply.code(status).send(status === 500
-        ? { error: 'internal error', code: 'error' }
-        : { error: error.validation !== undefined ? `body ${error.message.replace(/^body\/?/, '')}` : error.message, code: 'invalid' })
+      return reply.code(status).send({ error: message, code: status === 500 ? 'error' : 'invalid' })
     })
     api.setNotFoundHandler(async (request, reply) => {
       audit(request, callOf(request), 'not_found')
@@ -185,6 +184,15 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
       return reply.code(lifted ? 204 : 404).send(lifted ? undefined : { error: 'no such ban', code: 'not_found' })
     })
   }, { prefix: '/admin' })
+}
+
+/** A refused body, said in one line: the first schema complaint with its place, or the parser's message. */
+function describeInvalid (error: FastifyError): string {
+  const first = error.validation?.[0]
+  if (first === undefined) return error.message.slice(0, 256)
+  const where = first.instancePath === '' ? 'body' : `body${first.instancePath.replaceAll('/', '.')}`
+  const extra = first.keyword === 'additionalProperties' ? `: "${String(first.params.additionalProperty).slice(0, 64)}"` : ''
+  return `${where} ${first.message ?? 'is invalid'}${extra}`
 }
 
 function show (r: Revocation): Record<string, unknown> {

@@ -70,6 +70,10 @@ t.test('a body with an unknown property, or a value of the wrong type, is refuse
     { kind: 'sub', value: 'mallory' },
     {}
   ]
+  for (const n of names) {
+    const { res } = await call('POST', '/admin/revocations', JSON.stringify({ ...valid, [n]: 'x' }))
+    t.match(res.json(), { code: 'invalid', error: `body must NOT have additional properties: "${n}"` }, `${n}: named in the answer`)
+  }
   for (const v of variants) {
     const { res, added } = await call('POST', '/admin/revocations', JSON.stringify(v))
     t.equal(res.status, 400, JSON.stringify(v))
