@@ -6,6 +6,7 @@ import { validateConfig, type ConfigError } from '../../src/config/load.js'
 import { CONFIG_FILES, minimalConfig } from '../helpers/config.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { adminExchange } from '../helpers/admin-raw.js'
+import { startSecurityHarness } from '../helpers/security.js'
 
 // Issue #20 (7): the public listener offered Node's default list on TLS 1.2 (CBC suites with SHA-1
 // MACs, CCM8, ARIA) and nothing in listen.tls could change it. Every TLS 1.2 suite this OpenSSL knows
@@ -109,6 +110,14 @@ t.test('listen.tls.hsts: Strict-Transport-Security on every reply of the public 
   }
   const plain = await demo.client.send(`${demo.url}/hello`, { token: await demo.token() })
   t.equal(plain.headers['strict-transport-security'], undefined, 'none when hsts is not configured')
+})
+
+t.test('listen.tls.hsts: a function\'s own Strict-Transport-Security cannot weaken the listener\'s', async t => {
+  const h = await startSecurityHarness(t, { configure: raw => { raw.listen.tls.hsts = { maxAgeSeconds: 31_536_000 } } })
+  h.stub.respond = socket => { socket.write('HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=0\r\ncontent-length: 2\r\n\r\nok') }
+  const res = (await h.send(h.head('GET', '/public/x'))).responses[0]
+  t.equal(res?.status, 200)
+  t.equal(res?.headers['strict-transport-security'], 'max-age=31536000', 'the listener\'s value, once')
 })
 
 t.test('sslscan finds no CBC suite, no SHA-1 MAC, no protocol below TLS 1.2 and no known vulnerability', async t => {
