@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
 import { createAdminServer } from './admin/server.js'
+import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
+import { tlsServerOptions } from './tls/server-tls.js'
 import { earliestExpiry } from './tls/expiry.js'
 import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
@@ -51,31 +53,23 @@ export interface Gateway {
 }
 
 /**
- * The public listener's TLS. With a client CA, every client is asked for a certificate and OpenSSL
- * verifies it, but the handshake does not fail without one: routes decide what they require.
+ * The public listener's TLS (tls/server-tls.ts: Mozilla intermediate unless configured). With a client
+ * CA, every client is asked for a certificate and OpenSSL verifies it, but the handshake does not fail
+ * without one: routes decide what they require.
  */
 function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits']) {
   return {
     ...serverOptions(limits),
-    cert: readFileSync(tls.cert),
-    key: readFileSync(tls.key),
-    minVersion: 'TLSv1.2' as const,
-    handshakeTimeout: limits.headersTimeoutMs,
-    ...(tls.clientCa !== undefined ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {})
+    ...tlsServerOptions(tls, false),
+    handshakeTimeout: limits.headersTimeoutMs
   }
 }
 
-/**
- * Node HTTP server options for either listener kind. A missing Host is left to the guard, so that it
- * gets the gateway's own 400 body rather than Node's empty one.
- */
-function serverOptions (limits: Config['limits']) {
-  return {
-    maxHeaderSize: limits.maxHeaderBytes,
-    requireHostHeader: false,
-    // Node enforces headersTimeout/requestTimeout only when it checks, every 30 s by default.
-    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs)
-  }
+/** `Strict-Transport-Security` as configured, or null when the listener sends none. */
+function hstsValue (tls: Config['listen']['tls']): string | null {
+  const hsts = tls?.hsts
+  if (hsts === undefined) return null
+  return [`max-age=${hsts.maxAgeSeconds}`, ...(hsts.includeSubDomains ? ['includeSubDomains'] : []), ...(hsts.preload ? ['preload'] : [])].join('; ')
 }
 
 export interface GatewayOptions {
@@ -130,7 +124,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
     ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
-    requestTimeout: config.limits.requestTimeoutMs,
+    ...fastifyLimits(config.limits),
     maxRequestsPerSocket: 0,
     exposeHeadRoutes: false,
     clientErrorHandler: (err, socket) => clientErrorReplier(err, socket),
@@ -138,7 +132,6 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     frameworkErrors: (error, request, reply) => errorReplier(error.code === 'FST_ERR_BAD_URL'
       ? new GW_ERR_GUARD_BAD_PATH('invalid percent-encoding')
       : new GW_ERR_GUARD_BAD_REQUEST(), request, reply),
-    keepAliveTimeout: config.limits.keepAliveTimeoutMs,
     return503OnClosing: true,
     trustProxy: false,
     // Random ids: unique across replicas and restarts, and never taken from a client header.
@@ -206,11 +199,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
   app.setErrorHandler(errorReplier)
   clientErrorReplier = createClientErrorReplier(metrics, app.log)
-  // Node's server limits, before any parsing of ours: a slow head (slowloris) is cut at
-  // headersTimeout; one header field beyond maxHeaders is kept so the guard can see and refuse it.
-  app.server.headersTimeout = config.limits.headersTimeoutMs
-  app.server.maxHeadersCount = config.limits.maxHeaders + 1
-  app.server.maxConnections = config.limits.maxConnections
+  // Node's server limits, before any parsing of ours (lifecycle/server-limits.ts).
+  applyServerLimits(app.server, config.limits, tls !== undefined)
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
   // Requests with an Expect reach Fastify like any other (Node would answer a bare 417, or a loose
   // 100 Continue); the guard refuses all but 100-continue. When lifecycle/listener.ts owns the socket,
@@ -226,6 +216,9 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   }
   app.server.on('connection', closeIfSilent)
   if (tls !== undefined) app.server.on('secureConnection', closeIfSilent)
+  // Set last, so that a function's own Strict-Transport-Security cannot weaken the listener's.
+  const hsts = hstsValue(tls)
+  if (hsts !== null) app.addHook('onSend', async (_request, reply) => { reply.header('strict-transport-security', hsts) })
 
   // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
   const tracing = createTracing(config.tracing)
@@ -331,6 +324,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     registry,
     health,
     logLevel: config.logging.level,
+    admin: config.admin,
+    limits: config.limits,
     jwks: () => assertionKeys.jwks(),
     ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })

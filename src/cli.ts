@@ -147,6 +147,9 @@ const adminOptions = (cmd: Command): Command => cmd
   .option('--admin-url <url>', 'the gateway\'s admin listener', process.env.PORTCULLIS_ADMIN_URL ?? 'http://127.0.0.1:9090')
   .option('--token-file <file>', 'file holding the admin token (default: $PORTCULLIS_ADMIN_TOKEN)')
   .option('--actor <name>', 'who is acting, for the audit log (default: the login name)')
+  .option('--ca <file>', 'CA file the admin listener\'s certificate chains to (admin.tls)')
+  .option('--cert <file>', 'client certificate for an admin listener with admin.tls.clientCa (with --key)')
+  .option('--key <file>', 'the private key of --cert')
 
 adminOptions(program.command('revoke')
   .description('deny a token id, a subject or a client certificate until the TTL runs out (every replica, with Redis)')

@@ -23,6 +23,9 @@ export const GW_ERR_GUARD_AMBIGUOUS_PATH = createError('GW_ERR_GUARD_AMBIGUOUS_P
 export const GW_ERR_ROUTE_NOT_FOUND = createError('GW_ERR_ROUTE_NOT_FOUND', 'no route for %s %s', 404)
 export const GW_ERR_ROUTE_UNKNOWN_HOST = createError('GW_ERR_ROUTE_UNKNOWN_HOST', 'this gateway does not serve that host', 404)
 
+// Admin listener
+export const GW_ERR_ADMIN_UNKNOWN_HOST = createError('GW_ERR_ADMIN_UNKNOWN_HOST', 'the admin listener does not answer for that host', 421)
+
 // Authenticate
 export const GW_ERR_AUTHN_MISSING = createError('GW_ERR_AUTHN_MISSING', 'authentication required', 401)
 export const GW_ERR_AUTHN_MALFORMED = createError('GW_ERR_AUTHN_MALFORMED', 'malformed credentials: %s', 401)

@@ -176,9 +176,9 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   const unwatch = (): void => { clearTimeout(settle); for (const [f, l] of watched) unwatchFile(f, l); watched = [] }
   const watch = (): void => {
     unwatch()
-    const { lifecycle, listen: l } = active.config
+    const { lifecycle, listen: l, admin: a } = active.config
     if (!lifecycle.watch || closing !== undefined) return
-    for (const f of [opts.configFile, l.tls?.cert, l.tls?.key, l.tls?.clientCa]) {
+    for (const f of [opts.configFile, l.tls?.cert, l.tls?.key, l.tls?.clientCa, a.tls?.cert, a.tls?.key, a.tls?.clientCa]) {
       if (f === undefined) continue
       const onChange = (now: Stats, before: Stats): void => {
         if (now.mtimeMs === before.mtimeMs && now.size === before.size) return
@@ -228,7 +228,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     get gateway () { return active.gateway },
     get configHash () { return active.hash },
     url: urlOf(pub.server as Server, config.listen.host, config.listen.tls !== undefined ? 'https' : 'http'),
-    adminUrl: opts.admin !== false ? urlOf(adm.server as Server, config.admin.host, 'http') : '',
+    adminUrl: opts.admin !== false ? urlOf(adm.server as Server, config.admin.host, config.admin.tls !== undefined ? 'https' : 'http') : '',
     reload,
     close
   }

@@ -10,7 +10,8 @@ const STAGE_STATUSES: Record<string, number[]> = {
   AUTHZ: [403, 500, 503],
   RATE: [429, 500, 503],
   UPSTREAM: [502, 503, 504],
-  INTERNAL: [500]
+  INTERNAL: [500],
+  ADMIN: [421]
 }
 const CODE = /^GW_ERR_[A-Z]+(_[A-Z]+)+$/
 // The one code without a <WHAT> part: the catch-all for anything that is not a stage's refusal.

@@ -1,14 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
+import { Ajv } from 'ajv'
 import type { BanList, BanScope } from '../pipeline/deny-list/bans.js'
 import { REVOCATION_KINDS, type Revocation, type RevocationKind, type RevocationList } from '../pipeline/deny-list/revocations.js'
 
 /*
  * The admin API: revoke credentials, list and lift bans. Only on the admin listener, only with the
- * admin bearer token (admin.tokenFile), compared in constant time. Every call, allowed or refused, is
- * written to the log as one `admin audit` line: who (the caller's address and the actor it names),
+ * admin bearer token (admin.tokenFile), compared in constant time. Every call under /admin/, allowed
+ * or refused (reads, malformed bodies and unknown paths included), is written to the log as one `admin audit` line: who (the caller's address and the actor it names),
  * what, when, and the result. The token itself is never logged.
  */
 
@@ -39,6 +40,9 @@ const RevokeBody = Type.Object({
   ttlSeconds: Type.Integer({ minimum: 1 }),
   reason: Type.Optional(Type.String({ maxLength: 256 }))
 }, { additionalProperties: false })
+
+// additionalProperties: false is enforced as written: nothing removed, nothing coerced.
+const strictAjv = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, strict: false })
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
@@ -78,20 +82,44 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
     }, 'admin audit')
   }
 
+  // What a call is, for its audit line when no handler of its own writes one.
+  const callOf = (request: FastifyRequest): string => `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]!.slice(0, 256)}`
+
   void admin.register(async api => {
     api.addHook('onRequest', async (request, reply) => {
       const header = request.headers.authorization ?? ''
-      const given = header.startsWith('Bearer ') ? header.slice(7) : ''
+      // The scheme is case-insensitive (RFC 9110 §11.1).
+      const given = /^bearer /i.test(header) ? header.slice(7) : ''
       // Digests of equal length, so the comparison takes the same time whatever was sent.
       if (given !== '' && timingSafeEqual(digest(given), current())) return
-      audit(request, `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`, 'unauthenticated')
+      audit(request, callOf(request), 'unauthenticated')
       reply.header('www-authenticate', 'Bearer realm="portcullis-admin"')
       return reply.code(401).send({ error: 'admin credential required', code: 'unauthenticated' })
     })
+    // Fastify's default validator strips unknown properties and accepts the rest; a typo in an
+    // operator's request (`ttl` for `ttlSeconds`, `reson`) must be refused instead, so bodies are
+    // checked by a validator that removes and coerces nothing.
+    api.setValidatorCompiler(({ schema }) => strictAjv.compile(schema))
+    // A body that is not JSON, not valid against its schema, or too large: refused, and audited.
+    api.setErrorHandler<FastifyError>(async (error, request, reply) => {
+      const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+      const message = status === 500 ? 'internal error' : describeInvalid(error)
+      audit(request, callOf(request), status === 500 ? 'error' : 'invalid', { error: message })
+      if (status === 500) request.log.error({ err: error }, 'admin API error')
+      return reply.code(status).send({ error: message, code: status === 500 ? 'error' : 'invalid' })
+    })
+    api.setNotFoundHandler(async (request, reply) => {
+      audit(request, callOf(request), 'not_found')
+      return reply.code(404).send({ error: 'no such admin call', code: 'not_found' })
+    })
 
-    api.get('/admin/revocations', async () => ({ revocations: opts.revocations.list().map(show) }))
+    api.get('/revocations', async request => {
+      const list = opts.revocations.list()
+      audit(request, 'list_revocations', 'ok', { count: list.length })
+      return { revocations: list.map(show) }
+    })
 
-    api.post<{ Body: Static<typeof RevokeBody> }>('/admin/revocations', { schema: { body: RevokeBody } }, async (request, reply) => {
+    api.post<{ Body: Static<typeof RevokeBody> }>('/revocations', { schema: { body: RevokeBody } }, async (request, reply) => {
       const { kind, ttlSeconds, reason } = request.body
       const value = kind === 'cert' ? normalizeThumbprint(request.body.value) : request.body.value
       if (value === null) {
@@ -115,9 +143,12 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
       return reply.code(201).send(show(r))
     })
 
-    api.delete<{ Params: { kind: string, value: string } }>('/admin/revocations/:kind/:value', async (request, reply) => {
+    api.delete<{ Params: { kind: string, value: string } }>('/revocations/:kind/:value', async (request, reply) => {
       const { kind } = request.params
-      if (!(REVOCATION_KINDS as readonly string[]).includes(kind)) return reply.code(404).send({ error: 'unknown kind', code: 'not_found' })
+      if (!(REVOCATION_KINDS as readonly string[]).includes(kind)) {
+        audit(request, 'unrevoke', 'not_found', { kind: kind.slice(0, 64) })
+        return reply.code(404).send({ error: 'unknown kind', code: 'not_found' })
+      }
       const value = kind === 'cert' ? normalizeThumbprint(request.params.value) ?? request.params.value : request.params.value
       let removed: boolean
       try {
@@ -130,13 +161,18 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
       return reply.code(removed ? 204 : 404).send(removed ? undefined : { error: 'no such revocation', code: 'not_found' })
     })
 
-    api.get('/admin/bans', async () => ({
-      bans: opts.bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes }))
-    }))
+    api.get('/bans', async request => {
+      const list = opts.bans.list()
+      audit(request, 'list_bans', 'ok', { count: list.length })
+      return { bans: list.map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes })) }
+    })
 
-    api.delete<{ Params: { scope: string, value: string } }>('/admin/bans/:scope/:value', async (request, reply) => {
+    api.delete<{ Params: { scope: string, value: string } }>('/bans/:scope/:value', async (request, reply) => {
       const { scope, value } = request.params
-      if (scope !== 'ip' && scope !== 'sub') return reply.code(404).send({ error: 'unknown scope', code: 'not_found' })
+      if (scope !== 'ip' && scope !== 'sub') {
+        audit(request, 'unban', 'not_found', { scope: scope.slice(0, 64) })
+        return reply.code(404).send({ error: 'unknown scope', code: 'not_found' })
+      }
       let lifted: boolean
       try {
         lifted = await opts.banWriter.lift(scope, value)
@@ -147,7 +183,16 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
       audit(request, 'unban', lifted ? 'ok' : 'not_found', { scope, value })
       return reply.code(lifted ? 204 : 404).send(lifted ? undefined : { error: 'no such ban', code: 'not_found' })
     })
-  })
+  }, { prefix: '/admin' })
+}
+
+/** A refused body, said in one line: the first schema complaint with its place, or the parser's message. */
+function describeInvalid (error: FastifyError): string {
+  const first = error.validation?.[0]
+  if (first === undefined) return error.message.slice(0, 256)
+  const where = first.instancePath === '' ? 'body' : `body${first.instancePath.replaceAll('/', '.')}`
+  const extra = first.keyword === 'additionalProperties' ? `: "${String(first.params.additionalProperty).slice(0, 64)}"` : ''
+  return `${where} ${first.message ?? 'is invalid'}${extra}`
 }
 
 function show (r: Revocation): Record<string, unknown> {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
+import { Agent, fetch } from 'undici'
 
 /*
  * The admin API as the CLI calls it (`portcullis revoke`, `portcullis unban`): one HTTP request to
@@ -11,6 +12,10 @@ export interface AdminCallOptions {
   adminUrl: string
   tokenFile?: string
   actor?: string
+  /** For an admin listener with admin.tls: the CA its certificate chains to, and a client certificate. */
+  ca?: string
+  cert?: string
+  key?: string
 }
 
 /** `90`, `90s`, `15m`, `12h`, `7d` → seconds. */
@@ -29,7 +34,23 @@ function adminToken (tokenFile: string | undefined): string {
 
 /** Calls the admin API; the parsed JSON answer, or throws with the API's own message. */
 export async function callAdmin (opts: AdminCallOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  if ((opts.cert === undefined) !== (opts.key === undefined)) throw new Error('--cert and --key go together')
+  const dispatcher = new Agent({
+    connect: {
+      ...(opts.ca !== undefined ? { ca: readFileSync(opts.ca) } : {}),
+      ...(opts.cert !== undefined && opts.key !== undefined ? { cert: readFileSync(opts.cert), key: readFileSync(opts.key) } : {})
+    }
+  })
+  try {
+    return await send(opts, dispatcher, method, path, body)
+  } finally {
+    await dispatcher.close()
+  }
+}
+
+async function send (opts: AdminCallOptions, dispatcher: Agent, method: string, path: string, body?: unknown): Promise<unknown> {
   const res = await fetch(new URL(path, opts.adminUrl), {
+    dispatcher,
     method,
     headers: {
       authorization: `Bearer ${adminToken(opts.tokenFile)}`,

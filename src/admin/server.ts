@@ -1,13 +1,16 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Registry } from 'prom-client'
-import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
+import type { Config } from '../config/schema.js'
 import type { Health } from './health.js'
+import { createAdminListener } from './listener.js'
 import { renderStatusPage } from './status-page.js'
 
 export interface AdminOptions {
   registry: Registry
   health: Health
   logLevel: string
+  admin: Config['admin']
+  limits: Config['limits']
   /** The gateway's public assertion keys, for functions that verify its assertions. */
   jwks?: () => { keys: unknown[] }
   /** Set when the listening socket is owned by the process (server.ts) and outlives this instance. */
@@ -16,14 +19,11 @@ export interface AdminOptions {
 
 /**
  * The admin listener, separate from the public one and on loopback by default: metrics, liveness,
- * readiness and a status document. It serves nothing from the request path.
+ * readiness and a status document. It serves nothing from the request path. Its protections (limits,
+ * TLS, Host allow-list, reply headers) are in listener.ts.
  */
 export function createAdminServer (opts: AdminOptions): FastifyInstance {
-  const admin = Fastify({
-    logger: loggerOptions(opts.logLevel),
-    logController: quietRequestLogging(),
-    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {})
-  })
+  const admin = createAdminListener({ admin: opts.admin, limits: opts.limits, logLevel: opts.logLevel, serverFactory: opts.serverFactory })
   admin.get('/metrics', async (_request, reply) => {
     reply.type(opts.registry.contentType)
     return opts.registry.metrics()

@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
 import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
+import { cipherProblems } from '../tls/server-tls.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
@@ -60,6 +61,7 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   problems.push(...bestEffort(() => checkReferences(config)))
   problems.push(...bestEffort(() => checkCredentials(config, opts.env ?? process.env)))
   problems.push(...bestEffort(() => checkBans(config)))
+  problems.push(...bestEffort(() => checkListenerTls(config)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
@@ -225,6 +227,20 @@ function checkReferences (input: Config): ConfigProblem[] {
   return problems
 }
 
+/** Cipher strings OpenSSL must understand whole, and an HSTS preload request browsers would accept. */
+function checkListenerTls (config: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  for (const [path, tls] of [['/listen/tls', config.listen?.tls], ['/admin/tls', config.admin?.tls]] as const) {
+    if (tls === undefined || typeof tls.ciphers !== 'string') continue
+    for (const message of cipherProblems(tls.ciphers, tls.minVersion)) problems.push({ path: `${path}/ciphers`, message })
+  }
+  const hsts = config.listen?.tls?.hsts
+  if (hsts?.preload === true && (!hsts.includeSubDomains || hsts.maxAgeSeconds < 31_536_000)) {
+    problems.push({ path: '/listen/tls/hsts/preload', message: 'needs includeSubDomains: true and maxAgeSeconds of at least 31536000 (the preload lists refuse less)' })
+  }
+  return problems
+}
+
 /**
  * Which credentials a route may attach: only those its upstream configures, and never two that
  * both need the Authorization header (with the client's own, or SigV4 with a Google ID token).
@@ -323,6 +339,7 @@ async function resolveFiles (config: Config, baseDir: string): Promise<ConfigPro
   await fix(config.listen?.tls, 'cert', '/listen/tls/cert')
   await fix(config.listen?.tls, 'key', '/listen/tls/key')
   await fix(config.listen?.tls, 'clientCa', '/listen/tls/clientCa')
+  for (const k of ['cert', 'key', 'clientCa']) await fix(config.admin?.tls, k, `/admin/tls/${k}`)
   for (const [i, iss] of list(config.issuers).entries()) {
     if (!isObject(iss)) continue
     await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)

@@ -1,4 +1,5 @@
 import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
+import { INTERMEDIATE_CIPHERS } from '../tls/server-tls.js'
 
 /*
  * The one config schema. It is the source of the TypeScript types (Static<>), of the defaults and of
@@ -15,14 +16,43 @@ const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', description: 'lo
 const FilePath = Type.String({ minLength: 1, description: 'file path, relative to the config file' })
 const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'absolute http(s) URL' })
 
+// The TLS policy of a listener (tls/server-tls.ts): Mozilla "intermediate" unless changed.
+const TlsPolicy = {
+  minVersion: StringEnum(['TLSv1.2', 'TLSv1.3'], { default: 'TLSv1.2', description: 'lowest TLS version offered' }),
+  ciphers: Type.String({
+    minLength: 1,
+    default: INTERMEDIATE_CIPHERS,
+    description: 'OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites, TLS_*, may be added; OpenSSL\'s TLS 1.3 suites when none are named). ' +
+      'The default is Mozilla\'s "intermediate" profile with ECDHE and AEAD suites only. Every name must be known to OpenSSL, checked at start'
+  })
+}
+
+const Hsts = Type.Object({
+  maxAgeSeconds: Type.Integer({ minimum: 0, maximum: 63_072_000, default: 31_536_000, description: 'max-age of Strict-Transport-Security' }),
+  includeSubDomains: Type.Boolean({ default: false }),
+  preload: Type.Boolean({ default: false, description: 'ask for the browsers\' preload lists (needs includeSubDomains and maxAgeSeconds of at least 31536000)' })
+}, { additionalProperties: false, description: 'send Strict-Transport-Security on every reply of the public listener (browser-facing listeners); off when absent' })
+
 const ServerTls = Type.Object({
   cert: FilePath,
   key: FilePath,
   clientCa: Type.Optional(Type.String({
     minLength: 1,
     description: 'CA file for client certificates: when set, the listener asks every client for one and verifies it; routes decide whether one is required'
-  }))
+  })),
+  ...TlsPolicy,
+  hsts: Type.Optional(Hsts)
 }, { additionalProperties: false })
+
+const AdminTls = Type.Object({
+  cert: FilePath,
+  key: FilePath,
+  clientCa: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'CA file for client certificates: when set, a client without a valid certificate from it cannot complete the handshake'
+  })),
+  ...TlsPolicy
+}, { additionalProperties: false, description: 'serve the admin listener over TLS (the admin token and /metrics cross it); plain HTTP when absent' })
 
 const Listen = Type.Object({
   host: Type.String({ default: '0.0.0.0', minLength: 1 }),
@@ -42,6 +72,14 @@ const Listen = Type.Object({
 const Admin = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1 }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 }),
+  hosts: Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.-]+$|^\\[[0-9A-Fa-f:.]+\\]$' }), {
+    default: [],
+    uniqueItems: true,
+    description: 'further Host names the admin listener answers for (any port), e.g. the name Prometheus scrapes it by. ' +
+      'localhost, loopback addresses and the listener\'s own addresses (all of the machine\'s when bound to 0.0.0.0 or ::) are always allowed; ' +
+      'any other Host is refused with 421, so a web page cannot read the admin listener through DNS rebinding'
+  }),
+  tls: Type.Optional(AdminTls),
   tokenFile: Type.Optional(Type.String({
     minLength: 1,
     description: 'file holding the bearer token of the admin API (/admin/revocations, /admin/bans; at least 32 characters); the API is off when absent'

@@ -1,14 +1,14 @@
 import { unwatchFile, watchFile, type Stats } from 'node:fs'
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { readAdminToken, registerAdminApi } from '../admin/api.js'
+import { createAdminListener } from '../admin/listener.js'
 import type { Readiness } from '../admin/health.js'
 import { ConfigError, loadConfig, type ConfigProblem } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { createBanList } from '../pipeline/deny-list/bans.js'
 import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
 import { createRevocationList } from '../pipeline/deny-list/revocations.js'
-import { loggerOptions, quietRequestLogging } from '../observability/logger.js'
 import { createClusterMetrics } from '../observability/metrics.js'
 import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
@@ -43,7 +43,8 @@ export async function runPrimary (config: Config, count: number, configFile: str
   let lastReload: LastReload | undefined
   const registry = new Registry()
   const metrics = createClusterMetrics(registry, () => pool.states())
-  const admin = Fastify({ logger: loggerOptions(config.logging.level), logController: quietRequestLogging() })
+  // The same protections as a single process's admin listener (limits, TLS, Host allow-list).
+  const admin = createAdminListener({ admin: config.admin, limits: config.limits, logLevel: config.logging.level })
   const log = admin.log
   const shared = await serveAdminApi(config, admin)
   let shuttingDown = false
@@ -56,7 +57,7 @@ export async function runPrimary (config: Config, count: number, configFile: str
     onListening: url => {
       if (announced) return
       announced = true
-      const adminUrl = `http://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
+      const adminUrl = `${config.admin.tls !== undefined ? 'https' : 'http'}://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
       log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash }, 'portcullis is listening')
     }
   })

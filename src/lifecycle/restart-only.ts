@@ -14,7 +14,9 @@ const FIXED: Array<[string, (c: Config) => unknown]> = [
   ['/listen/tls/clientCa', c => c.listen.tls?.clientCa !== undefined],
   ['/limits/maxHeaderBytes', c => c.limits.maxHeaderBytes],
   ['/admin/host', c => c.admin.host],
-  ['/admin/port', c => c.admin.port]
+  ['/admin/port', c => c.admin.port],
+  ['/admin/tls', c => c.admin.tls !== undefined],
+  ['/admin/tls/clientCa', c => c.admin.tls?.clientCa !== undefined]
 ]
 
 export function restartOnlyChanges (active: Config, next: Config): ConfigProblem[] {

@@ -29,7 +29,10 @@ import { startRedis } from '../helpers/redis.js'
 const exec = promisify(execFile)
 const CLI = join(ROOT, 'dist/cli.js')
 const services = compose.services
-const networksOf = (name: string): string[] => [...(services[name]!.networks ?? [])].sort()
+const networksOf = (name: string): string[] => {
+  const n = services[name]!.networks ?? []
+  return (Array.isArray(n) ? [...n] : Object.keys(n)).sort()
+}
 
 t.test('the stack: gateway, mTLS function, Redis, signed bundle server, Prometheus', async t => {
   t.same(Object.keys(services).sort(), ['bundle', 'bundles', 'function', 'gateway', 'prometheus', 'redis'])
@@ -75,6 +78,12 @@ t.test('the stack: gateway, mTLS function, Redis, signed bundle server, Promethe
   t.same(networksOf('redis'), ['state'])
   t.same(networksOf('bundles'), ['policy'])
   t.same(networksOf('prometheus'), ['edge'], 'Prometheus reaches the admin listener over the edge network only')
+  // The admin listener is bound to the gateway's address on edge, so no other network reaches it.
+  const adminHost = '${PORTCULLIS_ADMIN_HOST:-172.30.90.10}'
+  t.equal(services.gateway!.environment?.PORTCULLIS_ADMIN_HOST, adminHost, 'the gateway binds its admin listener to its edge address')
+  t.equal(services.gateway!.networks.edge.ipv4_address, adminHost, 'which is fixed')
+  t.equal(compose.networks.edge?.ipam?.config[0]?.subnet, '${PORTCULLIS_EDGE_SUBNET:-172.30.90.0/24}')
+  t.match(services.gateway!.healthcheck.test.join(' '), 'process.env.PORTCULLIS_ADMIN_HOST', 'the health check asks it there')
   t.equal(services.bundle!.network_mode, 'none', 'the bundle step needs no network')
   for (const n of ['functions', 'state', 'policy']) t.equal(compose.networks[n]?.internal, true, `${n} is internal (no route out)`)
 

@@ -13,7 +13,7 @@ export type ComposeService = Record<string, any>
 
 export const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, ComposeService>
-  networks: Record<string, { internal?: boolean } | null>
+  networks: Record<string, { internal?: boolean, ipam?: { config: Array<{ subnet: string }> } } | null>
   volumes: Record<string, unknown>
 }
 

@@ -141,7 +141,7 @@ export async function startGatewayProcess (t: Test, configFile: string, args: st
   }
   await waitForLog(/portcullis is listening/)
   const url = /"url":"(https:\/\/[^"]+)"/.exec(log)![1]!
-  const adminUrl = /"admin":"(http:\/\/[^"]+)"/.exec(log)![1]!
+  const adminUrl = /"admin":"(https?:\/\/[^"]+)"/.exec(log)![1]!
   return { child, url, adminUrl, log: () => log, exited, waitForLog }
 }
 
