@@ -130,7 +130,7 @@ const RemoteJwksSettings = {
   unknownKidWaitMs: Type.Optional(Type.Integer({
     minimum: 50,
     maximum: 60_000,
-    description: 'how long a request with an unknown kid waits for that refresh before a retryable 503 (default 1500)'
+    description: 'how long a request with an unknown kid waits for that refresh (including what is left of the cooldown) before a retryable 503 (default 1500)'
   }))
 }
 

@@ -189,11 +189,11 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
     return refresh()
   }
 
-  /** Waits at most waitMs for a refresh; a refresh still running after that goes on in the background. */
-  const refreshWithin = async (): Promise<void> => {
+  /** Waits at most `budgetMs` for a refresh; a refresh still running after that goes on in the background. */
+  const refreshWithin = async (budgetMs: number): Promise<void> => {
     let timeout: NodeJS.Timeout | undefined
     const expired = new Promise<never>((_resolve, reject) => {
-      timeout = setTimeout(() => reject(new KeysUnavailableError(`keys of issuer ${issuer.id}: refresh took longer than ${waitMs} ms`)), waitMs)
+      timeout = setTimeout(() => reject(new KeysUnavailableError(`keys of issuer ${issuer.id}: no refresh within ${waitMs} ms`)), budgetMs)
     })
     try {
       await Promise.race([inFlight ?? refresh(), expired])
@@ -213,13 +213,20 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
     } catch (err) {
       if (!(err instanceof errors.JWKSNoMatchingKey)) throw err
     }
-    // An unknown kid: the IdP may have rotated. Ask it once (single flight, rate limited); if it
-    // cannot be asked, the request is retryable, not a bad token.
+    // An unknown kid: the IdP may have rotated. Ask it once (single flight, at most once per
+    // cooldown); if it cannot be asked, the request is retryable, not a bad token.
     if (inFlight === null && now() - lastAttempt < cooldownMs) {
-      if (lastOk) throw new errors.JWKSNoMatchingKey()
-      throw new KeysUnavailableError(`keys of issuer ${issuer.id} could not be refreshed: ${lastError ?? 'unknown error'}`)
+      if (!lastOk) throw new KeysUnavailableError(`keys of issuer ${issuer.id} could not be refreshed: ${lastError ?? 'unknown error'}`)
+      // Asked moments ago: a key published since (and used at once) is worth waiting out the rest of
+      // the cooldown for, when that is within the request's wait; a kid the IdP never had is then
+      // refused after one refresh per cooldown, however many arrive.
+      const rest = cooldownMs - (now() - lastAttempt)
+      if (rest >= waitMs) throw new errors.JWKSNoMatchingKey()
+      await new Promise(resolve => setTimeout(resolve, rest))
+      await refreshWithin(waitMs - rest)
+    } else {
+      await refreshWithin(waitMs)
     }
-    await refreshWithin()
     return held!.getKey(header, token)
   }
 

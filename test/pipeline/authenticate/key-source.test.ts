@@ -167,3 +167,21 @@ t.test('an unknown kid while the IdP is down or hanging is a retryable 503; know
   // The refresh still hangs; a token with a known kid is verified from the held keys meanwhile.
   t.equal((await check(await sign(key, { ...claims, sub: 'erin' }))).kind, 'principal')
 })
+
+t.test('a key published right after a refresh and used at once is accepted: the request waits out the cooldown', async t => {
+  const idp = await startIdp(t)
+  const first = makeKey('ES256', 'first')
+  idp.keys = [first]
+  const { keys, check, claims } = await setup(t, idp, { discovery: true, unknownKidCooldownMs: 500, unknownKidWaitMs: 2000 })
+  await keys.warm() // a refresh just now: the cooldown runs
+  const second = makeKey('ES256', 'second')
+  idp.keys = [first, second]
+  t.equal((await check(await sign(second, claims))).kind, 'principal', 'not refused as an unknown key')
+  t.equal(idp.hits['/keys'], 2, 'one refresh, after the cooldown')
+  // A kid the IdP never had: refused after that one refresh per cooldown, with no wait when the
+  // cooldown outlasts the wait.
+  const short = await setup(t, idp, { discovery: true, unknownKidCooldownMs: 5000, unknownKidWaitMs: 100 })
+  await short.keys.warm()
+  const r = await short.check(await sign(makeKey('ES256', 'never'), claims))
+  t.equal(r.kind === 'failure' && r.reason, 'unknown_key')
+})
