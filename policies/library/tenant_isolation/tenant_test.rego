@@ -61,6 +61,12 @@ test_admin_override_with_everything if {
 	d.headers.upstream["x-tenant"] == "globex"
 }
 
+test_admin_in_own_tenant_meets_both_rules if {
+	d := decide("/tenants/globex/orders", object.union(admin, {"tenant": "globex"}), cert)
+	d.allow
+	d.reasons == ["tenant.admin_override", "tenant.own"]
+}
+
 test_admin_without_certificate_denied if not decide("/tenants/globex/orders", admin, null).allow
 
 test_admin_without_mfa_denied if not decide("/tenants/globex/orders", object.union(admin, {"amr": ["pwd"]}), cert).allow
