@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { httpsClient } from '../helpers/http.js'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
+import { BASE_CONFIG, gatewayFiles, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
 
 // Issue 18: a policy using each construct that used to trap the WASM instance or hang the event loop
 // is either refused by `portcullis policy build` with a message naming the builtin, or, served by a
@@ -76,10 +76,7 @@ t.test('each formerly dangerous construct is refused at build, or fails only the
 
   const fn = await startPlainUpstream(t, 'fn')
   await writeFile(files.configFile, `
-listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+${BASE_CONFIG}
 policy: { bundle: "${bundle}", evaluationTimeoutMs: 200 }
 upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
 routes:

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import t, { type Test } from 'tap'
 import { DEFAULT_BUNDLE, buildBundle } from '../../scripts/opa.mjs'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
+import { gatewayFiles, reloadAndWait, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
 import { httpsClient } from '../helpers/http.js'
 import { makeKey, sign, type SigningKey } from '../helpers/idp.js'
 import { startIdpProcess, type IdpProcess } from '../helpers/idp-process.js'
@@ -34,14 +34,6 @@ routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
   return { idp, files, gw, token, call, admin, config }
 }
 
-/** SIGHUP, then wait for the reload to be applied. */
-async function reload (gw: GatewayProcess): Promise<void> {
-  const count = (): number => gw.log().split('\n').filter(l => l.includes('config reloaded')).length
-  const before = count()
-  gw.child.kill('SIGHUP')
-  for (let i = 0; i < 200 && count() === before; i++) await new Promise(resolve => setTimeout(resolve, 50))
-  if (count() === before) throw new Error(`no reload:\n${gw.log()}`)
-}
 
 async function outage (t: Test, idp: IdpProcess, how: 'stop' | 'pause'): Promise<void> {
   if (how === 'stop') await idp.stop()
@@ -53,7 +45,7 @@ for (const how of ['stop', 'pause'] as const) {
     const { idp, gw, token, call, admin } = await setup(t)
     t.equal((await call(await token())).status, 200, 'served before the outage')
     await outage(t, idp, how)
-    await reload(gw)
+    await reloadAndWait(gw)
     const after = await call(await token())
     t.equal(after.status, 200, `a new caller is served after the reload (was 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE): ${after.text}`)
     t.equal((await admin('/readyz')).status, 200, 'still ready')
@@ -103,6 +95,6 @@ t.test('a listener certificate rotation during an IdP outage keeps serving', asy
   t.equal((await call(await token())).status, 200)
   await idp.stop()
   await files.writeListenerCert('gw-rotated')
-  await reload(gw)
+  await reloadAndWait(gw)
   t.equal((await call(await token())).status, 200, 'a new caller is served on the new certificate')
 })

@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
 import { httpsClient, type Client } from '../helpers/http.js'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
+import { BASE_CONFIG, gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
 import { promtoolCheck } from '../helpers/prometheus.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
@@ -28,10 +28,7 @@ async function setup (t: Test, store: string): Promise<Setup> {
   const files = await gatewayFiles(t)
   const fn = await startPlainUpstream(t, 'fn')
   await writeFile(files.configFile, `
-listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+${BASE_CONFIG}
 policy: { bundle: "${DEFAULT_BUNDLE}" }
 rateLimit: { store: { type: redis, url: "${redis.url}", ${store} } }
 upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]

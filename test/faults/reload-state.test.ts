@@ -1,19 +1,12 @@
 import { writeFile } from 'node:fs/promises'
 import t from 'tap'
 import { DEFAULT_BUNDLE, buildBundle } from '../../scripts/opa.mjs'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayProcess } from '../helpers/gateway-process.js'
+import { BASE_CONFIG, gatewayFiles, reloadAndWait, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
 import { httpsClient } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis.js'
 
 // Issue #17, cases 3 and 4: what a reload keeps. The real CLI, a real redis-server stopped under it.
 
-async function reload (gw: GatewayProcess): Promise<void> {
-  const count = (): number => gw.log().split('\n').filter(l => l.includes('config reloaded')).length
-  const before = count()
-  gw.child.kill('SIGHUP')
-  for (let i = 0; i < 200 && count() === before; i++) await new Promise(resolve => setTimeout(resolve, 50))
-  if (count() === before) throw new Error(`no reload:\n${gw.log()}`)
-}
 
 t.test('case 3: a reload while Redis is down keeps the synced deny list: local routes keep serving, fail-closed routes answer their declared 503', async t => {
   const redis = await startRedis(t)
@@ -21,10 +14,7 @@ t.test('case 3: a reload while Redis is down keeps the synced deny list: local r
   const fn = await startPlainUpstream(t, 'fn')
   await buildBundle({})
   await writeFile(files.configFile, `
-listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+${BASE_CONFIG}
 policy: { bundle: "${DEFAULT_BUNDLE}" }
 rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 500 } }
 upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
@@ -40,12 +30,12 @@ routes:
   // One connection for commands (the store, revocations, bans) and one subscriber; a reload keeps both.
   const connections = async (): Promise<number> => (await redis.command('CLIENT LIST')).split('\n').filter(l => l.startsWith('id=') && !l.includes('cmd=client|list')).length
   t.equal(await connections(), 2, 'one command connection and one subscriber per process (there were five)')
-  await reload(gw)
+  await reloadAndWait(gw)
   t.equal(await connections(), 2, 'a reload opens no new connection')
   t.equal((await client.send(`${gw.url}/hello`, { token })).status, 200)
 
   await redis.stop()
-  await reload(gw)
+  await reloadAndWait(gw)
   const local = await Promise.all(Array.from({ length: 5 }, async () => client.send(`${gw.url}/hello`, { token })))
   t.same(local.map(r => r.status), [200, 200, 200, 200, 200], `a local route serves through the outage and the reload (was 503 GW_ERR_AUTHN_REVOCATION_UNAVAILABLE): ${local[0]!.text}`)
   const strict = await client.send(`${gw.url}/strict`, { token })
@@ -72,9 +62,9 @@ t.test('case 4: a reload keeps in-memory rate-limit counters; a limit whose defi
   const token = await files.token()
   const hit = async (): Promise<number> => (await client.send(`${gw.url}/hello`, { token })).status
   t.same([await hit(), await hit(), await hit()], [200, 200, 200])
-  await reload(gw)
+  await reloadAndWait(gw)
   t.equal(await hit(), 429, 'the budget spent before the reload stays spent (was: 3 more allowed)')
   await write(5)
-  await reload(gw)
+  await reloadAndWait(gw)
   t.equal(await hit(), 200, 'a changed limit is a new limit')
 })

@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
 import { startFunctionProcess } from '../helpers/function-process.js'
-import { gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayFiles } from '../helpers/gateway-process.js'
+import { BASE_CONFIG, gatewayFiles, startGatewayProcess, startPlainUpstream, type GatewayFiles } from '../helpers/gateway-process.js'
 import { httpsClient, type Reply } from '../helpers/http.js'
 
 // Issue 17, items 8 and 9, through the real CLI: one slow function must not block its upstream,
@@ -15,10 +15,7 @@ const sleep = async (ms: number): Promise<null> => new Promise(resolve => setTim
 /** gateway.yaml with a "hello" route to the upstream `fn`, with `upstream` options added to it. */
 async function writeConfig (files: GatewayFiles, url: string, upstream: string, extra = ''): Promise<void> {
   await writeFile(files.configFile, `
-listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }
+${BASE_CONFIG}
 policy: { bundle: "${DEFAULT_BUNDLE}" }
 upstreams:
   - { id: fn, url: "${url}", plaintext: true${upstream === '' ? '' : `, ${upstream}`} }

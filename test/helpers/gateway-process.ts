@@ -45,6 +45,12 @@ export async function startPlainUpstream (t: Test, name: string): Promise<PlainU
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, held, onHeld: fn => { notify = fn } }
 }
 
+/** The head of a test config in a gatewayFiles() folder: the TLS listener, admin, and the local issuer (jwks.json). */
+export const BASE_CONFIG = `listen: { host: 127.0.0.1, port: 0, tls: { cert: gw.crt, key: gw.key } }
+admin: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { id: local, issuer: https://idp.test, audiences: [api], algorithms: [ES256], jwks: { file: jwks.json } }`
+
 export interface GatewayFiles {
   dir: string
   ca: CertificateAuthority
@@ -143,6 +149,15 @@ export async function startGatewayProcess (t: Test, configFile: string, args: st
   const url = /"url":"(https:\/\/[^"]+)"/.exec(log)![1]!
   const adminUrl = /"admin":"(https?:\/\/[^"]+)"/.exec(log)![1]!
   return { child, url, adminUrl, log: () => log, exited, waitForLog }
+}
+
+/** SIGHUP, then wait until the gateway says the reload was applied. */
+export async function reloadAndWait (gw: GatewayProcess): Promise<void> {
+  const count = (): number => gw.log().split('\n').filter(l => l.includes('config reloaded')).length
+  const before = count()
+  gw.child.kill('SIGHUP')
+  for (let i = 0; i < 200 && count() === before; i++) await new Promise(resolve => setTimeout(resolve, 50))
+  if (count() === before) throw new Error(`no reload:\n${gw.log()}`)
 }
 
 /**

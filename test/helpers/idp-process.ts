@@ -7,6 +7,7 @@ import type { Test } from 'tap'
 import { createCa } from '../../src/tls/pki.js'
 import { makeKey, type SigningKey } from './idp.js'
 import { freePort } from './ports.js'
+import { killProcess } from './redis.js'
 
 const SERVER = new URL('./idp-server.mjs', import.meta.url).pathname
 
@@ -51,9 +52,7 @@ export async function startIdpProcess (t: Test): Promise<IdpProcess> {
   const stop = async (): Promise<void> => {
     const p = proc
     proc = null
-    if (p === null || p.exitCode !== null) return
-    p.kill('SIGCONT')
-    await new Promise(resolve => { p.once('exit', resolve); p.kill('SIGKILL') })
+    await killProcess(p)
   }
   await publish([key])
   await start()

@@ -41,6 +41,13 @@ async function send (port: number, line: string, timeoutMs = 2000): Promise<stri
   })
 }
 
+/** Kills a child (paused or not) and waits for it to be gone; nothing to do for one already gone. */
+export async function killProcess (p: ChildProcess | null): Promise<void> {
+  if (p === null || p.exitCode !== null || p.signalCode !== null) return
+  p.kill('SIGCONT')
+  await new Promise(resolve => { p.once('exit', resolve); p.kill('SIGKILL') })
+}
+
 export async function startRedis (t: Test): Promise<RedisServer> {
   const port = await freePort()
   let proc: ChildProcess | null = null
@@ -55,9 +62,7 @@ export async function startRedis (t: Test): Promise<RedisServer> {
   const stop = async (): Promise<void> => {
     const p = proc
     proc = null
-    if (p === null || p.exitCode !== null) return
-    p.kill('SIGCONT')
-    await new Promise(resolve => { p.once('exit', resolve); p.kill('SIGKILL') })
+    await killProcess(p)
   }
   await start()
   t.teardown(stop)
