@@ -60,6 +60,12 @@ function decodedTwiceNormalised (path: string): string[] {
   })
 }
 
+t.test('a stray "%" elsewhere does not hide a twice-encoded look-alike (found by the property below, seed 865850311)', async t => {
+  for (const raw of ['/%25EF%25BC%258F/%25', '/%25%25EF%25BC%258F', '/%25EF%25BC%258F%25zz', '/%25FF%25EF%25BC%258F']) {
+    t.equal(canonicalizeTarget(raw).ok, false, raw)
+  }
+})
+
 t.test('an accepted path stays the same path for a function that decodes it once more and normalises Unicode', async t => {
   let accepted = 0
   fc.assert(fc.property(trapTarget, raw => {

@@ -87,10 +87,14 @@ function hasLookalike (text: string): boolean {
   return (text.normalize('NFKC').match(SEPARATORS)?.length ?? 0) > (text.match(SEPARATORS)?.length ?? 0)
 }
 
-/** Decodes `%XX` and `%uXXXX` where they decode, leaving the rest: what a lenient second decoder does. */
+/**
+ * Decodes `%XX` and `%uXXXX` wherever they stand, leaving the rest: what a lenient second decoder
+ * does. Each run of escapes is read as UTF-8 on its own, invalid bytes as U+FFFD, so a stray "%" or a
+ * broken sequence elsewhere in the path cannot hide a look-alike (all-or-nothing decoding did).
+ */
 function decodeAgain (text: string): string {
   const unicode = text.replace(/%u([0-9a-f]{4})/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-  try { return decodeURIComponent(unicode) } catch { return unicode }
+  return unicode.replace(/(?:%[0-9a-f]{2})+/gi, run => Buffer.from(run.replaceAll('%', ''), 'hex').toString('utf8'))
 }
 
 /**
