@@ -31,7 +31,8 @@ t.test('a config broken on disk is refused on SIGHUP; a worker started afterward
     .replace('routes:\n', 'routes:\n  - { id: more, prefix: /more, methods: [GET], upstream: fn }\n')
   writeFileSync(w.files.configFile, fixed)
   w.gw.child.kill('SIGHUP')
-  await w.gw.waitForLog(/config reloaded/)
+  // The primary's line, once every worker has answered (each worker logs its own "config reloaded" first).
+  await w.gw.waitForLog(/"workers_applied":\d+,"workers":\d+,"msg":"config reloaded"/)
   const reloaded = await w.status() as Awaited<ReturnType<typeof w.status>> & { routes: Array<{ id: string }> }
   t.not(reloaded.config.hash, good, 'a new last good config')
   t.same(reloaded.workers.map(x => x.config_hash), [reloaded.config.hash, reloaded.config.hash], 'every worker runs it')
