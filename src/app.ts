@@ -47,6 +47,8 @@ export interface Gateway {
   keySources: ReadonlyMap<string, KeySource>
   /** Readiness checks and status sections: other parts add theirs here. */
   health: Health
+  /** Called when this gateway starts serving: process-wide gauges (issuer key ages) follow it. */
+  activate: () => void
   close: () => Promise<void>
   /** Drain timeout reached: exchanges still waiting on a function end with a coded 503 now. */
   cutOff: () => Promise<void>
@@ -104,6 +106,7 @@ export async function createGateway (config: Config, opts: GatewayOptions = {}):
   try {
     const gateway = await buildGateway(config, opts.process ?? own!, opts, closer => built.push(closer))
     if (own === null) return gateway
+    gateway.activate()
     return { ...gateway, close: async () => { try { await gateway.close() } finally { await own.close() } } }
   } catch (err) {
     for (const close of built.reverse()) await Promise.resolve().then(close).catch(() => {})
@@ -148,8 +151,6 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   }
   const keySources = new Map<string, KeySource>()
   for (const issuer of config.issuers) keySources.set(issuer.id, hold(await proc.keySource(issuer, app.log)))
-  metrics.issuerKeyAges.clear()
-  for (const [id, k] of keySources) metrics.issuerKeyAges.set(id, () => k.ageSeconds())
   // Keys the process already holds are used as they are; others are fetched once now, and retried
   // in the background (with back-off) if the IdP does not answer.
   await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
@@ -357,6 +358,10 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     policy,
     keySources,
     health,
+    activate () {
+      metrics.issuerKeyAges.clear()
+      for (const [id, k] of keySources) metrics.issuerKeyAges.set(id, () => k.ageSeconds())
+    },
     cutOff: async () => forwarder.cutOff(),
     async close () {
       assertionKeys.close()

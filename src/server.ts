@@ -74,6 +74,8 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   let draining = false
   let closing: Promise<void> | undefined
   const retiring = new Set<Promise<void>>()
+  // Generations still finishing their requests after a reload: a drain that times out cuts them off too.
+  const retiringGateways = new Set<Gateway>()
 
   const build = async (cfg: Config): Promise<Active> => {
     const gateway = await createGateway(cfg, {
@@ -108,6 +110,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
   const log = (): Gateway['app']['log'] => active.gateway.app.log
   pub.activate(active.pub)
   adm.activate(active.admin)
+  active.gateway.activate()
   metrics.configLoadedAt.set(Date.now() / 1000)
   try {
     await listen(pub.server as Server, config.listen.host, config.listen.port)
@@ -127,7 +130,8 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       await old.gateway.close().catch((err: unknown) => { log().warn({ err: (err as Error).message }, 'closing the previous config failed') })
     })()
     retiring.add(done)
-    void done.finally(() => retiring.delete(done))
+    retiringGateways.add(old.gateway)
+    void done.finally(() => { retiring.delete(done); retiringGateways.delete(old.gateway) })
   }
 
   const swap = async (cfg: Config): Promise<ReloadResult> => {
@@ -143,6 +147,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     pub.activate(next.pub)
     adm.activate(next.admin)
     active = next
+    next.gateway.activate()
     metrics.configReloads.inc({ result: 'success' })
     metrics.configLoadedAt.set(Date.now() / 1000)
     log().info({ config_hash: next.hash, previous_config_hash: old.hash }, 'config reloaded')
@@ -210,7 +215,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
         // Requests still waiting on a function are answered 503 GW_ERR_UPSTREAM_SHUTDOWN with
         // `Connection: close` (through the error handler, so the access line and metrics have them)
         // rather than cut without a reply; a little time for those answers to be written.
-        await active.gateway.cutOff().catch(() => {})
+        await Promise.all([active.gateway, ...retiringGateways].map(async g => g.cutOff().catch(() => {})))
         await Promise.race([closed, sleep(CUT_OFF_GRACE_MS)])
         server.closeAllConnections()
         await closed

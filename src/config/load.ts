@@ -142,6 +142,13 @@ function checkReferences (input: Config): ConfigProblem[] {
     })
   }
   dupes(config.issuers, 'issuers')
+  config.issuers.forEach((issuer, i) => {
+    // Keys are refreshed every jwksCacheSeconds; a shorter stale bound would throw usable keys away.
+    const stale = (issuer.jwks as { maxStaleSeconds?: unknown } | undefined)?.maxStaleSeconds
+    if (typeof stale === 'number' && typeof issuer.jwksCacheSeconds === 'number' && stale < issuer.jwksCacheSeconds) {
+      problems.push({ path: `/issuers/${i}/jwks/maxStaleSeconds`, message: `must be at least jwksCacheSeconds (${issuer.jwksCacheSeconds})` })
+    }
+  })
   dupes(config.upstreams, 'upstreams')
   dupes(config.routes, 'routes')
   const upstreams = new Set(config.upstreams.map(u => u.id))

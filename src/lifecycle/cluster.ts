@@ -12,7 +12,7 @@ import { createRevocationList } from '../pipeline/deny-list/revocations.js'
 import { createClusterMetrics } from '../observability/metrics.js'
 import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
-import { restartOnlyChanges } from './restart-only.js'
+import { primaryOnlyChanges, restartOnlyChanges } from './restart-only.js'
 import { createWorkerPool } from './worker-pool.js'
 
 /*
@@ -121,7 +121,7 @@ export async function runPrimary (config: Config, count: number, configFile: str
       let next: Config
       try {
         next = await loadConfig(configFile)
-        const fixed = restartOnlyChanges(good.config, next)
+        const fixed = [...restartOnlyChanges(good.config, next), ...primaryOnlyChanges(good.config, next)]
         if (fixed.length > 0) throw new ConfigError(configFile, fixed)
       } catch (err) {
         refuse(err instanceof ConfigError ? err.problems : [{ path: '', message: (err as Error).message }], true)

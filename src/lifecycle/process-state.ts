@@ -107,7 +107,12 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
     async rateLimitStore (config, log) {
       return acquire(`rate-limit-store:${JSON.stringify(config.store)}`, async () => {
         const connection = config.store.type === 'redis' ? await redis(config.store, log) : null
-        return { store: createRateLimitStore(config, metrics, log, memoryLimiter, connection?.value), connection }
+        try {
+          return { store: createRateLimitStore(config, metrics, log, memoryLimiter, connection?.value), connection }
+        } catch (err) {
+          await connection?.release()
+          throw err
+        }
       }, async ({ store, connection }) => { await store.close(); await connection?.release() }).then(h => ({ value: h.value.store, release: h.release }))
     },
     async denyListSync (config, log) {
@@ -115,15 +120,20 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
       return acquire(`deny-list:${key}`, async () => {
         const store = config.rateLimit.store
         const connection = store.type === 'redis' ? await redis(store, log) : null
-        const sync = createDenyListSync(config, {
-          revocations,
-          bans,
-          log,
-          onRevocationError: () => metrics.revocationStoreErrors.inc(),
-          onBanError: () => metrics.banStoreErrors.inc(),
-          ...(connection !== null ? { connection: connection.value } : {})
-        })
-        return { sync, connection }
+        try {
+          const sync = createDenyListSync(config, {
+            revocations,
+            bans,
+            log,
+            onRevocationError: () => metrics.revocationStoreErrors.inc(),
+            onBanError: () => metrics.banStoreErrors.inc(),
+            ...(connection !== null ? { connection: connection.value } : {})
+          })
+          return { sync, connection }
+        } catch (err) {
+          await connection?.release()
+          throw err
+        }
       }, async ({ sync, connection }) => { await sync?.close(); await connection?.release() }).then(h => ({ value: h.value.sync, release: h.release }))
     },
     held () {

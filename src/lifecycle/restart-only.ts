@@ -24,3 +24,21 @@ export function restartOnlyChanges (active: Config, next: Config): ConfigProblem
     .filter(([, get]) => get(active) !== get(next))
     .map(([path]) => ({ path, message: 'cannot change on reload; restart the gateway to apply it' }))
 }
+
+/*
+ * With --workers, the cluster primary serves the admin listener and the admin API (its own mirror of
+ * the shared revocations and bans) from the config it started with. A reload that changed what they
+ * depend on would leave the API writing where the workers no longer read: refused, with every path.
+ */
+const PRIMARY: Array<[string, (c: Config) => unknown]> = [
+  ['/admin', c => c.admin],
+  ['/rateLimit/store', c => c.rateLimit.store],
+  ['/revocation', c => c.revocation],
+  ['/bans/keyPrefix', c => c.bans.keyPrefix]
+]
+
+export function primaryOnlyChanges (active: Config, next: Config): ConfigProblem[] {
+  return PRIMARY
+    .filter(([, get]) => JSON.stringify(get(active)) !== JSON.stringify(get(next)))
+    .map(([path]) => ({ path, message: 'with --workers the primary serves the admin listener and API from the config it started with; restart to change it' }))
+}

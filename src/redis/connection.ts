@@ -13,8 +13,14 @@ import { createRedisHealth, type RedisHealth } from './health.js'
 export interface RedisConnection {
   /** Commands: never queued while disconnected (enableOfflineQueue: false), deadlines by `health`. */
   readonly client: Redis | Cluster
-  /** For SUBSCRIBE, made on first use: queues until connected and subscribes again after each reconnect. */
+  /** For listening ('message', 'ready'), made on first use; subscribe through `subscribe`. */
   subscriber: () => Redis | Cluster
+  /**
+   * Subscribes to a channel, counted: Redis subscriptions are per connection, so the channel is
+   * unsubscribed only when its last user leaves (a reload's old and new sets can share a channel).
+   */
+  subscribe: (channel: string) => Promise<void>
+  unsubscribe: (channel: string) => void
   readonly health: RedisHealth
   close: () => void
 }
@@ -42,6 +48,7 @@ export function createRedisConnection (store: RateLimitStoreConfig, opts: RedisC
     : new Redis(store.url ?? 'redis://127.0.0.1:6379', { ...options, enableOfflineQueue: offlineQueue })
   const client = make(false)
   let subscriber: Redis | Cluster | null = null
+  const channels = new Map<string, number>()
   const health = createRedisHealth({
     client,
     name: 'Redis',
@@ -61,6 +68,18 @@ export function createRedisConnection (store: RateLimitStoreConfig, opts: RedisC
         subscriber.on('error', () => {})
       }
       return subscriber
+    },
+    async subscribe (channel) {
+      const n = channels.get(channel) ?? 0
+      channels.set(channel, n + 1)
+      if (n === 0) await this.subscriber().subscribe(channel)
+    },
+    unsubscribe (channel) {
+      const n = channels.get(channel) ?? 0
+      if (n > 1) { channels.set(channel, n - 1); return }
+      channels.delete(channel)
+      // Not awaited: during an outage the command may never settle, and nothing waits on it.
+      subscriber?.unsubscribe(channel).catch(() => {})
     },
     health,
     close () {

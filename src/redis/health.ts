@@ -66,6 +66,9 @@ export function createRedisHealth (opts: RedisHealthOptions) {
   // Bumped on each counted failure: a command sent before the latest one does not count again.
   let generation = 0
 
+  // Told each time the connection is judged up again (after a probe, or on connecting), when commands
+  // can be sent: the shared sets read what they may have missed then, not on the client's 'ready'.
+  const upListeners = new Set<() => void>()
   const setUp = (value: boolean): void => {
     if (value) streak = 0
     if (value === up) return
@@ -73,6 +76,7 @@ export function createRedisHealth (opts: RedisHealthOptions) {
     if (value) log.info(`${opts.name} is reachable`)
     else log.warn({ err: lastError }, `${opts.name} is down; routes apply their onStoreError mode`)
     opts.onState(value)
+    if (value) for (const fn of upListeners) fn()
   }
   // ioredis reports connection trouble as events; without a listener they would crash the process.
   const onError = (err: Error): void => { lastError = err.message }
@@ -144,6 +148,11 @@ export function createRedisHealth (opts: RedisHealthOptions) {
   return {
     get up (): boolean { return up },
     get lastError (): string | null { return lastError },
+    /** Calls `fn` whenever the connection comes up; returns the way to stop. */
+    onUp (fn: () => void): () => void {
+      upListeners.add(fn)
+      return () => { upListeners.delete(fn) }
+    },
     /** Failures counted in a row so far (0 after any success). */
     get failures (): number { return streak },
     /**

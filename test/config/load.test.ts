@@ -406,3 +406,14 @@ t.test('passClientHeaders: only dashed lower-case names the gateway does not set
   t.same(config.upstreams[0]!.passClientHeaders, ['cf-connecting-ip', 'x-client-cert'])
   t.same((await validateConfig(minimalConfig(), { baseDir: t.testdir(CONFIG_FILES), env: {} })).upstreams[0]!.passClientHeaders, [], 'none by default')
 })
+
+t.test('issuer key settings: maxStaleSeconds below jwksCacheSeconds is refused with its path (issue #17)', async t => {
+  const raw = minimalConfig()
+  raw.issuers[0].jwks = { url: 'https://idp.example/keys', maxStaleSeconds: 300 }
+  raw.issuers[0].jwksCacheSeconds = 600
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.same(paths(err), ['/issuers/0/jwks/maxStaleSeconds'])
+  t.match(err.message, /must be at least jwksCacheSeconds \(600\)/)
+  raw.issuers[0].jwks = { url: 'https://idp.example/keys', maxStaleSeconds: 600, unknownKidCooldownMs: 50 }
+  t.same(paths(await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/jwks'], 'the cooldown has a floor (no fetch storm): that jwks form is refused')
+})

@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises'
+import { Redis } from 'ioredis'
 import t from 'tap'
 import { DEFAULT_BUNDLE, buildBundle } from '../../scripts/opa.mjs'
 import { BASE_CONFIG, gatewayFiles, reloadAndWait, startGatewayProcess, startPlainUpstream } from '../helpers/gateway-process.js'
@@ -67,4 +68,52 @@ t.test('case 4: a reload keeps in-memory rate-limit counters; a limit whose defi
   await write(5)
   await reloadAndWait(gw)
   t.equal(await hit(), 200, 'a changed limit is a new limit')
+})
+
+t.test('shared revocations keep arriving at once after a reload that changes the deny-list settings, and are read again when Redis comes back', async t => {
+  const redis = await startRedis(t)
+  const files = await gatewayFiles(t)
+  const fn = await startPlainUpstream(t, 'fn')
+  await buildBundle({})
+  // Full re-reads are rare here (10 min): what arrives in time arrives by message or by the read on reconnect.
+  const write = async (interval: number): Promise<void> => writeFile(files.configFile, `
+${BASE_CONFIG}
+policy: { bundle: "${DEFAULT_BUNDLE}" }
+rateLimit: { store: { type: redis, url: "${redis.url}", commandTimeoutMs: 500 } }
+revocation: { syncIntervalMs: ${interval} }
+upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
+routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn, ban: { enabled: false } }]
+`)
+  await write(600_000)
+  const gw = await startGatewayProcess(t, files.configFile)
+  const client = httpsClient(t, files.caFile)
+  const token = await files.token() // subject carol
+  const status = async (): Promise<number> => (await client.send(`${gw.url}/hello`, { token })).status
+  const eventually = async (want: number): Promise<number> => {
+    let got = await status()
+    for (let i = 0; i < 50 && got !== want; i++) { await new Promise(resolve => setTimeout(resolve, 100)); got = await status() }
+    return got
+  }
+  t.equal(await status(), 200)
+  const other = new Redis(redis.url)
+  t.teardown(() => other.disconnect())
+  const revocation = JSON.stringify({ kind: 'sub', value: 'carol', until: Date.now() + 600_000, at: Date.now() })
+
+  // A new deny-list generation beside the old one on the same subscriber: the old one's close must
+  // not unsubscribe the channel both listen on.
+  await write(500_000)
+  await reloadAndWait(gw)
+  await new Promise(resolve => setTimeout(resolve, 1500)) // the old generation retires meanwhile
+  await other.hset('portcullis:revoked', 'sub:carol', revocation)
+  await other.publish('portcullis:revoked', JSON.stringify({ op: 'put', record: JSON.parse(revocation) }))
+  t.equal(await eventually(401), 401, 'a revocation published after the reload is enforced at once')
+  await other.hdel('portcullis:revoked', 'sub:carol')
+  await other.publish('portcullis:revoked', JSON.stringify({ op: 'delete', field: 'sub:carol' }))
+  t.equal(await eventually(200), 200, 'and its removal')
+
+  // Cut off: Redis restarted empty, a revocation stored without a message this replica could hear.
+  await redis.stop()
+  await redis.start()
+  await other.hset('portcullis:revoked', 'sub:carol', revocation)
+  t.equal(await eventually(401), 401, 'read again when the connection comes back, not at the next full read')
 })

@@ -65,7 +65,8 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
       const token = BEARER.exec(header)?.[1]
       if (token === undefined) return failure(new GW_ERR_AUTHN_MALFORMED('expected "Authorization: Bearer <jwt>"'), 'malformed')
       const known = verified.get(token)
-      if (known !== undefined && known.version === known.keys.version) {
+      // Served from here only while its key set is unchanged and still usable (not past maxStaleSeconds).
+      if (known !== undefined && known.version === known.keys.version && known.keys.ready) {
         return allowedOn(known.principal, route) ? { kind: 'principal', principal: known.principal } : failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
       }
 

@@ -225,6 +225,10 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
       await new Promise(resolve => setTimeout(resolve, rest))
       await refreshWithin(waitMs - rest)
     } else {
+      // A failing IdP is asked again only after its back-off, whatever kids arrive meanwhile.
+      if (inFlight === null && !lastOk && now() - lastAttempt < backoffMs()) {
+        throw new KeysUnavailableError(`keys of issuer ${issuer.id} could not be refreshed: ${lastError ?? 'unknown error'}`)
+      }
       await refreshWithin(waitMs)
     }
     return held!.getKey(header, token)

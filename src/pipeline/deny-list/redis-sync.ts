@@ -154,12 +154,14 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
   }
   subscriber.on('message', onMessage)
   // 'ready' after each (re)connection: the subscription is back; read what may have been missed.
-  const onReady = (): void => { void readAll() }
+  // After the subscriber reconnects (its subscriptions are back), read what may have been missed;
+  // after the command connection comes back, the health says so once commands can be sent.
+  const onReady = (): void => { if (health.up) void readAll() }
   subscriber.on('ready', onReady)
-  subscriber.subscribe(key).catch((err: unknown) => { fail(err, 'subscribing') })
-  client.on('ready', onReady)
-  // A connection shared with a store that is already connected says 'ready' no more: read now.
-  if (client.status === 'ready') void readAll()
+  connection.subscribe(key).catch((err: unknown) => { fail(err, 'subscribing') })
+  const stopOnUp = health.onUp(() => { void readAll() })
+  // A connection already up (shared with a store) says so no more: read now.
+  if (health.up) void readAll()
   const timer = setInterval(() => { void readAll() }, opts.syncIntervalMs).unref()
 
   return {
@@ -197,11 +199,11 @@ function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): Shared
       closed = true
       clearInterval(timer)
       client.off('close', onClose)
-      client.off('ready', onReady)
+      stopOnUp()
       subscriber.off('ready', onReady)
       subscriber.off('message', onMessage)
       if (opts.connection === undefined) connection.close()
-      else await subscriber.unsubscribe(key).catch(() => {})
+      else connection.unsubscribe(key)
     }
   }
 }
