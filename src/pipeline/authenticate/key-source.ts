@@ -225,10 +225,9 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
       await new Promise(resolve => setTimeout(resolve, rest))
       await refreshWithin(waitMs - rest)
     } else {
-      // A failing IdP is asked again only after its back-off, whatever kids arrive meanwhile.
-      if (inFlight === null && !lastOk && now() - lastAttempt < backoffMs()) {
-        throw new KeysUnavailableError(`keys of issuer ${issuer.id} could not be refreshed: ${lastError ?? 'unknown error'}`)
-      }
+      // Not held back by the background back-off: the cooldown already bounds these fetches to one
+      // per issuer per cooldown, and an unknown kid is how a recovered IdP's new key is learnt at once
+      // rather than at the next background retry (up to a minute away after a long outage).
       await refreshWithin(waitMs)
     }
     return held!.getKey(header, token)
