@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/schema.js'
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { bucketHash, clientBucketIp, principalIdentity } from './keys.js'
+import { clientBucketIp, createBucketHasher, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 
@@ -92,6 +92,7 @@ function refuse (reply: FastifyReply, limit: Limit, ttlMs: number): never {
 const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   const limit = config.rateLimit.preAuth
   if (limit === undefined) return
+  const bucketHash = createBucketHasher()
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, [{
     id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientBucketIp(request)), 1)
   }])
@@ -111,6 +112,7 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
  */
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   app.decorateRequest('rateLimited', null)
+  const bucketHash = createBucketHasher()
   const keyOf = (name: string) => (request: FastifyRequest): string => {
     const hint = request.decision?.rateLimit
     const hash = hint?.key !== undefined
