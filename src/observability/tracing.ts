@@ -1,10 +1,11 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync, FastifyPluginOptions, FastifyRequest } from 'fastify'
 import { defaultTextMapGetter, defaultTextMapSetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api'
-import { W3CTraceContextPropagator } from '@opentelemetry/core'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { createRequire } from 'node:module'
+import type * as OtelCore from '@opentelemetry/core'
+import type * as OtelExporter from '@opentelemetry/exporter-trace-otlp-http'
+import type * as OtelResources from '@opentelemetry/resources'
+import type * as OtelSdk from '@opentelemetry/sdk-trace-base'
 import type { Config } from '../config/schema.js'
 
 /*
@@ -36,8 +37,15 @@ declare module 'fastify' {
   }
 }
 
+// The SDK and its exporter (~15 MiB of RSS) are loaded only by a gateway that traces.
+const load = createRequire(import.meta.url)
+
 export function createTracing (config: Config['tracing']): Tracing | undefined {
   if (config.otlpUrl === undefined) return undefined
+  const { W3CTraceContextPropagator } = load('@opentelemetry/core') as typeof OtelCore
+  const { OTLPTraceExporter } = load('@opentelemetry/exporter-trace-otlp-http') as typeof OtelExporter
+  const { resourceFromAttributes } = load('@opentelemetry/resources') as typeof OtelResources
+  const { BasicTracerProvider, BatchSpanProcessor } = load('@opentelemetry/sdk-trace-base') as typeof OtelSdk
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': config.serviceName }),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: config.otlpUrl }))]

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto'
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers'
-import { Hash } from '@smithy/hash-node'
-import { SignatureV4 } from '@smithy/signature-v4'
+import { createRequire } from 'node:module'
+import type { fromNodeProviderChain } from '@aws-sdk/credential-providers'
+import type * as SmithyHash from '@smithy/hash-node'
+import type * as SmithySigner from '@smithy/signature-v4'
+
+// The AWS SDK's signer and credential chain (~15 MiB of RSS) are loaded only by a gateway that signs.
+const load = createRequire(import.meta.url)
 
 /*
  * SigV4 for Lambda function URLs with AWS_IAM auth, with AWS's own signer and the standard credential
@@ -49,11 +53,13 @@ function queryOf (raw: string): Record<string, string | string[]> {
  * headers the gateway sends can be rebuilt without breaking the signature.
  */
 export function createAwsSigner (opts: AwsSignerOptions): AwsSigner {
+  const { SignatureV4 } = load('@smithy/signature-v4') as typeof SmithySigner
+  const { Hash } = load('@smithy/hash-node') as typeof SmithyHash
   const signer = new SignatureV4({
     service: opts.service,
     region: opts.region,
     sha256: Hash.bind(null, 'sha256'),
-    credentials: opts.credentials ?? fromNodeProviderChain(),
+    credentials: opts.credentials ?? (load('@aws-sdk/credential-providers') as { fromNodeProviderChain: typeof fromNodeProviderChain }).fromNodeProviderChain(),
     uriEscapePath: true
   })
   return async ({ method, host, target, body }) => {

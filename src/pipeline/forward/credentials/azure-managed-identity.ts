@@ -1,4 +1,6 @@
-import { ManagedIdentityCredential, type AccessToken, type TokenCredential } from '@azure/identity'
+import { createRequire } from 'node:module'
+import type * as AzureIdentity from '@azure/identity'
+import type { AccessToken, TokenCredential } from '@azure/identity'
 
 /*
  * A Microsoft Entra token of the gateway's managed identity, for Azure Functions behind App Service
@@ -9,11 +11,14 @@ import { ManagedIdentityCredential, type AccessToken, type TokenCredential } fro
 
 const REFRESH_EARLY_MS = 5 * 60_000
 
+// @azure/identity (~24 MiB of RSS) is loaded only by a gateway that uses this credential.
+const load = createRequire(import.meta.url)
+
 /** Returns `Bearer <access token>` for the configured scope. */
 export type AzureTokens = () => Promise<string>
 
 export function createAzureManagedIdentityTokens (opts: { scope: string, clientId?: string | undefined }, credential?: TokenCredential): AzureTokens {
-  const source = credential ?? (opts.clientId !== undefined ? new ManagedIdentityCredential({ clientId: opts.clientId }) : new ManagedIdentityCredential())
+  const source = credential ?? managedIdentity(opts.clientId)
   let token: AccessToken | null = null
   let pending: Promise<AccessToken> | null = null
   return async () => {
@@ -25,4 +30,9 @@ export function createAzureManagedIdentityTokens (opts: { scope: string, clientI
     token = await pending
     return `Bearer ${token.token}`
   }
+}
+
+function managedIdentity (clientId: string | undefined): TokenCredential {
+  const { ManagedIdentityCredential } = load('@azure/identity') as typeof AzureIdentity
+  return clientId !== undefined ? new ManagedIdentityCredential({ clientId }) : new ManagedIdentityCredential()
 }

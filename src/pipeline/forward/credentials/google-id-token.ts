@@ -1,4 +1,5 @@
-import { GoogleAuth, type IdTokenClient } from 'google-auth-library'
+import { createRequire } from 'node:module'
+import type { GoogleAuth, IdTokenClient } from 'google-auth-library'
 
 /*
  * Google-signed ID tokens for Cloud Run and Cloud Functions, from google-auth-library: on Google
@@ -10,7 +11,10 @@ import { GoogleAuth, type IdTokenClient } from 'google-auth-library'
 /** Returns `Bearer <id token>` for the configured audience. */
 export type GoogleIdTokens = () => Promise<string>
 
-export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new GoogleAuth()): GoogleIdTokens {
+// google-auth-library (~13 MiB of RSS) is loaded only by a gateway that uses this credential.
+const load = createRequire(import.meta.url)
+
+export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new (load('google-auth-library') as { GoogleAuth: new () => GoogleAuth }).GoogleAuth()): GoogleIdTokens {
   // The client is found once (which probes the environment); a failed attempt is tried again next time.
   let client: Promise<IdTokenClient> | null = null
   return async () => {
