@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 
 /*
  * Processes under test: started pinned, awaited until their port accepts, measured from /proc (CPU
@@ -56,6 +56,23 @@ export function rssMiB (pids: number[]): number {
     } catch {}
   }
   return kb / 1024
+}
+
+/**
+ * Refuses to start when a port is taken: waitForPort would otherwise find another checkout's bench or
+ * demo listening there, and the run would measure it instead of what it started.
+ */
+export async function assertPortsFree (ports: number[]): Promise<void> {
+  const taken: number[] = []
+  for (const port of ports) {
+    const free = await new Promise<boolean>(resolve => {
+      const server = createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+    })
+    if (!free) taken.push(port)
+  }
+  if (taken.length > 0) throw new Error(`port ${taken.join(', ')} already in use (another bench or demo?); move this run with BENCH_PORT_BASE=<port>`)
 }
 
 export async function waitForPort (port: number, timeoutMs = 20_000): Promise<void> {

@@ -10,10 +10,15 @@ import { createCa } from '../../src/tls/pki.js'
  * keys (RS256 and ES256), nginx configs and the Portcullis config.
  */
 
+// Every port of npm run bench (and bench:stages) is BENCH_PORT_BASE plus a fixed offset, so that a run
+// can move out of the way of another checkout's bench or demo on the same machine.
+const BASE = Number(process.env.BENCH_PORT_BASE ?? 18440)
 export const PORTS = {
-  upstream: 18440, direct: 18441, bare: 18442, nginx: 18443, portcullis: 18444, portcullisAdmin: 18445, opa: 18446, baseline: 18447, baselineAdmin: 18448,
+  upstream: BASE, direct: BASE + 1, bare: BASE + 2, nginx: BASE + 3, portcullis: BASE + 4, portcullisAdmin: BASE + 5, opa: BASE + 6, baseline: BASE + 7, baselineAdmin: BASE + 8,
   // Scenario 5: the gateway assertion, the Redis store, --workers 2, and the bare proxy on two CPUs.
-  assertion: 18449, assertionAdmin: 18450, redisStore: 18451, redisStoreAdmin: 18452, redis: 18453, workers: 18454, workersAdmin: 18455, bareCluster: 18456
+  assertion: BASE + 9, assertionAdmin: BASE + 10, redisStore: BASE + 11, redisStoreAdmin: BASE + 12, redis: BASE + 13, workers: BASE + 14, workersAdmin: BASE + 15, bareCluster: BASE + 16,
+  // npm run bench:stages: its own upstream and gateways, so that it can run beside npm run bench.
+  stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25
 }
 export const RATE_LIMIT_MAX = 1_000_000_000 // counted on every request, never reached
 

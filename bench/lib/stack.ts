@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
 import { resolveOpa } from '../../scripts/opa.mjs'
-import { rssMiB, start, stopAll, waitForPort, type Proc } from './procs.js'
+import { assertPortsFree, rssMiB, start, stopAll, waitForPort, type Proc } from './procs.js'
 import { PORTS, prepare, type Workdir } from './setup.js'
 import { pinned, resolveTools, type Tools } from './tools.js'
 
@@ -61,6 +61,9 @@ async function expectOk (url: string, headers: Record<string, string>, ca: strin
  */
 export async function startStack (dir: string, opts: { baseline?: string } = {}): Promise<Stack> {
   const tools = await resolveTools()
+  await assertPortsFree([PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis, PORTS.portcullisAdmin, PORTS.assertion, PORTS.assertionAdmin,
+    PORTS.redisStore, PORTS.redisStoreAdmin, PORTS.redis, PORTS.workers, PORTS.workersAdmin, PORTS.bareCluster, PORTS.opa,
+    ...(opts.baseline !== undefined ? [PORTS.baseline, PORTS.baselineAdmin] : [])])
   const work = await prepare(dir)
   const nginx = (name: string, cpu: number): Proc => start(name, pinned(tools, cpu, [tools.nginx, '-c', `${dir}/${name}.conf`, '-p', dir, '-e', `${dir}/${name}.log`]))
   const gateway = (name: string, cpu: number | string, args: string[] = []): Proc =>
