@@ -46,6 +46,12 @@ export function cpuSeconds (pids: number[]): number {
   return ticks / CLOCK_TICKS
 }
 
+/** User + system CPU seconds used so far by one process's main thread (its JavaScript, for Node). */
+export function mainThreadCpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
 /** Resident set size in MiB of the given processes. */
 export function rssMiB (pids: number[]): number {
   let kb = 0

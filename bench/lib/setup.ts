@@ -64,6 +64,8 @@ export interface GatewayVariant {
   assertion?: boolean
   /** The rate-limit counters in this redis-server instead of in memory. */
   redisPort?: number
+  /** Another nginx upstream than the shared one (npm run bench:stages runs its own). */
+  upstreamPort?: number
 }
 
 /**
@@ -89,7 +91,7 @@ policy: { bundle: ../../build/bundle.tar.gz }
 rateLimit: { default: { max: ${RATE_LIMIT_MAX}, windowSeconds: 60 }${store} }
 upstreams:
   - id: fn
-    url: https://127.0.0.1:${PORTS.upstream}
+    url: https://127.0.0.1:${v.upstreamPort ?? PORTS.upstream}
     tls: { ca: ca.crt, cert: client.crt, key: client.key, servername: localhost }
 ${v.assertion === true ? '    credentials: { assertion: { bindBody: true } }\n' : ''}routes:
   - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
