@@ -29,7 +29,7 @@ const HOOK = pathToFileURL(`${HERE}lib/profile-hook.mjs`).href
 const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
     'interval-us': { type: 'string', default: '500' }
   }

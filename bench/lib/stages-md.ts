@@ -60,7 +60,7 @@ export function stagesMarkdown (meta: StagesMeta, runs: StageRun[]): string {
   return `# Where a request's CPU and memory go, stage by stage
 
 Produced by \`${meta.command}\` on ${meta.date.slice(0, 16).replace('T', ' ')} UTC (load average at the end
-${meta.loadavg.map(x => x.toFixed(1)).join(' / ')} on ${meta.cpus} CPUs: far above the CPU count, other work shared the cores). Method:
+${meta.loadavg.map(x => x.toFixed(1)).join(' / ')} on ${meta.cpus} CPUs${meta.loadavg[0]! > meta.cpus ? ': above the CPU count, other work shared the cores and the figures are noisy' : ''}). Method:
 [README.md](README.md#per-stage-cpu-and-allocation-npm-run-benchstages). Raw numbers: [stages.json](stages.json).
 
 Each system under test runs alone on CPU ${SUT_CPU}, wrk (1 thread, ${meta.connections} connections, ES256 token) and an nginx mTLS
