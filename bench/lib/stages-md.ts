@@ -77,7 +77,7 @@ each column adds up to the profiled run's CPU per request.
 ${head}
 ${cpuRows.join('\n')}
 | **total, profiled run** | ${us.map(m => `**${f0(total(m))}**`).join(' | ')} | ${bare < 0 || gw < 0 ? '—' : `**${f0(total(us[gw]!) - total(us[bare]!))}**`} |
-| CPU µs/req of the same load without the profiler | ${runs.map(r => f0(r.plainCpuUsPerReq)).join(' | ')} | ${bare < 0 || gw < 0 ? '—' : f0(runs[gw]!.plainCpuUsPerReq - runs[bare]!.plainCpuUsPerReq)} |
+| CPU µs/req, a run of the same length just before, without the profiler | ${runs.map(r => f0(r.plainCpuUsPerReq)).join(' | ')} | ${bare < 0 || gw < 0 ? '—' : f0(runs[gw]!.plainCpuUsPerReq - runs[bare]!.plainCpuUsPerReq)} |
 | requests/s: without / with the profiler | ${runs.map(r => `${Math.round(r.plainRps)} / ${Math.round(r.rps)}`).join(' | ')} | |
 | main thread idle during the profiled run | ${runs.map(idle).join(' | ')} | |
 | CPU samples (busy) | ${runs.map(r => String(Object.entries(r.sums.samples).reduce((a, [c, n]) => c === 'idle' ? a : a + n, 0))).join(' | ')} | |
@@ -86,7 +86,11 @@ ${cpuRows.join('\n')}
 A stage costs what its own code and the libraries it calls cost: "authenticate" includes fast-jwt,
 "forward" includes undici and, for the bare proxy, @fastify/reply-from, "access log" includes pino and
 the observe hook that builds the line, "metrics" prom-client. "tracing (off)" is what the tracing hooks
-cost with tracing not configured. The profiler itself costs the difference between the two CPU rows.
+cost with tracing not configured. On a quiet machine the two CPU rows differ by the profiler's own
+cost. Where they differ much more, the machine's state differed between the runs: on a loaded, shared
+2-vCPU VM the profiled run served 4–6 × the requests/s of the run before it, at half the CPU per
+request, in either order (more requests per event-loop turn; the cause is not established). The
+shares within a column hold either way; read differences between columns with that in mind.
 
 ## Allocation, KiB per request (sampled, collected objects included)
 
