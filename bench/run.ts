@@ -72,7 +72,7 @@ try {
   }
 
   // Scenario 6: authorization alone, in-process WASM versus an OPA sidecar over HTTP.
-  await stopAll(Object.values(stack.procs)) // free CPU 1 for the OPA server
+  await stack.stop() // free CPU 1 for the OPA server
   const opa = await startOpaServer(tools, `${HERE}.work`)
   const probe = async (cpu: number, args: string[]): Promise<{ p50_us: number, p99_us: number }> => {
     const cmd = pinned(tools, cpu, [process.execPath, '--import', 'tsx', `${HERE}lib/authz-probe.ts`, ...args])

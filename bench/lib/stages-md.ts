@@ -83,7 +83,7 @@ ${cpuRows.join('\n')}
 | CPU samples (busy) | ${runs.map(r => String(Object.entries(r.sums.samples).reduce((a, [c, n]) => c === 'idle' ? a : a + n, 0))).join(' | ')} | |
 | failed requests in the profiled run | ${runs.map(r => String(r.failed)).join(' | ')} | |
 
-A stage costs what its own code and the libraries it calls cost: "authenticate" includes fast-jwt,
+A stage costs what its own code and the libraries it calls cost: "authenticate" includes the JWT library,
 "forward" includes undici and, for the bare proxy, @fastify/reply-from, "access log" includes pino and
 the observe hook that builds the line, "metrics" prom-client. "tracing (off)" is what the tracing hooks
 cost with tracing not configured. On a quiet machine the two CPU rows differ by the profiler's own
