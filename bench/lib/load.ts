@@ -6,7 +6,7 @@ import { pinned, type Tools } from './tools.js'
 const REPORT_LUA = fileURLToPath(new URL('../wrk/report.lua', import.meta.url))
 
 export interface WrkResult { rps: number, p50_us: number, p99_us: number, p999_us: number, requests: number, errors: number, non2xx: number }
-export interface RateResult { rate: number, p50_us: number, p99_us: number, max_us: number, success: number }
+export interface RateResult { rate: number, p50_us: number, p99_us: number, p999_us: number, max_us: number, success: number }
 
 function collect (cmd: string[], stdin?: NodeJS.ReadableStream): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -60,6 +60,7 @@ export async function runVegeta (tools: Tools, cpu: number, url: string, headers
     rate,
     p50_us: at(0.5),
     p99_us: at(0.99),
+    p999_us: at(0.999),
     max_us: latencies.at(-1) ?? NaN,
     success: kept.filter(r => r[1] === '200').length / Math.max(1, kept.length)
   }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 
 /*
  * Processes under test: started pinned, awaited until their port accepts, measured from /proc (CPU
@@ -46,6 +46,12 @@ export function cpuSeconds (pids: number[]): number {
   return ticks / CLOCK_TICKS
 }
 
+/** User + system CPU seconds used so far by one process's main thread (its JavaScript, for Node). */
+export function mainThreadCpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
 /** Resident set size in MiB of the given processes. */
 export function rssMiB (pids: number[]): number {
   let kb = 0
@@ -56,6 +62,23 @@ export function rssMiB (pids: number[]): number {
     } catch {}
   }
   return kb / 1024
+}
+
+/**
+ * Refuses to start when a port is taken: waitForPort would otherwise find another checkout's bench or
+ * demo listening there, and the run would measure it instead of what it started.
+ */
+export async function assertPortsFree (ports: number[]): Promise<void> {
+  const taken: number[] = []
+  for (const port of ports) {
+    const free = await new Promise<boolean>(resolve => {
+      const server = createServer()
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+    })
+    if (!free) taken.push(port)
+  }
+  if (taken.length > 0) throw new Error(`port ${taken.join(', ')} already in use (another bench or demo?); move this run with BENCH_PORT_BASE=<port>`)
 }
 
 export async function waitForPort (port: number, timeoutMs = 20_000): Promise<void> {

@@ -10,7 +10,16 @@ import { createCa } from '../../src/tls/pki.js'
  * keys (RS256 and ES256), nginx configs and the Portcullis config.
  */
 
-export const PORTS = { upstream: 18440, direct: 18441, bare: 18442, nginx: 18443, portcullis: 18444, portcullisAdmin: 18445, opa: 18446, baseline: 18447, baselineAdmin: 18448 }
+// Every port of npm run bench (and bench:stages) is BENCH_PORT_BASE plus a fixed offset, so that a run
+// can move out of the way of another checkout's bench or demo on the same machine.
+const BASE = Number(process.env.BENCH_PORT_BASE ?? 18440)
+export const PORTS = {
+  upstream: BASE, direct: BASE + 1, bare: BASE + 2, nginx: BASE + 3, portcullis: BASE + 4, portcullisAdmin: BASE + 5, opa: BASE + 6, baseline: BASE + 7, baselineAdmin: BASE + 8,
+  // Scenario 5: the gateway assertion, the Redis store, --workers 2, and the bare proxy on two CPUs.
+  assertion: BASE + 9, assertionAdmin: BASE + 10, redisStore: BASE + 11, redisStoreAdmin: BASE + 12, redis: BASE + 13, workers: BASE + 14, workersAdmin: BASE + 15, bareCluster: BASE + 16,
+  // npm run bench:stages: its own upstream and gateways, so that it can run beside npm run bench.
+  stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25
+}
 export const RATE_LIMIT_MAX = 1_000_000_000 // counted on every request, never reached
 
 export interface Workdir { dir: string, tokens: { rs256: string, es256: string } }
@@ -44,6 +53,58 @@ http {
   ${server}
 }
 `
+}
+
+export interface GatewayVariant {
+  port: number
+  admin: number
+  /** First line of the file: which scenario it is. */
+  about: string
+  /** The gateway assertion on every forwarded request, as in the demo (credentials: assertion, bindBody). */
+  assertion?: boolean
+  /** The rate-limit counters in this redis-server instead of in memory. */
+  redisPort?: number
+  /** Another nginx upstream than the shared one (npm run bench:stages runs its own). */
+  upstreamPort?: number
+}
+
+/**
+ * The Portcullis config of the benchmark: the full pipeline on one route, variants for scenario 5.
+ * Paths are relative to the work folder (the policy bundle is the one `npm run policy:build` makes).
+ */
+// As in the demo, but the keys are made in memory at start: the upstream does not check the assertion.
+const ASSERTION = `assertion: { issuer: "https://portcullis.bench/gateway", claims: [roles] }
+`
+
+export function gatewayYaml (v: GatewayVariant): string {
+  // commandTimeoutMs 2000: the cost of asking Redis is measured, not the fault path (on a loaded
+  // machine the default 200 ms turns event-loop stalls into store errors; see RATELIMIT.md).
+  const store = v.redisPort === undefined ? '' : `, store: { type: redis, url: "redis://127.0.0.1:${v.redisPort}", commandTimeoutMs: 2000 }`
+  return `# ${v.about}
+listen: { host: 127.0.0.1, port: ${v.port}, tls: { cert: gateway.crt, key: gateway.key } }
+admin: { host: 127.0.0.1, port: ${v.admin} }
+logging: { level: info }
+issuers:
+  - { id: rs, issuer: "https://rs256.bench.test", audiences: [bench], algorithms: [RS256], jwks: { file: rs256.jwks.json } }
+  - { id: es, issuer: "https://es256.bench.test", audiences: [bench], algorithms: [ES256], jwks: { file: es256.jwks.json } }
+policy: { bundle: ../../build/bundle.tar.gz }
+rateLimit: { default: { max: ${RATE_LIMIT_MAX}, windowSeconds: 60 }${store} }
+upstreams:
+  - id: fn
+    url: https://127.0.0.1:${v.upstreamPort ?? PORTS.upstream}
+    tls: { ca: ca.crt, cert: client.crt, key: client.key, servername: localhost }
+${v.assertion === true ? '    credentials: { assertion: { bindBody: true } }\n' : ''}routes:
+  - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
+${v.assertion === true ? ASSERTION : ''}`
+}
+
+/** Scenario 5's configs: the assertion on, the Redis store, and scenario 4's config for --workers 2. */
+function scenario5Configs (): Record<string, string> {
+  return {
+    'portcullis-assertion.yaml': gatewayYaml({ port: PORTS.assertion, admin: PORTS.assertionAdmin, assertion: true, about: 'Scenario 5a: scenario 4 with the gateway assertion on, as in the demo.' }),
+    'portcullis-redis.yaml': gatewayYaml({ port: PORTS.redisStore, admin: PORTS.redisStoreAdmin, redisPort: PORTS.redis, about: 'Scenario 5b: scenario 4 with the rate-limit counters in Redis.' }),
+    'portcullis-workers.yaml': gatewayYaml({ port: PORTS.workers, admin: PORTS.workersAdmin, about: 'Scenario 5c: scenario 4\'s config, run with --workers 2.' })
+  }
 }
 
 const RESPONDER = `location / { default_type application/json; return 200 '{"ok":true}\\n'; }`
@@ -93,26 +154,11 @@ export async function prepare (dir: string): Promise<Workdir> {
       proxy_ssl_session_reuse on;
     }
   }`),
-    'portcullis.yaml': `# Scenario 4: the full pipeline. Logs at info (access + decision lines), as in production.
-listen: { host: 127.0.0.1, port: ${PORTS.portcullis}, tls: { cert: gateway.crt, key: gateway.key } }
-admin: { host: 127.0.0.1, port: ${PORTS.portcullisAdmin} }
-logging: { level: info }
-issuers:
-  - { id: rs, issuer: "https://rs256.bench.test", audiences: [bench], algorithms: [RS256], jwks: { file: rs256.jwks.json } }
-  - { id: es, issuer: "https://es256.bench.test", audiences: [bench], algorithms: [ES256], jwks: { file: es256.jwks.json } }
-policy: { bundle: ../../build/bundle.tar.gz }
-rateLimit: { default: { max: ${RATE_LIMIT_MAX}, windowSeconds: 60 } }
-upstreams:
-  - id: fn
-    url: https://127.0.0.1:${PORTS.upstream}
-    tls: { ca: ca.crt, cert: client.crt, key: client.key, servername: localhost }
-routes:
-  - { id: hello, prefix: /hello, methods: [GET], upstream: fn }
-`
+    'portcullis.yaml': gatewayYaml({ port: PORTS.portcullis, admin: PORTS.portcullisAdmin, about: 'Scenario 4: the full pipeline. Logs at info (access + decision lines), as in production.' }),
+    ...scenario5Configs()
   }
   // The same config for another build of the gateway (npm run bench -- --baseline <checkout>), on ports of its own.
-  files['portcullis-baseline.yaml'] = files['portcullis.yaml']!
-    .replace(`port: ${PORTS.portcullis},`, `port: ${PORTS.baseline},`).replace(`port: ${PORTS.portcullisAdmin} }`, `port: ${PORTS.baselineAdmin} }`)
+  files['portcullis-baseline.yaml'] = gatewayYaml({ port: PORTS.baseline, admin: PORTS.baselineAdmin, about: 'Scenario 4b: scenario 4\'s config for another build.' })
   const tokens = { rs256: await token('RS256', rs.privateKey), es256: await token('ES256', es.privateKey) }
   // Also on disk, for profiling one scenario by hand (see bench/README.md).
   files['rs256.token'] = tokens.rs256

@@ -38,8 +38,8 @@ export async function resolveTools (): Promise<Tools> {
   return { wrk: wrk!, nginx: nginx!, vegeta: await ensureVegeta(), taskset: which('taskset') }
 }
 
-/** The command prefixed with CPU pinning when taskset exists (util-linux), else unpinned. */
-export function pinned (tools: Tools, cpu: number, cmd: string[]): string[] {
+/** The command prefixed with CPU pinning when taskset exists (util-linux), else unpinned. `cpu` is one CPU or a taskset list ("0,1"). */
+export function pinned (tools: Tools, cpu: number | string, cmd: string[]): string[] {
   return tools.taskset === null ? cmd : [tools.taskset, '-c', String(cpu), ...cmd]
 }
 

@@ -1,0 +1,45 @@
+import type { RateResult } from './load.js'
+import { median } from './report.js'
+
+/*
+ * The open-loop plan of npm run bench: which scenario runs at which constant rate. A gateway is
+ * measured at half of its OWN saturation (measured in the same run), so that it is loaded but not
+ * overloaded, with the bare proxy at the same rate beside it; and every scenario at one common rate,
+ * half the slowest proxy's saturation, below every proxy's saturation. Rates are rounded down to a
+ * multiple of RATE_STEP, so that gateways of about the same speed share the bare proxy's run.
+ */
+
+export const RATE_STEP = 50
+
+export interface PlannedScenario { id: string, cpus: 1 | 2, bare: string, gateway: boolean }
+export interface RatePlan {
+  /** Gateway scenario (one CPU) → half its saturation. */
+  own: Map<string, number>
+  common: number
+  /** In the order they run in each round, each (scenario, rate) once. */
+  jobs: Array<{ id: string, rate: number }>
+}
+
+export const halfRate = (rps: number): number => Math.max(RATE_STEP, Math.floor(rps / 2 / RATE_STEP) * RATE_STEP)
+export const rateKey = (id: string, rate: number): string => `${id}@${rate}`
+
+export function planFixedRates (scenarios: PlannedScenario[], saturation: (id: string) => number): RatePlan {
+  const own = new Map(scenarios.filter(s => s.gateway && s.cpus === 1).map(s => [s.id, halfRate(saturation(s.id))]))
+  const common = Math.min(...scenarios.filter(s => s.id !== 'direct').map(s => halfRate(saturation(s.id))))
+  const jobs = new Map<string, { id: string, rate: number }>()
+  const add = (id: string, rate: number): void => { if (!jobs.has(rateKey(id, rate))) jobs.set(rateKey(id, rate), { id, rate }) }
+  for (const s of scenarios) {
+    const rate = own.get(s.id)
+    if (rate === undefined) continue
+    add(s.id, rate)
+    add(s.bare, rate)
+  }
+  for (const s of scenarios) add(s.id, common)
+  return { own, common, jobs: [...jobs.values()] }
+}
+
+/** Median p99 of a scenario's runs at a rate, in µs (NaN when it did not run there). */
+export function p99At (runs: Map<string, RateResult[]>, id: string, rate: number): number {
+  const rs = runs.get(rateKey(id, rate)) ?? []
+  return rs.length === 0 ? NaN : median(rs.map(r => r.p99_us))
+}
