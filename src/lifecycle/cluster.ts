@@ -6,9 +6,7 @@ import { createAdminListener } from '../admin/listener.js'
 import type { Readiness } from '../admin/health.js'
 import { ConfigError, loadConfig, type ConfigProblem } from '../config/load.js'
 import type { Config } from '../config/schema.js'
-import { createBanList } from '../pipeline/deny-list/bans.js'
-import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
-import { createRevocationList } from '../pipeline/deny-list/revocations.js'
+import { createDenyList } from '../pipeline/deny-list/deny-list.js'
 import { createClusterMetrics } from '../observability/metrics.js'
 import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
@@ -199,16 +197,15 @@ async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{
   const first = readAdminToken(config.admin.tokenFile)
   if (first === undefined) return null
   let token = first
-  const revocations = createRevocationList()
-  const bans = createBanList()
+  const denyList = createDenyList()
   const onError = (): void => {} // each failure is logged; the workers count theirs in /metrics
-  const shared = createDenyListSync(config, { revocations, bans, log: admin.log, onRevocationError: onError, onBanError: onError })
+  const shared = denyList.share(config, { log: admin.log, onRevocationError: onError, onBanError: onError })
   if (shared === null) {
-    bans.close()
+    denyList.close()
     throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
   }
   await shared.ready(5000)
-  registerAdminApi(admin, { token: () => token, revocations, writer: shared.revocations, bans, banWriter: shared.bans, maxTtlSeconds: config.revocation.maxTtlSeconds })
+  registerAdminApi(admin, { token: () => token, revocations: denyList.revocations, bans: denyList.bans, ...denyList.writers(shared), maxTtlSeconds: config.revocation.maxTtlSeconds })
   return {
     rereadToken () {
       try {
@@ -219,7 +216,7 @@ async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{
       }
     },
     async close () {
-      bans.close()
+      denyList.close()
       await shared.close()
     }
   }
