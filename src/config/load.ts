@@ -6,7 +6,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
-import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
+import { checkTrustedProxies } from '../util/proxy-list.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 import { cipherProblems } from '../tls/server-tls.js'
 
