@@ -128,6 +128,7 @@ function describeForms (schema: unknown): string {
   return typeof s?.description === 'string' ? ` (${s.description})` : ''
 }
 
+// long: one check per cross-reference, each a few lines, in the order of the schema.
 function checkReferences (input: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   // The config may have failed the schema: read only what has the right shape.

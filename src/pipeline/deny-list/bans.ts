@@ -51,6 +51,7 @@ export interface BanList {
   close: () => void
 }
 
+// long: one closure over the tracked table; each method is short.
 export function createBanList (now: () => number = Date.now): BanList {
   const tracked = new Map<string, Tracked>()
   let untracked = 0

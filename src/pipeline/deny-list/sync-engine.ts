@@ -101,6 +101,7 @@ function toMessage<T> (text: string, records: Records<T>): Message | null {
   return m !== null && typeof m === 'object' ? m : null
 }
 
+// long: one closure over the set's connection and sync state, shared by the full read, the messages, put and delete.
 export function createSharedRecords<T> (opts: SyncOptions, records: Records<T>): SharedRecords<T> {
   const { key, log } = opts
   const connection = opts.connection ?? createRedisConnection(opts.store, { log })
