@@ -1,5 +1,5 @@
 import type { Ban, BanList, BanScope } from './bans.js'
-import { createSharedRecords, splitField, type SharedRecords, type SyncOptions } from './sync-engine.js'
+import { createSharedRecords, splitField, withMethods, type SharedRecords, type SyncOptions } from './sync-engine.js'
 
 /*
  * Bans through Redis (sync-engine.ts): each replica detects its own and shares them; a full read adds
@@ -41,18 +41,15 @@ export function createBanSync (opts: SyncOptions & { bans: BanList }): BanSync {
       bans.lift(scope as BanScope, value)
     }
   })
-  return {
-    ...shared,
-    get synced () { return shared.synced },
-    get up () { return shared.up },
+  return withMethods(shared, {
     // Marked as shared once Redis holds it (its own message does the same, when the subscriber is up).
-    async put (ban) {
+    async put (ban: Ban) {
       await shared.put(ban)
       bans.impose(ban)
     },
-    async lift (scope, value) {
+    async lift (scope: BanScope, value: string) {
       const here = bans.lift(scope, value)
       return await shared.delete(banField(scope, value)) || here
     }
-  }
+  })
 }

@@ -1,5 +1,5 @@
 import { isRevocation, type Revocation, type RevocationKind, type RevocationList } from './revocations.js'
-import { createSharedRecords, splitField, type Message, type SharedRecords, type SyncOptions } from './sync-engine.js'
+import { createSharedRecords, splitField, withMethods, type Message, type SharedRecords, type SyncOptions } from './sync-engine.js'
 
 /*
  * Revocations through Redis (sync-engine.ts): Redis is the source of truth (a full read replaces the
@@ -57,17 +57,14 @@ export function createRevocationSync (opts: SyncOptions & { list: RevocationList
     },
     legacy
   })
-  return {
-    ...shared,
-    get synced () { return shared.synced },
-    get up () { return shared.up },
-    async add (r) {
+  return withMethods(shared, {
+    async add (r: Revocation) {
       await shared.put(r)
       list.add(r)
     },
-    async remove (kind, value) {
+    async remove (kind: RevocationKind, value: string) {
       const removed = await shared.delete(revocationField(kind, value))
       return list.remove(kind, value) || removed
     }
-  }
+  })
 }

@@ -79,6 +79,14 @@ export function splitField (field: string): [string, string] {
   return [field.slice(0, i), field.slice(i + 1)]
 }
 
+/** An adapter's set: the shared set with its own methods added or put replaced; synced and up stay live. */
+export function withMethods<T, X extends object> (shared: SharedRecords<T>, more: X): Omit<SharedRecords<T>, keyof X> & X {
+  return Object.defineProperties({ ...shared, ...more }, {
+    synced: { get: () => shared.synced, enumerable: true },
+    up: { get: () => shared.up, enumerable: true }
+  })
+}
+
 /** The hash's fields split into live records and expired ones (field, value pairs, for the sweep). */
 function partition<T> (all: Record<string, string>, records: Records<T>, now: number): { live: T[], expired: string[] } {
   const live: T[] = []
