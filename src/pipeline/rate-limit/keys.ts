@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 
 /*
@@ -8,13 +7,6 @@ import type { FastifyRequest } from 'fastify'
  * paths, so `//x` or `/X` cannot open a second bucket).
  */
 
-/**
- * The client address as a bucket key: the request's one client address (guard/client-address.ts),
- * with IPv6 clients grouped by /64 (one host can hold a whole /64).
- */
-export function clientBucketIp (request: FastifyRequest): string {
-  return normalizeIP(request.clientAddress)
-}
 
 /**
  * Bucket names are hashed: fixed length in Redis and in memory, and no subjects or tenant keys
