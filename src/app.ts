@@ -1,41 +1,35 @@
-import { randomUUID } from 'node:crypto'
-import { X509Certificate } from 'node:crypto'
+import { randomUUID, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHandlerMethod } from 'fastify'
 import { createAdminServer } from './admin/server.js'
-import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
-import { tlsServerOptions } from './tls/server-tls.js'
-import { earliestExpiry } from './tls/expiry.js'
+import { readAdminToken, registerAdminApi } from './admin/api.js'
 import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
-import type { Metrics } from './observability/metrics.js'
+import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
+import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
+import { createCloseRegistry, type CloseRegistry } from './lifecycle/close-registry.js'
+import { createProcessState, type ProcessState } from './lifecycle/process-state.js'
 import { loggerOptions, quietRequestLogging } from './observability/logger.js'
+import type { Metrics } from './observability/metrics.js'
 import { observePlugin } from './observability/plugin.js'
 import { createTracing, untraced } from './observability/tracing.js'
-import { createDecisionLogFromConfig } from './observability/decision-log.js'
-import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
-import { ALLOW_HEADER, guardPlugin } from './pipeline/guard/plugin.js'
+import type { Stage, StageServices } from './pipeline/types.js'
+import { createRouteStage } from './pipeline/route/stage.js'
+import { ALLOW_HEADER } from './pipeline/guard/plugin.js'
 import { serveExpectations } from './pipeline/guard/expect.js'
-import { routePlugin } from './pipeline/route/plugin.js'
-import { authenticatePlugin } from './pipeline/authenticate/plugin.js'
-import { createJwtAuthenticator } from './pipeline/authenticate/jwt.js'
+import { createGuardStage } from './pipeline/guard/stage.js'
+import { createRateLimitStages } from './pipeline/rate-limit/stage.js'
+import { createDenyListStages, type DenyListStages } from './pipeline/deny-list/stage.js'
 import type { KeySource } from './pipeline/authenticate/key-source.js'
-import { authorizePlugin, type AuthorizeOptions } from './pipeline/authorize/plugin.js'
-import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
-import { bundleSettings } from './pipeline/authorize/bundle-config.js'
-import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
-import { forwardPlugin } from './pipeline/forward/plugin.js'
-import { createForwarder } from './pipeline/forward/forwarder.js'
-import { createHeaderRules } from './pipeline/forward/headers.js'
-import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
-import { createCredentials } from './pipeline/forward/credentials/index.js'
-import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
-import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
-import type { Ban } from './pipeline/deny-list/bans.js'
-import { createProcessState, type ProcessState } from './lifecycle/process-state.js'
-import { readAdminToken, registerAdminApi } from './admin/api.js'
+import { createAuthenticateStage, type AuthenticateStage } from './pipeline/authenticate/stage.js'
+import type { AuthorizeOptions } from './pipeline/authorize/plugin.js'
+import type { PolicyStore } from './pipeline/authorize/policy-store.js'
+import { createAuthorizeStage, type AuthorizeStage } from './pipeline/authorize/stage.js'
+import { createForwardStage, type ForwardStage } from './pipeline/forward/stage.js'
+import { createCertificateExpiry, type CertificateExpiry } from './tls/expiry.js'
+import { tlsServerOptions } from './tls/server-tls.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -94,29 +88,16 @@ export interface GatewayOptions {
 }
 
 /**
- * Builds a gateway from a validated config. Everything the request path reads (key sources, the
- * policy, connection pools, route table) is built here, once; requests only read it.
+ * The request path, in the order requests meet it. Route match runs first (the router picks the route
+ * before any hook runs); each stage after it refuses what it must, and only a request that passed them
+ * all reaches the forward stage, the route handler. docs/architecture.md shows this list (a test
+ * checks that they agree).
  */
-export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
-  // What is built is closed again if a later step fails (a reload that is refused must not leave
-  // watchers, timers, pools or a Redis client behind).
-  const built: Array<() => unknown> = []
-  const own = opts.process === undefined ? createProcessState() : null
-  if (own !== null) built.push(() => own.close())
-  try {
-    const gateway = await buildGateway(config, opts.process ?? own!, opts, closer => built.push(closer))
-    if (own === null) return gateway
-    gateway.activate()
-    return { ...gateway, close: async () => { try { await gateway.close() } finally { await own.close() } } }
-  } catch (err) {
-    for (const close of built.reverse()) await Promise.resolve().then(close).catch(() => {})
-    throw err
-  }
-}
+export const REQUEST_PATH = ['route', 'guard', 'pre-auth limit', 'client ban', 'authenticate', 'revocation', 'authorize', 'rate limit', 'forward'] as const
+export type StageName = typeof REQUEST_PATH[number]
 
-async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOptions, built: (close: () => unknown) => void): Promise<Gateway> {
-  const { metrics, revocations, bans } = proc
-  const registry = metrics.registry
+/** The public listener: Fastify's options and what Node's server does before any stage runs. */
+function createPublicApp (config: Config, metrics: Metrics, serverFactory: GatewayOptions['serverFactory']): FastifyInstance {
   const errorReplier = createErrorReplier(metrics)
   // Fastify's logger exists only once the instance does; the handler is called after that.
   let clientErrorReplier = (_err: NodeJS.ErrnoException, socket: Socket): void => { socket.destroy() }
@@ -125,7 +106,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
     ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
-    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
+    ...(serverFactory !== undefined ? { serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     ...fastifyLimits(config.limits),
     maxRequestsPerSocket: 0,
@@ -141,66 +122,23 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     genReqId: () => randomUUID(),
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false }
   })
-
-  // Process state this generation holds: given back when it closes (or when building it fails).
-  const releases: Array<() => Promise<void>> = []
-  const hold = <T>(held: { value: T, release: () => Promise<void> }): T => {
-    releases.push(held.release)
-    built(held.release)
-    return held.value
-  }
-  const keySources = new Map<string, KeySource>()
-  for (const issuer of config.issuers) keySources.set(issuer.id, hold(await proc.keySource(issuer, app.log)))
-  // Keys the process already holds are used as they are; others are fetched once now, and retried
-  // in the background (with back-off) if the IdP does not answer.
-  await Promise.all([...keySources.values()].map(async k => k.warm().catch((err: unknown) => {
-    app.log.warn({ err: (err as Error).message }, 'issuer keys not loaded yet; retrying in the background')
-  })))
-  const bundles = await bundleSettings(config.policy)
-  const routeEntrypoints = new Map(config.routes.flatMap(r => r.entrypoint !== undefined ? [[r.id, r.entrypoint] as const] : []))
-  const policy = await createPolicyStore({
-    source: bundles.source,
-    parse: bundles.parse,
-    entrypoints: [...new Set([config.policy.entrypoint, ...routeEntrypoints.values()])],
-    ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
-    log: app.log,
-    metrics,
-    watchIntervalMs: bundles.intervalMs ?? opts.bundleWatchIntervalMs ?? 2000,
-    evaluation: { timeoutMs: config.policy.evaluationTimeoutMs, guard: config.policy.evaluationGuard }
-  })
-  built(() => policy.close())
-  const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
-  built(() => decisionLog.close())
-  // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
-  const assertionKeys = await createKeyRing({
-    config: config.assertion,
-    onRotate: () => metrics.assertionKeyRotations.inc(),
-    onChange: (published) => metrics.assertionKeys.set(published),
-    onError: (err) => app.log.error({ err: (err as Error).message }, 'assertion key rotation failed; keeping the current keys')
-  })
-  built(() => assertionKeys.close())
-  const credentials = await createCredentials({ config, keys: assertionKeys, metrics })
-  const upstreams = await createUpstreams(config.upstreams, { log: app.log, metrics })
-  built(() => closeUpstreams(upstreams))
-  const forwarder = createForwarder({ upstreams, routes: config.routes, metrics, credentials, headerRules: createHeaderRules(config) })
-  const rateLimitStore = hold(await proc.rateLimitStore(config.rateLimit, app.log))
-  const jwt = createJwtAuthenticator(config.issuers.map(c => ({ config: c, keys: keySources.get(c.id)! })))
-  const adminToken = readAdminToken(config.admin.tokenFile)
-  // The deny list: revocations (shared through the rate-limit store's Redis when it is redis) and bans.
-  const shared = hold(await proc.denyListSync(config, app.log))
-  const revocationSync = shared?.revocations ?? null
-  // Serve with the shared sets already read; if Redis is away, requests fail closed until it is
-  // (bans: each replica's own meanwhile). A sync this process already holds has been read.
-  await shared?.ready(5000)
-  metrics.denyListCounts.revocations = kind => revocations.count(kind)
-  metrics.denyListCounts.bans = scope => bans.count(scope)
-
+  clientErrorReplier = createClientErrorReplier(metrics, app.log)
   // A proxy never parses bodies: every content type passes through untouched and is streamed upstream.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
   app.setErrorHandler(errorReplier)
-  clientErrorReplier = createClientErrorReplier(metrics, app.log)
-  // Node's server limits, before any parsing of ours (lifecycle/server-limits.ts).
+  // Written by more than one stage (pipeline/types.ts), so decorated here rather than by either.
+  app.decorateRequest('authnReason', null)
+  guardServer(app, config, metrics)
+  // Set last, so that a function's own Strict-Transport-Security cannot weaken the listener's.
+  const hsts = hstsValue(tls)
+  if (hsts !== null) app.addHook('onSend', async (_request, reply) => { reply.header('strict-transport-security', hsts) })
+  return app
+}
+
+/** Node's server, before any parsing of ours (lifecycle/server-limits.ts): limits, CONNECT, Expect, silence. */
+function guardServer (app: FastifyInstance, config: Config, metrics: Metrics): void {
+  const tls = config.listen.tls
   applyServerLimits(app.server, config.limits, tls !== undefined)
   app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
   // Requests with an Expect reach Fastify like any other (Node would answer a bare 417, or a loose
@@ -217,170 +155,134 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   }
   app.server.on('connection', closeIfSilent)
   if (tls !== undefined) app.server.on('secureConnection', closeIfSilent)
-  // Set last, so that a function's own Strict-Transport-Security cannot weaken the listener's.
-  const hsts = hstsValue(tls)
-  if (hsts !== null) app.addHook('onSend', async (_request, reply) => { reply.header('strict-transport-security', hsts) })
+}
 
-  // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
-  const tracing = createTracing(config.tracing)
-  built(() => tracing?.close())
-  built(() => app.close())
-  const traced = tracing?.traced ?? untraced
-
-  const denyList = {
-    config,
-    metrics,
-    revocations,
-    bans,
-    revocationsReady: () => revocationSync?.synced ?? true,
-    // Shared in the background: a ban this replica holds works whether or not Redis takes it.
-    shareBan: (ban: Ban) => { shared?.bans.put(ban).catch(() => {}) }
-  }
-
-  // The request path, in order. Each stage refuses what it must; only a request that passed them all
-  // reaches the route handler, which is the forward stage.
-  await app.register(observePlugin, { metrics }) //                 7. observe (sees every request)
-  if (tracing !== undefined) await app.register(tracing.plugin)
-  await app.register(guardPlugin, { //                                           1. edge guards
-    maxBodyBytes: config.limits.maxBodyBytes,
-    maxUriBytes: config.limits.maxUriBytes,
-    maxHeaders: config.limits.maxHeaders,
-    pathParameters: config.limits.pathParameters === 'allow',
-    trustedProxies: config.rateLimit.trustedProxies,
-    doubleEncodedPath: config.limits.doubleEncodedPath === 'allow',
-    lookalikePath: config.limits.lookalikePath === 'allow',
-    ...(config.listen.hosts !== undefined ? { hosts: config.listen.hosts } : {})
-  })
-  await app.register(preAuthLimitPlugin, { metrics, store: rateLimitStore, config }) //  1. pre-auth IP limit
-  await app.register(clientBanPlugin, denyList) //                            1. banned client IPs (and ban counting)
-  await app.register(traced('authenticate', authenticatePlugin), { jwt, metrics }) // 3. authenticate
-  await app.register(revocationPlugin, denyList) //                 3. revoked credentials, banned subjects
-  await app.register(traced('authorize', authorizePlugin), { //                        4. authorize
-    policy,
-    metrics,
-    decisionLog,
-    routeEntrypoints,
-    ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
-  })
-  // Its hook runs per route, after these; the span stays open until the forward stage starts.
-  await app.register(traced('rate limit', rateLimitPlugin, { open: true }), { metrics, store: rateLimitStore, config }) // 5. rate limit
-  await app.register(forwardPlugin, { forwarder }) //                            6. forward
-  await app.register(routePlugin, { config, handler: opts.evaluateOnly?.handler ?? forwarder.handle }) // 2. route match
-
-  const health = createHealth()
-  health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
-  // Ready while the keys verify: fresh, or stale within maxStaleSeconds (the outage shows in /status
-  // and portcullis_issuer_keys_age_seconds, and alerts, without taking the replica out of service).
-  for (const [id, k] of keySources) {
-    health.addCheck(`issuer:${id}`, () => {
-      const s = k.status()
-      return { ok: k.ready, detail: s.state === 'none' ? 'issuer keys not loaded' : `keys ${s.state}${s.age_seconds !== null ? `, ${s.age_seconds} s old` : ''}` }
-    })
-  }
-  // Shown, never failing: each route decides (onStoreError) what a store outage means for it.
-  health.addCheck('rate_limit_store', () => {
-    const s = rateLimitStore.detail()
-    return { ok: true, detail: `${s.type} ${s.up ? 'up' : 'down'}${s.last_error !== undefined ? `: ${s.last_error}` : ''}` }
-  })
-  health.addStatus('rate_limit_store', () => rateLimitStore.detail())
-  const listenerCert = tls !== undefined ? new X509Certificate(readFileSync(tls.cert)) : undefined
-  // Every other certificate file the gateway holds (upstream pairs and CAs export their own, as they
-  // reload): when one runs out, a dependency stops working, so its expiry is a metric too.
-  const held: Array<[string, string | undefined]> = [
-    ['listener/client-ca', tls?.clientCa],
-    ...config.issuers.map((i): [string, string | undefined] => [`issuer/${i.id}/ca`, i.ca]),
-    ['policy-server/ca', config.policy.server?.tls?.ca],
-    ['policy-server/client', config.policy.server?.tls?.cert],
-    ['decision-log/ca', config.decisionLog.http?.tls?.ca],
-    ['decision-log/client', config.decisionLog.http?.tls?.cert]
-  ]
-  for (const [name, file] of held) {
-    const notAfter = file === undefined ? null : earliestExpiry(readFileSync(file, 'utf8'))
-    if (notAfter !== null) metrics.certificateNotAfter.set(name, notAfter)
-  }
-  if (listenerCert !== undefined) {
-    const notAfter = new Date(listenerCert.validTo)
-    metrics.certificateNotAfter.set('listener', notAfter.getTime())
+/**
+ * The listener's own certificate: ready only while it is valid, and shown in /status. (Every other
+ * certificate file is reported by the stage that holds it; upstream pairs and CAs as they reload.)
+ */
+function reportListenerCertificate (tls: Config['listen']['tls'], health: Health, certificates: CertificateExpiry): void {
+  certificates.file('listener/client-ca', tls?.clientCa)
+  const cert = tls !== undefined ? new X509Certificate(readFileSync(tls.cert)) : undefined
+  if (cert !== undefined) {
+    const notAfter = new Date(cert.validTo)
+    certificates.set('listener', notAfter.getTime())
     health.addCheck('certificate:listener', () => {
       const now = Date.now()
-      const ok = now >= new Date(listenerCert.validFrom).getTime() && now < notAfter.getTime()
+      const ok = now >= new Date(cert.validFrom).getTime() && now < notAfter.getTime()
       return { ok, detail: `${ok ? 'valid' : 'not valid now'}; expires ${notAfter.toISOString()}` }
     })
   }
-  health.addStatus('policy', () => {
-    const status = policy.status()
-    const age = status.activated_at === null ? null : Math.round((Date.now() - Date.parse(status.activated_at)) / 1000)
-    return { ...status, age_seconds: age, entrypoint: config.policy.entrypoint }
-  })
-  health.addStatus('issuers', () => config.issuers.map(i => {
-    const k = keySources.get(i.id)!
-    return { id: i.id, issuer: i.issuer, keys_loaded: k.ready, keys: k.status() }
-  }))
-  health.addStatus('routes', () => config.routes.map(r => ({ id: r.id, prefix: r.prefix, methods: r.methods, upstream: r.upstream })))
-  health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
-  health.addStatus('certificates', () => listenerCert === undefined
+  health.addStatus('certificates', () => cert === undefined
     ? []
-    : [{ name: 'listener', subject: listenerCert.subject, not_after: new Date(listenerCert.validTo).toISOString() }])
+    : [{ name: 'listener', subject: cert.subject, not_after: new Date(cert.validTo).toISOString() }])
+}
+
+interface Stages extends Record<StageName, Stage> {
+  authenticate: AuthenticateStage
+  authorize: AuthorizeStage
+  forward: ForwardStage
+  denyList: DenyListStages
+}
+
+/** Every stage, each from its config slice; they register their own readiness, status and certificates. */
+async function buildStages (config: Config, services: StageServices, opts: GatewayOptions): Promise<Stages> {
+  const authenticate = await createAuthenticateStage(config, services)
+  const authorize = await createAuthorizeStage(config, services, {
+    ...(opts.bundleWatchIntervalMs !== undefined ? { bundleWatchIntervalMs: opts.bundleWatchIntervalMs } : {}),
+    ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
+  })
+  const forward = await createForwardStage(config, services)
+  const rateLimit = await createRateLimitStages(config, services)
+  const denyList = await createDenyListStages(config, services)
+  return {
+    route: createRouteStage(config, services, opts.evaluateOnly?.handler ?? forward.handler),
+    guard: createGuardStage(config),
+    'pre-auth limit': rateLimit.preAuth,
+    'client ban': denyList.clientBan,
+    authenticate,
+    revocation: denyList.revocation,
+    authorize,
+    'rate limit': rateLimit.main,
+    forward,
+    denyList
+  }
+}
+
+/**
+ * Registers the request path. Hooks run in the order they are added, so the stages are registered in
+ * REQUEST_PATH order, except route match: it is registered last, so that its routes carry the hooks of
+ * every stage before it (it runs first all the same: the router picks a route before any hook).
+ */
+async function registerRequestPath (app: FastifyInstance, stages: Stages, metrics: Metrics, closer: CloseRegistry, tracingConfig: Config['tracing']): Promise<void> {
+  // Spans per stage when tracing is configured; otherwise each stage is registered as it is.
+  const tracing = createTracing(tracingConfig)
+  closer.add('tracing', () => tracing?.close())
+  closer.add('public listener', () => app.close())
+  const traced = tracing?.traced ?? untraced
+  await app.register(observePlugin, { metrics }) // sees every request, refused or not
+  if (tracing !== undefined) await app.register(tracing.plugin)
+  for (const name of [...REQUEST_PATH.slice(1), REQUEST_PATH[0]]) {
+    const { plugin, options, span } = stages[name]
+    await app.register(span === undefined ? plugin : traced(name, plugin, { open: span === 'open' }), options)
+  }
+}
+
+/**
+ * Builds a gateway from a validated config. Everything the request path reads (key sources, the
+ * policy, connection pools, route table) is built here, once; requests only read it.
+ */
+export async function createGateway (config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  const own = opts.process === undefined ? createProcessState() : null
+  const proc = opts.process ?? own!
+  const app = createPublicApp(config, proc.metrics, opts.serverFactory)
+  // What is built is closed again if a later step fails (a reload that is refused must not leave
+  // watchers, timers, pools or a Redis client behind), and all of it when the gateway is retired.
+  const closer = createCloseRegistry(app.log)
+  if (own !== null) closer.add('process state', () => own.close())
+  try {
+    const gateway = await buildGateway(config, proc, opts, app, closer)
+    if (own !== null) gateway.activate()
+    return gateway
+  } catch (err) {
+    await closer.close().catch(() => {})
+    throw err
+  }
+}
+
+async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOptions, app: FastifyInstance, closer: CloseRegistry): Promise<Gateway> {
+  const { metrics } = proc
+  const health = createHealth()
+  const certificates = createCertificateExpiry(metrics.certificateNotAfter)
+  const services: StageServices = { log: app.log, metrics, health, closer, certificates, process: proc }
+  const adminToken = readAdminToken(config.admin.tokenFile)
+  const stages = await buildStages(config, services, opts)
+  await registerRequestPath(app, stages, metrics, closer, config.tracing)
+  reportListenerCertificate(config.listen.tls, health, certificates)
+
   const admin = createAdminServer({
-    registry,
+    registry: metrics.registry,
     health,
     logLevel: config.logging.level,
     admin: config.admin,
     limits: config.limits,
-    jwks: () => assertionKeys.jwks(),
+    jwks: stages.forward.jwks,
     ...(opts.adminServerFactory !== undefined ? { serverFactory: opts.adminServerFactory } : {})
   })
-  if (revocationSync !== null) {
-    health.addCheck('revocations', () => revocationSync.synced
-      ? { ok: true, detail: `redis ${revocationSync.up ? 'up' : 'down'}` }
-      : { ok: false, detail: 'shared revocation set not read yet' })
-  }
-  health.addStatus('revocations', () => ({
-    store: revocationSync === null ? 'memory' : 'redis',
-    ...(revocationSync !== null ? { synced: revocationSync.synced, up: revocationSync.up } : {}),
-    in_force: revocations.list().length
-  }))
-  health.addStatus('bans', () => bans.list().map(b => ({ scope: b.scope, value: b.value, until: new Date(b.until).toISOString(), strikes: b.strikes })))
+  closer.add('admin listener', () => admin.close())
   if (adminToken !== undefined) {
-    registerAdminApi(admin, {
-      token: () => adminToken,
-      revocations,
-      bans,
-      writer: revocationSync ?? { add: async r => { revocations.add(r) }, remove: async (kind, value) => revocations.remove(kind, value) },
-      banWriter: shared?.bans ?? { lift: async (scope, value) => bans.lift(scope, value) },
-      maxTtlSeconds: config.revocation.maxTtlSeconds
-    })
+    const { revocations, bans } = proc.denyList
+    registerAdminApi(admin, { token: () => adminToken, revocations, bans, ...stages.denyList.writers, maxTtlSeconds: config.revocation.maxTtlSeconds })
   }
   return {
     app,
     admin,
     metrics,
-    policy,
-    keySources,
+    policy: stages.authorize.policy,
+    keySources: stages.authenticate.keySources,
     health,
-    activate () {
-      metrics.issuerKeyAges.clear()
-      for (const [id, k] of keySources) metrics.issuerKeyAges.set(id, () => k.ageSeconds())
-    },
-    cutOff: async () => forwarder.cutOff(),
-    async close () {
-      assertionKeys.close()
-      // In this order (requests finish before their decisions are flushed), and every step runs even
-      // when one before it failed: a retired gateway must not keep sockets or timers.
-      const steps: Array<() => unknown> = [
-        async () => policy.close(),
-        async () => app.close(),
-        async () => decisionLog.close(),
-        async () => admin.close(),
-        async () => tracing?.close(),
-        ...releases
-
-      ]
-      const failures: unknown[] = []
-      for (const step of steps) {
-        try { await step() } catch (err) { failures.push(err) }
-      }
-      if (failures.length > 0) throw failures[0]
-    }
+    activate: stages.authenticate.activate,
+    cutOff: stages.forward.cutOff,
+    close: closer.close
   }
 }

@@ -65,6 +65,7 @@ const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTim
  * gateway and swapping it in, and drains on close. The sockets belong to this module and outlive
  * every gateway built on them (lifecycle/listener.ts).
  */
+// long: the process lifecycle (build, swap, retire, watch, drain) over one active generation, whose state its parts share.
 export async function startGateway (config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
   // What outlives every config: metrics, deny lists, rate-limit counters, issuer keys, Redis.
   const proc = createProcessState()

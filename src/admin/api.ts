@@ -64,6 +64,7 @@ export function readAdminToken (tokenFile: string | undefined): string | undefin
   return token
 }
 
+// long: the admin API's routes in one place behind one token check; each handler is short.
 export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions): void {
   let known = ''
   let expected = digest('')
@@ -85,6 +86,7 @@ export function registerAdminApi (admin: FastifyInstance, opts: AdminApiOptions)
   // What a call is, for its audit line when no handler of its own writes one.
   const callOf = (request: FastifyRequest): string => `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]!.slice(0, 256)}`
 
+  // long: the authenticated routes (revocations, bans) one after another; each is short.
   void admin.register(async api => {
     api.addHook('onRequest', async (request, reply) => {
       const header = request.headers.authorization ?? ''

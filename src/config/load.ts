@@ -6,7 +6,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
-import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
+import { checkTrustedProxies } from '../util/proxy-list.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 import { cipherProblems } from '../tls/server-tls.js'
 
@@ -128,6 +128,7 @@ function describeForms (schema: unknown): string {
   return typeof s?.description === 'string' ? ` (${s.description})` : ''
 }
 
+// long: one check per cross-reference, each a few lines, in the order of the schema.
 function checkReferences (input: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   // The config may have failed the schema: read only what has the right shape.

@@ -6,9 +6,7 @@ import { createAdminListener } from '../admin/listener.js'
 import type { Readiness } from '../admin/health.js'
 import { ConfigError, loadConfig, type ConfigProblem } from '../config/load.js'
 import type { Config } from '../config/schema.js'
-import { createBanList } from '../pipeline/deny-list/bans.js'
-import { createDenyListSync } from '../pipeline/deny-list/redis-sync.js'
-import { createRevocationList } from '../pipeline/deny-list/revocations.js'
+import { createDenyList } from '../pipeline/deny-list/deny-list.js'
 import { createClusterMetrics } from '../observability/metrics.js'
 import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
@@ -38,6 +36,7 @@ interface LastReload { at: string, result: 'success' | 'failure', problems?: str
 const describeProblems = (problems: ConfigProblem[]): string[] => problems.map(p => `${p.path || '/'}: ${p.message}`)
 
 /** In the primary: fork the workers, keep the last good config, serve the admin listener, handle signals. */
+// long: the primary's lifecycle over one last-good config (reload, watch, signals); its admin routes are serveClusterAdmin.
 export async function runPrimary (config: Config, count: number, configFile: string): Promise<void> {
   let good = { config, hash: configHash(config), loadedAt: new Date().toISOString() }
   let lastReload: LastReload | undefined
@@ -62,49 +61,12 @@ export async function runPrimary (config: Config, count: number, configFile: str
     }
   })
 
-  admin.get('/metrics', async (_request, reply) => {
-    // A worker that does not answer in time is left out of this scrape rather than failing it.
-    const answers = await Promise.all(pool.listening().map(async w => ask(w, { what: 'metrics' }, 5000)))
-    const each = answers.filter((a): a is Array<MetricObjectWithValues<MetricValue<string>>> => Array.isArray(a))
-    reply.type(registry.contentType)
-    return AggregatorRegistry.aggregate([...each, await registry.getMetricsAsJSON()]).metrics()
-  })
-  admin.get('/healthz', async () => ({ status: 'ok' }))
-
-  const readinessOfEach = async (): Promise<Array<Readiness | undefined>> =>
-    Promise.all(pool.view().map(async v => {
-      const w = v.state === 'listening' ? pool.worker(v.slot) : undefined
-      return w !== undefined ? await ask(w, { what: 'readiness' }) as Readiness | undefined : undefined
-    }))
-
-  // Ready while at least one worker is: the primary hands connections only to workers that listen,
-  // so one ready worker serves the whole port. Fewer than all is "degraded", still 200.
-  admin.get('/readyz', async (_request, reply) => {
-    const view = pool.view()
-    const readiness = await readinessOfEach()
-    const readyWorkers = readiness.filter(r => r?.ready === true).length
-    const ready = !shuttingDown && readyWorkers > 0
-    reply.code(ready ? 200 : 503)
-    return {
-      status: !ready ? 'not ready' : readyWorkers < count ? 'degraded' : 'ready',
-      checks: { accepting: !shuttingDown, workers: readyWorkers > 0 },
-      ready_workers: readyWorkers,
-      configured_workers: count,
-      workers: view.map((v, i) => ({ slot: v.slot, pid: v.pid, state: v.state, readiness: readiness[i] ?? null }))
-    }
-  })
-  admin.get('/status', async () => {
-    const view = pool.view()
-    const readiness = await readinessOfEach()
-    const firstReady = view.find((v, i) => readiness[i]?.ready === true) ?? view.find(v => v.state === 'listening')
-    const w = firstReady !== undefined ? pool.worker(firstReady.slot) : undefined
-    const status = w !== undefined ? (await ask(w, { what: 'status' }) ?? {}) as Record<string, unknown> : {}
-    return {
-      ...status,
-      ready: !shuttingDown && readiness.some(r => r?.ready === true),
-      config: { file: configFile, hash: good.hash, loaded_at: good.loadedAt, last_reload: lastReload ?? null },
-      workers: view.map((v, i) => ({ ...v, ready: readiness[i]?.ready === true }))
-    }
+  serveClusterAdmin(admin, {
+    registry,
+    pool,
+    count,
+    shuttingDown: () => shuttingDown,
+    config: () => ({ file: configFile, hash: good.hash, loaded_at: good.loadedAt, last_reload: lastReload ?? null })
   })
 
   const refuse = (problems: ConfigProblem[], counted: boolean): void => {
@@ -189,6 +151,67 @@ export async function runPrimary (config: Config, count: number, configFile: str
   })
 }
 
+type WorkerPool = ReturnType<typeof createWorkerPool>
+
+interface ClusterAdminState {
+  registry: Registry
+  pool: WorkerPool
+  count: number
+  shuttingDown: () => boolean
+  config: () => { file: string, hash: string, loaded_at: string, last_reload: LastReload | null }
+}
+
+/**
+ * The primary's admin routes: /metrics summed across workers, /readyz ready while at least one worker
+ * is, /status from the first ready worker with the primary's config and every worker's state.
+ */
+function serveClusterAdmin (admin: FastifyInstance, state: ClusterAdminState): void {
+  admin.get('/metrics', async (_request, reply) => {
+    // A worker that does not answer in time is left out of this scrape rather than failing it.
+    const answers = await Promise.all(state.pool.listening().map(async w => ask(w, { what: 'metrics' }, 5000)))
+    const each = answers.filter((a): a is Array<MetricObjectWithValues<MetricValue<string>>> => Array.isArray(a))
+    reply.type(state.registry.contentType)
+    return AggregatorRegistry.aggregate([...each, await state.registry.getMetricsAsJSON()]).metrics()
+  })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+
+  const readinessOfEach = async (): Promise<Array<Readiness | undefined>> =>
+    Promise.all(state.pool.view().map(async v => {
+      const w = v.state === 'listening' ? state.pool.worker(v.slot) : undefined
+      return w !== undefined ? await ask(w, { what: 'readiness' }) as Readiness | undefined : undefined
+    }))
+
+  // Ready while at least one worker is: the primary hands connections only to workers that listen,
+  // so one ready worker serves the whole port. Fewer than all is "degraded", still 200.
+  admin.get('/readyz', async (_request, reply) => {
+    const view = state.pool.view()
+    const readiness = await readinessOfEach()
+    const readyWorkers = readiness.filter(r => r?.ready === true).length
+    const ready = !state.shuttingDown() && readyWorkers > 0
+    reply.code(ready ? 200 : 503)
+    return {
+      status: !ready ? 'not ready' : readyWorkers < state.count ? 'degraded' : 'ready',
+      checks: { accepting: !state.shuttingDown(), workers: readyWorkers > 0 },
+      ready_workers: readyWorkers,
+      configured_workers: state.count,
+      workers: view.map((v, i) => ({ slot: v.slot, pid: v.pid, state: v.state, readiness: readiness[i] ?? null }))
+    }
+  })
+  admin.get('/status', async () => {
+    const view = state.pool.view()
+    const readiness = await readinessOfEach()
+    const firstReady = view.find((v, i) => readiness[i]?.ready === true) ?? view.find(v => v.state === 'listening')
+    const w = firstReady !== undefined ? state.pool.worker(firstReady.slot) : undefined
+    const status = w !== undefined ? (await ask(w, { what: 'status' }) ?? {}) as Record<string, unknown> : {}
+    return {
+      ...status,
+      ready: !state.shuttingDown() && readiness.some(r => r?.ready === true),
+      config: state.config(),
+      workers: view.map((v, i) => ({ ...v, ready: readiness[i]?.ready === true }))
+    }
+  })
+}
+
 /**
  * The admin API in the primary. Workers share revocations and bans through the rate-limit store's
  * Redis, so the primary keeps a mirror of both sets and writes through Redis, which every worker
@@ -199,16 +222,15 @@ async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{
   const first = readAdminToken(config.admin.tokenFile)
   if (first === undefined) return null
   let token = first
-  const revocations = createRevocationList()
-  const bans = createBanList()
+  const denyList = createDenyList()
   const onError = (): void => {} // each failure is logged; the workers count theirs in /metrics
-  const shared = createDenyListSync(config, { revocations, bans, log: admin.log, onRevocationError: onError, onBanError: onError })
+  const shared = denyList.share(config, { log: admin.log, onRevocationError: onError, onBanError: onError })
   if (shared === null) {
-    bans.close()
+    denyList.close()
     throw new Error('admin.tokenFile (the admin API) with --workers above 1 needs rateLimit.store.type: redis, through which the workers share revocations and bans; or run one process per replica')
   }
   await shared.ready(5000)
-  registerAdminApi(admin, { token: () => token, revocations, writer: shared.revocations, bans, banWriter: shared.bans, maxTtlSeconds: config.revocation.maxTtlSeconds })
+  registerAdminApi(admin, { token: () => token, revocations: denyList.revocations, bans: denyList.bans, ...denyList.writers(shared), maxTtlSeconds: config.revocation.maxTtlSeconds })
   return {
     rereadToken () {
       try {
@@ -219,7 +241,7 @@ async function serveAdminApi (config: Config, admin: FastifyInstance): Promise<{
       }
     },
     async close () {
-      bans.close()
+      denyList.close()
       await shared.close()
     }
   }

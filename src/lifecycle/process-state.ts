@@ -3,9 +3,7 @@ import { Registry } from 'prom-client'
 import type { Config, IssuerConfig, RateLimitStoreConfig } from '../config/schema.js'
 import { createMetrics, type Metrics } from '../observability/metrics.js'
 import { createKeySource, keySourceFingerprint, type KeySource } from '../pipeline/authenticate/key-source.js'
-import { createBanList, type BanList } from '../pipeline/deny-list/bans.js'
-import { createDenyListSync, type DenyListSync } from '../pipeline/deny-list/redis-sync.js'
-import { createRevocationList, type RevocationList } from '../pipeline/deny-list/revocations.js'
+import { createDenyList, type DenyList, type DenyListSync } from '../pipeline/deny-list/deny-list.js'
 import { createMemoryLimiter, type MemoryLimiter } from '../pipeline/rate-limit/algorithms.js'
 import { createRateLimitStore, type RateLimitStore } from '../pipeline/rate-limit/store.js'
 import { createRedisConnection, type RedisConnection } from '../redis/connection.js'
@@ -29,8 +27,8 @@ export interface Held<T> {
 
 export interface ProcessState {
   readonly metrics: Metrics
-  readonly revocations: RevocationList
-  readonly bans: BanList
+  /** Revocations and bans of this process, with what the admin API writes through. */
+  readonly denyList: DenyList
   /** Rate-limit counters of this process (the memory store, and Redis's local fallback). */
   readonly memoryLimiter: MemoryLimiter
   /** The issuer's key source: the process's one when the issuer's key settings did not change. */
@@ -45,9 +43,9 @@ export interface ProcessState {
 
 interface Entry { value: Promise<unknown>, refs: number, close: (v: never) => unknown }
 
+// long: one object of closures over the shared entry table; each method is a few lines.
 export function createProcessState (metrics: Metrics = createMetrics(new Registry())): ProcessState {
-  const revocations = createRevocationList()
-  const bans = createBanList()
+  const denyList = createDenyList()
   const memoryLimiter = createMemoryLimiter()
   const entries = new Map<string, Entry>()
 
@@ -85,8 +83,7 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
 
   return {
     metrics,
-    revocations,
-    bans,
+    denyList,
     memoryLimiter,
     async keySource (issuer, log) {
       const fingerprint = await keySourceFingerprint(issuer)
@@ -121,9 +118,7 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
         const store = config.rateLimit.store
         const connection = store.type === 'redis' ? await redis(store, log) : null
         try {
-          const sync = createDenyListSync(config, {
-            revocations,
-            bans,
+          const sync = denyList.share(config, {
             log,
             onRevocationError: () => metrics.revocationStoreErrors.inc(),
             onBanError: () => metrics.banStoreErrors.inc(),
@@ -148,7 +143,7 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
       const all = [...entries.values()]
       entries.clear()
       await Promise.allSettled(all.map(async e => e.close(await e.value as never)))
-      bans.close()
+      denyList.close()
       metrics.close()
     }
   }

@@ -53,6 +53,7 @@ export interface WorkerPoolOptions {
   onListening: (url: string) => void
 }
 
+// long: one closure over the table of worker slots; start, stop, reload and catch-up share it.
 export function createWorkerPool (opts: WorkerPoolOptions) {
   const slots: Slot[] = Array.from({ length: opts.count }, (_, index) => ({ index, restarts: 0, delayMs: 0 }))
   let stopping = false

@@ -22,6 +22,7 @@ const CONFIG_RELOADS = {
   labelNames: ['result'] as const
 }
 
+// long: a table of metric definitions, one after another.
 export function createMetrics (registry: Registry) {
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })

@@ -2,7 +2,50 @@
  * What the stages hand each other. Stages share only these types and the request decorators declared
  * in their plugins; nothing reaches into another stage's internals.
  */
-import type { FastifyError } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyPluginAsync, FastifyPluginOptions } from 'fastify'
+import type { Health } from '../admin/health.js'
+import type { CloseRegistry } from '../lifecycle/close-registry.js'
+import type { ProcessState } from '../lifecycle/process-state.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { CertificateExpiry } from '../tls/expiry.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Why the caller's credentials were refused (an enumerated reason, for the access line), or null:
+     * set by authenticate, and by the deny list for a revoked credential. Declared here, not by either
+     * stage, because both write it; app.ts decorates it.
+     */
+    authnReason: string | null
+  }
+}
+
+/** What every stage is built with: one generation's view of the process services. */
+export interface StageServices {
+  log: FastifyBaseLogger
+  metrics: Metrics
+  /** Readiness checks (/readyz) and status sections (/status): each stage adds its own. */
+  health: Health
+  /** What the stage builds and must close again (pools, watchers, held process state). */
+  closer: CloseRegistry
+  /** Certificate files the stage holds: their expiry becomes portcullis_certificate_not_after_seconds. */
+  certificates: CertificateExpiry
+  /** What outlives this generation: key sources, stores, the deny list (lifecycle/process-state.ts). */
+  process: ProcessState
+}
+
+/** A stage's plugin with its options, as app.ts registers it; `span` says how tracing wraps it. */
+export interface Stage {
+  plugin: FastifyPluginAsync<FastifyPluginOptions>
+  options: FastifyPluginOptions
+  /** A span around the stage ('open': closed by the next stage that opens one); none when absent. */
+  span?: 'closed' | 'open'
+}
+
+/** Binds a plugin to its options (type-checked here, erased in the Stage). */
+export function stageOf<O extends FastifyPluginOptions> (plugin: FastifyPluginAsync<O>, options: O, span?: Stage['span']): Stage {
+  return { plugin: plugin as unknown as Stage['plugin'], options, ...(span !== undefined ? { span } : {}) }
+}
 
 /** A client certificate the TLS layer verified against the listener's client CA. */
 export interface ClientCertificate {

@@ -55,6 +55,7 @@ export interface RedisHealthOptions {
   onState: (up: boolean) => void
 }
 
+// long: one closure over the connection's health (failures in a row, deadline, up and down listeners).
 export function createRedisHealth (opts: RedisHealthOptions) {
   const { client, log, commandTimeoutMs, failuresBeforeDown } = opts
   const probeIntervalMs = opts.probeIntervalMs ?? 250

@@ -2,7 +2,8 @@ import t from 'tap'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { buildBundle } from '../../scripts/opa.mjs'
-import { canonicalizeTarget, pathSegments } from '../../src/pipeline/guard/canonical-path.js'
+import { canonicalizeTarget } from '../../src/pipeline/guard/canonical-path.js'
+import { pathSegments } from '../../src/pipeline/authorize/input.js'
 import { startDemoHarness } from '../helpers/demo.js'
 
 // Properties of the one canonical path, over generated request targets rather than chosen examples.

@@ -103,6 +103,7 @@ export async function keySourceFingerprint (issuer: IssuerConfig): Promise<strin
   return createHash('sha256').update(JSON.stringify([issuer.id, issuer.issuer, issuer.jwks, issuer.jwksCacheSeconds, issuer.fetchTimeoutMs, ca])).digest('hex')
 }
 
+// long: one closure over the key set's state (fetch, back-off, cooldown, single flight), which its parts share.
 function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: KeySourceOptions, ca: string | undefined): KeySource {
   const now = opts.now ?? Date.now
   const maxStaleMs = (jwks.maxStaleSeconds ?? JWKS_DEFAULTS.maxStaleSeconds) * 1000

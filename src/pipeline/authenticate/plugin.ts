@@ -11,8 +11,6 @@ declare module 'fastify' {
     principal: Principal | null
     /** The client certificate the TLS layer verified, whatever the route requires. */
     clientCertificate: ClientCertificate | null
-    /** Why authentication failed (an enumerated reason, for the access line), or null. */
-    authnReason: string | null
   }
 }
 
@@ -28,7 +26,6 @@ const INVALID_REQUEST = new Set(['malformed', 'ambiguous', 'too_large', 'cert_mi
 const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt, metrics }) => {
   app.decorateRequest('principal', null)
   app.decorateRequest('clientCertificate', null)
-  app.decorateRequest('authnReason', null)
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway

@@ -1,6 +1,11 @@
 import type { FastifyRequest } from 'fastify'
-import { pathSegments } from '../guard/canonical-path.js'
 import type { ClientCertificate, PolicyCertificate, PolicyInput, RouteContext } from '../types.js'
+
+/** The decoded segments of a canonical path, as the policy sees them (`/a/b%20c` → ["a", "b c"]). */
+export function pathSegments (path: string): string[] {
+  if (path === '/') return []
+  return path.slice(1).split('/').map(s => decodeURIComponent(s))
+}
 
 // Credentials are for the gateway to verify, never for a policy (or its decision log) to read.
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'x-amz-security-token'])

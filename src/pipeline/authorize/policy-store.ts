@@ -58,6 +58,7 @@ const SMOKE_INPUT = {
   tls: { client_certificate: null }, principal: null, route: { id: 'smoke', metadata: {} }, time_ns: 0
 }
 
+// long: one closure over the active bundle; load, watch, swap and status share it.
 export async function createPolicyStore (opts: PolicyStoreOptions): Promise<PolicyStore> {
   const { source, entrypoints, log, metrics } = opts
   let current: PolicyEngine | null = null

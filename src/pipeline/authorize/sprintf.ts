@@ -308,6 +308,7 @@ function formatArg (a: Arg, verb: string, f: Flags): string {
 }
 
 /** Go's fmt.Sprintf(format, args...), with Rego values converted as OPA's sprintf converts them. */
+// long: one pass over Go's fmt verbs, kept together to read against Go's documentation.
 export function goSprintf (format: unknown, values: unknown): string {
   if (typeof format !== 'string' || !Array.isArray(values)) throw new TypeError('sprintf: operands must be a string and an array')
   const args = values.map(toArg)

@@ -5,7 +5,7 @@ import type { BanRuleConfig } from '../../config/schema.js'
  * while. Each further ban of the same client doubles the time, up to the rule's cap; the count of
  * earlier bans is forgotten once a client has stayed out of trouble for twice the cap. Held in this
  * process (the list outlives config reloads); with Redis, every ban a replica imposes is shared with
- * the others (redis-sync.ts), each still counting failures on its own. An operator lifts a ban
+ * the others (ban-sync.ts), each still counting failures on its own. An operator lifts a ban
  * through the admin API, on every replica at once when they share Redis.
  *
  * Memory is bounded: failure records are dropped when their window has passed (swept every few
@@ -51,6 +51,7 @@ export interface BanList {
   close: () => void
 }
 
+// long: one closure over the tracked table; each method is short.
 export function createBanList (now: () => number = Date.now): BanList {
   const tracked = new Map<string, Tracked>()
   let untracked = 0

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { BanRuleConfig, Config } from '../../config/schema.js'
 import { GW_ERR_AUTHN_REVOCATION_UNAVAILABLE, GW_ERR_AUTHN_REVOKED, GW_ERR_RATE_BANNED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { clientBucketIp } from '../rate-limit/keys.js'
+import { clientBucketIp } from '../../util/client-network.js'
 import type { Ban, BanList } from './bans.js'
 import type { RevocationList } from './revocations.js'
 

@@ -3,7 +3,7 @@ import type { ClientCertificate, Principal } from '../types.js'
 /*
  * Revoked credentials: a token id (jti), a subject, or a client certificate (its SHA-256
  * thumbprint), each until a given time. This is the local view every request reads; with Redis it is
- * a mirror of the shared set (redis-sync.ts), without Redis it is the only copy and lives as long as
+ * a mirror of the shared set (revocation-sync.ts), without Redis it is the only copy and lives as long as
  * the process (it outlives config reloads: server.ts hands the same list to each new gateway).
  */
 

@@ -56,6 +56,7 @@ async function loadPair (tls: NonNullable<UpstreamConfig['tls']>, files: string[
   return { context, fingerprint, notAfter, caNotAfter: ca === undefined ? null : earliestExpiry(ca), stamp }
 }
 
+// long: one closure over a client pair's files, watcher and expiry.
 export async function createClientTls (config: UpstreamConfig, { log, metrics }: ClientTlsOptions): Promise<ClientTls> {
   const url = new URL(config.url)
   const tls = config.tls ?? { reloadIntervalMs: 0 }

@@ -111,9 +111,3 @@ function decodingTrap (path: string, decoded: string, opts: CanonicalOptions): s
   }
   return null
 }
-
-/** The decoded segments of a canonical path, as the policy sees them (`/a/b%20c` → ["a", "b c"]). */
-export function pathSegments (path: string): string[] {
-  if (path === '/') return []
-  return path.slice(1).split('/').map(s => decodeURIComponent(s))
-}

@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import proxyAddr from '@fastify/proxy-addr'
-import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 
 /*
@@ -9,24 +7,6 @@ import type { FastifyRequest } from 'fastify'
  * (X-Forwarded-For only from a configured proxy), not the raw path (routes are matched on canonical
  * paths, so `//x` or `/X` cannot open a second bucket).
  */
-
-/**
- * The client address as a bucket key: the request's one client address (guard/client-address.ts),
- * with IPv6 clients grouped by /64 (one host can hold a whole /64).
- */
-export function clientBucketIp (request: FastifyRequest): string {
-  return normalizeIP(request.clientAddress)
-}
-
-/** Checks trusted proxy entries the way they will be read; the message of the first bad one, or null. */
-export function checkTrustedProxies (entries: readonly string[]): string | null {
-  try {
-    proxyAddr.compile([...entries])
-    return null
-  } catch (err) {
-    return (err as Error).message
-  }
-}
 
 /**
  * Bucket names are hashed: fixed length in Redis and in memory, and no subjects or tenant keys

@@ -4,7 +4,8 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/schema.js'
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { clientBucketIp, createBucketHasher, principalIdentity } from './keys.js'
+import { clientBucketIp } from '../../util/client-network.js'
+import { createBucketHasher, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { canonicalizeTarget, pathSegments } from '../../../src/pipeline/guard/canonical-path.js'
+import { canonicalizeTarget } from '../../../src/pipeline/guard/canonical-path.js'
+import { pathSegments } from '../../../src/pipeline/authorize/input.js'
 
 // [request target, path the gateway uses, query]
 const accepted: Array<[string, string, string]> = [

@@ -80,6 +80,7 @@ async function readWhole (body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
+// long: one entry per credential kind.
 export async function createCredentials (opts: CredentialsOptions): Promise<Credentials> {
   const { config, metrics } = opts
   const mint: AssertionMinter = createAssertionMinter(config.assertion, opts.keys)
