@@ -25,6 +25,7 @@ import type { KeySource } from './pipeline/authenticate/key-source.js'
 import { authorizePlugin, type AuthorizeOptions } from './pipeline/authorize/plugin.js'
 import { createPolicyStore, type PolicyStore } from './pipeline/authorize/policy-store.js'
 import { bundleSettings } from './pipeline/authorize/bundle-config.js'
+import { createShadowFromConfig } from './pipeline/authorize/shadow-config.js'
 import { preAuthLimitPlugin, rateLimitPlugin } from './pipeline/rate-limit/plugin.js'
 import { forwardPlugin } from './pipeline/forward/plugin.js'
 import { createForwarder } from './pipeline/forward/forwarder.js'
@@ -158,10 +159,11 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   })))
   const bundles = await bundleSettings(config.policy)
   const routeEntrypoints = new Map(config.routes.flatMap(r => r.entrypoint !== undefined ? [[r.id, r.entrypoint] as const] : []))
+  const entrypoints = [...new Set([config.policy.entrypoint, ...routeEntrypoints.values()])]
   const policy = await createPolicyStore({
     source: bundles.source,
     parse: bundles.parse,
-    entrypoints: [...new Set([config.policy.entrypoint, ...routeEntrypoints.values()])],
+    entrypoints,
     ...(config.policy.persistDirectory !== undefined ? { persistDirectory: config.policy.persistDirectory } : {}),
     log: app.log,
     metrics,
@@ -169,6 +171,9 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     evaluation: { timeoutMs: config.policy.evaluationTimeoutMs, guard: config.policy.evaluationGuard }
   })
   built(() => policy.close())
+  // The shadow policy (policy.shadow): judges decided requests off their path; never answers one.
+  const shadow = await createShadowFromConfig(config, { log: app.log, metrics, entrypoints, ...(opts.bundleWatchIntervalMs !== undefined ? { watchIntervalMs: opts.bundleWatchIntervalMs } : {}) })
+  if (shadow !== undefined) built(() => shadow.close())
   const decisionLog = createDecisionLogFromConfig(config.decisionLog, app.log, metrics)
   built(() => decisionLog.close())
   // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
@@ -260,6 +265,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     metrics,
     decisionLog,
     routeEntrypoints,
+    ...(shadow !== undefined ? { shadow } : {}),
     ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
   })
   // Its hook runs per route, after these; the span stays open until the forward stage starts.
@@ -312,6 +318,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
     const age = status.activated_at === null ? null : Math.round((Date.now() - Date.parse(status.activated_at)) / 1000)
     return { ...status, age_seconds: age, entrypoint: config.policy.entrypoint }
   })
+  if (shadow !== undefined) health.addStatus('policy_shadow', () => shadow.status())
   health.addStatus('issuers', () => config.issuers.map(i => {
     const k = keySources.get(i.id)!
     return { id: i.id, issuer: i.issuer, keys_loaded: k.ready, keys: k.status() }
@@ -369,6 +376,7 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
       // when one before it failed: a retired gateway must not keep sockets or timers.
       const steps: Array<() => unknown> = [
         async () => policy.close(),
+        async () => shadow?.close(),
         async () => app.close(),
         async () => decisionLog.close(),
         async () => admin.close(),
