@@ -10,6 +10,7 @@ import { runVegeta, runWrk, type RateResult } from './lib/load.js'
 import { chartSvg, median, spread, type Sample, type ScenarioResult } from './lib/report.js'
 import { LOAD_CPU, SUT_CPU, startOpaServer, startStack, type Scenario } from './lib/stack.js'
 import { pinned, versionOf, VEGETA_VERSION } from './lib/tools.js'
+import { addShadowScenario, shadowTargetRow } from './lib/shadow.js'
 
 /*
  * npm run bench: every scenario against the same mTLS upstream in one run, interleaved (A B C ... A B
@@ -35,6 +36,8 @@ const command = `npm run bench -- --rounds ${ROUNDS} --duration ${SECONDS} --con
 
 const stack = await startStack(`${HERE}.work`, opts.baseline !== undefined ? { baseline: opts.baseline } : {})
 const { tools } = stack
+// Scenario 4s, the shadow policy on every request (bench/lib/shadow.ts): in the same rounds as the others.
+await addShadowScenario(stack).catch(async (err: unknown) => { await stack.stop(); throw err })
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 try {
   // Saturation, closed loop (wrk).
@@ -128,6 +131,7 @@ Per-step costs (token verification, policy, path, headers): [MICRO.md](MICRO.md)
 | policy evaluation p50 ≤ 20 µs (demo policy) | ${inP50.toFixed(1)} µs | ${verdict(inP50 <= 20)} |
 | in-process authorization ≥ 20 × lower latency than an OPA sidecar | ${(sideP50 / inP50).toFixed(1)} × | ${verdict(sideP50 / inP50 >= 20)} |
 | RSS under load within 2 × bare proxy | ${(pRss / bRss).toFixed(2)} × (${pRss.toFixed(0)} vs ${bRss.toFixed(0)} MiB) | ${verdict(pRss / bRss <= 2)} |
+${shadowTargetRow(results)}
 | RSS flat over a 5-minute soak | ${soak === null ? 'not run (`npm run bench:soak`)' : `${soak.rss_start_mib.toFixed(0)} → ${soak.rss_end_mib.toFixed(0)} MiB (max ${soak.rss_max_mib.toFixed(0)}) over ${soak.minutes} min`} | ${soak === null ? '—' : verdict(soak.flat)} |
 
 ## Saturation (closed loop: wrk, 1 thread, ${CONNECTIONS} connections, ${SECONDS} s × ${ROUNDS} interleaved rounds)

@@ -11,6 +11,9 @@ import { freePort } from '../helpers/ports.js'
  * fixed ports become free ones, and `npx portcullis` is dist/cli.js (`npm test` has built it).
  */
 
+// Three gateway starts, two policy builds and opa test: minutes on a loaded 2-core machine.
+t.setTimeout(600_000)
+
 const ROOT = resolve(import.meta.dirname, '../..')
 const guide = await readFile(join(ROOT, 'docs/policy-change.md'), 'utf8')
 const dir = t.testdir()
