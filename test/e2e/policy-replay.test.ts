@@ -1,9 +1,8 @@
 import t from 'tap'
-import { execFile } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { promisify } from 'node:util'
+import { runCli as cli } from '../helpers/cli.js'
 import { startDemoHarness } from '../helpers/demo.js'
 import { opaBuild } from '../helpers/signed-bundles.js'
 
@@ -12,19 +11,6 @@ import { opaBuild } from '../helpers/signed-bundles.js'
  * the real opa CLI, the replay runs the built CLI, and it must find exactly the decisions that the
  * changed rule flips, by decision id.
  */
-
-const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
-const run = promisify(execFile)
-
-async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args])
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 
 const BEFORE = `package gateway.authz
 
