@@ -159,4 +159,13 @@ t.test('a new shadow bundle starts its own tally; the last revision\'s counts st
     { revision: 'shadow-1', outcomes: { same: 10, different: 2 }, differences: { allow_to_deny: 2 } },
     { revision: 'shadow-2', outcomes: { same: 6, different: 0 } }
   ])
+
+  // A config reload builds a new generation, shadow included; the tallies belong to the process.
+  t.match(await demo.gateway.reload(), { ok: true })
+  await load(demo, 1)
+  await judged(demo, 24)
+  t.match((await statusOf()).revisions, [
+    { revision: 'shadow-1', outcomes: { same: 10, different: 2 } },
+    { revision: 'shadow-2', outcomes: { same: 12, different: 0 } }
+  ], 'counts per revision survive the reload')
 })

@@ -11,8 +11,8 @@ import type { PolicyStatus, PolicyStore } from './policy-store.js'
  * The shadow policy (policy.shadow): a second bundle, loaded and verified by a policy store of its
  * own, that judges live traffic without a say in it. The authorize stage offers each decision once it
  * is made; a sampled share is queued (bounded: beyond maxQueued it is dropped and counted) and judged
- * later, a batch per setImmediate, so requests never wait for it. Whatever the shadow does (decide
- * otherwise, fail, time out, not be loaded) is counted and never reaches an answer.
+ * later, in slices of about 2 ms per setImmediate, so requests never wait for it. Whatever the shadow
+ * does (decide otherwise, fail, time out, not be loaded) is counted and never reaches an answer.
  */
 
 export interface ShadowJob {
@@ -53,8 +53,9 @@ export interface ShadowOptions {
   random?: () => number
 }
 
-// Judged per turn of the event loop, so a burst waiting for the shadow never holds up I/O for long.
-const BATCH = 32
+// Judged per turn of the event loop at most (then I/O goes first), so a burst waiting for the shadow
+// never holds requests up for long; a single evaluation is bounded by policy.evaluationTimeoutMs.
+const TURN_NS = 2_000_000n
 
 export function createShadow (opts: ShadowOptions): Shadow {
   const { store, metrics, log } = opts
@@ -102,8 +103,9 @@ export function createShadow (opts: ShadowOptions): Shadow {
   }
   const drain = (): void => {
     scheduled = false
-    const batch = queue.splice(0, BATCH)
-    for (const job of batch) {
+    const until = process.hrtime.bigint() + TURN_NS
+    while (queue.length > 0 && process.hrtime.bigint() < until) {
+      const job = queue.shift()!
       try {
         judge(job)
       } catch (err) { // a fault of ours (logging, masking): counted like the shadow's own, never thrown
