@@ -1,8 +1,7 @@
 import t from 'tap'
-import { cp, readFile, symlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
-import { createGuideShell, guideSteps, outputMatches } from '../helpers/guide.js'
-import { freePort } from '../helpers/ports.js'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { createGuideShell, createGuideWorkspace, GUIDE_CLI, guideSteps, outputMatches } from '../helpers/guide.js'
 
 /*
  * Walks docs/getting-started.md as a reader would: every ```sh block is run in order, in a copy of the
@@ -14,25 +13,12 @@ import { freePort } from '../helpers/ports.js'
  * and are stopped where the guide says Ctrl-C.
  */
 
-const ROOT = resolve(import.meta.dirname, '../..')
-const GUIDE = join(ROOT, 'docs/getting-started.md')
-
-const guide = await readFile(GUIDE, 'utf8')
-const dir = t.testdir()
-for (const part of ['package.json', 'dist', 'scripts', 'policies']) await cp(join(ROOT, part), join(dir, part), { recursive: true })
-await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
-
-const ports = { gateway: await freePort(), admin: await freePort(), issuer: await freePort(), fn: await freePort() }
-const portList = `${ports.gateway},${ports.admin},${ports.issuer},${ports.fn}`
-const CLI = 'node dist/cli.js'
+const guide = await readFile(resolve(import.meta.dirname, '../../docs/getting-started.md'), 'utf8')
+const workspace = await createGuideWorkspace(t)
+const { dir } = workspace
 
 function rewrite (code: string): string {
-  return code
-    .replace('npm ci && npm start', `node scripts/opa.mjs build >/dev/null && ${CLI} demo run --ports ${portList}`)
-    .replace(/npx portcullis demo (config|run)/g, `npx portcullis demo $1 --ports ${portList}`)
-    .replaceAll('npx portcullis', CLI)
-    .replaceAll('127.0.0.1:8443', `127.0.0.1:${ports.gateway}`)
-    .replaceAll('127.0.0.1:9090', `127.0.0.1:${ports.admin}`)
+  return workspace.rewrite(code.replace('npm ci && npm start', `node scripts/opa.mjs build >/dev/null && ${GUIDE_CLI} demo run --ports ${workspace.portList}`))
 }
 
 t.test('every command of the getting-started guide works and prints what the guide shows', async t => {

@@ -1,8 +1,7 @@
 import t from 'tap'
-import { cp, readFile, symlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
-import { createGuideShell, guideSteps, outputMatches } from '../helpers/guide.js'
-import { freePort } from '../helpers/ports.js'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { createGuideShell, createGuideWorkspace, guideSteps, outputMatches } from '../helpers/guide.js'
 
 /*
  * Walks docs/policy-change.md as a reader would (test/helpers/guide.ts): every ```sh block in order,
@@ -14,22 +13,8 @@ import { freePort } from '../helpers/ports.js'
 // Three gateway starts, two policy builds and opa test: minutes on a loaded 2-core machine.
 t.setTimeout(600_000)
 
-const ROOT = resolve(import.meta.dirname, '../..')
-const guide = await readFile(join(ROOT, 'docs/policy-change.md'), 'utf8')
-const dir = t.testdir()
-for (const part of ['package.json', 'dist', 'scripts', 'policies']) await cp(join(ROOT, part), join(dir, part), { recursive: true })
-await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
-
-const ports = { gateway: await freePort(), admin: await freePort(), issuer: await freePort(), fn: await freePort() }
-const portList = `${ports.gateway},${ports.admin},${ports.issuer},${ports.fn}`
-
-function rewrite (code: string): string {
-  return code
-    .replace(/npx portcullis demo (config|run)/g, `npx portcullis demo $1 --ports ${portList}`)
-    .replaceAll('npx portcullis', 'node dist/cli.js')
-    .replaceAll('127.0.0.1:8443', `127.0.0.1:${ports.gateway}`)
-    .replaceAll('127.0.0.1:9090', `127.0.0.1:${ports.admin}`)
-}
+const guide = await readFile(resolve(import.meta.dirname, '../../docs/policy-change.md'), 'utf8')
+const { dir, rewrite } = await createGuideWorkspace(t)
 
 t.test('every command of the policy-change guide works and prints what the guide shows', async t => {
   const shell = createGuideShell(t, dir)

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { cp, symlink } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
+import { freePort } from './ports.js'
 
 /*
  * Walking a guide in docs/ as a reader would: its ```sh blocks in order, each with the ```text block
@@ -80,5 +83,37 @@ export function createGuideShell (t: Test, dir: string): GuideShell {
       const exit = await new Promise<number | null>(resolve => child.once('exit', resolve))
       return { code: exit, out }
     }
+  }
+}
+
+const ROOT = resolve(import.meta.dirname, '../..')
+export const GUIDE_CLI = 'node dist/cli.js'
+
+export interface GuideWorkspace {
+  dir: string
+  /** gateway,admin,issuer,function: free ports for the demo. */
+  portList: string
+  /**
+   * A guide's command as run here: the demo on free ports instead of its fixed ones, and
+   * `npx portcullis` as the built dist/cli.js (`npm test` has built it).
+   */
+  rewrite: (code: string) => string
+}
+
+/** A copy of the project (what a reader's checkout has after a build) in a test folder. */
+export async function createGuideWorkspace (t: Test): Promise<GuideWorkspace> {
+  const dir = t.testdir()
+  for (const part of ['package.json', 'dist', 'scripts', 'policies']) await cp(join(ROOT, part), join(dir, part), { recursive: true })
+  await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  const ports = { gateway: await freePort(), admin: await freePort(), issuer: await freePort(), fn: await freePort() }
+  const portList = `${ports.gateway},${ports.admin},${ports.issuer},${ports.fn}`
+  return {
+    dir,
+    portList,
+    rewrite: code => code
+      .replace(/npx portcullis demo (config|run)/g, `npx portcullis demo $1 --ports ${portList}`)
+      .replaceAll('npx portcullis', GUIDE_CLI)
+      .replaceAll('127.0.0.1:8443', `127.0.0.1:${ports.gateway}`)
+      .replaceAll('127.0.0.1:9090', `127.0.0.1:${ports.admin}`)
   }
 }
