@@ -11,6 +11,7 @@ import { chartSvg, median, type Sample, type ScenarioResult } from './lib/report
 import { resultsMarkdown, type Authz } from './lib/results-md.js'
 import { LOAD_CPU, SUT_CPU, startOpaServer, startStack } from './lib/stack.js'
 import { pinned } from './lib/tools.js'
+import { addShadowScenario } from './lib/shadow.js'
 
 /*
  * npm run bench: every scenario against the same mTLS upstream in one run, interleaved (A B C ... A B
@@ -39,6 +40,8 @@ const command = `npm run bench -- --rounds ${ROUNDS} --duration ${SECONDS} --con
 
 const stack = await startStack(`${HERE}.work`, opts.baseline !== undefined ? { baseline: opts.baseline } : {})
 const { tools } = stack
+// Scenario 4s, the shadow policy on every request (bench/lib/shadow.ts): in the same rounds as the others.
+await addShadowScenario(stack).catch(async (err: unknown) => { await stack.stop(); throw err })
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 try {
   // Saturation, closed loop (wrk).

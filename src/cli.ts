@@ -3,7 +3,7 @@ import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { relative } from 'node:path'
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { ConfigError, loadConfig } from './config/load.js'
 import { closeOnSignals, startGateway } from './server.js'
 import { runPrimary } from './lifecycle/cluster.js'
@@ -14,6 +14,7 @@ import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { claimProblem, mintDemoToken } from './demo/token.js'
 import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
+import { formatReplayReport, replayDecisions } from './policy-replay.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -31,6 +32,12 @@ function fail (err: unknown): never {
 function parseInteger (value: string): number {
   if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError('must be an integer')
   return Number(value)
+}
+
+function parseCount (value: string): number {
+  const n = parseInteger(value)
+  if (n < 0) throw new InvalidArgumentError('must be 0 or more')
+  return n
 }
 
 /** `--ports gateway,admin,issuer,function`, e.g. 8443,9090,8444,8445 (the defaults). */
@@ -123,6 +130,19 @@ policy.command('test')
   .action(async (opts: { dir?: string }) => {
     const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
     process.exitCode = code
+  })
+
+policy.command('replay')
+  .description('judge the inputs of a decision log (JSONL) with another bundle and report which decisions would change')
+  .requiredOption('--decisions <file>', 'decision-log file: the gateway\'s decisionLog.file, or its stdout log lines')
+  .requiredOption('--bundle <file>', 'the bundle to replay them with (policy build output)')
+  .option('--max-diff <n>', 'exit 1 when more decisions than this differ', parseCount, 0)
+  .option('--examples <n>', 'differing decisions shown with both results', parseCount, 5)
+  .addOption(new Option('--format <format>', 'report format').choices(['text', 'json']).default('text'))
+  .action(async (opts: { decisions: string, bundle: string, maxDiff: number, examples: number, format: 'text' | 'json' }) => {
+    const report = await replayDecisions(opts).catch(fail)
+    process.stdout.write(opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatReplayReport(report))
+    process.exitCode = report.passed ? 0 : 1
   })
 
 program.command('eval')

@@ -7,6 +7,7 @@ import type { RateResult } from './load.js'
 import { median, spread, type Sample, type ScenarioResult } from './report.js'
 import { BOTH_CPUS, LOAD_CPU, SUT_CPU, type Scenario } from './stack.js'
 import { versionOf, VEGETA_VERSION, type Tools } from './tools.js'
+import { shadowTargetRow } from './shadow.js'
 
 /*
  * bench/RESULTS.md from one `npm run bench`: the targets of issue #19 with their verdicts, then the
@@ -94,7 +95,8 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
     target('RSS flat over a 5-minute soak', soak === null ? 'not run (`npm run bench:soak`)' : `${soak.rss_start_mib.toFixed(0)} → ${soak.rss_end_mib.toFixed(0)} MiB (max ${soak.rss_max_mib.toFixed(0)}) over ${soak.minutes} min`, soak === null ? null : soak.flat),
     target('token verification on a cache miss ≤ 80 µs (ES256, RS256)', verify.some(Number.isNaN) ? 'not in micro.json (`npm run bench:micro`)' : `ES256 ${verify[0]!.toFixed(0)} µs, RS256 ${verify[1]!.toFixed(0)} µs (p50, [MICRO.md](MICRO.md), its own run)`, verify.some(Number.isNaN) ? null : Math.max(...verify) <= 80),
     target('policy evaluation p50 ≤ 20 µs (demo policy)', `${inP50.toFixed(1)} µs`, inP50 <= 20),
-    target('in-process authorization ≥ 20 × lower latency than an OPA sidecar', `${(sideP50 / inP50).toFixed(1)} ×`, sideP50 / inP50 >= 20)
+    target('in-process authorization ≥ 20 × lower latency than an OPA sidecar', `${(sideP50 / inP50).toFixed(1)} ×`, sideP50 / inP50 >= 20),
+    shadowTargetRow(results)
   ]
   const two = (id: string, single: string): string => `| ${label(id)} | ${spread(result(id).samples.map(s => s.rps))} | ${(rps(id) / rps(single)).toFixed(2)} (${label(single)}) | ${spread(cores.get(id)!, 2)} | ${spread(result(id).samples.map(s => s.cpu_us_per_req))} |`
   const cpu = cpus()

@@ -9,6 +9,7 @@ import { ConfigSchema, type Config } from './schema.js'
 import { checkTrustedProxies } from '../util/proxy-list.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 import { cipherProblems } from '../tls/server-tls.js'
+import { checkShadow } from './check-shadow.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
@@ -63,6 +64,7 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   problems.push(...bestEffort(() => checkBans(config)))
   problems.push(...bestEffort(() => checkListenerTls(config)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
+  problems.push(...await bestEffortAsync(async () => checkShadow(config, opts.baseDir)))
   if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
 }

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { FilePath, HttpUrl, Id, StringEnum } from './schema-common.js'
 import { Admin, Limits, Listen } from './schema-listeners.js'
+import { BundleServer, PolicyShadow } from './schema-bundle.js'
 
 /*
  * The one config schema. It is the source of the TypeScript types (Static<>), of the defaults and of
@@ -71,20 +72,6 @@ const BundleVerificationKey = Type.Object({
   scope: Type.Optional(Type.String({ description: 'scope the bundle signature must carry when signed with this key' }))
 }, { additionalProperties: false })
 
-const BundleServer = Type.Object({
-  url: HttpUrl,
-  pollIntervalSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'how often to ask for a new bundle (If-None-Match with the last ETag)' }),
-  timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
-  bearerToken: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer (use ${ENV})' })),
-  tls: Type.Optional(Type.Object({
-    ca: Type.Optional(FilePath),
-    cert: Type.Optional(FilePath),
-    key: Type.Optional(FilePath),
-    servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and the name the server certificate must match; the URL host when absent' }))
-  }, { additionalProperties: false, description: 'CA to trust for the server, and a client certificate for mTLS to it' })),
-  plaintext: Type.Boolean({ default: false, description: 'allow an http:// URL (local development only)' })
-}, { additionalProperties: false, description: 'an OPA-compatible bundle server, polled' })
-
 const Policy = Type.Object({
   bundle: Type.Optional(Type.String({ minLength: 1, description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
   server: Type.Optional(BundleServer),
@@ -95,6 +82,7 @@ const Policy = Type.Object({
     scope: Type.Optional(Type.String({ description: 'scope every bundle signature must carry' }))
   }, { additionalProperties: false, description: 'when set, every bundle must be signed (.signatures.json, as by opa build --signing-key or opa sign)' })),
   maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 67_108_864, description: 'cap on a bundle, compressed and uncompressed' }),
+  shadow: Type.Optional(PolicyShadow),
   persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
   evaluationTimeoutMs: Type.Integer({
     minimum: 1,

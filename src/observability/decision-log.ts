@@ -55,7 +55,7 @@ export interface DecisionLog {
 
 export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
   const labels = { id: randomUUID(), version: VERSION, ...opts.labels }
-  const masks = opts.mask.map(parsePointer)
+  const mask = createMasker(opts.mask)
   let file: WriteStream | undefined
   let queued = 0
   if (opts.file !== undefined) {
@@ -71,13 +71,9 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
     enabled,
     record (partial) {
       if (!enabled) return
-      const { masks: policyMasks, ...fields } = partial
-      const all: MaskOp[] = [...masks.map(path => ({ op: 'remove' as const, path })), ...policyMaskOps(policyMasks)]
-      // Masks delete in place: they work on copies, never on the input the policy was given.
-      const event: DecisionEvent = all.length === 0
-        ? { ...fields, timestamp: new Date().toISOString(), labels }
-        : { ...fields, input: structuredClone(fields.input), result: structuredClone(fields.result), timestamp: new Date().toISOString(), labels }
-      const { erased, masked } = applyMasks(event, all)
+      const { masks: policyMasks, input, result, ...fields } = partial
+      const { erased, masked, ...kept } = mask({ input, result }, policyMasks)
+      const event = { ...fields, ...kept, timestamp: new Date().toISOString(), labels } as DecisionEvent
       if (erased.length > 0) event.erased = erased
       if (masked.length > 0) event.masked = masked
       if (opts.stdout) {
@@ -105,6 +101,25 @@ export function createDecisionLog (opts: DecisionLogOptions): DecisionLog {
 }
 
 type MaskOp = { op: 'remove', path: string[] } | { op: 'upsert', path: string[], value: unknown }
+
+export interface Masked { input?: unknown, result?: unknown, erased: string[], masked: string[] }
+
+/**
+ * The masking of the decision log: the configured pointers (decisionLog.mask), then the policy's own
+ * (`masks`, what system.log.mask returned), applied to copies of input and result. The shadow policy's
+ * log lines are masked by the same function, so they never show what a decision log would hide.
+ */
+export function createMasker (configured: readonly string[]): (fields: { input: unknown, result: unknown }, masks?: unknown) => Masked {
+  const removals = configured.map(parsePointer).map(path => ({ op: 'remove' as const, path }))
+  return (fields, masks) => {
+    const all: MaskOp[] = [...removals, ...policyMaskOps(masks)]
+    if (all.length === 0) return { ...fields, erased: [], masked: [] }
+    // Masks delete in place: they work on copies, never on the input the policy was given.
+    const copy: { input?: unknown, result?: unknown } = { input: structuredClone(fields.input), result: structuredClone(fields.result) }
+    const { erased, masked } = applyMasks(copy, all)
+    return { ...copy, erased, masked }
+  }
+}
 
 /**
  * What `system.log.mask` returned, read as OPA reads it: a set (array) of JSON pointers to remove, or
@@ -136,7 +151,7 @@ function toPointer (path: string[]): string {
  * path that is present is listed in `erased`, an upsert (the value set, the last key created when
  * its parent object exists) in `masked`.
  */
-function applyMasks (event: DecisionEvent, masks: MaskOp[]): { erased: string[], masked: string[] } {
+function applyMasks (event: { input?: unknown, result?: unknown }, masks: MaskOp[]): { erased: string[], masked: string[] } {
   const erased: string[] = []
   const masked: string[] = []
   for (const mask of masks) {

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
 import { createEventLoopDelay } from './event-loop-delay.js'
+import { createShadowMetrics } from './shadow-metrics.js'
 
 /*
  * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
@@ -287,7 +288,9 @@ export function createMetrics (registry: Registry) {
       help: 'Requests refused with 429 because the client IP or subject is banned, by route and scope',
       labelNames: ['route', 'scope'] as const,
       registers
-    })
+    }),
+    // The shadow policy's (policy.shadow): observability/shadow-metrics.ts.
+    shadow: createShadowMetrics(registers)
   }
 }
 

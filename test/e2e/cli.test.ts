@@ -1,29 +1,17 @@
 import t from 'tap'
-import { spawn, execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { decodeJwt, decodeProtectedHeader, SignJWT, importJWK } from 'jose'
 import { buildBundle, DEFAULT_BUNDLE } from '../../scripts/opa.mjs'
 import { startDemoFunction } from '../../src/demo/function.js'
 import { GATEWAY_SPIFFE_ID } from '../../src/demo/state.js'
 import { createCa } from '../../src/tls/pki.js'
+import { CLI, runCli as cli } from '../helpers/cli.js'
 import { httpsClient } from '../helpers/http.js'
 
 // The CLI as a user runs it: the built bin (npm test builds before running tap).
-const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
-const run = promisify(execFile)
-
-async function cli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 
 t.test('check lists every problem with its path and exits non-zero', async t => {
   const dir = t.testdir({

@@ -7,20 +7,11 @@ import { DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
 import { readBundleFile } from '../../src/pipeline/authorize/bundle.js'
 import { REFUSED_BUILTINS } from '../../src/pipeline/authorize/builtins.js'
 import { createPolicyEngine, PROVIDED_BUILTINS } from '../../src/pipeline/authorize/policy-engine.js'
+import { runCli as cli } from '../helpers/cli.js'
 
-// `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
-const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
 const run = promisify(execFile)
 
-async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args])
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+// `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
 
 const USES_HTTP_SEND = `package gateway.authz
 

@@ -5,12 +5,15 @@ import type { BundleVerification } from './bundle-signature.js'
 import { createFileSource, createServerSource, type BundleSource } from './bundle-source.js'
 import type { ParseOptions } from './bundle.js'
 
-/** The bundle source and the checks every bundle must pass, from the validated `policy` config. */
-export async function bundleSettings (policy: Config['policy']): Promise<{ source: BundleSource, parse: ParseOptions, intervalMs?: number }> {
+/**
+ * The bundle source and the checks every bundle must pass, from the validated `policy` config. `from`
+ * names the source: the active policy's, or the shadow's (policy.shadow), which passes the same checks.
+ */
+export async function bundleSettings (policy: Config['policy'], from: Pick<Config['policy'], 'bundle' | 'server'> = policy): Promise<{ source: BundleSource, parse: ParseOptions, intervalMs?: number }> {
   const parse: ParseOptions = { maxBytes: policy.maxBundleBytes }
   if (policy.verification !== undefined) parse.verification = verificationFrom(policy.verification)
-  const server = policy.server
-  if (server === undefined) return { source: await createFileSource(policy.bundle!, policy.maxBundleBytes), parse }
+  const server = from.server
+  if (server === undefined) return { source: await createFileSource(from.bundle!, policy.maxBundleBytes), parse }
   const tls = server.tls
   return {
     source: createServerSource({

@@ -10,8 +10,10 @@ import type { Metrics } from '../../observability/metrics.js'
 import type { Decision, PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
-import { PolicyEvaluationFault, type PolicyEngine } from './policy-engine.js'
+import { policyMasks } from './log-mask.js'
+import { PolicyEvaluationFault } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
+import type { Shadow } from './shadow.js'
 
 /** Names the decision-log event of this request, so support can find it from a client's report. */
 export const DECISION_ID_HEADER = 'x-portcullis-decision-id'
@@ -30,6 +32,8 @@ export interface AuthorizeOptions {
   decisionLog: DecisionLog
   /** Route ids whose policy entrypoint is not the default one. */
   routeEntrypoints: ReadonlyMap<string, string>
+  /** The shadow policy (policy.shadow), offered each decision once it is made; it never changes one. */
+  shadow?: Shadow
   /** Told of every evaluation (portcullis eval shows what the policy saw and said). */
   onEvaluated?: (request: FastifyRequest, evaluation: { entrypoint: string, input: PolicyInput, result: unknown }) => void
 }
@@ -38,7 +42,7 @@ export interface AuthorizeOptions {
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
-const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints, onEvaluated }) => {
+const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints, shadow, onEvaluated }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
@@ -74,8 +78,11 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       onEvaluated?.(request, { entrypoint, input, result: value })
       metrics.policyDuration.observe(ns / 1e9)
       if (decisionLog.enabled) {
+        const masks = policyMasks(engine, input, value, err => {
+          request.log.error({ decision_id: request.decisionId, err }, 'decision log mask policy failed; input and result left out')
+        })
         decisionLog.record({
-          ...policyMasks(engine, input, value, request),
+          ...(masks !== undefined ? { masks } : {}),
           decision_id: request.decisionId,
           path: entrypoint,
           input,
@@ -87,6 +94,8 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
         })
       }
     }
+    // Queued only: the shadow judges after this request has its answer, off its path.
+    shadow?.offer({ route: route.id, decisionId: request.decisionId, entrypoint, input, result: value, engine })
     const decision = toDecision(value)
     // The decision is logged once, on the request's access line (observability/plugin.ts), which
     // carries decision_id, policy_revision, allow and reasons; only a malformed one gets its own line.
@@ -121,20 +130,6 @@ function refusalFor (err: unknown): Error & { code: string } {
   if (err.reason === 'timeout') return new GW_ERR_AUTHZ_POLICY_TIMEOUT()
   if (err.reason === 'trap' || err.reason === 'abort') return new GW_ERR_AUTHZ_POLICY_ABORTED()
   return new GW_ERR_AUTHZ_POLICY_ERROR()
-}
-
-/**
- * The masks the policy asks for. A mask policy that fails masks everything it could have meant:
- * the event keeps neither input nor result, rather than risk logging what it should have hidden.
- */
-function policyMasks (engine: PolicyEngine, input: PolicyInput, result: unknown, request: FastifyRequest): { masks?: unknown } {
-  if (engine.logMask === null) return {}
-  try {
-    return { masks: engine.logMask({ input, result }) ?? [] }
-  } catch (err) {
-    request.log.error({ decision_id: request.decisionId, err }, 'decision log mask policy failed; input and result left out')
-    return { masks: ['/input', '/result'] }
-  }
 }
 
 export const authorizePlugin = fp(authorize, {

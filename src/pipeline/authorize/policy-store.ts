@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
 import { parseBundle, type ParseOptions } from './bundle.js'
 import type { BundleSource } from './bundle-source.js'
-import { createPolicyEngine, type PolicyEngine, type PolicyEngineOptions } from './policy-engine.js'
+import { createPolicyEngine, type EngineFault, type PolicyEngine, type PolicyEngineOptions } from './policy-engine.js'
 
 /*
  * The active policy, swapped as a whole. A new bundle is verified, size-checked, instantiated and
@@ -48,6 +48,31 @@ export interface PolicyStoreOptions {
   watchIntervalMs: number
   /** policy.evaluationTimeoutMs and policy.evaluationGuard; the engine's defaults when absent. */
   evaluation?: Pick<PolicyEngineOptions, 'timeoutMs' | 'guard'>
+  /** Where loads, failures and resets are counted: the active policy's metrics unless given (the shadow's are its own). */
+  report?: StoreReport
+}
+
+export interface StoreReport {
+  /** A bundle was activated (null: none yet, before the first load). */
+  loaded: (revision: string | null) => void
+  failed: () => void
+  reset: (reason: EngineFault) => void
+}
+
+/** The active policy's metrics. */
+function activeReport (metrics: Metrics): StoreReport {
+  return {
+    loaded (revision) {
+      metrics.bundleLoaded.set(revision === null ? 0 : 1)
+      if (revision === null) return
+      metrics.bundleActivatedAt.set(Date.now() / 1000)
+      // One series at a time: the old revision's goes, so the label set stays bounded.
+      metrics.bundleInfo.reset()
+      metrics.bundleInfo.set({ revision }, 1)
+    },
+    failed: () => metrics.bundleLoadFailures.inc(),
+    reset: reason => metrics.policyEngineResets.inc({ reason })
+  }
 }
 
 export const PERSISTED_BUNDLE = 'bundle.tar.gz'
@@ -60,7 +85,8 @@ const SMOKE_INPUT = {
 
 // long: one closure over the active bundle; load, watch, swap and status share it.
 export async function createPolicyStore (opts: PolicyStoreOptions): Promise<PolicyStore> {
-  const { source, entrypoints, log, metrics } = opts
+  const { source, entrypoints, log } = opts
+  const report = opts.report ?? activeReport(opts.metrics)
   let current: PolicyEngine | null = null
   let loading: Promise<boolean> | undefined
   const status: PolicyStatus = {
@@ -75,7 +101,7 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
       onReset: (reason, err) => {
         // The smoke evaluation below faulting rejects the bundle instead; that is no reset.
         if (current !== engine) return
-        metrics.policyEngineResets.inc({ reason })
+        report.reset(reason)
         log.warn({ policy_revision: bundle.revision, reason, err: err instanceof Error ? err.message : String(err) }, 'policy instance discarded after a faulted evaluation; a fresh one replaces it')
       }
     })
@@ -83,11 +109,7 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     const previous = current?.revision ?? null
     current = engine
     Object.assign(status, { revision: engine.revision, activated_at: new Date().toISOString(), origin, signed_by: bundle.signedBy })
-    metrics.bundleLoaded.set(1)
-    metrics.bundleActivatedAt.set(Date.now() / 1000)
-    // One series at a time: the old revision's goes, so the label set stays bounded.
-    metrics.bundleInfo.reset()
-    metrics.bundleInfo.set({ revision: engine.revision }, 1)
+    report.loaded(engine.revision)
     log.info({ policy_revision: engine.revision, previous_revision: previous, entrypoints, origin, signed_by: bundle.signedBy, evaluation_guard: engine.guardedBecause }, 'policy bundle activated')
     if (origin === 'source' && persisted !== undefined) await persist(archive)
   }
@@ -106,7 +128,7 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     const message = (err as Error).message
     status.failures++
     status.last_error = { message, at: new Date().toISOString() }
-    metrics.bundleLoadFailures.inc()
+    report.failed()
     log.error({ source: origin, active_revision: current?.revision ?? null, err: message }, 'policy bundle rejected; keeping the active one')
   }
 
@@ -128,7 +150,7 @@ export async function createPolicyStore (opts: PolicyStoreOptions): Promise<Poli
     return loading
   }
 
-  metrics.bundleLoaded.set(0)
+  report.loaded(null)
   await reload()
   if (current === null && persisted !== undefined) {
     try {
