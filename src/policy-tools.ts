@@ -20,7 +20,7 @@ interface OpaScript {
   DEFAULT_ENTRYPOINTS: string[]
   GATEWAY_ENTRYPOINT: string
   resolveOpa: () => Promise<string>
-  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean }) => Promise<{ out: string }>
+  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean, check?: boolean }) => Promise<{ out: string }>
 }
 
 // Loaded at run time: the script lives outside src/ and is shared with npm scripts and tests.
@@ -28,7 +28,10 @@ const opaScript = async (): Promise<OpaScript> => import(new URL('../scripts/opa
 
 export interface PolicyBuildOptions { dir?: string, out?: string, entrypoints?: string[] }
 
-/** Compiles, then loads the result as the gateway would; nothing is left at `out` if either fails. */
+/**
+ * Checks as `npm run policy:check` does (strict, input schema, capabilities), compiles, then loads the
+ * result as the gateway would; nothing is left at `out` if any of them fails.
+ */
 export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: string, revision: string, entrypoints: string[] }> {
   const opa = await opaScript()
   const out = resolve(opts.out ?? opa.DEFAULT_BUNDLE)
@@ -44,7 +47,7 @@ export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: s
     const own = join(dir, 'capabilities.json')
     const capabilities = existsSync(own) ? own : join(opa.DEFAULT_POLICIES_DIR, 'capabilities.json')
     const bundle = await pointToBuiltinDocs(async () => {
-      await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true })
+      await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true, check: true })
       const bundle = await readBundleFile(tmp)
       await createPolicyEngine(bundle, entrypoints)
       return bundle

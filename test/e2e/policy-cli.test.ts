@@ -1,6 +1,7 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { cp, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { DEFAULT_POLICIES_DIR, resolveOpa } from '../../scripts/opa.mjs'
@@ -10,6 +11,7 @@ import { createPolicyEngine, PROVIDED_BUILTINS } from '../../src/pipeline/author
 
 // `portcullis policy build|test` as a policy author runs them: the built bin (npm test builds first).
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+const ROOT = new URL('../..', import.meta.url).pathname
 const run = promisify(execFile)
 
 async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
@@ -78,7 +80,7 @@ t.test('with capabilities that allow it, the gateway\'s own loader still refuses
 
 t.test('issue #18: with capabilities that allow it, the gateway\'s loader refuses regex.split, whose SDK version is not RE2', async t => {
   const { stdout } = await run(await resolveOpa(), ['capabilities', '--current'])
-  const rego = 'package gateway.authz\n\ndecision := {"allow": count(regex.split("(?i)b", input.s)) == 2}\n'
+  const rego = 'package gateway.authz\n\ndecision := {"allow": count(regex.split("(?i)b", input.path)) == 2}\n'
   const dir = t.testdir({ policies: { gateway: { 'authz.rego': rego }, 'capabilities.json': stdout } })
   const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', join(dir, 'bundle.tar.gz')])
   t.equal(res.code, 1)
@@ -119,4 +121,43 @@ t.test('policy test runs opa test and reports coverage; a failing test fails it'
   const failing = await cli(['policy', 'test', '-d', dir])
   t.not(failing.code, 0)
   t.match(failing.stdout, /FAIL/)
+})
+
+// Issue #25: `policy:check` refused a `claims` -> `claim` typo, but both builds compiled it and a running
+// gateway (which watches the bundle) loaded it and denied everything. Both builds now run that check.
+const withTypo = async (policies: string): Promise<void> => {
+  const file = join(policies, 'gateway', 'authz.rego')
+  const rego = await readFile(file, 'utf8')
+  t.ok(rego.includes('input.principal.claims.roles'), 'the demo policy reads input.principal.claims')
+  await writeFile(file, rego.replace('input.principal.claims.roles', 'input.principal.claim.roles'))
+}
+
+t.test('issue #25: portcullis policy build refuses a typo that policy:check refuses, and writes nothing', async t => {
+  const dir = t.testdir()
+  await cp(DEFAULT_POLICIES_DIR, join(dir, 'policies'), { recursive: true })
+  await withTypo(join(dir, 'policies'))
+  const out = join(dir, 'bundle.tar.gz')
+  const res = await cli(['policy', 'build', '-d', join(dir, 'policies'), '-o', out])
+  t.equal(res.code, 1, 'the build fails')
+  t.match(res.stderr, 'rego_type_error: undefined ref: input.principal.claim.roles', 'with opa check\'s message')
+  t.match(res.stderr, 'want (one of): ["claims" "issuer" "subject" "type"]', 'naming what the input schema has')
+  t.notOk(existsSync(out), 'no bundle')
+})
+
+t.test('issue #25: npm run policy:build refuses the same typo and leaves the running bundle as it was', async t => {
+  // A copy of the scripts and policies: the script builds <its folder>/../policies into ../build.
+  const dir = t.testdir()
+  for (const part of ['scripts', 'policies']) await cp(join(ROOT, part), join(dir, part), { recursive: true })
+  const build = async (): Promise<{ code: number, stdout: string, stderr: string }> =>
+    run(process.execPath, ['scripts/opa.mjs', 'build'], { cwd: dir }).then(r => ({ code: 0, ...r }), (e: { code: number, stdout: string, stderr: string }) => e)
+  const first = await build()
+  t.equal(first.code, 0, first.stderr)
+  t.equal(first.stdout, 'built build/bundle.tar.gz\n')
+  const before = await readFile(join(dir, 'build', 'bundle.tar.gz'))
+  await withTypo(join(dir, 'policies'))
+  const res = await build()
+  t.equal(res.code, 1, 'the build fails')
+  t.match(res.stderr, 'undefined ref: input.principal.claim.roles')
+  t.same(await readFile(join(dir, 'build', 'bundle.tar.gz')), before, 'the bundle a gateway watches is unchanged')
+  t.same(readdirSync(join(dir, 'build')), ['bundle.tar.gz'], 'no temporary file left behind')
 })
