@@ -120,7 +120,8 @@ policy.command('build')
 policy.command('test')
   .description('run opa test over the policies and report coverage')
   .option('-d, --dir <dir>', 'policies folder (default: policies/)')
-  .action(async (opts: { dir?: string }) => {
+  .option('-v, --verbose', 'list every test, with the trace of each failing one')
+  .action(async (opts: { dir?: string, verbose?: boolean }) => {
     const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
     process.exitCode = code
   })

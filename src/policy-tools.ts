@@ -73,14 +73,21 @@ async function pointToBuiltinDocs<T> (build: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `opa test` over the policies, then their coverage; resolves to the exit code. */
-export async function testPolicies (opts: { dir?: string, write: (s: string) => void }): Promise<number> {
+/**
+ * `opa test` over the policies, then their coverage; resolves to the exit code. Without `verbose` a
+ * failure prints only opa's short list (each failing test with its file and line, then the counts)
+ * and how to see more, not every test's trace.
+ */
+export async function testPolicies (opts: { dir?: string, verbose?: boolean, write: (s: string) => void }): Promise<number> {
   const opa = await opaScript()
   const bin = await opa.resolveOpa()
   const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
   const ignore = ['--ignore', '*.schema.json', '--ignore', 'capabilities.json']
-  const code = await runOpa(bin, ['test', ...ignore, '-v', dir], 'inherit')
-  if (code !== 0) return code
+  const code = await runOpa(bin, ['test', ...ignore, ...(opts.verbose === true ? ['-v'] : []), dir], 'inherit')
+  if (code !== 0) {
+    if (opts.verbose !== true) opts.write('Each FAIL above names a test and its file:line; `portcullis policy test --verbose` prints every test with the trace of the failing ones.\n')
+    return code
+  }
   const { stdout } = await runOpa(bin, ['test', ...ignore, '--coverage', '--format', 'json', dir], 'pipe')
   const report = JSON.parse(stdout) as { coverage?: number, files?: Record<string, { coverage?: number }> }
   for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${file}\n`)

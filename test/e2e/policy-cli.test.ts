@@ -123,6 +123,24 @@ t.test('policy test runs opa test and reports coverage; a failing test fails it'
   t.match(failing.stdout, /FAIL/)
 })
 
+t.test('issue #25: a failing policy test is reported first and briefly, with the way to its trace', async t => {
+  // The repository's policies (over a hundred tests) with one test broken: one FAIL, not every trace.
+  const dir = t.testdir()
+  await cp(DEFAULT_POLICIES_DIR, join(dir, 'policies'), { recursive: true })
+  await writeFile(join(dir, 'policies', 'gateway', 'broken_test.rego'), 'package gateway.broken_test\n\nimport data.gateway.authz\n\ntest_everyone_allowed if authz.decision.allow\n')
+  const failing = await cli(['policy', 'test', '-d', join(dir, 'policies')])
+  t.equal(failing.code, 2)
+  const lines = failing.stdout.trim().split('\n')
+  t.ok(lines.length <= 8, `${lines.length} lines:\n${failing.stdout}`)
+  t.match(lines[0], /broken_test\.rego:5:$/, 'the failing test\'s file and line come first')
+  t.match(lines[1], /^data\.gateway\.broken_test\.test_everyone_allowed: FAIL/)
+  t.match(failing.stdout, /^FAIL: 1\/\d+$/m)
+  t.match(failing.stdout, '--verbose', 'and how to see the trace')
+  const verbose = await cli(['policy', 'test', '--verbose', '-d', join(dir, 'policies')])
+  t.equal(verbose.code, 2)
+  t.ok(verbose.stdout.split('\n').length > 100, '--verbose lists every test')
+})
+
 // Issue #25: `policy:check` refused a `claims` -> `claim` typo, but both builds compiled it and a running
 // gateway (which watches the bundle) loaded it and denied everything. Both builds now run that check.
 const withTypo = async (policies: string): Promise<void> => {
