@@ -4,23 +4,24 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { relative } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
-import { ConfigError, loadConfig } from './config/load.js'
-import { closeOnSignals, startGateway } from './server.js'
-import { runPrimary } from './lifecycle/cluster.js'
-import { startWorker } from './lifecycle/cluster-worker.js'
-import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
-import { startDemoFunction } from './demo/function.js'
+import type { DemoOptions } from './demo/run.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { claimProblem, mintDemoToken } from './demo/token.js'
-import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
+// The gateway's modules (Fastify, the cloud SDKs, the config schema) take seconds to load on a busy
+// machine: each command loads what it uses, so `demo token` answers in well under a second.
+const configLoader = async (): Promise<typeof import('./config/load.js')> => import('./config/load.js')
+const server = async (): Promise<typeof import('./server.js')> => import('./server.js')
+const demoRun = async (): Promise<typeof import('./demo/run.js')> => import('./demo/run.js')
+const policyTools = async (): Promise<typeof import('./policy-tools.js')> => import('./policy-tools.js')
+
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
 function fail (err: unknown): never {
-  if (err instanceof ConfigError) {
+  if (err instanceof Error && err.name === 'ConfigError') {
     process.stderr.write(`${err.message}\n`)
     process.exit(2)
   }
@@ -81,14 +82,17 @@ program.command('start')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .option('-w, --workers <n>', 'processes sharing the port: a number, or auto for one per CPU', parseWorkers, 1)
   .action(async (opts: { config: string, workers: number }) => {
+    const { closeOnSignals, startGateway } = await server()
     // A worker runs the config its primary hands it, not the file (which may have changed since).
     if (cluster.isWorker && process.env.PORTCULLIS_WORKER === '1') {
+      const { startWorker } = await import('./lifecycle/cluster-worker.js')
       const running = await startWorker().catch(fail)
       closeOnSignals(running, running.gateway.app.log)
       return
     }
-    const config = await loadConfig(opts.config).catch(fail)
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
     if (opts.workers > 1) {
+      const { runPrimary } = await import('./lifecycle/cluster.js')
       await runPrimary(config, opts.workers, opts.config).catch(fail)
       return
     }
@@ -101,7 +105,7 @@ program.command('check')
   .description('validate a config file and list every problem')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .action(async (opts: { config: string }) => {
-    const config = await loadConfig(opts.config).catch(fail)
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
     process.stdout.write(`${opts.config}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`)
   })
 
@@ -113,7 +117,7 @@ policy.command('build')
   .option('-o, --out <file>', 'bundle file (default: build/bundle.tar.gz)')
   .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision, and the library\'s for policies/)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .action(async (opts: { dir?: string, out?: string, entrypoint: string[] }) => {
-    const built = await buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
+    const built = await (await policyTools()).buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
     process.stdout.write(`built ${built.out} (revision ${built.revision}; entrypoints ${built.entrypoints.join(', ')})\n`)
   })
 
@@ -122,7 +126,7 @@ policy.command('test')
   .option('-d, --dir <dir>', 'policies folder (default: policies/)')
   .option('-v, --verbose', 'list every test, with the trace of each failing one')
   .action(async (opts: { dir?: string, verbose?: boolean }) => {
-    const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
+    const code = await (await policyTools()).testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
     process.exitCode = code
   })
 
@@ -133,8 +137,8 @@ program.command('eval')
   .option('-t, --token <jwt>', 'bearer token to present')
   .option('-H, --header <name: value>', 'request header (repeatable)', collectHeader, {} as Record<string, string>)
   .action(async (opts: { config: string, request: string, token?: string, header: Record<string, string> }) => {
-    const config = await loadConfig(opts.config).catch(fail)
-    const report = await evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
+    const report = await (await policyTools()).evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
   })
 
@@ -192,6 +196,8 @@ demo.command('run', { isDefault: true })
   .option('-c, --config <file>', 'run this config instead of the embedded one (start from `portcullis demo config`)')
   .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
   .action(async (opts: { dir?: string, config?: string, ports?: DemoOptions['ports'] }) => {
+    const { DEMO_RATE_LIMIT, startDemo } = await demoRun()
+    const { closeOnSignals } = await server()
     const running = await startDemo({
       dir: demoDir(opts.dir),
       ...(opts.config !== undefined ? { config: opts.config } : {}),
@@ -235,6 +241,7 @@ demo.command('config')
   .action(async (opts: { dir?: string, ports?: DemoOptions['ports'] }) => {
     const dir = demoDir(opts.dir)
     const paths = await ensureDemoState(dir).catch(fail)
+    const { demoConfigYaml } = await demoRun()
     process.stdout.write(demoConfigYaml(paths, { dir, ...(opts.ports !== undefined ? { ports: opts.ports } : {}) }, process.cwd()))
   })
 
@@ -246,7 +253,7 @@ demo.command('token')
   .option('--claim <key=value>', 'claim to set (repeatable; JSON values are parsed); registered claims (iss, aud, sub, exp, nbf, iat, jti, and roles) replace the defaults', collectClaim, {} as Record<string, unknown>)
   .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
   .action(async (opts: { sub: string, role: string[], ttl: number, claim: Record<string, unknown>, dir?: string }) => {
-    const paths = await ensureDemoState(demoDir(opts.dir)).catch(fail)
+    const paths = await ensureDemoState(demoDir(opts.dir), m => process.stderr.write(`${m}\n`)).catch(fail)
     const roles = opts.role.length > 0 ? opts.role : ['reader']
     const token = await mintDemoToken(paths, { sub: opts.sub, roles, ttl: opts.ttl, claims: opts.claim }).catch(fail)
     process.stdout.write(`${token}\n`)
@@ -261,6 +268,8 @@ demo.command('function')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <port>', 'port to listen on', parseInteger, 8445)
   .action(async (opts: { cert: string, key: string, clientCa: string, allowedClient: string, host: string, port: number }) => {
+    const { startDemoFunction } = await import('./demo/function.js')
+    const { closeOnSignals } = await server()
     const fn = await startDemoFunction({ ...opts }).catch(fail)
     process.stdout.write(`demo function listening on ${fn.url} (mutual TLS; admits ${opts.allowedClient})\n`)
     closeOnSignals({ close: fn.close }, { info: (_o, m) => { process.stdout.write(`${m}\n`) } })
