@@ -29,6 +29,18 @@ function fail (err: unknown): never {
   process.exit(1)
 }
 
+/** A port already taken fails with the way to choose another, not only `listen EADDRINUSE`. */
+function portInUse (how: string): (err: unknown) => never {
+  return err => {
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (e?.code === 'EADDRINUSE') {
+      process.stderr.write(`portcullis: ${e.address ?? ''}:${e.port ?? ''} is already in use; ${how}\n`)
+      process.exit(1)
+    }
+    return fail(err)
+  }
+}
+
 function parseInteger (value: string): number {
   if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError('must be an integer')
   return Number(value)
@@ -96,7 +108,7 @@ program.command('start')
       await runPrimary(config, opts.workers, opts.config).catch(fail)
       return
     }
-    const running = await startGateway(config, { configFile: opts.config }).catch(fail)
+    const running = await startGateway(config, { configFile: opts.config }).catch(portInUse(`change listen.port or admin.port in ${opts.config}`))
     running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
     closeOnSignals(running, running.gateway.app.log)
   })
@@ -131,7 +143,7 @@ policy.command('test')
   })
 
 program.command('eval')
-  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it')
+  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it; exit 1 when it could not be judged (5xx)')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .requiredOption('-r, --request <request>', "method and path, e.g. 'GET /orders/7?x=1'")
   .option('-t, --token <jwt>', 'bearer token to present')
@@ -140,6 +152,11 @@ program.command('eval')
     const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
     const report = await (await policyTools()).evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    // A 5xx is no verdict on the request: the gateway could not judge it (no bundle, a policy fault).
+    if (report.status >= 500) {
+      process.stderr.write(`portcullis eval: the gateway could not judge this request (${report.status} ${report.code ?? ''}); see docs/errors.md\n`)
+      process.exitCode = 1
+    }
   })
 
 function parseTtl (value: string): number {
@@ -196,13 +213,14 @@ demo.command('run', { isDefault: true })
   .option('-c, --config <file>', 'run this config instead of the embedded one (start from `portcullis demo config`)')
   .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
   .action(async (opts: { dir?: string, config?: string, ports?: DemoOptions['ports'] }) => {
-    const { DEMO_RATE_LIMIT, startDemo } = await demoRun()
+    const { startDemo } = await demoRun()
+    const { demoTries } = await import('./demo/banner.js')
     const { closeOnSignals } = await server()
     const running = await startDemo({
       dir: demoDir(opts.dir),
       ...(opts.config !== undefined ? { config: opts.config } : {}),
       ...(opts.ports !== undefined ? { ports: opts.ports } : {})
-    }).catch(fail)
+    }).catch(portInUse('choose free ones with --ports gateway,admin,issuer,function, e.g. --ports 18443,19090,18444,18445'))
     const dir = relative(process.cwd(), running.paths.dir) || '.'
     const url = running.gateway.url
     const ca = `${dir}/ca.crt`
@@ -215,17 +233,7 @@ demo.command('run', { isDefault: true })
       `  function  ${running.fn.url}          (mutual TLS only: the gateway's client certificate)`,
       '',
       'Try it from another terminal in this folder:',
-      `  TOKEN=$(npx portcullis demo token --sub alice --role reader)`,
-      `  curl --cacert ${ca} ${url}/hello                                    # 401: no token`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $TOKEN" ${url}/hello   # 200 from the function`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $TOKEN" -X POST ${url}/orders   # 403: readers cannot write`,
-      `  W=$(npx portcullis demo token --sub bob --role writer)`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $W" -X POST -d '{"item":1}' ${url}/orders   # 201`,
-      `  A=$(npx portcullis demo token --sub root --role admin)`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $A" ${url}/admin/users   # 200 only for admin`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $(npx portcullis demo token --ttl -60)" ${url}/hello   # 401: expired`,
-      `  for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' --cacert ${ca} -H "Authorization: Bearer $TOKEN" ${url}/hello; done; echo   # 429 after ${DEMO_RATE_LIMIT.max} per ${DEMO_RATE_LIMIT.windowSeconds}s`,
-      `  curl ${running.gateway.adminUrl}/metrics | grep ^portcullis_requests_total`,
+      ...demoTries({ url, adminUrl: running.gateway.adminUrl, ca, routes: opts.config !== undefined ? running.config.routes : null }),
       '',
       'Ctrl-C stops it.',
       ''
