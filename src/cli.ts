@@ -205,6 +205,35 @@ adminOptions(program.command('unban')
     process.stdout.write(`ban on ${scope} ${value} lifted\n`)
   })
 
+const init = program.command('init').description('start something of your own from a template')
+
+init.command('function')
+  .description('a function that verifies the gateway assertion, a local runner serving it over mutual TLS as its platform would, and a gateway config fronting it')
+  .requiredOption('--platform <platform>', 'aws-lambda, cloud-run, azure or node', (v: string) => {
+    if (!['aws-lambda', 'cloud-run', 'azure', 'node'].includes(v)) throw new InvalidArgumentError('expected aws-lambda, cloud-run, azure or node')
+    return v
+  })
+  .option('--name <id>', 'route and upstream id; the route is /<id>', 'my-function')
+  .option('--out <folder>', 'folder to create (default: the name)')
+  .option('--port <port>', 'port the function listens on locally', parseInteger, 8446)
+  .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
+  .option('--ports <list>', 'the demo\'s gateway,admin,issuer,function ports, if you moved them', parsePorts)
+  .action(async (opts: { platform: 'aws-lambda', name: string, out?: string, port: number, dir?: string, ports?: DemoOptions['ports'] }) => {
+    const { initFunction } = await import('./demo/init-function.js')
+    const out = opts.out ?? opts.name
+    const made = await initFunction({
+      platform: opts.platform, name: opts.name, dir: out, port: opts.port, demoDir: demoDir(opts.dir),
+      ...(opts.ports !== undefined ? { ports: opts.ports } : {})
+    }).catch(fail)
+    process.stdout.write([
+      `created ${out}/ (${opts.platform}): ${made.files.join(', ')}`,
+      'next, each in its own terminal:',
+      `  node ${out}/serve.mjs`,
+      `  npx portcullis demo run --config ${out}/gateway.yaml`,
+      ''
+    ].join('\n'))
+  })
+
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')
 
 demo.command('run', { isDefault: true })
