@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { createGateway } from './app.js'
 import type { Config } from './config/schema.js'
 import { readBundleFile } from './pipeline/authorize/bundle.js'
@@ -90,7 +90,7 @@ export async function testPolicies (opts: { dir?: string, verbose?: boolean, wri
   }
   const { stdout } = await runOpa(bin, ['test', ...ignore, '--coverage', '--format', 'json', dir], 'pipe')
   const report = JSON.parse(stdout) as { coverage?: number, files?: Record<string, { coverage?: number }> }
-  for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${file}\n`)
+  for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${relative(process.cwd(), file) || file}\n`)
   opts.write(`coverage ${(report.coverage ?? 0).toFixed(1)}% in total\n`)
   return 0
 }
