@@ -31,6 +31,7 @@ import { createForwarder } from './pipeline/forward/forwarder.js'
 import { createHeaderRules } from './pipeline/forward/headers.js'
 import { closeUpstreams, createUpstreams } from './pipeline/forward/upstreams.js'
 import { createCredentials } from './pipeline/forward/credentials/index.js'
+import { watchCredentials } from './pipeline/forward/credentials/availability.js'
 import { createKeyRing } from './pipeline/forward/credentials/signing-keys.js'
 import { clientBanPlugin, revocationPlugin } from './pipeline/deny-list/plugin.js'
 import type { Ban } from './pipeline/deny-list/bans.js'
@@ -268,6 +269,9 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   await app.register(routePlugin, { config, handler: opts.evaluateOnly?.handler ?? forwarder.handle }) // 2. route match
 
   const health = createHealth()
+  const stopCredentialChecks = watchCredentials(config.upstreams, health) // credentials:<upstream>, for AWS, Google, Azure
+  built(stopCredentialChecks)
+  releases.push(async () => stopCredentialChecks())
   health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
   // Ready while the keys verify: fresh, or stale within maxStaleSeconds (the outage shows in /status
   // and portcullis_issuer_keys_age_seconds, and alerts, without taking the replica out of service).

@@ -116,8 +116,16 @@ program.command('start')
 program.command('check')
   .description('validate a config file and list every problem')
   .requiredOption('-c, --config <file>', 'YAML config file')
-  .action(async (opts: { config: string }) => {
+  .option('--skip-credentials', 'do not look for the AWS, Google or Azure credentials upstreams need (a machine without the gateway\'s identity)')
+  .action(async (opts: { config: string, skipCredentials?: boolean }) => {
     const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
+    const { credentialProblems } = await import('./pipeline/forward/credentials/availability.js')
+    const missing = opts.skipCredentials === true ? [] : await credentialProblems(config.upstreams)
+    if (missing.length > 0) {
+      process.stderr.write([`${opts.config}: valid, but the gateway could not call these functions (every request would be a 502):`,
+        ...missing.map(m => `- ${m.path}: ${m.problem}`), '(--skip-credentials checks the config alone)', ''].join('\n'))
+      process.exit(2)
+    }
     process.stdout.write(`${opts.config}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`)
   })
 

@@ -26,3 +26,19 @@ export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new G
     }
   }
 }
+
+/** What to do when the gateway cannot get Google ID tokens; in the readiness check and the 502's log line. */
+export const GOOGLE_ID_TOKEN_FIX = 'run the gateway as a service account with roles/run.invoker: on Google Cloud through the metadata server (Workload Identity on GKE), elsewhere with GOOGLE_APPLICATION_CREDENTIALS naming a key file or a workload identity federation config (docs/functions/cloud-run.md)'
+
+/**
+ * Readiness: whether google-auth-library finds a source of ID tokens for `audience` (a key file, an
+ * external account, the metadata server). It fetches no token, so the gateway's cache is untouched.
+ */
+export async function googleIdTokenProblem (audience: string, auth: GoogleAuth = new GoogleAuth()): Promise<string | null> {
+  try {
+    await auth.getIdTokenClient(audience)
+    return null
+  } catch (err) {
+    return `no Google credentials (${(err as Error).message.split('\n')[0]}); ${GOOGLE_ID_TOKEN_FIX}`
+  }
+}
