@@ -230,7 +230,7 @@ init.command('function')
     const { initFunction } = await import('./demo/init-function.js')
     const out = opts.out ?? opts.name
     const made = await initFunction({
-      platform: opts.platform, name: opts.name, dir: out, port: opts.port, demoDir: demoDir(opts.dir),
+      platform: opts.platform, name: opts.name, dir: out, port: opts.port, demoDir: demoDir(opts.dir), progress: m => process.stderr.write(`${m}\n`),
       ...(opts.ports !== undefined ? { ports: opts.ports } : {})
     }).catch(fail)
     process.stdout.write([

@@ -35,6 +35,8 @@ export interface InitFunctionOptions {
   port: number
   demoDir: string
   ports?: DemoOptions['ports']
+  /** Hears what is being waited for (the demo's keys, made on first use). */
+  progress?: (message: string) => void
 }
 
 export async function initFunction (opts: InitFunctionOptions): Promise<{ dir: string, files: string[] }> {
@@ -42,7 +44,7 @@ export async function initFunction (opts: InitFunctionOptions): Promise<{ dir: s
   const dir = resolve(opts.dir)
   const existing = await readdir(dir).catch(() => [])
   if (existing.length > 0) throw new Error(`${opts.dir} exists and is not empty; choose another --dir`)
-  const paths = await ensureDemoState(opts.demoDir)
+  const paths = await ensureDemoState(opts.demoDir, opts.progress)
   await mkdir(dir, { recursive: true })
   const rel = (file: string): string => relative(dir, file) || '.'
   const { handler, serve } = FUNCTION_PLATFORMS[opts.platform]
