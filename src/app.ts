@@ -269,7 +269,8 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   await app.register(routePlugin, { config, handler: opts.evaluateOnly?.handler ?? forwarder.handle }) // 2. route match
 
   const health = createHealth()
-  const stopCredentialChecks = watchCredentials(config.upstreams, health) // credentials:<upstream>, for AWS, Google, Azure
+  // credentials:<upstream>, for AWS, Google, Azure; `portcullis eval` forwards nothing and needs none.
+  const stopCredentialChecks = opts.evaluateOnly === undefined ? watchCredentials(config.upstreams, health) : () => {}
   built(stopCredentialChecks)
   releases.push(async () => stopCredentialChecks())
   health.addCheck('policy', () => policy.current !== null ? { ok: true, detail: `revision ${policy.current.revision}` } : { ok: false, detail: 'no policy bundle loaded' })
