@@ -12,4 +12,7 @@ export declare function buildBundle (opts?: {
   entrypoints?: string[]
   capabilities?: string
   force?: boolean
+  /** opa check --strict with the input schema and capabilities first (default: for policies/ only). */
+  check?: boolean
 }): Promise<{ out: string, built: boolean }>
+export declare function checkPolicies (opts?: { policiesDir?: string, schema?: string, capabilities?: string }): Promise<void>

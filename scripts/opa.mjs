@@ -3,7 +3,8 @@
 // emits is what the gateway runs. Usage:
 //   node scripts/opa.mjs path                 print the opa binary (installing it if needed)
 //   node scripts/opa.mjs run <args...>        run opa with <args>
-//   node scripts/opa.mjs build [--out <file>] compile policies/ to a WASM bundle
+//   node scripts/opa.mjs check                opa check --strict with the input schema and capabilities
+//   node scripts/opa.mjs build [--out <file>] check, then compile policies/ to a WASM bundle
 import { execFile, spawn } from 'node:child_process'
 import { access, constants, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { homedir, constants as osConstants } from 'node:os'
@@ -106,21 +107,49 @@ async function mtimeOf (file) {
   return stat(file).then((s) => s.mtimeMs, () => -Infinity)
 }
 
+/** The file `name` in the folder when it has one, else the repository's (policies/<name>). */
+function ownOrDefault (policiesDir, name) {
+  return mtimeOf(path.join(policiesDir, name)).then((t) => (t > -Infinity ? path.join(policiesDir, name) : path.join(DEFAULT_POLICIES_DIR, name)))
+}
+
+/**
+ * `opa check --strict` against the documented input (input.schema.json) and the gateway's builtins
+ * (capabilities.json), the folder's own files when it has them: a typo such as `input.principal.claim`
+ * or a builtin the gateway cannot run is refused here, before anything is built.
+ * Rejects with opa's messages when the check fails.
+ */
+export async function checkPolicies ({ policiesDir = DEFAULT_POLICIES_DIR, schema, capabilities } = {}) {
+  const args = ['check', '--strict',
+    '--schema', schema ?? (await ownOrDefault(policiesDir, 'input.schema.json')),
+    '--capabilities', capabilities ?? (await ownOrDefault(policiesDir, 'capabilities.json')),
+    ...IGNORED.filter((p) => p !== '*_test.rego').flatMap((p) => ['--ignore', p]), '.']
+  try {
+    await run(await resolveOpa(), args, { cwd: policiesDir })
+  } catch (err) {
+    const detail = [err.stdout, err.stderr].filter((s) => typeof s === 'string' && s.trim()).join('\n').trim()
+    throw new Error(`opa check of ${policiesDir} failed (strict, against input.schema.json and capabilities.json), nothing was built:\n${detail || err.message}`, { cause: err })
+  }
+}
+
 /**
  * Compiles a directory of Rego to an OPA WASM bundle, with `capabilities` (default: the folder's own
  * capabilities.json, when there is one) passed to `opa build --capabilities`. Skipped (`built: false`) when `out` is newer
  * than every file under `policiesDir` and than this script, which holds the pinned version.
- * Rejects with opa's own error output when compilation fails.
+ * With `check` (the default for the repository's policies/, and for `npm run policy:build` and
+ * `portcullis policy build`), runs checkPolicies first, so a bundle that would fail
+ * `npm run policy:check` is never built. Rejects with opa's own error output when either fails.
  */
 export async function buildBundle ({
   policiesDir = DEFAULT_POLICIES_DIR,
   out = DEFAULT_BUNDLE,
   entrypoints = policiesDir === DEFAULT_POLICIES_DIR ? DEFAULT_ENTRYPOINTS : [GATEWAY_ENTRYPOINT],
   capabilities = path.join(policiesDir, 'capabilities.json'),
-  force = false
+  force = false,
+  check = policiesDir === DEFAULT_POLICIES_DIR
 } = {}) {
   const sources = Math.max(await newestMtime(policiesDir), await mtimeOf(SELF))
   if (!force && (await mtimeOf(out)) > sources) return { out, built: false }
+  if (check) await checkPolicies({ policiesDir, ...((await mtimeOf(capabilities)) > -Infinity ? { capabilities } : {}) })
 
   const args = ['build', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e])]
   if ((await mtimeOf(capabilities)) > -Infinity) args.push('--capabilities', capabilities)
@@ -150,14 +179,16 @@ async function main ([command, ...args]) {
       child.on('error', reject).on('close', (c, s) => resolve([c, s]))
     )
     process.exitCode = code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1)
+  } else if (command === 'check') {
+    await checkPolicies()
   } else if (command === 'build') {
     const i = args.indexOf('--out')
     if (i !== -1 && !args[i + 1]) throw new Error('--out needs a file name')
     const out = i === -1 ? DEFAULT_BUNDLE : path.resolve(args[i + 1])
-    const { built } = await buildBundle({ out })
+    const { built } = await buildBundle({ out, check: true })
     process.stdout.write(built ? `built ${path.relative(process.cwd(), out) || out}\n` : 'bundle up to date\n')
   } else {
-    throw new Error('usage: node scripts/opa.mjs path | run <args...> | build [--out <file>]')
+    throw new Error('usage: node scripts/opa.mjs path | run <args...> | check | build [--out <file>]')
   }
 }
 

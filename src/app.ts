@@ -192,7 +192,7 @@ async function buildStages (config: Config, services: StageServices, opts: Gatew
     ...(opts.bundleWatchIntervalMs !== undefined ? { bundleWatchIntervalMs: opts.bundleWatchIntervalMs } : {}),
     ...(opts.evaluateOnly !== undefined ? { onEvaluated: opts.evaluateOnly.onEvaluated } : {})
   })
-  const forward = await createForwardStage(config, services)
+  const forward = await createForwardStage(config, services, { checkCredentials: opts.evaluateOnly === undefined })
   const rateLimit = await createRateLimitStages(config, services)
   const denyList = await createDenyListStages(config, services)
   return {

@@ -4,29 +4,42 @@ import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { relative } from 'node:path'
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { ConfigError, loadConfig } from './config/load.js'
-import { closeOnSignals, startGateway } from './server.js'
-import { runPrimary } from './lifecycle/cluster.js'
-import { startWorker } from './lifecycle/cluster-worker.js'
-import { DEMO_RATE_LIMIT, demoConfigYaml, startDemo, type DemoOptions } from './demo/run.js'
-import { startDemoFunction } from './demo/function.js'
+import type { DemoOptions } from './demo/run.js'
 import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { claimProblem, mintDemoToken } from './demo/token.js'
-import { buildPolicies, evaluateRequest, testPolicies } from './policy-tools.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 import { formatReplayReport, replayDecisions } from './policy-replay.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
+// The gateway's modules (Fastify, the cloud SDKs, the config schema) take seconds to load on a busy
+// machine: each command loads what it uses, so `demo token` answers in well under a second.
+const configLoader = async (): Promise<typeof import('./config/load.js')> => import('./config/load.js')
+const server = async (): Promise<typeof import('./server.js')> => import('./server.js')
+const demoRun = async (): Promise<typeof import('./demo/run.js')> => import('./demo/run.js')
+const policyTools = async (): Promise<typeof import('./policy-tools.js')> => import('./policy-tools.js')
+
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
 function fail (err: unknown): never {
-  if (err instanceof ConfigError) {
+  if (err instanceof Error && err.name === 'ConfigError') {
     process.stderr.write(`${err.message}\n`)
     process.exit(2)
   }
   process.stderr.write(`portcullis: ${(err as Error).message}\n`)
   process.exit(1)
+}
+
+/** A port already taken fails with the way to choose another, not only `listen EADDRINUSE`. */
+function portInUse (how: string): (err: unknown) => never {
+  return err => {
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (e?.code === 'EADDRINUSE') {
+      process.stderr.write(`portcullis: ${e.address ?? ''}:${e.port ?? ''} is already in use; ${how}\n`)
+      process.exit(1)
+    }
+    return fail(err)
+  }
 }
 
 function parseInteger (value: string): number {
@@ -88,18 +101,21 @@ program.command('start')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .option('-w, --workers <n>', 'processes sharing the port: a number, or auto for one per CPU', parseWorkers, 1)
   .action(async (opts: { config: string, workers: number }) => {
+    const { closeOnSignals, startGateway } = await server()
     // A worker runs the config its primary hands it, not the file (which may have changed since).
     if (cluster.isWorker && process.env.PORTCULLIS_WORKER === '1') {
+      const { startWorker } = await import('./lifecycle/cluster-worker.js')
       const running = await startWorker().catch(fail)
       closeOnSignals(running, running.gateway.app.log)
       return
     }
-    const config = await loadConfig(opts.config).catch(fail)
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
     if (opts.workers > 1) {
+      const { runPrimary } = await import('./lifecycle/cluster.js')
       await runPrimary(config, opts.workers, opts.config).catch(fail)
       return
     }
-    const running = await startGateway(config, { configFile: opts.config }).catch(fail)
+    const running = await startGateway(config, { configFile: opts.config }).catch(portInUse(`change listen.port or admin.port in ${opts.config}`))
     running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
     closeOnSignals(running, running.gateway.app.log)
   })
@@ -107,8 +123,16 @@ program.command('start')
 program.command('check')
   .description('validate a config file and list every problem')
   .requiredOption('-c, --config <file>', 'YAML config file')
-  .action(async (opts: { config: string }) => {
-    const config = await loadConfig(opts.config).catch(fail)
+  .option('--skip-credentials', 'do not look for the AWS, Google or Azure credentials upstreams need (a machine without the gateway\'s identity)')
+  .action(async (opts: { config: string, skipCredentials?: boolean }) => {
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
+    const { credentialProblems } = await import('./pipeline/forward/credentials/availability.js')
+    const missing = opts.skipCredentials === true ? [] : await credentialProblems(config.upstreams)
+    if (missing.length > 0) {
+      process.stderr.write([`${opts.config}: valid, but the gateway could not call these functions (every request would be a 502):`,
+        ...missing.map(m => `- ${m.path}: ${m.problem}`), '(--skip-credentials checks the config alone)', ''].join('\n'))
+      process.exit(2)
+    }
     process.stdout.write(`${opts.config}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`)
   })
 
@@ -120,15 +144,16 @@ policy.command('build')
   .option('-o, --out <file>', 'bundle file (default: build/bundle.tar.gz)')
   .option('-e, --entrypoint <path>', 'entrypoint (repeatable; default gateway/authz/decision, and the library\'s for policies/)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .action(async (opts: { dir?: string, out?: string, entrypoint: string[] }) => {
-    const built = await buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
+    const built = await (await policyTools()).buildPolicies({ ...opts, entrypoints: opts.entrypoint }).catch(fail)
     process.stdout.write(`built ${built.out} (revision ${built.revision}; entrypoints ${built.entrypoints.join(', ')})\n`)
   })
 
 policy.command('test')
   .description('run opa test over the policies and report coverage')
   .option('-d, --dir <dir>', 'policies folder (default: policies/)')
-  .action(async (opts: { dir?: string }) => {
-    const code = await testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
+  .option('-v, --verbose', 'list every test, with the trace of each failing one')
+  .action(async (opts: { dir?: string, verbose?: boolean }) => {
+    const code = await (await policyTools()).testPolicies({ ...opts, write: s => process.stdout.write(s) }).catch(fail)
     process.exitCode = code
   })
 
@@ -146,15 +171,20 @@ policy.command('replay')
   })
 
 program.command('eval')
-  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it')
+  .description('judge one request as the gateway would (route, authentication, policy) without forwarding it; exit 1 when it could not be judged (5xx)')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .requiredOption('-r, --request <request>', "method and path, e.g. 'GET /orders/7?x=1'")
   .option('-t, --token <jwt>', 'bearer token to present')
   .option('-H, --header <name: value>', 'request header (repeatable)', collectHeader, {} as Record<string, string>)
   .action(async (opts: { config: string, request: string, token?: string, header: Record<string, string> }) => {
-    const config = await loadConfig(opts.config).catch(fail)
-    const report = await evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
+    const config = await (await configLoader()).loadConfig(opts.config).catch(fail)
+    const report = await (await policyTools()).evaluateRequest(config, { request: opts.request, headers: opts.header, ...(opts.token !== undefined ? { token: opts.token } : {}) }).catch(fail)
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+    // A 5xx is no verdict on the request: the gateway could not judge it (no bundle, a policy fault).
+    if (report.status >= 500) {
+      process.stderr.write(`portcullis eval: the gateway could not judge this request (${report.status} ${report.code ?? ''}); see docs/errors.md\n`)
+      process.exitCode = 1
+    }
   })
 
 function parseTtl (value: string): number {
@@ -203,6 +233,35 @@ adminOptions(program.command('unban')
     process.stdout.write(`ban on ${scope} ${value} lifted\n`)
   })
 
+const init = program.command('init').description('start something of your own from a template')
+
+init.command('function')
+  .description('a function that verifies the gateway assertion, a local runner serving it over mutual TLS as its platform would, and a gateway config fronting it')
+  .requiredOption('--platform <platform>', 'aws-lambda, cloud-run, azure or node', (v: string) => {
+    if (!['aws-lambda', 'cloud-run', 'azure', 'node'].includes(v)) throw new InvalidArgumentError('expected aws-lambda, cloud-run, azure or node')
+    return v
+  })
+  .option('--name <id>', 'route and upstream id; the route is /<id>', 'my-function')
+  .option('--out <folder>', 'folder to create (default: the name)')
+  .option('--port <port>', 'port the function listens on locally', parseInteger, 8446)
+  .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
+  .option('--ports <list>', 'the demo\'s gateway,admin,issuer,function ports, if you moved them', parsePorts)
+  .action(async (opts: { platform: 'aws-lambda', name: string, out?: string, port: number, dir?: string, ports?: DemoOptions['ports'] }) => {
+    const { initFunction } = await import('./demo/init-function.js')
+    const out = opts.out ?? opts.name
+    const made = await initFunction({
+      platform: opts.platform, name: opts.name, dir: out, port: opts.port, demoDir: demoDir(opts.dir), progress: m => process.stderr.write(`${m}\n`),
+      ...(opts.ports !== undefined ? { ports: opts.ports } : {})
+    }).catch(fail)
+    process.stdout.write([
+      `created ${out}/ (${opts.platform}): ${made.files.join(', ')}`,
+      'next, each in its own terminal:',
+      `  node ${out}/serve.mjs`,
+      `  npx portcullis demo run --config ${out}/gateway.yaml`,
+      ''
+    ].join('\n'))
+  })
+
 const demo = program.command('demo').description('the self-contained demo: issuer, mTLS function and gateway')
 
 demo.command('run', { isDefault: true })
@@ -211,11 +270,14 @@ demo.command('run', { isDefault: true })
   .option('-c, --config <file>', 'run this config instead of the embedded one (start from `portcullis demo config`)')
   .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
   .action(async (opts: { dir?: string, config?: string, ports?: DemoOptions['ports'] }) => {
+    const { startDemo } = await demoRun()
+    const { demoTries } = await import('./demo/banner.js')
+    const { closeOnSignals } = await server()
     const running = await startDemo({
       dir: demoDir(opts.dir),
       ...(opts.config !== undefined ? { config: opts.config } : {}),
       ...(opts.ports !== undefined ? { ports: opts.ports } : {})
-    }).catch(fail)
+    }).catch(portInUse('choose free ones with --ports gateway,admin,issuer,function, e.g. --ports 18443,19090,18444,18445'))
     const dir = relative(process.cwd(), running.paths.dir) || '.'
     const url = running.gateway.url
     const ca = `${dir}/ca.crt`
@@ -228,17 +290,7 @@ demo.command('run', { isDefault: true })
       `  function  ${running.fn.url}          (mutual TLS only: the gateway's client certificate)`,
       '',
       'Try it from another terminal in this folder:',
-      `  TOKEN=$(npx portcullis demo token --sub alice --role reader)`,
-      `  curl --cacert ${ca} ${url}/hello                                    # 401: no token`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $TOKEN" ${url}/hello   # 200 from the function`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $TOKEN" -X POST ${url}/orders   # 403: readers cannot write`,
-      `  W=$(npx portcullis demo token --sub bob --role writer)`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $W" -X POST -d '{"item":1}' ${url}/orders   # 201`,
-      `  A=$(npx portcullis demo token --sub root --role admin)`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $A" ${url}/admin/users   # 200 only for admin`,
-      `  curl --cacert ${ca} -H "Authorization: Bearer $(npx portcullis demo token --ttl -60)" ${url}/hello   # 401: expired`,
-      `  for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' --cacert ${ca} -H "Authorization: Bearer $TOKEN" ${url}/hello; done; echo   # 429 after ${DEMO_RATE_LIMIT.max} per ${DEMO_RATE_LIMIT.windowSeconds}s`,
-      `  curl ${running.gateway.adminUrl}/metrics | grep ^portcullis_requests_total`,
+      ...demoTries({ url, adminUrl: running.gateway.adminUrl, ca, routes: opts.config !== undefined ? running.config.routes : null }),
       '',
       'Ctrl-C stops it.',
       ''
@@ -254,6 +306,7 @@ demo.command('config')
   .action(async (opts: { dir?: string, ports?: DemoOptions['ports'] }) => {
     const dir = demoDir(opts.dir)
     const paths = await ensureDemoState(dir).catch(fail)
+    const { demoConfigYaml } = await demoRun()
     process.stdout.write(demoConfigYaml(paths, { dir, ...(opts.ports !== undefined ? { ports: opts.ports } : {}) }, process.cwd()))
   })
 
@@ -265,7 +318,7 @@ demo.command('token')
   .option('--claim <key=value>', 'claim to set (repeatable; JSON values are parsed); registered claims (iss, aud, sub, exp, nbf, iat, jti, and roles) replace the defaults', collectClaim, {} as Record<string, unknown>)
   .option('--dir <dir>', 'demo state folder (default: $PORTCULLIS_DEMO_DIR or .portcullis-demo)')
   .action(async (opts: { sub: string, role: string[], ttl: number, claim: Record<string, unknown>, dir?: string }) => {
-    const paths = await ensureDemoState(demoDir(opts.dir)).catch(fail)
+    const paths = await ensureDemoState(demoDir(opts.dir), m => process.stderr.write(`${m}\n`)).catch(fail)
     const roles = opts.role.length > 0 ? opts.role : ['reader']
     const token = await mintDemoToken(paths, { sub: opts.sub, roles, ttl: opts.ttl, claims: opts.claim }).catch(fail)
     process.stdout.write(`${token}\n`)
@@ -280,6 +333,8 @@ demo.command('function')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <port>', 'port to listen on', parseInteger, 8445)
   .action(async (opts: { cert: string, key: string, clientCa: string, allowedClient: string, host: string, port: number }) => {
+    const { startDemoFunction } = await import('./demo/function.js')
+    const { closeOnSignals } = await server()
     const fn = await startDemoFunction({ ...opts }).catch(fail)
     process.stdout.write(`demo function listening on ${fn.url} (mutual TLS; admits ${opts.allowedClient})\n`)
     closeOnSignals({ close: fn.close }, { info: (_o, m) => { process.stdout.write(`${m}\n`) } })

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { createGateway } from './app.js'
 import type { Config } from './config/schema.js'
 import { readBundleFile } from './pipeline/authorize/bundle.js'
@@ -20,7 +20,7 @@ interface OpaScript {
   DEFAULT_ENTRYPOINTS: string[]
   GATEWAY_ENTRYPOINT: string
   resolveOpa: () => Promise<string>
-  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean }) => Promise<{ out: string }>
+  buildBundle: (opts: { policiesDir?: string, out?: string, entrypoints?: string[], capabilities?: string, force?: boolean, check?: boolean }) => Promise<{ out: string }>
 }
 
 // Loaded at run time: the script lives outside src/ and is shared with npm scripts and tests.
@@ -28,7 +28,10 @@ const opaScript = async (): Promise<OpaScript> => import(new URL('../scripts/opa
 
 export interface PolicyBuildOptions { dir?: string, out?: string, entrypoints?: string[] }
 
-/** Compiles, then loads the result as the gateway would; nothing is left at `out` if either fails. */
+/**
+ * Checks as `npm run policy:check` does (strict, input schema, capabilities), compiles, then loads the
+ * result as the gateway would; nothing is left at `out` if any of them fails.
+ */
 export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: string, revision: string, entrypoints: string[] }> {
   const opa = await opaScript()
   const out = resolve(opts.out ?? opa.DEFAULT_BUNDLE)
@@ -44,7 +47,7 @@ export async function buildPolicies (opts: PolicyBuildOptions): Promise<{ out: s
     const own = join(dir, 'capabilities.json')
     const capabilities = existsSync(own) ? own : join(opa.DEFAULT_POLICIES_DIR, 'capabilities.json')
     const bundle = await pointToBuiltinDocs(async () => {
-      await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true })
+      await opa.buildBundle({ policiesDir: dir, out: tmp, entrypoints, capabilities, force: true, check: true })
       const bundle = await readBundleFile(tmp)
       await createPolicyEngine(bundle, entrypoints)
       return bundle
@@ -70,17 +73,24 @@ async function pointToBuiltinDocs<T> (build: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `opa test` over the policies, then their coverage; resolves to the exit code. */
-export async function testPolicies (opts: { dir?: string, write: (s: string) => void }): Promise<number> {
+/**
+ * `opa test` over the policies, then their coverage; resolves to the exit code. Without `verbose` a
+ * failure prints only opa's short list (each failing test with its file and line, then the counts)
+ * and how to see more, not every test's trace.
+ */
+export async function testPolicies (opts: { dir?: string, verbose?: boolean, write: (s: string) => void }): Promise<number> {
   const opa = await opaScript()
   const bin = await opa.resolveOpa()
   const dir = resolve(opts.dir ?? opa.DEFAULT_POLICIES_DIR)
   const ignore = ['--ignore', '*.schema.json', '--ignore', 'capabilities.json']
-  const code = await runOpa(bin, ['test', ...ignore, '-v', dir], 'inherit')
-  if (code !== 0) return code
+  const code = await runOpa(bin, ['test', ...ignore, ...(opts.verbose === true ? ['-v'] : []), dir], 'inherit')
+  if (code !== 0) {
+    if (opts.verbose !== true) opts.write('Each FAIL above names a test and its file:line; `portcullis policy test --verbose` prints every test with the trace of the failing ones.\n')
+    return code
+  }
   const { stdout } = await runOpa(bin, ['test', ...ignore, '--coverage', '--format', 'json', dir], 'pipe')
   const report = JSON.parse(stdout) as { coverage?: number, files?: Record<string, { coverage?: number }> }
-  for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${file}\n`)
+  for (const [file, c] of Object.entries(report.files ?? {})) opts.write(`coverage ${(c.coverage ?? 0).toFixed(1)}%  ${relative(process.cwd(), file) || file}\n`)
   opts.write(`coverage ${(report.coverage ?? 0).toFixed(1)}% in total\n`)
   return 0
 }

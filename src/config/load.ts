@@ -10,6 +10,7 @@ import { checkTrustedProxies } from '../util/proxy-list.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 import { cipherProblems } from '../tls/server-tls.js'
 import { checkShadow } from './check-shadow.js'
+import { escapePointer, onceEach, substituteEnv, UNSET, UNSET_HINT, withoutConsequences } from './env.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
@@ -20,7 +21,8 @@ export interface ConfigProblem { path: string, message: string }
 export class ConfigError extends Error {
   readonly code = 'GW_ERR_CONFIG_INVALID'
   constructor (readonly source: string, readonly problems: ConfigProblem[]) {
-    super(`invalid configuration in ${source}:\n` + problems.map(p => `- ${p.path || '/'}: ${p.message}`).join('\n'))
+    super(`invalid configuration in ${source}:\n` + problems.map(p => `- ${p.path || '/'}: ${p.message}`).join('\n') +
+      (problems.some(p => UNSET.test(p.message)) ? `\n${UNSET_HINT}` : ''))
     this.name = 'ConfigError'
   }
 }
@@ -53,7 +55,9 @@ export interface ValidateOptions { baseDir: string, source?: string, env?: NodeJ
 export async function validateConfig (raw: unknown, opts: ValidateOptions): Promise<Config> {
   const source = opts.source ?? '<config>'
   const problems: ConfigProblem[] = []
-  const value = substituteEnv(structuredClone(raw), '', opts.env ?? process.env, problems)
+  const unset: ConfigProblem[] = []
+  const value = substituteEnv(structuredClone(raw), '', opts.env ?? process.env, unset)
+  problems.push(...onceEach(unset))
   const valid = validateSchema(value)
   if (!valid) problems.push(...describeAjvErrors(validateSchema.errors ?? []))
   // The cross-reference and file checks also run on a config that failed the schema, so that one
@@ -65,7 +69,7 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   problems.push(...bestEffort(() => checkListenerTls(config)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   problems.push(...await bestEffortAsync(async () => checkShadow(config, opts.baseDir)))
-  if (!valid || problems.length > 0) throw new ConfigError(source, problems)
+  if (!valid || problems.length > 0) throw new ConfigError(source, withoutConsequences(problems, unset))
   return deepFreeze(config)
 }
 
@@ -75,32 +79,6 @@ function bestEffort (check: () => ConfigProblem[]): ConfigProblem[] {
 
 async function bestEffortAsync (check: () => Promise<ConfigProblem[]>): Promise<ConfigProblem[]> {
   try { return await check() } catch { return [] }
-}
-
-const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
-
-function substituteEnv (node: unknown, path: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[]): unknown {
-  if (typeof node === 'string') {
-    return node.replace(ENV_REF, (_match, name: string, fallback: string | undefined) => {
-      const v = env[name]
-      // As in the shell: ${NAME:-default} takes the default when NAME is unset or empty.
-      if (v !== undefined && (v !== '' || fallback === undefined)) return v
-      if (fallback !== undefined) return fallback
-      problems.push({ path, message: `environment variable ${name} is not set` })
-      return ''
-    })
-  }
-  if (Array.isArray(node)) return node.map((v, i) => substituteEnv(v, `${path}/${i}`, env, problems))
-  if (node !== null && typeof node === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of Object.entries(node)) out[k] = substituteEnv(v, `${path}/${escapePointer(k)}`, env, problems)
-    return out
-  }
-  return node
-}
-
-function escapePointer (key: string): string {
-  return key.replaceAll('~', '~0').replaceAll('/', '~1')
 }
 
 function describeAjvErrors (errors: ErrorObject[]): ConfigProblem[] {
@@ -116,7 +94,8 @@ function describeAjvErrors (errors: ErrorObject[]): ConfigProblem[] {
     if (e.keyword === 'enum') message = `must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`
     if (e.keyword === 'anyOf') message = `must be one of the allowed forms${describeForms(e.parentSchema)}`
     if (e.keyword === 'pattern' && typeof e.parentSchema?.description === 'string') message = `must be ${e.parentSchema.description}`
-    if (e.keyword === 'format' && typeof e.parentSchema?.description === 'string') message = `must be an ${e.parentSchema.description}`
+    // Same wording as the pattern's, so a value failing both is reported once.
+    if (e.keyword === 'format' && typeof e.parentSchema?.description === 'string') message = `must be ${e.parentSchema.description}`
     const key = `${e.instancePath}|${message}`
     if (seen.has(key)) continue
     seen.add(key)

@@ -31,6 +31,8 @@ export interface DemoOptions {
 
 export interface RunningDemo {
   paths: DemoPaths
+  /** The config the gateway started with (the embedded one or `config`'s file). */
+  config: Config
   gateway: RunningGateway
   issuer: DemoIssuer
   fn: DemoFunction
@@ -108,7 +110,7 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
       : await embeddedConfig(paths, issuer.url, fn.url, opts)
     const gateway = await startGateway(config, { bundleWatchIntervalMs: opts.bundleWatchIntervalMs ?? 2000 })
     closers.unshift(gateway.close)
-    return { paths, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }
+    return { paths, config, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }
   } catch (err) {
     for (const c of closers) await c()
     throw err

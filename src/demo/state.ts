@@ -64,11 +64,16 @@ async function writeSecret (file: string, content: string): Promise<void> {
   await chmod(file, 0o600)
 }
 
-/** Creates whatever part of the demo state is missing and returns where everything is. */
-export async function ensureDemoState (dir: string): Promise<DemoPaths> {
+/**
+ * Creates whatever part of the demo state is missing and returns where everything is. `progress`
+ * hears once, before the keys are made (seconds on a busy machine), what is being waited for.
+ */
+export async function ensureDemoState (dir: string, progress?: (message: string) => void): Promise<DemoPaths> {
   const paths = pathsIn(dir)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const caKeyFile = join(dir, 'ca.key')
+  const present = await Promise.all([caKeyFile, paths.signingKey, ...[paths.gatewayCert, paths.gatewayClientCert, paths.functionCert, paths.issuerCert]].map(exists))
+  if (present.includes(false)) progress?.(`making the demo CA, certificates and keys in ${dir} (first run only)`)
   const ca = await exists(caKeyFile)
     ? await loadCa({ cert: await readFile(paths.caCert, 'utf8'), key: await readFile(caKeyFile, 'utf8') })
     : await createCa('Portcullis Demo CA')

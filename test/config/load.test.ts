@@ -417,3 +417,15 @@ t.test('issuer key settings: maxStaleSeconds below jwksCacheSeconds is refused w
   raw.issuers[0].jwks = { url: 'https://idp.example/keys', maxStaleSeconds: 600, unknownKidCooldownMs: 50 }
   t.same(paths(await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))), ['/issuers/0/jwks'], 'the cooldown has a floor (no fetch storm): that jwks form is refused')
 })
+
+t.test('issue #25: config/example.yaml without its variables: each unset variable once, with the fix, and nothing it causes', async t => {
+  const example = new URL('../../config/example.yaml', import.meta.url).pathname
+  const err = await refusal(loadConfig(example, {}))
+  t.same(err.problems, [
+    { path: '/listen/tls/cert', message: 'environment variable PORTCULLIS_TLS_DIR is not set (also used at /listen/tls/key, /listen/tls/clientCa, /upstreams/0/tls/ca and 2 more)' },
+    { path: '/upstreams/0/url', message: 'environment variable FUNCTION_URL is not set' }
+  ], 'no "file not readable: /gateway.crt", no URL format complaint, no message twice')
+  t.match(err.message, /\nSet each variable in the environment \(NAME=value npx portcullis \.\.\.\), or give it a default in the file: \$\{NAME:-default\}\.$/)
+  const url = await refusal(loadConfig(example, { FUNCTION_URL: 'not a url' }))
+  t.same(url.problems.filter(p => p.path === '/upstreams/0/url').map(p => p.message), ['must be absolute http(s) URL'], 'a bad URL is reported once')
+})

@@ -18,8 +18,10 @@ async function evalCli (args: string[]): Promise<{ code: number, report: Record<
     const { stdout, stderr } = await run(process.execPath, [CLI, 'eval', ...args])
     return { code: 0, report: JSON.parse(stdout) as Record<string, any>, stderr }
   } catch (err) {
-    const e = err as { code: number, stderr: string }
-    return { code: e.code, report: {}, stderr: e.stderr }
+    const e = err as { code: number, stdout: string, stderr: string }
+    let report: Record<string, any> = {}
+    try { report = JSON.parse(e.stdout) as Record<string, any> } catch {}
+    return { code: e.code, report, stderr: e.stderr }
   }
 }
 
@@ -60,4 +62,11 @@ t.test('eval prints the input, the decision and the reasons, exactly as the gate
   const bad = await evalCli(['-c', file, '--request', 'orders please'])
   t.equal(bad.code, 1)
   t.match(bad.stderr, /--request must look like 'GET \/orders\/7'/)
+
+  // Issue #25: a 503 (here: no policy bundle where the config says) is no verdict, and says so.
+  await writeFile(file, stringify({ ...config as object, policy: { bundle: join(dir, 'missing.tar.gz') } }))
+  const unjudged = await evalCli(['-c', file, '--request', 'GET /hello', '--token', reader])
+  t.equal(unjudged.code, 1, 'eval exits 1')
+  t.match(unjudged.report, { status: 503, would_forward: false })
+  t.match(unjudged.stderr, /could not judge this request \(503 GW_ERR_/)
 })

@@ -1,6 +1,7 @@
 import type { RouteHandlerMethod } from 'fastify'
 import type { Config } from '../../config/schema.js'
 import { stageOf, type Stage, type StageServices } from '../types.js'
+import { watchCredentials } from './credentials/availability.js'
 import { createCredentials } from './credentials/index.js'
 import { createKeyRing } from './credentials/signing-keys.js'
 import { createForwarder } from './forwarder.js'
@@ -18,7 +19,7 @@ export interface ForwardStage extends Stage {
 }
 
 /** Stage 6, forward: assertion keys, credentials, upstream pools and the forwarder over them. */
-export async function createForwardStage (config: Config, services: StageServices): Promise<ForwardStage> {
+export async function createForwardStage (config: Config, services: StageServices, opts: { checkCredentials?: boolean } = {}): Promise<ForwardStage> {
   const { log, metrics, health, closer } = services
   // The gateway's assertion keys: loaded or made at start, rotated with overlap, published as a JWKS.
   const assertionKeys = await createKeyRing({
@@ -35,6 +36,8 @@ export async function createForwardStage (config: Config, services: StageService
   let closed: Promise<void> | undefined
   const close = async (): Promise<void> => { closed ??= forwarder.close(); await closed }
   closer.add('upstreams', close)
+  // credentials:<upstream> readiness, for AWS, Google, Azure (`portcullis eval` forwards nothing and needs none).
+  if (opts.checkCredentials !== false) closer.add('credential checks', watchCredentials(config.upstreams, health))
   health.addStatus('upstreams', () => config.upstreams.map(u => ({ id: u.id, url: u.url, mtls: u.tls !== undefined })))
   return {
     ...stageOf(forwardPlugin, { forwarder: { ...forwarder, close } }),

@@ -59,7 +59,7 @@ export function createAwsSigner (opts: AwsSignerOptions): AwsSigner {
     service: opts.service,
     region: opts.region,
     sha256: Hash.bind(null, 'sha256'),
-    credentials: opts.credentials ?? (load('@aws-sdk/credential-providers') as { fromNodeProviderChain: typeof fromNodeProviderChain }).fromNodeProviderChain(),
+    credentials: opts.credentials ?? providerChain(),
     uriEscapePath: true
   })
   return async ({ method, host, target, body }) => {
@@ -79,4 +79,25 @@ export function createAwsSigner (opts: AwsSignerOptions): AwsSigner {
     for (const [name, value] of Object.entries(signed.headers)) if (name.toLowerCase() !== 'host') out[name.toLowerCase()] = String(value)
     return out
   }
+}
+
+/** What to do when the gateway has no AWS identity; in the readiness check and the 502's log line. */
+export const AWS_SIGV4_FIX = 'give the gateway an AWS identity allowed lambda:InvokeFunctionUrl: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity (EKS), the ECS task role or an instance profile (docs/functions/aws-lambda.md)'
+
+/**
+ * Readiness: whether the standard chain finds credentials (a fresh chain, so the signer's own cache
+ * and its metrics are untouched). Null, or what is missing and how to provide it.
+ */
+export async function awsSigV4Problem (): Promise<string | null> {
+  try {
+    await providerChain()()
+    return null
+  } catch (err) {
+    return `no AWS credentials (${(err as Error).message.split('\n')[0]}); ${AWS_SIGV4_FIX}`
+  }
+}
+
+/** The SDK's standard credential chain (environment, web identity, ECS, instance metadata). */
+function providerChain (): ReturnType<typeof fromNodeProviderChain> {
+  return (load('@aws-sdk/credential-providers') as { fromNodeProviderChain: typeof fromNodeProviderChain }).fromNodeProviderChain()
 }

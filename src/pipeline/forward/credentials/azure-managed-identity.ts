@@ -36,3 +36,22 @@ function managedIdentity (clientId: string | undefined): TokenCredential {
   const { ManagedIdentityCredential } = load('@azure/identity') as typeof AzureIdentity
   return clientId !== undefined ? new ManagedIdentityCredential({ clientId }) : new ManagedIdentityCredential()
 }
+
+/** What to do when there is no managed identity; in the readiness check and the 502's log line. */
+export const AZURE_MANAGED_IDENTITY_FIX = 'run the gateway on Azure with a managed identity (App Service, Container Apps, a VM; clientId for a user-assigned one) allowed to call the function, or use azureFunctionKey (docs/functions/azure-functions.md)'
+
+/**
+ * Readiness: whether a managed identity endpoint is there (App Service's IDENTITY_ENDPOINT, the older
+ * MSI_ENDPOINT, or the instance metadata service answering). It asks for no token.
+ */
+export async function azureManagedIdentityProblem (env: NodeJS.ProcessEnv = process.env, imds = 'http://169.254.169.254'): Promise<string | null> {
+  if ((env.IDENTITY_ENDPOINT ?? '') !== '' || (env.MSI_ENDPOINT ?? '') !== '') return null
+  try {
+    const res = await fetch(`${imds}/metadata/instance?api-version=2021-02-01`, { headers: { Metadata: 'true' }, signal: AbortSignal.timeout(2000) })
+    await res.body?.cancel()
+    if (res.ok) return null
+    return `no managed identity (the instance metadata service answered ${res.status}); ${AZURE_MANAGED_IDENTITY_FIX}`
+  } catch {
+    return `no managed identity (no IDENTITY_ENDPOINT or MSI_ENDPOINT, and no instance metadata service); ${AZURE_MANAGED_IDENTITY_FIX}`
+  }
+}

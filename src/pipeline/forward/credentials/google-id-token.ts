@@ -14,7 +14,7 @@ export type GoogleIdTokens = () => Promise<string>
 // google-auth-library (~13 MiB of RSS) is loaded only by a gateway that uses this credential.
 const load = createRequire(import.meta.url)
 
-export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new (load('google-auth-library') as { GoogleAuth: new () => GoogleAuth }).GoogleAuth()): GoogleIdTokens {
+export function createGoogleIdTokens (audience: string, auth: GoogleAuth = newGoogleAuth()): GoogleIdTokens {
   // The client is found once (which probes the environment); a failed attempt is tried again next time.
   let client: Promise<IdTokenClient> | null = null
   return async () => {
@@ -29,4 +29,24 @@ export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new (
       throw err
     }
   }
+}
+
+/** What to do when the gateway cannot get Google ID tokens; in the readiness check and the 502's log line. */
+export const GOOGLE_ID_TOKEN_FIX = 'run the gateway as a service account with roles/run.invoker: on Google Cloud through the metadata server (Workload Identity on GKE), elsewhere with GOOGLE_APPLICATION_CREDENTIALS naming a key file or a workload identity federation config (docs/functions/cloud-run.md)'
+
+/**
+ * Readiness: whether google-auth-library finds a source of ID tokens for `audience` (a key file, an
+ * external account, the metadata server). It fetches no token, so the gateway's cache is untouched.
+ */
+export async function googleIdTokenProblem (audience: string, auth: GoogleAuth = newGoogleAuth()): Promise<string | null> {
+  try {
+    await auth.getIdTokenClient(audience)
+    return null
+  } catch (err) {
+    return `no Google credentials (${(err as Error).message.split('\n')[0]}); ${GOOGLE_ID_TOKEN_FIX}`
+  }
+}
+
+function newGoogleAuth (): GoogleAuth {
+  return new (load('google-auth-library') as { GoogleAuth: new () => GoogleAuth }).GoogleAuth()
 }

@@ -10,6 +10,12 @@ import { createAwsSigner, type AwsSigner, type AwsSignerOptions } from './aws-si
 import { createGoogleIdTokens, type GoogleIdTokens } from './google-id-token.js'
 import { createAzureManagedIdentityTokens, type AzureTokens } from './azure-managed-identity.js'
 import type { KeyRing } from './signing-keys.js'
+import { AWS_SIGV4_FIX } from './aws-sigv4.js'
+import { GOOGLE_ID_TOKEN_FIX } from './google-id-token.js'
+import { AZURE_MANAGED_IDENTITY_FIX } from './azure-managed-identity.js'
+
+// The 502's log line says how to make the failing kind work.
+const FIXES: Record<string, string> = { 'aws-sigv4': AWS_SIGV4_FIX, 'google-id-token': GOOGLE_ID_TOKEN_FIX, 'azure-managed-identity': AZURE_MANAGED_IDENTITY_FIX }
 
 /*
  * Per-request credentials for the function, decided per route at start: the gateway's signed
@@ -122,7 +128,7 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
 
   const failed = (input: AttachInput, upstream: string, kind: string, err: unknown): Error => {
     metrics.credentialFailures.inc({ upstream, kind })
-    input.log.warn({ upstream, kind, err: (err as Error).message }, 'upstream credentials failed')
+    input.log.warn({ upstream, kind, err: (err as Error).message, fix: FIXES[kind] }, 'upstream credentials failed')
     return Object.assign(new GW_ERR_UPSTREAM_CREDENTIALS(), { cause: err })
   }
 
