@@ -42,14 +42,14 @@ export interface AttachInput {
   /** The upstream's Host value. */
   host: string
   /** The request target as the function will receive it (path and query). */
-  target: string
+  path: string
   principal: Principal
   requestId: string
   /** The client's Authorization header, if any (already removed from `headers`). */
   clientAuthorization: string | undefined
   /** The headers about to be sent; credentials are added here. */
   headers: Record<string, string | string[]>
-  body: Readable | null
+  body: Readable | Buffer | null
   log: { warn: (obj: object, msg: string) => void }
 }
 
@@ -136,14 +136,14 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
       }
       if (plan.forwardAuthorization && input.clientAuthorization !== undefined) h.authorization = input.clientAuthorization
 
-      const body = plan.buffer && input.body !== null ? await readWhole(input.body) : input.body
+      const body = plan.buffer && input.body !== null && !Buffer.isBuffer(input.body) ? await readWhole(input.body) : input.body
       if (plan.assertion !== null) {
         try {
           h[assertionHeader] = await mint({
             principal: input.principal,
             audience: plan.assertion.audience,
             method: input.method,
-            path: input.target,
+            path: input.path,
             requestId: input.requestId,
             ...(Buffer.isBuffer(body) || (plan.assertion.bindBody && body === null)
               ? { bodySha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('base64url') }
@@ -153,7 +153,7 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
       }
       if (plan.aws !== null) {
         try {
-          Object.assign(h, await plan.aws({ method: input.method, host: input.host, target: input.target, body: (body as Buffer | null) ?? Buffer.alloc(0) }))
+          Object.assign(h, await plan.aws({ method: input.method, host: input.host, target: input.path, body: (body as Buffer | null) ?? Buffer.alloc(0) }))
         } catch (err) { throw failed(input, plan.upstreamId, 'aws-sigv4', err) }
       }
       if (plan.google !== null) {
