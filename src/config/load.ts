@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
+import { ConfigError, type ConfigProblem } from '../errors.js'
 import { ConfigSchema, type Config } from './schema.js'
 import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
@@ -13,16 +14,8 @@ import { cipherProblems } from '../tls/server-tls.js'
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
 
-export interface ConfigProblem { path: string, message: string }
-
-/** A config that cannot run. `problems` lists every issue found, each with its JSON pointer. */
-export class ConfigError extends Error {
-  readonly code = 'GW_ERR_CONFIG_INVALID'
-  constructor (readonly source: string, readonly problems: ConfigProblem[]) {
-    super(`invalid configuration in ${source}:\n` + problems.map(p => `- ${p.path || '/'}: ${p.message}`).join('\n'))
-    this.name = 'ConfigError'
-  }
-}
+// The config error lives with the others; re-exported here, where its callers have always found it.
+export { ConfigError, type ConfigProblem } from '../errors.js'
 
 // coerceTypes: `${PORT}` substitutes text; where the schema wants a number or boolean, text that is
 // exactly one ("8443", "true") is read as such. Anything else still fails with its path.
