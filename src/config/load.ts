@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { ConfigSchema, type Config } from './schema.js'
+import { checkCredentials } from './schema-credentials.js'
 import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
 import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
 import { cipherProblems } from '../tls/server-tls.js'
@@ -238,51 +239,6 @@ function checkListenerTls (config: Config): ConfigProblem[] {
   if (hsts?.preload === true && (!hsts.includeSubDomains || hsts.maxAgeSeconds < 31_536_000)) {
     problems.push({ path: '/listen/tls/hsts/preload', message: 'needs includeSubDomains: true and maxAgeSeconds of at least 31536000 (the preload lists refuse less)' })
   }
-  return problems
-}
-
-/**
- * Which credentials a route may attach: only those its upstream configures, and never two that
- * both need the Authorization header (with the client's own, or SigV4 with a Google ID token).
- */
-function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const upstreams = new Map((Array.isArray(config.upstreams) ? config.upstreams : []).map((u, i) => [u?.id, { u, i }]))
-  for (const { u, i } of upstreams.values()) {
-    const c = u?.credentials
-    const bearers = (['awsSigV4', 'googleIdToken', 'azureManagedIdentity'] as const).filter(k => c?.[k] !== undefined)
-    if (bearers.length > 1) {
-      problems.push({ path: `/upstreams/${i}/credentials`, message: `${bearers.join(' and ')} all need the Authorization header; choose one` })
-    }
-    const key = c?.azureFunctionKey
-    if (key !== undefined && 'env' in key && (env[key.env] ?? '') === '') {
-      problems.push({ path: `/upstreams/${i}/credentials/azureFunctionKey/env`, message: `environment variable ${key.env} is not set` })
-    }
-  }
-  const header = config.assertion?.header
-  if (typeof header === 'string' && (['host', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection',
-    'forwarded', 'x-functions-key', 'x-serverless-authorization'].includes(header) || /^(x-forwarded-|x-amz-)/.test(header))) {
-    problems.push({ path: '/assertion/header', message: `"${header}" is a header with its own meaning; choose another name` })
-  }
-  const configured: Record<string, keyof Config['upstreams'][number]['credentials']> = {
-    assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey',
-    'azure-managed-identity': 'azureManagedIdentity'
-  }
-  ;(Array.isArray(config.routes) ? config.routes : []).forEach((route, i) => {
-    const upstream = upstreams.get(route?.upstream)?.u
-    if (upstream === undefined) return
-    const kinds = route.credentials ?? Object.keys(configured).filter(k => upstream.credentials?.[configured[k]!] !== undefined)
-    kinds.forEach((kind, j) => {
-      if (upstream.credentials?.[configured[kind]!] === undefined) {
-        problems.push({ path: `/routes/${i}/credentials/${j}`, message: `upstream "${upstream.id}" has no ${configured[kind]} credentials configured` })
-      }
-    })
-    for (const kind of ['aws-sigv4', 'azure-managed-identity']) {
-      if (route.forwardAuthorization && kinds.includes(kind)) {
-        problems.push({ path: `/routes/${i}/forwardAuthorization`, message: `cannot be combined with ${kind}, which uses the Authorization header` })
-      }
-    }
-  })
   return problems
 }
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers'
 import { Hash } from '@smithy/hash-node'
 import { SignatureV4 } from '@smithy/signature-v4'
+import { credentialKind } from './kind.js'
 
 /*
  * SigV4 for Lambda function URLs with AWS_IAM auth, with AWS's own signer and the standard credential
@@ -74,3 +75,18 @@ export function createAwsSigner (opts: AwsSignerOptions): AwsSigner {
     return out
   }
 }
+
+/** SigV4 over Host and the x-amz-* headers, with the body's hash: the body is read whole. */
+export const awsSigV4Kind = credentialKind({
+  key: 'awsSigV4',
+  headerPrefix: 'x-amz-',
+  needsBody: () => true,
+  create: (settings, ctx) => {
+    const sign = createAwsSigner({ ...settings, ...(ctx.awsCredentials !== undefined ? { credentials: ctx.awsCredentials as AwsSignerOptions['credentials'] } : {}) })
+    return {
+      attach: async (input, body) => {
+        Object.assign(input.headers, await sign({ method: input.method, host: input.host, target: input.path, body: Buffer.isBuffer(body) ? body : Buffer.alloc(0) }))
+      }
+    }
+  }
+})

@@ -1,4 +1,5 @@
 import { ManagedIdentityCredential, type AccessToken, type TokenCredential } from '@azure/identity'
+import { credentialKind } from './kind.js'
 
 /*
  * A Microsoft Entra token of the gateway's managed identity, for Azure Functions behind App Service
@@ -26,3 +27,13 @@ export function createAzureManagedIdentityTokens (opts: { scope: string, clientI
     return `Bearer ${token.token}`
   }
 }
+
+/** The managed identity's token in Authorization. */
+export const azureManagedIdentityKind = credentialKind({
+  key: 'azureManagedIdentity',
+  needsBody: () => false,
+  create: (settings, { azureCredential }) => {
+    const tokens = createAzureManagedIdentityTokens(settings, azureCredential as TokenCredential | undefined)
+    return { attach: async input => { input.headers.authorization = await tokens() } }
+  }
+})

@@ -1,4 +1,5 @@
 import { GoogleAuth, type IdTokenClient } from 'google-auth-library'
+import { credentialKind } from './kind.js'
 
 /*
  * Google-signed ID tokens for Cloud Run and Cloud Functions, from google-auth-library: on Google
@@ -26,3 +27,21 @@ export function createGoogleIdTokens (audience: string, auth: GoogleAuth = new G
     }
   }
 }
+
+/**
+ * A Google ID token in Authorization, or in X-Serverless-Authorization (which Cloud Run also reads)
+ * where the route forwards the client's own Authorization.
+ */
+export const googleIdTokenKind = credentialKind({
+  key: 'googleIdToken',
+  headers: () => ['x-serverless-authorization'],
+  needsBody: () => false,
+  create: (settings, { upstream, googleAuth }) => {
+    const tokens = createGoogleIdTokens(settings.audience ?? upstream.url.replace(/\/$/, ''), googleAuth as GoogleAuth | undefined)
+    return {
+      attach: async (input, _body, route) => {
+        input.headers[route.forwardAuthorization ? 'x-serverless-authorization' : 'authorization'] = await tokens()
+      }
+    }
+  }
+})
