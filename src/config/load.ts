@@ -6,6 +6,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
 import { ConfigError, type ConfigProblem } from '../errors.js'
+import { FILE_USE, type FileUse } from './schema-common.js'
 import { ConfigSchema, type Config } from './schema.js'
 import { checkCredentials } from './schema-credentials.js'
 import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
@@ -277,61 +278,71 @@ function checkBans (config: Config): ConfigProblem[] {
   return problems
 }
 
-/** Makes every file path absolute (relative to the config file) and checks that it can be read. */
+/**
+ * Makes every path absolute (relative to the config file) and checks what its use needs: the paths are
+ * the strings the schema marks with FILE_USE (schema-common.ts FilePathOf), found by walking the schema
+ * beside the value, so a new path option needs nothing here.
+ */
 async function resolveFiles (config: Config, baseDir: string): Promise<ConfigProblem[]> {
+  const found: Array<{ holder: Record<string, unknown>, key: string, path: string, use: FileUse }> = []
+  findPaths(ConfigSchema as SchemaNode, config, '', found)
   const problems: ConfigProblem[] = []
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object'
-  const fix = async (holder: unknown, key: string, path: string): Promise<void> => {
-    if (!isObject(holder) || typeof holder[key] !== 'string') return
-    const abs = resolve(baseDir, holder[key])
+  const seen = new Set<string>()
+  for (const { holder, key, path, use } of found) {
+    if (seen.has(path)) continue // a key in two branches of a union
+    seen.add(path)
+    const abs = resolve(baseDir, holder[key] as string)
     holder[key] = abs
+    // Written by the gateway, or a build output that may appear after start: resolved, not checked.
+    if (use === 'written' || use === 'watched') continue
     try {
       await access(abs, constants.R_OK)
     } catch {
       problems.push({ path, message: `file not readable: ${abs}` })
+      continue
     }
-  }
-  const list = (v: unknown): unknown[] => Array.isArray(v) ? v : []
-  await fix(config.listen?.tls, 'cert', '/listen/tls/cert')
-  await fix(config.listen?.tls, 'key', '/listen/tls/key')
-  await fix(config.listen?.tls, 'clientCa', '/listen/tls/clientCa')
-  for (const k of ['cert', 'key', 'clientCa']) await fix(config.admin?.tls, k, `/admin/tls/${k}`)
-  for (const [i, iss] of list(config.issuers).entries()) {
-    if (!isObject(iss)) continue
-    await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)
-    await fix(iss, 'ca', `/issuers/${i}/ca`)
-  }
-  for (const [i, u] of list(config.upstreams).entries()) {
-    if (!isObject(u)) continue
-    for (const k of ['ca', 'cert', 'key']) await fix(u.tls, k, `/upstreams/${i}/tls/${k}`)
-  }
-  for (const [i, u] of list(config.upstreams).entries()) {
-    if (isObject(u) && isObject(u.credentials)) await fix(u.credentials.azureFunctionKey, 'file', `/upstreams/${i}/credentials/azureFunctionKey/file`)
-  }
-  await fix(config.admin, 'tokenFile', '/admin/tokenFile')
-  // Key and JWKS files are written by the gateway: resolved, not checked.
-  const assertion: unknown = config.assertion
-  for (const k of ['keysFile', 'jwksFile']) {
-    if (isObject(assertion) && typeof assertion[k] === 'string') assertion[k] = resolve(baseDir, assertion[k])
-  }
-  // The bundle is a build output that may appear after start: its path is resolved, not checked.
-  if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
-  for (const k of ['ca', 'cert', 'key']) await fix(config.decisionLog?.http?.tls, k, `/decisionLog/http/tls/${k}`)
-  if (isObject(config.decisionLog) && typeof config.decisionLog.file === 'string') config.decisionLog.file = resolve(baseDir, config.decisionLog.file)
-  if (isObject(config.policy) && typeof config.policy.persistDirectory === 'string') config.policy.persistDirectory = resolve(baseDir, config.policy.persistDirectory)
-  for (const k of ['ca', 'cert', 'key']) await fix(config.policy?.server?.tls, k, `/policy/server/tls/${k}`)
-  for (const [id, key] of Object.entries(isObject(config.policy?.verification?.keys) ? config.policy.verification.keys : {})) {
-    const path = `/policy/verification/keys/${escapePointer(id)}/key`
-    await fix(key, 'key', path)
-    if (isObject(key) && typeof key.key === 'string') {
+    if (use === 'public-key') {
       try {
-        createPublicKey(await readFile(key.key))
+        createPublicKey(await readFile(abs))
       } catch {
-        if (!problems.some(p => p.path === path)) problems.push({ path, message: 'is not a PEM public key' })
+        problems.push({ path, message: 'is not a PEM public key' })
       }
     }
   }
   return problems
+}
+
+interface SchemaNode {
+  [FILE_USE]?: FileUse
+  properties?: Record<string, SchemaNode>
+  patternProperties?: Record<string, SchemaNode>
+  items?: SchemaNode
+  anyOf?: SchemaNode[]
+}
+
+/** Collects the marked paths of `value` (which may have failed the schema: only what has the right shape). */
+function findPaths (schema: SchemaNode, value: unknown, pointer: string, found: Array<{ holder: Record<string, unknown>, key: string, path: string, use: FileUse }>): void {
+  if (value === null || typeof value !== 'object') return
+  const holder = value as Record<string, unknown>
+  const visit = (key: string, child: SchemaNode): void => {
+    const path = `${pointer}/${escapePointer(key)}`
+    const use = child[FILE_USE]
+    if (use !== undefined) {
+      if (typeof holder[key] === 'string') found.push({ holder, key, path, use })
+    } else {
+      findPaths(child, holder[key], path, found)
+    }
+  }
+  for (const branch of schema.anyOf ?? []) findPaths(branch, value, pointer, found)
+  if (Array.isArray(value)) {
+    if (schema.items !== undefined) for (let i = 0; i < value.length; i++) visit(String(i), schema.items)
+    return
+  }
+  for (const [key, child] of Object.entries(schema.properties ?? {})) if (key in holder) visit(key, child)
+  // Records (policy.verification.keys): every key not named in properties.
+  for (const child of Object.values(schema.patternProperties ?? {})) {
+    for (const key of Object.keys(holder)) if (!(key in (schema.properties ?? {}))) visit(key, child)
+  }
 }
 
 /** Freezes a config object throughout (also one that crossed a process boundary, see lifecycle/cluster-worker.ts). */

@@ -1,6 +1,6 @@
 import { Type, type Static, type TObject, type TOptional, type TSchema } from '@sinclair/typebox'
 import type { ConfigProblem } from '../errors.js'
-import { FilePath, StringEnum } from './schema-common.js'
+import { FilePath, FilePathOf, StringEnum } from './schema-common.js'
 
 /*
  * Credentials the gateway attaches for a function (pipeline/forward/credentials/), their settings and
@@ -89,8 +89,8 @@ export const Assertion = Type.Object({
   header: Type.String({ pattern: '^[a-z0-9-]+$', default: 'x-portcullis-assertion', description: 'lower-case header name' }),
   ttlSeconds: Type.Integer({ minimum: 1, maximum: 300, default: 60 }),
   claims: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'claims of the caller\'s token copied into the assertion (under "claims")' }),
-  keysFile: Type.Optional(Type.String({ minLength: 1, description: 'where the private signing keys are kept (created, mode 0600); generated in memory when absent' })),
-  jwksFile: Type.Optional(Type.String({ minLength: 1, description: 'where the public JWKS is written on every change' })),
+  keysFile: Type.Optional(FilePathOf('written', { description: 'where the private signing keys are kept (created, mode 0600); generated in memory when absent' })),
+  jwksFile: Type.Optional(FilePathOf('written', { description: 'where the public JWKS is written on every change' })),
   rotateAfterSeconds: Type.Integer({ minimum: 60, default: 86_400, description: 'age at which a new signing key is made' }),
   publishAheadSeconds: Type.Integer({ minimum: 0, default: 300, description: 'a new key is in the JWKS this long before it signs' })
 }, { additionalProperties: false, default: {} })

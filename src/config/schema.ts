@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { FilePath, HttpUrl, Id, StringEnum } from './schema-common.js'
+import { FilePath, FilePathOf, HttpUrl, Id, StringEnum } from './schema-common.js'
 import { Admin, Limits, Listen } from './schema-listeners.js'
 import { Assertion, CredentialKind, UpstreamCredentials } from './schema-credentials.js'
 
@@ -68,7 +68,7 @@ const Issuer = Type.Object({
 
 const BundleVerificationKey = Type.Object({
   algorithm: StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'], { default: 'RS256' }),
-  key: Type.String({ minLength: 1, description: 'PEM public key file, relative to the config file' }),
+  key: FilePathOf('public-key', { description: 'PEM public key file, relative to the config file' }),
   scope: Type.Optional(Type.String({ description: 'scope the bundle signature must carry when signed with this key' }))
 }, { additionalProperties: false })
 
@@ -87,7 +87,7 @@ const BundleServer = Type.Object({
 }, { additionalProperties: false, description: 'an OPA-compatible bundle server, polled' })
 
 const Policy = Type.Object({
-  bundle: Type.Optional(Type.String({ minLength: 1, description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
+  bundle: Type.Optional(FilePathOf('watched', { description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
   server: Type.Optional(BundleServer),
   entrypoint: Type.String({ default: 'gateway/authz/decision', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$' }),
   verification: Type.Optional(Type.Object({
@@ -96,7 +96,7 @@ const Policy = Type.Object({
     scope: Type.Optional(Type.String({ description: 'scope every bundle signature must carry' }))
   }, { additionalProperties: false, description: 'when set, every bundle must be signed (.signatures.json, as by opa build --signing-key or opa sign)' })),
   maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 67_108_864, description: 'cap on a bundle, compressed and uncompressed' }),
-  persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
+  persistDirectory: Type.Optional(FilePathOf('written', { description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
   evaluationTimeoutMs: Type.Integer({
     minimum: 1,
     maximum: 10_000,
@@ -110,9 +110,9 @@ const Policy = Type.Object({
 }, { additionalProperties: false })
 
 const UpstreamTls = Type.Object({
-  ca: Type.Optional(Type.String({ minLength: 1, description: 'CA file the upstream certificate must chain to; the system roots when absent' })),
-  cert: Type.Optional(Type.String({ minLength: 1, description: 'the gateway\'s client certificate for mutual TLS (with key); reloaded when the file changes' })),
-  key: Type.Optional(Type.String({ minLength: 1, description: 'the private key of cert' })),
+  ca: Type.Optional(FilePathOf('read', { description: 'CA file the upstream certificate must chain to; the system roots when absent' })),
+  cert: Type.Optional(FilePathOf('read', { description: 'the gateway\'s client certificate for mutual TLS (with key); reloaded when the file changes' })),
+  key: Type.Optional(FilePathOf('read', { description: 'the private key of cert' })),
   servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and the name the certificate must match; the URL host when absent' })),
   reloadIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 5_000, description: 'how often cert and key are checked for a change on disk' })
 }, { additionalProperties: false })
@@ -304,7 +304,7 @@ const Tracing = Type.Object({
 
 const DecisionLog = Type.Object({
   stdout: Type.Boolean({ default: false, description: 'write each decision event to the gateway log (pino, stdout)' }),
-  file: Type.Optional(Type.String({ minLength: 1, description: 'append each decision event as a JSON line to this file' })),
+  file: Type.Optional(FilePathOf('written', { description: 'append each decision event as a JSON line to this file' })),
   mask: Type.Array(Type.String({ pattern: '^/(input|result)/' }), {
     default: [],
     description: 'JSON pointers removed from every event before it is written (e.g. /input/headers/x-user-email), listed in its "erased"'
