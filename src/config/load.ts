@@ -9,15 +9,23 @@ import { ConfigError, type ConfigProblem } from '../errors.js'
 import { FILE_USE, type FileUse } from './schema-common.js'
 import { ConfigSchema, type Config } from './schema.js'
 import { checkCredentials } from './schema-credentials.js'
-import { checkTrustedProxies } from '../pipeline/rate-limit/keys.js'
-import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
-import { cipherProblems } from '../tls/server-tls.js'
+import { checkLimits } from './rules-limits.js'
+import { checkListeners } from './rules-listeners.js'
+import { checkPolicy } from './rules-policy.js'
+import { checkRouting } from './rules-routing.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
 
 // The config error lives with the others; re-exported here, where its callers have always found it.
 export { ConfigError, type ConfigProblem } from '../errors.js'
+
+// Each section's rules, beside its schema (rules-*.ts, schema-credentials.ts). Each reads a config that
+// may have failed the schema, so that one run lists every problem; on a shape it cannot read it just
+// finds less.
+const SECTION_CHECKS: ReadonlyArray<(config: Config, env: NodeJS.ProcessEnv) => ConfigProblem[]> = [
+  checkRouting, checkLimits, checkPolicy, checkListeners, checkCredentials
+]
 
 // coerceTypes: `${PORT}` substitutes text; where the schema wants a number or boolean, text that is
 // exactly one ("8443", "true") is read as such. Anything else still fails with its path.
@@ -50,13 +58,10 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   const value = substituteEnv(structuredClone(raw), '', opts.env ?? process.env, problems)
   const valid = validateSchema(value)
   if (!valid) problems.push(...describeAjvErrors(validateSchema.errors ?? []))
-  // The cross-reference and file checks also run on a config that failed the schema, so that one
-  // run lists every problem; on a shape they cannot read they just find less.
+  // The section and file checks also run on a config that failed the schema (see SECTION_CHECKS).
   const config = value as Config
-  problems.push(...bestEffort(() => checkReferences(config)))
-  problems.push(...bestEffort(() => checkCredentials(config, opts.env ?? process.env)))
-  problems.push(...bestEffort(() => checkBans(config)))
-  problems.push(...bestEffort(() => checkListenerTls(config)))
+  const env = opts.env ?? process.env
+  for (const check of SECTION_CHECKS) problems.push(...bestEffort(() => check(config, env)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   if (!valid || problems.length > 0) throw new ConfigError(source, problems)
   return deepFreeze(config)
@@ -121,161 +126,6 @@ function describeAjvErrors (errors: ErrorObject[]): ConfigProblem[] {
 function describeForms (schema: unknown): string {
   const s = schema as { description?: unknown } | undefined
   return typeof s?.description === 'string' ? ` (${s.description})` : ''
-}
-
-function checkReferences (input: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  // The config may have failed the schema: read only what has the right shape.
-  const list = <T>(v: T[] | undefined): T[] => Array.isArray(v) ? v.filter(x => x !== null && typeof x === 'object') : []
-  const strings = (v: unknown): string[] => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
-  const config = { ...input, issuers: list(input.issuers), upstreams: list(input.upstreams), routes: list(input.routes) }
-  const dupes = (items: Array<{ id: string }>, where: string): void => {
-    const seen = new Set<string>()
-    items.forEach((item, i) => {
-      if (seen.has(item.id)) problems.push({ path: `/${where}/${i}/id`, message: `duplicate id "${item.id}"` })
-      seen.add(item.id)
-    })
-  }
-  dupes(config.issuers, 'issuers')
-  config.issuers.forEach((issuer, i) => {
-    // Keys are refreshed every jwksCacheSeconds; a shorter stale bound would throw usable keys away.
-    const stale = (issuer.jwks as { maxStaleSeconds?: unknown } | undefined)?.maxStaleSeconds
-    if (typeof stale === 'number' && typeof issuer.jwksCacheSeconds === 'number' && stale < issuer.jwksCacheSeconds) {
-      problems.push({ path: `/issuers/${i}/jwks/maxStaleSeconds`, message: `must be at least jwksCacheSeconds (${issuer.jwksCacheSeconds})` })
-    }
-  })
-  dupes(config.upstreams, 'upstreams')
-  dupes(config.routes, 'routes')
-  const upstreams = new Set(config.upstreams.map(u => u.id))
-  const issuers = new Set(config.issuers.map(i => i.id))
-  const prefixes = new Map<string, number>()
-  config.routes.forEach((route, i) => {
-    if (!upstreams.has(route.upstream)) problems.push({ path: `/routes/${i}/upstream`, message: `unknown upstream "${route.upstream}"` })
-    strings(route.issuers).forEach((id, j) => {
-      if (!issuers.has(id)) problems.push({ path: `/routes/${i}/issuers/${j}`, message: `unknown issuer "${id}"` })
-    })
-    for (const m of strings(route.methods)) {
-      const key = `${m} ${route.prefix}`
-      const other = prefixes.get(key)
-      if (other !== undefined) problems.push({ path: `/routes/${i}/prefix`, message: `${key} is already served by /routes/${other}` })
-      prefixes.set(key, i)
-    }
-  })
-  config.upstreams.forEach((u, i) => {
-    if (typeof u.url !== 'string' || !URL.canParse(u.url)) return
-    if (u.url.startsWith('http://') && !u.plaintext) {
-      problems.push({ path: `/upstreams/${i}/url`, message: 'must be an https URL (set plaintext: true only for local development)' })
-    }
-    if (u.url.startsWith('https://') && u.plaintext) {
-      problems.push({ path: `/upstreams/${i}/plaintext`, message: 'plaintext is only meaningful for an http:// URL' })
-    }
-    if (u.plaintext && u.tls !== undefined) {
-      problems.push({ path: `/upstreams/${i}/tls`, message: 'is not used with a plaintext upstream; remove it' })
-    }
-    if (u.tls !== null && typeof u.tls === 'object' && (u.tls.cert === undefined) !== (u.tls.key === undefined)) {
-      problems.push({ path: `/upstreams/${i}/tls`, message: 'cert and key go together (the client certificate for mutual TLS)' })
-    }
-    const url = new URL(u.url)
-    if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-      problems.push({ path: `/upstreams/${i}/url`, message: 'must not carry credentials, a query or a fragment' })
-    }
-    ;(Array.isArray(u.passClientHeaders) ? u.passClientHeaders : []).forEach((name, j) => {
-      const problem = passClientHeaderProblem(name)
-      if (problem !== null) problems.push({ path: `/upstreams/${i}/passClientHeaders/${j}`, message: problem })
-    })
-  })
-  config.issuers.forEach((iss, i) => {
-    const algs = strings(iss.algorithms)
-    const hmac = algs.filter(a => a.startsWith('HS'))
-    if (hmac.length > 0 && hmac.length < algs.length) {
-      problems.push({ path: `/issuers/${i}/algorithms`, message: 'must not mix HS* with public-key algorithms (algorithm confusion)' })
-    } else if (hmac.length > 0) {
-      if (iss.secret === undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is required for HS* algorithms' })
-      if (iss.jwks !== undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is not used with HS* algorithms; remove it' })
-    } else if (algs.length > 0) {
-      if (iss.jwks === undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is required for public-key algorithms' })
-      if (iss.secret !== undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is only for HS* algorithms; remove it' })
-    }
-    if (typeof iss.issuer === 'string' && !iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
-    if (iss.jwks !== null && typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
-  })
-  problems.push(...checkRateLimit(config.rateLimit))
-  const policy = input.policy as Partial<Config['policy']> | undefined
-  if (policy !== null && typeof policy === 'object') {
-    const sources = [policy.bundle, policy.server].filter(s => s !== undefined).length
-    if (sources !== 1) problems.push({ path: '/policy', message: 'needs exactly one bundle source: bundle (a file or folder) or server' })
-    const server = policy.server
-    if (server !== undefined && typeof server.url === 'string') {
-      if (!server.url.startsWith('https://') && !server.plaintext) problems.push({ path: '/policy/server/url', message: 'must be an https URL (set plaintext: true only for local development)' })
-      if ((server.tls?.cert === undefined) !== (server.tls?.key === undefined)) problems.push({ path: '/policy/server/tls', message: 'cert and key go together' })
-    }
-  }
-  const upload = (input.decisionLog as Partial<Config['decisionLog']> | undefined)?.http
-  if (upload !== undefined && typeof upload.url === 'string' && !upload.url.startsWith('https://') && upload.plaintext !== true) {
-    problems.push({ path: '/decisionLog/http/url', message: 'must be an https URL (set plaintext: true only for local development)' })
-  }
-  if (config.listen === undefined) return problems
-  config.routes.forEach((route, i) => {
-    if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
-      problems.push({ path: `/routes/${i}/authentication`, message: `"${route.authentication}" needs listen.tls.clientCa (the CA that client certificates are verified against)` })
-    }
-  })
-  if (config.listen.tls === undefined && !config.listen.plaintext) {
-    problems.push({ path: '/listen/tls', message: 'is required (set listen.plaintext: true only behind a TLS-terminating proxy)' })
-  }
-  if (config.listen.tls !== undefined && config.listen.plaintext) {
-    problems.push({ path: '/listen/plaintext', message: 'cannot be combined with listen.tls' })
-  }
-  return problems
-}
-
-/** Cipher strings OpenSSL must understand whole, and an HSTS preload request browsers would accept. */
-function checkListenerTls (config: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  for (const [path, tls] of [['/listen/tls', config.listen?.tls], ['/admin/tls', config.admin?.tls]] as const) {
-    if (tls === undefined || typeof tls.ciphers !== 'string') continue
-    for (const message of cipherProblems(tls.ciphers, tls.minVersion)) problems.push({ path: `${path}/ciphers`, message })
-  }
-  const hsts = config.listen?.tls?.hsts
-  if (hsts?.preload === true && (!hsts.includeSubDomains || hsts.maxAgeSeconds < 31_536_000)) {
-    problems.push({ path: '/listen/tls/hsts/preload', message: 'needs includeSubDomains: true and maxAgeSeconds of at least 31536000 (the preload lists refuse less)' })
-  }
-  return problems
-}
-
-function checkRateLimit (rateLimit: Config['rateLimit'] | undefined): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const store = rateLimit?.store
-  if (store?.type === 'redis' && (store.url === undefined) === (store.cluster === undefined)) {
-    problems.push({ path: '/rateLimit/store', message: 'a redis store needs exactly one of url or cluster' })
-  }
-  if (store?.type === 'memory' && (store.url !== undefined || store.cluster !== undefined)) {
-    problems.push({ path: '/rateLimit/store/type', message: 'must be redis when url or cluster is set' })
-  }
-  if (Array.isArray(rateLimit?.trustedProxies)) {
-    rateLimit.trustedProxies.forEach((entry, i) => {
-      const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
-      if (problem !== null) problems.push({ path: `/rateLimit/trustedProxies/${i}`, message: `must be an IP address or CIDR (${problem})` })
-    })
-  }
-  return problems
-}
-
-function checkBans (config: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  ;(Array.isArray(config.bans?.trustedNetworks) ? config.bans.trustedNetworks : []).forEach((entry, i) => {
-    const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
-    if (problem !== null) problems.push({ path: `/bans/trustedNetworks/${i}`, message: `must be an IP address or CIDR (${problem})` })
-  })
-  const rules = [['/bans/default', config.bans?.default] as const,
-    ...(Array.isArray(config.routes) ? config.routes : []).map((r, i) => [`/routes/${i}/ban`, r?.ban] as const)]
-  for (const [path, rule] of rules) {
-    if (typeof rule === 'object' && rule !== null && typeof rule.maxBanSeconds === 'number' && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
-  }
-  if (config.bans?.keyPrefix !== undefined && config.bans.keyPrefix === config.revocation?.keyPrefix) {
-    problems.push({ path: '/bans/keyPrefix', message: 'must differ from revocation.keyPrefix (each is a Redis hash of its own)' })
-  }
-  return problems
 }
 
 /**
