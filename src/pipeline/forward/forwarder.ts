@@ -138,8 +138,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
   }
 }
 
-/** The function's answer to the client: status and allowed headers, the body streamed under the route's size cap. */
-// Positional arguments: an options object would be one more allocation per request.
+/**
+ * The function's answer to the client: status and allowed headers, the body streamed under the
+ * route's size cap. Positional arguments: an options object would be one more allocation per request.
+ */
 function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: Dispatcher.ResponseData, upstream: string,
   maxResponseBytes: number, elapsed: number, metrics: Metrics): FastifyReply {
   const declared = Number(response.headers['content-length'] ?? 0)
