@@ -68,3 +68,16 @@ export const GW_ERR_UPSTREAM_SHUTDOWN = createError('GW_ERR_UPSTREAM_SHUTDOWN', 
 
 // Internal
 export const GW_ERR_INTERNAL = createError('GW_ERR_INTERNAL', 'internal error', 500)
+
+// Configuration: never a client's answer. A config that cannot run is refused at start or reload
+// with every problem found, each with its JSON pointer (config/load.ts and the section checks).
+export interface ConfigProblem { path: string, message: string }
+
+/** A config that cannot run. `problems` lists every issue found, each with its JSON pointer. */
+export class ConfigError extends Error {
+  readonly code = 'GW_ERR_CONFIG_INVALID'
+  constructor (readonly source: string, readonly problems: ConfigProblem[], hint?: string) {
+    super(`invalid configuration in ${source}:\n` + problems.map(p => `- ${p.path || '/'}: ${p.message}`).join('\n') + (hint !== undefined ? `\n${hint}` : ''))
+    this.name = 'ConfigError'
+  }
+}

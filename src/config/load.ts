@@ -5,27 +5,29 @@ import { dirname, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { parseDocument } from 'yaml'
+import { ConfigError, type ConfigProblem } from '../errors.js'
+import { FILE_USE, type FileUse } from './schema-common.js'
 import { ConfigSchema, type Config } from './schema.js'
-import { checkTrustedProxies } from '../util/proxy-list.js'
-import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
-import { cipherProblems } from '../tls/server-tls.js'
+import { checkCredentials } from './schema-credentials.js'
+import { checkLimits } from './rules-limits.js'
+import { checkListeners } from './rules-listeners.js'
+import { checkPolicy } from './rules-policy.js'
+import { checkRouting } from './rules-routing.js'
 import { checkShadow } from './check-shadow.js'
 import { escapePointer, onceEach, substituteEnv, UNSET, UNSET_HINT, withoutConsequences } from './env.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
 const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default
 
-export interface ConfigProblem { path: string, message: string }
+// The config error lives with the others; re-exported here, where its callers have always found it.
+export { ConfigError, type ConfigProblem } from '../errors.js'
 
-/** A config that cannot run. `problems` lists every issue found, each with its JSON pointer. */
-export class ConfigError extends Error {
-  readonly code = 'GW_ERR_CONFIG_INVALID'
-  constructor (readonly source: string, readonly problems: ConfigProblem[]) {
-    super(`invalid configuration in ${source}:\n` + problems.map(p => `- ${p.path || '/'}: ${p.message}`).join('\n') +
-      (problems.some(p => UNSET.test(p.message)) ? `\n${UNSET_HINT}` : ''))
-    this.name = 'ConfigError'
-  }
-}
+// Each section's rules, beside its schema (rules-*.ts, schema-credentials.ts). Each reads a config that
+// may have failed the schema, so that one run lists every problem; on a shape it cannot read it just
+// finds less.
+const SECTION_CHECKS: ReadonlyArray<(config: Config, env: NodeJS.ProcessEnv) => ConfigProblem[]> = [
+  checkRouting, checkLimits, checkPolicy, checkListeners, checkCredentials
+]
 
 // coerceTypes: `${PORT}` substitutes text; where the schema wants a number or boolean, text that is
 // exactly one ("8443", "true") is read as such. Anything else still fails with its path.
@@ -60,16 +62,17 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   problems.push(...onceEach(unset))
   const valid = validateSchema(value)
   if (!valid) problems.push(...describeAjvErrors(validateSchema.errors ?? []))
-  // The cross-reference and file checks also run on a config that failed the schema, so that one
-  // run lists every problem; on a shape they cannot read they just find less.
+  // The section and file checks also run on a config that failed the schema (see SECTION_CHECKS).
   const config = value as Config
-  problems.push(...bestEffort(() => checkReferences(config)))
-  problems.push(...bestEffort(() => checkCredentials(config, opts.env ?? process.env)))
-  problems.push(...bestEffort(() => checkBans(config)))
-  problems.push(...bestEffort(() => checkListenerTls(config)))
+  const env = opts.env ?? process.env
+  for (const check of SECTION_CHECKS) problems.push(...bestEffort(() => check(config, env)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
   problems.push(...await bestEffortAsync(async () => checkShadow(config, opts.baseDir)))
-  if (!valid || problems.length > 0) throw new ConfigError(source, withoutConsequences(problems, unset))
+  if (!valid || problems.length > 0) {
+    // An unset variable is reported once, with how to set it, and not through what its empty value broke.
+    const reported = withoutConsequences(problems, unset)
+    throw new ConfigError(source, reported, reported.some(p => UNSET.test(p.message)) ? UNSET_HINT : undefined)
+  }
   return deepFreeze(config)
 }
 
@@ -109,262 +112,71 @@ function describeForms (schema: unknown): string {
   return typeof s?.description === 'string' ? ` (${s.description})` : ''
 }
 
-// long: one check per cross-reference, each a few lines, in the order of the schema.
-function checkReferences (input: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  // The config may have failed the schema: read only what has the right shape.
-  const list = <T>(v: T[] | undefined): T[] => Array.isArray(v) ? v.filter(x => x !== null && typeof x === 'object') : []
-  const strings = (v: unknown): string[] => Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
-  const config = { ...input, issuers: list(input.issuers), upstreams: list(input.upstreams), routes: list(input.routes) }
-  const dupes = (items: Array<{ id: string }>, where: string): void => {
-    const seen = new Set<string>()
-    items.forEach((item, i) => {
-      if (seen.has(item.id)) problems.push({ path: `/${where}/${i}/id`, message: `duplicate id "${item.id}"` })
-      seen.add(item.id)
-    })
-  }
-  dupes(config.issuers, 'issuers')
-  config.issuers.forEach((issuer, i) => {
-    // Keys are refreshed every jwksCacheSeconds; a shorter stale bound would throw usable keys away.
-    const stale = (issuer.jwks as { maxStaleSeconds?: unknown } | undefined)?.maxStaleSeconds
-    if (typeof stale === 'number' && typeof issuer.jwksCacheSeconds === 'number' && stale < issuer.jwksCacheSeconds) {
-      problems.push({ path: `/issuers/${i}/jwks/maxStaleSeconds`, message: `must be at least jwksCacheSeconds (${issuer.jwksCacheSeconds})` })
-    }
-  })
-  dupes(config.upstreams, 'upstreams')
-  dupes(config.routes, 'routes')
-  const upstreams = new Set(config.upstreams.map(u => u.id))
-  const issuers = new Set(config.issuers.map(i => i.id))
-  const prefixes = new Map<string, number>()
-  config.routes.forEach((route, i) => {
-    if (!upstreams.has(route.upstream)) problems.push({ path: `/routes/${i}/upstream`, message: `unknown upstream "${route.upstream}"` })
-    strings(route.issuers).forEach((id, j) => {
-      if (!issuers.has(id)) problems.push({ path: `/routes/${i}/issuers/${j}`, message: `unknown issuer "${id}"` })
-    })
-    for (const m of strings(route.methods)) {
-      const key = `${m} ${route.prefix}`
-      const other = prefixes.get(key)
-      if (other !== undefined) problems.push({ path: `/routes/${i}/prefix`, message: `${key} is already served by /routes/${other}` })
-      prefixes.set(key, i)
-    }
-  })
-  config.upstreams.forEach((u, i) => {
-    if (typeof u.url !== 'string' || !URL.canParse(u.url)) return
-    if (u.url.startsWith('http://') && !u.plaintext) {
-      problems.push({ path: `/upstreams/${i}/url`, message: 'must be an https URL (set plaintext: true only for local development)' })
-    }
-    if (u.url.startsWith('https://') && u.plaintext) {
-      problems.push({ path: `/upstreams/${i}/plaintext`, message: 'plaintext is only meaningful for an http:// URL' })
-    }
-    if (u.plaintext && u.tls !== undefined) {
-      problems.push({ path: `/upstreams/${i}/tls`, message: 'is not used with a plaintext upstream; remove it' })
-    }
-    if (u.tls !== null && typeof u.tls === 'object' && (u.tls.cert === undefined) !== (u.tls.key === undefined)) {
-      problems.push({ path: `/upstreams/${i}/tls`, message: 'cert and key go together (the client certificate for mutual TLS)' })
-    }
-    const url = new URL(u.url)
-    if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-      problems.push({ path: `/upstreams/${i}/url`, message: 'must not carry credentials, a query or a fragment' })
-    }
-    ;(Array.isArray(u.passClientHeaders) ? u.passClientHeaders : []).forEach((name, j) => {
-      const problem = passClientHeaderProblem(name)
-      if (problem !== null) problems.push({ path: `/upstreams/${i}/passClientHeaders/${j}`, message: problem })
-    })
-  })
-  config.issuers.forEach((iss, i) => {
-    const algs = strings(iss.algorithms)
-    const hmac = algs.filter(a => a.startsWith('HS'))
-    if (hmac.length > 0 && hmac.length < algs.length) {
-      problems.push({ path: `/issuers/${i}/algorithms`, message: 'must not mix HS* with public-key algorithms (algorithm confusion)' })
-    } else if (hmac.length > 0) {
-      if (iss.secret === undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is required for HS* algorithms' })
-      if (iss.jwks !== undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is not used with HS* algorithms; remove it' })
-    } else if (algs.length > 0) {
-      if (iss.jwks === undefined) problems.push({ path: `/issuers/${i}/jwks`, message: 'is required for public-key algorithms' })
-      if (iss.secret !== undefined) problems.push({ path: `/issuers/${i}/secret`, message: 'is only for HS* algorithms; remove it' })
-    }
-    if (typeof iss.issuer === 'string' && !iss.issuer.startsWith('https://')) problems.push({ path: `/issuers/${i}/issuer`, message: 'must be an https URL' })
-    if (iss.jwks !== null && typeof iss.jwks === 'object' && 'url' in iss.jwks && typeof iss.jwks.url === 'string' && !iss.jwks.url.startsWith('https://')) problems.push({ path: `/issuers/${i}/jwks/url`, message: 'must be an https URL' })
-  })
-  problems.push(...checkRateLimit(config.rateLimit))
-  const policy = input.policy as Partial<Config['policy']> | undefined
-  if (policy !== null && typeof policy === 'object') {
-    const sources = [policy.bundle, policy.server].filter(s => s !== undefined).length
-    if (sources !== 1) problems.push({ path: '/policy', message: 'needs exactly one bundle source: bundle (a file or folder) or server' })
-    const server = policy.server
-    if (server !== undefined && typeof server.url === 'string') {
-      if (!server.url.startsWith('https://') && !server.plaintext) problems.push({ path: '/policy/server/url', message: 'must be an https URL (set plaintext: true only for local development)' })
-      if ((server.tls?.cert === undefined) !== (server.tls?.key === undefined)) problems.push({ path: '/policy/server/tls', message: 'cert and key go together' })
-    }
-  }
-  const upload = (input.decisionLog as Partial<Config['decisionLog']> | undefined)?.http
-  if (upload !== undefined && typeof upload.url === 'string' && !upload.url.startsWith('https://') && upload.plaintext !== true) {
-    problems.push({ path: '/decisionLog/http/url', message: 'must be an https URL (set plaintext: true only for local development)' })
-  }
-  if (config.listen === undefined) return problems
-  config.routes.forEach((route, i) => {
-    if (['mtls', 'jwt-and-mtls', 'jwt-or-mtls'].includes(route.authentication) && config.listen.tls?.clientCa === undefined) {
-      problems.push({ path: `/routes/${i}/authentication`, message: `"${route.authentication}" needs listen.tls.clientCa (the CA that client certificates are verified against)` })
-    }
-  })
-  if (config.listen.tls === undefined && !config.listen.plaintext) {
-    problems.push({ path: '/listen/tls', message: 'is required (set listen.plaintext: true only behind a TLS-terminating proxy)' })
-  }
-  if (config.listen.tls !== undefined && config.listen.plaintext) {
-    problems.push({ path: '/listen/plaintext', message: 'cannot be combined with listen.tls' })
-  }
-  return problems
-}
-
-/** Cipher strings OpenSSL must understand whole, and an HSTS preload request browsers would accept. */
-function checkListenerTls (config: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  for (const [path, tls] of [['/listen/tls', config.listen?.tls], ['/admin/tls', config.admin?.tls]] as const) {
-    if (tls === undefined || typeof tls.ciphers !== 'string') continue
-    for (const message of cipherProblems(tls.ciphers, tls.minVersion)) problems.push({ path: `${path}/ciphers`, message })
-  }
-  const hsts = config.listen?.tls?.hsts
-  if (hsts?.preload === true && (!hsts.includeSubDomains || hsts.maxAgeSeconds < 31_536_000)) {
-    problems.push({ path: '/listen/tls/hsts/preload', message: 'needs includeSubDomains: true and maxAgeSeconds of at least 31536000 (the preload lists refuse less)' })
-  }
-  return problems
-}
-
 /**
- * Which credentials a route may attach: only those its upstream configures, and never two that
- * both need the Authorization header (with the client's own, or SigV4 with a Google ID token).
+ * Makes every path absolute (relative to the config file) and checks what its use needs: the paths are
+ * the strings the schema marks with FILE_USE (schema-common.ts FilePathOf), found by walking the schema
+ * beside the value, so a new path option needs nothing here.
  */
-function checkCredentials (config: Config, env: NodeJS.ProcessEnv): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const upstreams = new Map((Array.isArray(config.upstreams) ? config.upstreams : []).map((u, i) => [u?.id, { u, i }]))
-  for (const { u, i } of upstreams.values()) {
-    const c = u?.credentials
-    const bearers = (['awsSigV4', 'googleIdToken', 'azureManagedIdentity'] as const).filter(k => c?.[k] !== undefined)
-    if (bearers.length > 1) {
-      problems.push({ path: `/upstreams/${i}/credentials`, message: `${bearers.join(' and ')} all need the Authorization header; choose one` })
-    }
-    const key = c?.azureFunctionKey
-    if (key !== undefined && 'env' in key && (env[key.env] ?? '') === '') {
-      problems.push({ path: `/upstreams/${i}/credentials/azureFunctionKey/env`, message: `environment variable ${key.env} is not set` })
-    }
-  }
-  const header = config.assertion?.header
-  if (typeof header === 'string' && (['host', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection',
-    'forwarded', 'x-functions-key', 'x-serverless-authorization'].includes(header) || /^(x-forwarded-|x-amz-)/.test(header))) {
-    problems.push({ path: '/assertion/header', message: `"${header}" is a header with its own meaning; choose another name` })
-  }
-  const configured: Record<string, keyof Config['upstreams'][number]['credentials']> = {
-    assertion: 'assertion', 'aws-sigv4': 'awsSigV4', 'google-id-token': 'googleIdToken', 'azure-function-key': 'azureFunctionKey',
-    'azure-managed-identity': 'azureManagedIdentity'
-  }
-  ;(Array.isArray(config.routes) ? config.routes : []).forEach((route, i) => {
-    const upstream = upstreams.get(route?.upstream)?.u
-    if (upstream === undefined) return
-    const kinds = route.credentials ?? Object.keys(configured).filter(k => upstream.credentials?.[configured[k]!] !== undefined)
-    kinds.forEach((kind, j) => {
-      if (upstream.credentials?.[configured[kind]!] === undefined) {
-        problems.push({ path: `/routes/${i}/credentials/${j}`, message: `upstream "${upstream.id}" has no ${configured[kind]} credentials configured` })
-      }
-    })
-    for (const kind of ['aws-sigv4', 'azure-managed-identity']) {
-      if (route.forwardAuthorization && kinds.includes(kind)) {
-        problems.push({ path: `/routes/${i}/forwardAuthorization`, message: `cannot be combined with ${kind}, which uses the Authorization header` })
-      }
-    }
-  })
-  return problems
-}
-
-function checkRateLimit (rateLimit: Config['rateLimit'] | undefined): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const store = rateLimit?.store
-  if (store?.type === 'redis' && (store.url === undefined) === (store.cluster === undefined)) {
-    problems.push({ path: '/rateLimit/store', message: 'a redis store needs exactly one of url or cluster' })
-  }
-  if (store?.type === 'memory' && (store.url !== undefined || store.cluster !== undefined)) {
-    problems.push({ path: '/rateLimit/store/type', message: 'must be redis when url or cluster is set' })
-  }
-  if (Array.isArray(rateLimit?.trustedProxies)) {
-    rateLimit.trustedProxies.forEach((entry, i) => {
-      const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
-      if (problem !== null) problems.push({ path: `/rateLimit/trustedProxies/${i}`, message: `must be an IP address or CIDR (${problem})` })
-    })
-  }
-  return problems
-}
-
-function checkBans (config: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  ;(Array.isArray(config.bans?.trustedNetworks) ? config.bans.trustedNetworks : []).forEach((entry, i) => {
-    const problem = typeof entry === 'string' ? checkTrustedProxies([entry]) : null
-    if (problem !== null) problems.push({ path: `/bans/trustedNetworks/${i}`, message: `must be an IP address or CIDR (${problem})` })
-  })
-  const rules = [['/bans/default', config.bans?.default] as const,
-    ...(Array.isArray(config.routes) ? config.routes : []).map((r, i) => [`/routes/${i}/ban`, r?.ban] as const)]
-  for (const [path, rule] of rules) {
-    if (typeof rule === 'object' && rule !== null && typeof rule.maxBanSeconds === 'number' && rule.maxBanSeconds < rule.banSeconds) problems.push({ path: `${path}/maxBanSeconds`, message: 'must be at least banSeconds' })
-  }
-  if (config.bans?.keyPrefix !== undefined && config.bans.keyPrefix === config.revocation?.keyPrefix) {
-    problems.push({ path: '/bans/keyPrefix', message: 'must differ from revocation.keyPrefix (each is a Redis hash of its own)' })
-  }
-  return problems
-}
-
-/** Makes every file path absolute (relative to the config file) and checks that it can be read. */
 async function resolveFiles (config: Config, baseDir: string): Promise<ConfigProblem[]> {
+  const found: Array<{ holder: Record<string, unknown>, key: string, path: string, use: FileUse }> = []
+  findPaths(ConfigSchema as SchemaNode, config, '', found)
   const problems: ConfigProblem[] = []
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object'
-  const fix = async (holder: unknown, key: string, path: string): Promise<void> => {
-    if (!isObject(holder) || typeof holder[key] !== 'string') return
-    const abs = resolve(baseDir, holder[key])
+  const seen = new Set<string>()
+  for (const { holder, key, path, use } of found) {
+    if (seen.has(path)) continue // a key in two branches of a union
+    seen.add(path)
+    const abs = resolve(baseDir, holder[key] as string)
     holder[key] = abs
+    // Written by the gateway, or a build output that may appear after start: resolved, not checked.
+    if (use === 'written' || use === 'watched') continue
     try {
       await access(abs, constants.R_OK)
     } catch {
       problems.push({ path, message: `file not readable: ${abs}` })
+      continue
     }
-  }
-  const list = (v: unknown): unknown[] => Array.isArray(v) ? v : []
-  await fix(config.listen?.tls, 'cert', '/listen/tls/cert')
-  await fix(config.listen?.tls, 'key', '/listen/tls/key')
-  await fix(config.listen?.tls, 'clientCa', '/listen/tls/clientCa')
-  for (const k of ['cert', 'key', 'clientCa']) await fix(config.admin?.tls, k, `/admin/tls/${k}`)
-  for (const [i, iss] of list(config.issuers).entries()) {
-    if (!isObject(iss)) continue
-    await fix(iss.jwks, 'file', `/issuers/${i}/jwks/file`)
-    await fix(iss, 'ca', `/issuers/${i}/ca`)
-  }
-  for (const [i, u] of list(config.upstreams).entries()) {
-    if (!isObject(u)) continue
-    for (const k of ['ca', 'cert', 'key']) await fix(u.tls, k, `/upstreams/${i}/tls/${k}`)
-  }
-  for (const [i, u] of list(config.upstreams).entries()) {
-    if (isObject(u) && isObject(u.credentials)) await fix(u.credentials.azureFunctionKey, 'file', `/upstreams/${i}/credentials/azureFunctionKey/file`)
-  }
-  await fix(config.admin, 'tokenFile', '/admin/tokenFile')
-  // Key and JWKS files are written by the gateway: resolved, not checked.
-  const assertion: unknown = config.assertion
-  for (const k of ['keysFile', 'jwksFile']) {
-    if (isObject(assertion) && typeof assertion[k] === 'string') assertion[k] = resolve(baseDir, assertion[k])
-  }
-  // The bundle is a build output that may appear after start: its path is resolved, not checked.
-  if (isObject(config.policy) && typeof config.policy.bundle === 'string') config.policy.bundle = resolve(baseDir, config.policy.bundle)
-  for (const k of ['ca', 'cert', 'key']) await fix(config.decisionLog?.http?.tls, k, `/decisionLog/http/tls/${k}`)
-  if (isObject(config.decisionLog) && typeof config.decisionLog.file === 'string') config.decisionLog.file = resolve(baseDir, config.decisionLog.file)
-  if (isObject(config.policy) && typeof config.policy.persistDirectory === 'string') config.policy.persistDirectory = resolve(baseDir, config.policy.persistDirectory)
-  for (const k of ['ca', 'cert', 'key']) await fix(config.policy?.server?.tls, k, `/policy/server/tls/${k}`)
-  for (const [id, key] of Object.entries(isObject(config.policy?.verification?.keys) ? config.policy.verification.keys : {})) {
-    const path = `/policy/verification/keys/${escapePointer(id)}/key`
-    await fix(key, 'key', path)
-    if (isObject(key) && typeof key.key === 'string') {
+    if (use === 'public-key') {
       try {
-        createPublicKey(await readFile(key.key))
+        createPublicKey(await readFile(abs))
       } catch {
-        if (!problems.some(p => p.path === path)) problems.push({ path, message: 'is not a PEM public key' })
+        problems.push({ path, message: 'is not a PEM public key' })
       }
     }
   }
   return problems
+}
+
+interface SchemaNode {
+  [FILE_USE]?: FileUse
+  properties?: Record<string, SchemaNode>
+  patternProperties?: Record<string, SchemaNode>
+  items?: SchemaNode
+  anyOf?: SchemaNode[]
+}
+
+/** Collects the marked paths of `value` (which may have failed the schema: only what has the right shape). */
+function findPaths (schema: SchemaNode, value: unknown, pointer: string, found: Array<{ holder: Record<string, unknown>, key: string, path: string, use: FileUse }>): void {
+  if (value === null || typeof value !== 'object') return
+  const holder = value as Record<string, unknown>
+  const visit = (key: string, child: SchemaNode): void => {
+    const path = `${pointer}/${escapePointer(key)}`
+    const use = child[FILE_USE]
+    if (use !== undefined) {
+      if (typeof holder[key] === 'string') found.push({ holder, key, path, use })
+    } else {
+      findPaths(child, holder[key], path, found)
+    }
+  }
+  for (const branch of schema.anyOf ?? []) findPaths(branch, value, pointer, found)
+  if (Array.isArray(value)) {
+    if (schema.items !== undefined) for (let i = 0; i < value.length; i++) visit(String(i), schema.items)
+    return
+  }
+  for (const [key, child] of Object.entries(schema.properties ?? {})) if (key in holder) visit(key, child)
+  // Records (policy.verification.keys): every key not named in properties.
+  for (const child of Object.values(schema.patternProperties ?? {})) {
+    for (const key of Object.keys(holder)) if (!(key in (schema.properties ?? {}))) visit(key, child)
+  }
 }
 
 /** Freezes a config object throughout (also one that crossed a process boundary, see lifecycle/cluster-worker.ts). */

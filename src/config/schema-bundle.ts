@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { FilePath, HttpUrl } from './schema-common.js'
+import { FilePath, FilePathOf, HttpUrl } from './schema-common.js'
 
 /*
  * Where policy bundles come from (schema.ts, `policy`): the bundle server both the active policy and
@@ -21,7 +21,7 @@ export const BundleServer = Type.Object({
 }, { additionalProperties: false, description: 'an OPA-compatible bundle server, polled' })
 
 export const PolicyShadow = Type.Object({
-  bundle: Type.Optional(Type.String({ minLength: 1, description: 'the shadow bundle file (.tar.gz) or folder, watched for changes; or use server' })),
+  bundle: Type.Optional(FilePathOf('watched', { description: 'the shadow bundle file (.tar.gz) or folder, watched for changes; or use server' })),
   server: Type.Optional(BundleServer),
   sample: Type.Number({
     minimum: 0,

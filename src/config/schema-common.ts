@@ -1,4 +1,4 @@
-import { Type, type TUnsafe } from '@sinclair/typebox'
+import { Type, type StringOptions, type TString, type TUnsafe } from '@sinclair/typebox'
 
 /* Building blocks every section of the config schema (schema.ts) uses. */
 
@@ -8,5 +8,21 @@ export function StringEnum<const T extends readonly string[]> (values: T, option
 }
 
 export const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', description: 'lower-case id: letters, digits, - and _' })
-export const FilePath = Type.String({ minLength: 1, description: 'file path, relative to the config file' })
+/**
+ * What the gateway does with a path in the config. Every path is made absolute (relative to the config
+ * file) by config/load.ts, which finds them by this mark in the schema; what is checked at start:
+ * read: readable; public-key: readable and a PEM public key; written (by the gateway) and watched
+ * (a build output that may appear after start): nothing.
+ */
+export type FileUse = 'read' | 'public-key' | 'written' | 'watched'
+
+/** The mark: a symbol, so that it stays out of the JSON Schema the editors and Ajv see. */
+export const FILE_USE = Symbol.for('portcullis.config.file-use')
+
+/** A path option: a non-empty string, marked with its use. */
+export function FilePathOf (use: FileUse, options: StringOptions = {}): TString {
+  return Type.String({ minLength: 1, ...options, [FILE_USE]: use } as StringOptions)
+}
+
+export const FilePath = FilePathOf('read', { description: 'file path, relative to the config file' })
 export const HttpUrl = Type.String({ format: 'uri', pattern: '^https?://', description: 'absolute http(s) URL' })

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { INTERMEDIATE_CIPHERS } from '../tls/server-tls.js'
-import { FilePath, StringEnum } from './schema-common.js'
+import { FilePath, FilePathOf, StringEnum } from './schema-common.js'
 
 /*
  * The listeners' part of the config schema (schema.ts): the public listener, the admin listener, their
@@ -27,8 +27,7 @@ const Hsts = Type.Object({
 const ServerTls = Type.Object({
   cert: FilePath,
   key: FilePath,
-  clientCa: Type.Optional(Type.String({
-    minLength: 1,
+  clientCa: Type.Optional(FilePathOf('read', {
     description: 'CA file for client certificates: when set, the listener asks every client for one and verifies it; routes decide whether one is required'
   })),
   ...TlsPolicy,
@@ -38,8 +37,7 @@ const ServerTls = Type.Object({
 const AdminTls = Type.Object({
   cert: FilePath,
   key: FilePath,
-  clientCa: Type.Optional(Type.String({
-    minLength: 1,
+  clientCa: Type.Optional(FilePathOf('read', {
     description: 'CA file for client certificates: when set, a client without a valid certificate from it cannot complete the handshake'
   })),
   ...TlsPolicy
@@ -71,8 +69,7 @@ export const Admin = Type.Object({
       'any other Host is refused with 421, so a web page cannot read the admin listener through DNS rebinding'
   }),
   tls: Type.Optional(AdminTls),
-  tokenFile: Type.Optional(Type.String({
-    minLength: 1,
+  tokenFile: Type.Optional(FilePathOf('read', {
     description: 'file holding the bearer token of the admin API (/admin/revocations, /admin/bans; at least 32 characters); the API is off when absent'
   }))
 }, { additionalProperties: false, default: {} })

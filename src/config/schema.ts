@@ -1,7 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { FilePath, HttpUrl, Id, StringEnum } from './schema-common.js'
+import { FilePath, FilePathOf, HttpUrl, Id, StringEnum } from './schema-common.js'
 import { Admin, Limits, Listen } from './schema-listeners.js'
 import { BundleServer, PolicyShadow } from './schema-bundle.js'
+import { Assertion, CredentialKind, UpstreamCredentials } from './schema-credentials.js'
 
 /*
  * The one config schema. It is the source of the TypeScript types (Static<>), of the defaults and of
@@ -68,12 +69,12 @@ const Issuer = Type.Object({
 
 const BundleVerificationKey = Type.Object({
   algorithm: StringEnum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'], { default: 'RS256' }),
-  key: Type.String({ minLength: 1, description: 'PEM public key file, relative to the config file' }),
+  key: FilePathOf('public-key', { description: 'PEM public key file, relative to the config file' }),
   scope: Type.Optional(Type.String({ description: 'scope the bundle signature must carry when signed with this key' }))
 }, { additionalProperties: false })
 
 const Policy = Type.Object({
-  bundle: Type.Optional(Type.String({ minLength: 1, description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
+  bundle: Type.Optional(FilePathOf('watched', { description: 'bundle file (.tar.gz) or bundle folder, watched for changes; or use server' })),
   server: Type.Optional(BundleServer),
   entrypoint: Type.String({ default: 'gateway/authz/decision', pattern: '^[a-zA-Z_][a-zA-Z0-9_]*(/[a-zA-Z_][a-zA-Z0-9_]*)*$' }),
   verification: Type.Optional(Type.Object({
@@ -83,7 +84,7 @@ const Policy = Type.Object({
   }, { additionalProperties: false, description: 'when set, every bundle must be signed (.signatures.json, as by opa build --signing-key or opa sign)' })),
   maxBundleBytes: Type.Integer({ minimum: 1024, maximum: 1_073_741_824, default: 67_108_864, description: 'cap on a bundle, compressed and uncompressed' }),
   shadow: Type.Optional(PolicyShadow),
-  persistDirectory: Type.Optional(Type.String({ minLength: 1, description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
+  persistDirectory: Type.Optional(FilePathOf('written', { description: 'folder where the last good bundle is kept; used (and verified again) when no source delivers one at start' })),
   evaluationTimeoutMs: Type.Integer({
     minimum: 1,
     maximum: 10_000,
@@ -97,9 +98,9 @@ const Policy = Type.Object({
 }, { additionalProperties: false })
 
 const UpstreamTls = Type.Object({
-  ca: Type.Optional(Type.String({ minLength: 1, description: 'CA file the upstream certificate must chain to; the system roots when absent' })),
-  cert: Type.Optional(Type.String({ minLength: 1, description: 'the gateway\'s client certificate for mutual TLS (with key); reloaded when the file changes' })),
-  key: Type.Optional(Type.String({ minLength: 1, description: 'the private key of cert' })),
+  ca: Type.Optional(FilePathOf('read', { description: 'CA file the upstream certificate must chain to; the system roots when absent' })),
+  cert: Type.Optional(FilePathOf('read', { description: 'the gateway\'s client certificate for mutual TLS (with key); reloaded when the file changes' })),
+  key: Type.Optional(FilePathOf('read', { description: 'the private key of cert' })),
   servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and the name the certificate must match; the URL host when absent' })),
   reloadIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 5_000, description: 'how often cert and key are checked for a change on disk' })
 }, { additionalProperties: false })
@@ -115,44 +116,6 @@ const RouteTimeouts = Type.Object({
   bodyMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'longest pause while the response body streams' })),
   totalMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'the whole upstream exchange, body included (504 before the response starts)' }))
 }, { additionalProperties: false, description: 'overrides the upstream\'s timeouts for this route' })
-
-// Credentials the gateway attaches for a function (pipeline/forward/credentials/). Which ones a route
-// sends is the route's choice (routes[].credentials); by default, all of its upstream's.
-const CredentialKind = StringEnum(['assertion', 'aws-sigv4', 'google-id-token', 'azure-function-key', 'azure-managed-identity'])
-
-const UpstreamCredentials = Type.Object({
-  assertion: Type.Optional(Type.Object({
-    audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the assertion; the upstream URL when absent' })),
-    bindBody: Type.Boolean({ default: false, description: 'buffer request bodies (up to the route cap) and put their SHA-256 in the assertion' })
-  }, { additionalProperties: false })),
-  awsSigV4: Type.Optional(Type.Object({
-    region: Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-\\d+$', description: 'AWS region, e.g. eu-west-1' }),
-    service: Type.String({ default: 'lambda', minLength: 1 })
-  }, { additionalProperties: false, description: 'SigV4 for Lambda function URLs with AWS_IAM auth; credentials from the standard provider chain' })),
-  googleIdToken: Type.Optional(Type.Object({
-    audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the ID token; the upstream URL when absent' }))
-  }, { additionalProperties: false, description: 'Google-signed ID token (Cloud Run / Functions) from the metadata server or workload identity federation' })),
-  azureFunctionKey: Type.Optional(Type.Union([
-    Type.Object({ file: FilePath }, { additionalProperties: false }),
-    Type.Object({ env: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false })
-  ], { description: 'Azure Functions key sent as x-functions-key: from a secret file or an environment variable' })),
-  azureManagedIdentity: Type.Optional(Type.Object({
-    scope: Type.String({ minLength: 1, description: 'scope of the token, e.g. api://<app id>/.default' }),
-    clientId: Type.Optional(Type.String({ minLength: 1, description: 'a user-assigned identity; the system-assigned one when absent' }))
-  }, { additionalProperties: false, description: 'Microsoft Entra token of the gateway\'s managed identity (App Service authentication), from @azure/identity' }))
-}, { additionalProperties: false, default: {} })
-
-const Assertion = Type.Object({
-  issuer: Type.String({ minLength: 1, default: 'portcullis', description: 'iss of the assertions this gateway signs' }),
-  algorithm: StringEnum(['ES256', 'EdDSA'], { default: 'ES256' }),
-  header: Type.String({ pattern: '^[a-z0-9-]+$', default: 'x-portcullis-assertion', description: 'lower-case header name' }),
-  ttlSeconds: Type.Integer({ minimum: 1, maximum: 300, default: 60 }),
-  claims: Type.Array(Type.String({ minLength: 1 }), { default: [], uniqueItems: true, description: 'claims of the caller\'s token copied into the assertion (under "claims")' }),
-  keysFile: Type.Optional(Type.String({ minLength: 1, description: 'where the private signing keys are kept (created, mode 0600); generated in memory when absent' })),
-  jwksFile: Type.Optional(Type.String({ minLength: 1, description: 'where the public JWKS is written on every change' })),
-  rotateAfterSeconds: Type.Integer({ minimum: 60, default: 86_400, description: 'age at which a new signing key is made' }),
-  publishAheadSeconds: Type.Integer({ minimum: 0, default: 300, description: 'a new key is in the JWKS this long before it signs' })
-}, { additionalProperties: false, default: {} })
 
 const Upstream = Type.Object({
   id: Id,
@@ -329,7 +292,7 @@ const Tracing = Type.Object({
 
 const DecisionLog = Type.Object({
   stdout: Type.Boolean({ default: false, description: 'write each decision event to the gateway log (pino, stdout)' }),
-  file: Type.Optional(Type.String({ minLength: 1, description: 'append each decision event as a JSON line to this file' })),
+  file: Type.Optional(FilePathOf('written', { description: 'append each decision event as a JSON line to this file' })),
   mask: Type.Array(Type.String({ pattern: '^/(input|result)/' }), {
     default: [],
     description: 'JSON pointers removed from every event before it is written (e.g. /input/headers/x-user-email), listed in its "erased"'
@@ -383,7 +346,7 @@ export type UpstreamConfig = Config['upstreams'][number]
 export type IssuerConfig = Config['issuers'][number]
 export type RateLimitConfig = Static<typeof RateLimit>
 export type AssertionConfig = Config['assertion']
-export type CredentialKindName = Static<typeof CredentialKind>
+export type { CredentialKindName } from './schema-credentials.js'
 export type RateLimitStoreConfig = Static<typeof RateLimitStore>
 export type PreAuthLimitConfig = Static<typeof PreAuthLimit>
 export type BanRuleConfig = Static<typeof BanRule>

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import { meaningOf } from '../error-codes.js'
 import { statusClass, type Metrics, type Outcome } from './metrics.js'
 
 declare module 'fastify' {
@@ -13,20 +14,14 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIO
 
 function outcomeOf (code: string | null, status: number): Outcome {
   if (code === null) return status >= 500 ? 'error' : 'forwarded'
-  if (code === 'GW_ERR_ROUTE_NOT_FOUND') return 'not_found'
-  if (code.startsWith('GW_ERR_AUTHN_')) return code === 'GW_ERR_AUTHN_KEYS_UNAVAILABLE' || code === 'GW_ERR_AUTHN_REVOCATION_UNAVAILABLE' ? 'not_ready' : 'unauthenticated'
-  if (code === 'GW_ERR_AUTHZ_DENIED') return 'denied'
-  if (code === 'GW_ERR_AUTHZ_NOT_READY') return 'not_ready'
-  if (code === 'GW_ERR_RATE_LIMITED' || code === 'GW_ERR_RATE_BANNED') return 'rate_limited'
-  if (code.startsWith('GW_ERR_UPSTREAM_')) return 'upstream_error'
-  if (code.startsWith('GW_ERR_GUARD_') || status < 500) return 'bad_request'
-  return 'error'
+  // Every code of ours has its outcome in the table; anything else is judged by its status.
+  return meaningOf(code)?.outcome ?? (status < 500 ? 'bad_request' : 'error')
 }
 
 /** What the rate limit stage did: null when the request stopped before reaching it. */
 function rateLimitOutcome (request: FastifyRequest): 'limited' | 'passed' | 'none' | null {
   if (request.errorCode === 'GW_ERR_RATE_LIMITED') return 'limited'
-  const forwarded = request.upstreamStatus !== null || (request.errorCode?.startsWith('GW_ERR_UPSTREAM_') ?? false)
+  const forwarded = request.upstreamStatus !== null || (request.errorCode !== null && meaningOf(request.errorCode)?.stage === 'upstream')
   if (!forwarded) return null
   return request.rateLimited === false ? 'passed' : 'none'
 }

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD, GW_ERR_GUARD_TIMEOUT } from '../errors.js'
+import { meaningOf } from '../error-codes.js'
 import type { Metrics } from '../observability/metrics.js'
 import { normalizeAddress } from './guard/client-address.js'
 
@@ -40,7 +41,8 @@ export function createErrorReplier (metrics: Metrics) {
 }
 
 function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const ours = typeof error.code === 'string' && error.code.startsWith('GW_ERR_')
+  // Ours: a code in the table (errors.ts); anything else is never trusted to carry a safe message.
+  const ours = typeof error.code === 'string' && meaningOf(error.code) !== undefined
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   // undici's errors while reading the function's answer (bad framing, reset mid-body) are the
   // function's fault, not ours: 502 like any other upstream failure.

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { BanRuleConfig, Config } from '../../config/schema.js'
 import { GW_ERR_AUTHN_REVOCATION_UNAVAILABLE, GW_ERR_AUTHN_REVOKED, GW_ERR_RATE_BANNED } from '../../errors.js'
+import { meaningOf } from '../../error-codes.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { clientBucketIp } from '../../util/client-network.js'
 import type { Ban, BanList } from './bans.js'
@@ -28,9 +29,6 @@ export interface DenyListOptions {
   /** Hands a ban this replica imposed to the others (through Redis), when they share one. */
   shareBan: (ban: Ban) => void
 }
-
-// Failures that say something about the caller: not a store or key outage on our side.
-const NOT_THE_CALLERS = new Set(['GW_ERR_AUTHN_KEYS_UNAVAILABLE', 'GW_ERR_AUTHN_REVOCATION_UNAVAILABLE'])
 
 function trustedNetworks (entries: readonly string[]): (ip: string) => boolean {
   const list = new BlockList()
@@ -82,8 +80,9 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
   app.addHook('onResponse', async (request) => {
     const route = request.routeOptions.config.gateway
     const code = request.errorCode
-    if (route === undefined || code === null || NOT_THE_CALLERS.has(code)) return
-    const kind = code.startsWith('GW_ERR_AUTHN_') ? 'authn' : code === 'GW_ERR_AUTHZ_DENIED' ? 'authz' : null
+    if (route === undefined || code === null) return
+    // Which failures are the caller's (a bad identity, a policy refusal) is the code table's to say.
+    const kind = meaningOf(code)?.ban ?? null
     const rule = rules.get(route.id)
     if (kind === null || rule == null || !rule.on.includes(kind)) return
     const ip = ipOf(request)

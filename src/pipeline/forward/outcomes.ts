@@ -6,6 +6,7 @@ import {
   GW_ERR_UPSTREAM_TOTAL_TIMEOUT, GW_ERR_UPSTREAM_BUSY, GW_ERR_UPSTREAM_SHUTDOWN
 } from '../../errors.js'
 import { markUpstreamError } from '../error-reply.js'
+import { isRefusal } from './exchange.js'
 import { UpstreamQueueFull, UpstreamQueueTimeout, UpstreamShutdown } from './upstream-queue.js'
 
 /*
@@ -15,8 +16,8 @@ import { UpstreamQueueFull, UpstreamQueueTimeout, UpstreamShutdown } from './ups
 
 export interface Outcome {
   error: Error
-  /** Label of portcullis_upstream_errors_total. */
-  kind: string
+  /** Label of portcullis_upstream_errors_total; null for a refusal the chain made and counted itself. */
+  kind: string | null
   /** Says something about the upstream's health (the circuit breaker counts it). */
   transport: boolean
 }
@@ -28,20 +29,19 @@ const NEVER_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_
 
 const codeOf = (err: unknown): string => String((err as NodeJS.ErrnoException | null)?.code ?? '')
 
-/** Classifies a failed exchange; `deadlinePassed` says the total timeout is what aborted it. */
-export function classify (err: unknown, deadlinePassed: boolean): Outcome {
+/** Classifies a failed exchange (an attempt, or the whole of it). */
+export function classify (err: unknown): Outcome {
+  if (isRefusal(err)) return { error: err, kind: null, transport: false }
   if (err instanceof GW_ERR_GUARD_BODY_TOO_LARGE) return { error: err, kind: 'request_too_large', transport: false }
   if (err instanceof GW_ERR_GUARD_BAD_REQUEST) return { error: err, kind: 'client_aborted', transport: false }
   if (err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE) return { error: err, kind: 'response_too_large', transport: false }
+  // The deadline (deadline.ts) ended it: the function took too long, which says something of its health.
+  if (err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT) return { error: err, kind: 'total_timeout', transport: true }
   // Never sent, or cut off by the gateway itself: nothing said about the function's health.
   if (err instanceof UpstreamQueueFull) return { error: new GW_ERR_UPSTREAM_BUSY(), kind: 'queue_full', transport: false }
   if (err instanceof UpstreamQueueTimeout) return { error: new GW_ERR_UPSTREAM_BUSY(), kind: 'queue_timeout', transport: false }
   if (err instanceof UpstreamShutdown) return { error: new GW_ERR_UPSTREAM_SHUTDOWN(), kind: 'shutdown', transport: false }
-  if (err instanceof undiciErrors.RequestAbortedError) {
-    return deadlinePassed
-      ? { error: new GW_ERR_UPSTREAM_TOTAL_TIMEOUT(), kind: 'total_timeout', transport: true }
-      : { error: new GW_ERR_UPSTREAM_FAILED(), kind: 'client_aborted', transport: false }
-  }
+  if (err instanceof undiciErrors.RequestAbortedError) return { error: new GW_ERR_UPSTREAM_FAILED(), kind: 'client_aborted', transport: false }
   if (err instanceof undiciErrors.HeadersTimeoutError) return { error: new GW_ERR_UPSTREAM_TIMEOUT(), kind: 'timeout', transport: true }
   if (err instanceof undiciErrors.BodyTimeoutError) return { error: new GW_ERR_UPSTREAM_BODY_TIMEOUT(), kind: 'body_timeout', transport: true }
   if (err instanceof undiciErrors.ConnectTimeoutError) return { error: new GW_ERR_UPSTREAM_CONNECT_TIMEOUT(), kind: 'connect_timeout', transport: true }

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events'
 import { errors as undiciErrors, type Dispatcher, type Pool } from 'undici'
+import { fail } from './exchange.js'
 
 /*
  * A bounded wait for a connection, per upstream (Envoy's max_pending_requests, plus a time bound).
@@ -30,11 +31,16 @@ interface Waiter {
   handler: Handler
   timer: NodeJS.Timeout
   signal: Signal | null
-  onAbort: () => void
+  onAbort: (reason?: unknown) => void
 }
 
 export interface UpstreamQueue {
   interceptor: Dispatcher.DispatcherComposeInterceptor
+  /**
+   * Refuses at once (UpstreamQueueFull) a request that would be refused anyway, before any credential
+   * is made for it: for the front of the forward chain.
+   */
+  shed: Dispatcher.DispatcherComposeInterceptor
   /** Requests waiting now. */
   readonly waiting: number
   /** Whether a request sent now would be refused with UpstreamQueueFull. */
@@ -43,18 +49,12 @@ export interface UpstreamQueue {
   close: (err: Error) => void
 }
 
-// A request failed before undici ever saw it has no controller; the handlers along the chain
-// (undici's own request handler at the end) only read the error.
-const DETACHED: Dispatcher.DispatchController = { abort () {}, pause () {}, resume () {}, aborted: true, paused: false, reason: null }
-
-const fail = (handler: Handler, err: Error): void => { handler.onResponseError?.(DETACHED, err) }
-
-function listen (signal: Signal, fn: () => void): void {
+function listen (signal: Signal, fn: (reason?: unknown) => void): void {
   if ('addEventListener' in signal) signal.addEventListener('abort', fn, { once: true })
   else signal.once('abort', fn)
 }
 
-function unlisten (signal: Signal, fn: () => void): void {
+function unlisten (signal: Signal, fn: (reason?: unknown) => void): void {
   if ('removeEventListener' in signal) signal.removeEventListener('abort', fn)
   else signal.off('abort', fn)
 }
@@ -109,9 +109,9 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
         handler,
         signal,
         timer: setTimeout(() => { if (leave(w)) fail(handler, new UpstreamQueueTimeout()) }, queueTimeoutMs),
-        // The client left, or the request's total deadline passed, while it waited: undici would only
-        // notice once the request reached a connection.
-        onAbort: () => { if (leave(w)) fail(handler, new undiciErrors.RequestAbortedError()) }
+        // The client left, or the request's total deadline passed (deadline.ts emits its error), while
+        // it waited: undici would only notice once the request reached a connection.
+        onAbort: reason => { if (leave(w)) fail(handler, reason instanceof Error ? reason : new undiciErrors.RequestAbortedError()) }
       }
       if (signal !== null) listen(signal, w.onAbort)
       waiters.push(w)
@@ -120,10 +120,18 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
     }
   }
 
+  const full = (): boolean => closed === null && (saturated || waiters.length > 0) && waiters.length >= maxQueue
+  const shed: Dispatcher.DispatcherComposeInterceptor = next => (opts, handler) => {
+    if (!full()) return next(opts, handler)
+    fail(handler, new UpstreamQueueFull())
+    return false
+  }
+
   return {
     interceptor,
+    shed,
     get waiting () { return waiters.length },
-    get full () { return closed === null && (saturated || waiters.length > 0) && waiters.length >= maxQueue },
+    get full () { return full() },
     close (err) {
       closed = err
       for (const w of [...waiters]) if (leave(w)) fail(w.handler, err)

@@ -1,6 +1,7 @@
-import { randomUUID, sign } from 'node:crypto'
+import { createHash, randomUUID, sign } from 'node:crypto'
 import type { AssertionConfig } from '../../../config/schema.js'
 import type { Principal } from '../../types.js'
+import { credentialKind } from './kind.js'
 import type { KeyRing, SigningKey } from './signing-keys.js'
 
 /** The JWT `typ` of a gateway assertion, so no other JWT can stand in for one. */
@@ -66,3 +67,29 @@ function signCompact (header: Record<string, string>, payload: Record<string, un
     : sign(null, Buffer.from(input), key.privateKey)
   return `${input}.${signature.toString('base64url')}`
 }
+
+/** The gateway's signed assertion, in the configured header; with the body's hash where it was read whole. */
+export const assertionKind = credentialKind({
+  key: 'assertion',
+  headers: config => [config.assertion.header],
+  needsBody: settings => settings.bindBody,
+  create: (settings, { upstream, config, keys }) => {
+    const mint = createAssertionMinter(config.assertion, keys)
+    const audience = settings.audience ?? upstream.url.replace(/\/$/, '')
+    const header = config.assertion.header
+    return {
+      attach: async (input, body) => {
+        input.headers[header] = await mint({
+          principal: input.principal,
+          audience,
+          method: input.method,
+          path: input.path,
+          requestId: input.requestId,
+          ...(Buffer.isBuffer(body) || (settings.bindBody && body === null)
+            ? { bodySha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('base64url') }
+            : {})
+        })
+      }
+    }
+  }
+})

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module'
 import type { fromNodeProviderChain } from '@aws-sdk/credential-providers'
 import type * as SmithyHash from '@smithy/hash-node'
 import type * as SmithySigner from '@smithy/signature-v4'
+import { credentialKind } from './kind.js'
 
 // The AWS SDK's signer and credential chain (~15 MiB of RSS) are loaded only by a gateway that signs.
 const load = createRequire(import.meta.url)
@@ -101,3 +102,18 @@ export async function awsSigV4Problem (): Promise<string | null> {
 function providerChain (): ReturnType<typeof fromNodeProviderChain> {
   return (load('@aws-sdk/credential-providers') as { fromNodeProviderChain: typeof fromNodeProviderChain }).fromNodeProviderChain()
 }
+
+/** SigV4 over Host and the x-amz-* headers, with the body's hash: the body is read whole. */
+export const awsSigV4Kind = credentialKind({
+  key: 'awsSigV4',
+  headerPrefix: 'x-amz-',
+  needsBody: () => true,
+  create: (settings, ctx) => {
+    const sign = createAwsSigner({ ...settings, ...(ctx.awsCredentials !== undefined ? { credentials: ctx.awsCredentials as AwsSignerOptions['credentials'] } : {}) })
+    return {
+      attach: async (input, body) => {
+        Object.assign(input.headers, await sign({ method: input.method, host: input.host, target: input.path, body: Buffer.isBuffer(body) ? body : Buffer.alloc(0) }))
+      }
+    }
+  }
+})

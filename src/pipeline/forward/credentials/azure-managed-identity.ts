@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import type * as AzureIdentity from '@azure/identity'
 import type { AccessToken, TokenCredential } from '@azure/identity'
+import { credentialKind } from './kind.js'
 
 /*
  * A Microsoft Entra token of the gateway's managed identity, for Azure Functions behind App Service
@@ -55,3 +56,13 @@ export async function azureManagedIdentityProblem (env: NodeJS.ProcessEnv = proc
     return `no managed identity (no IDENTITY_ENDPOINT or MSI_ENDPOINT, and no instance metadata service); ${AZURE_MANAGED_IDENTITY_FIX}`
   }
 }
+
+/** The managed identity's token in Authorization. */
+export const azureManagedIdentityKind = credentialKind({
+  key: 'azureManagedIdentity',
+  needsBody: () => false,
+  create: (settings, { azureCredential }) => {
+    const tokens = createAzureManagedIdentityTokens(settings, azureCredential as TokenCredential | undefined)
+    return { attach: async input => { input.headers.authorization = await tokens() } }
+  }
+})

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import type { GoogleAuth, IdTokenClient } from 'google-auth-library'
+import { credentialKind } from './kind.js'
 
 /*
  * Google-signed ID tokens for Cloud Run and Cloud Functions, from google-auth-library: on Google
@@ -50,3 +51,21 @@ export async function googleIdTokenProblem (audience: string, auth: GoogleAuth =
 function newGoogleAuth (): GoogleAuth {
   return new (load('google-auth-library') as { GoogleAuth: new () => GoogleAuth }).GoogleAuth()
 }
+
+/**
+ * A Google ID token in Authorization, or in X-Serverless-Authorization (which Cloud Run also reads)
+ * where the route forwards the client's own Authorization.
+ */
+export const googleIdTokenKind = credentialKind({
+  key: 'googleIdToken',
+  headers: () => ['x-serverless-authorization'],
+  needsBody: () => false,
+  create: (settings, { upstream, googleAuth }) => {
+    const tokens = createGoogleIdTokens(settings.audience ?? upstream.url.replace(/\/$/, ''), googleAuth as GoogleAuth | undefined)
+    return {
+      attach: async (input, _body, route) => {
+        input.headers[route.forwardAuthorization ? 'x-serverless-authorization' : 'authorization'] = await tokens()
+      }
+    }
+  }
+})

@@ -1,63 +1,44 @@
-import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import type { Config, CredentialKindName } from '../../../config/schema.js'
+import type { Config } from '../../../config/schema.js'
+import { CREDENTIAL_KINDS } from '../../../config/schema-credentials.js'
 import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_UPSTREAM_CREDENTIALS } from '../../../errors.js'
 import type { Metrics } from '../../../observability/metrics.js'
-import type { Principal } from '../../types.js'
-import { createAssertionMinter, type AssertionMinter } from './assertion.js'
-import { createAwsSigner, type AwsSigner, type AwsSignerOptions } from './aws-sigv4.js'
-import { createGoogleIdTokens, type GoogleIdTokens } from './google-id-token.js'
-import { createAzureManagedIdentityTokens, type AzureTokens } from './azure-managed-identity.js'
+import { assertionKind } from './assertion.js'
+import { awsSigV4Kind, type AwsSignerOptions } from './aws-sigv4.js'
+import { azureFunctionKeyKind } from './azure-function-key.js'
+import { azureManagedIdentityKind, createAzureManagedIdentityTokens } from './azure-managed-identity.js'
+import { createGoogleIdTokens, googleIdTokenKind } from './google-id-token.js'
+import type { Attach, Attacher, AttachInput, CredentialKind, RouteFacts } from './kind.js'
 import type { KeyRing } from './signing-keys.js'
 import { AWS_SIGV4_FIX } from './aws-sigv4.js'
 import { GOOGLE_ID_TOKEN_FIX } from './google-id-token.js'
 import { AZURE_MANAGED_IDENTITY_FIX } from './azure-managed-identity.js'
 
-// The 502's log line says how to make the failing kind work.
+// The 502's log line says how to make the failing kind work (the readiness check says the same, availability.ts).
 const FIXES: Record<string, string> = { 'aws-sigv4': AWS_SIGV4_FIX, 'google-id-token': GOOGLE_ID_TOKEN_FIX, 'azure-managed-identity': AZURE_MANAGED_IDENTITY_FIX }
 
 /*
- * Per-request credentials for the function, decided per route at start: the gateway's signed
- * assertion, SigV4, a Google ID token, an Azure function key or managed identity token. Whatever a client sent under those
- * headers is removed first, and the client's own Authorization reaches the function only on a route
- * that opts in (forwardAuthorization).
+ * Per-request credentials for the function, decided per route at start from the registry of kinds
+ * below (each kind's file says what it owns, whether it reads the body, how it attaches). Whatever a
+ * client sent under their headers is removed first, and the client's own Authorization reaches the
+ * function only on a route that opts in (forwardAuthorization). A new kind: its settings in
+ * config/schema-credentials.ts, its file here, and its line in KINDS.
  */
 
-// Headers that carry a credential to a serverless platform; a client never gets to set them.
-const PLATFORM_CREDENTIAL_HEADERS = ['x-functions-key', 'x-serverless-authorization']
+/** Every kind, in the order they attach (the order of config/schema-credentials.ts). */
+const KINDS: readonly CredentialKind[] = [assertionKind, awsSigV4Kind, googleIdTokenKind, azureFunctionKeyKind, azureManagedIdentityKind] as CredentialKind[]
 
 interface RoutePlan {
   upstreamId: string
-  audience: string
-  assertion: { audience: string, bindBody: boolean } | null
-  aws: AwsSigner | null
-  google: GoogleIdTokens | null
-  /** Cloud Run also reads X-Serverless-Authorization, which leaves Authorization to the client's token. */
-  googleHeader: 'authorization' | 'x-serverless-authorization'
-  azureKey: string | null
-  azureToken: AzureTokens | null
-  forwardAuthorization: boolean
+  kinds: ReadonlyArray<{ name: string, attach: Attach }>
+  route: RouteFacts
+  /** Families of client headers removed because a kind attached here signs them. */
+  prefixes: readonly string[]
   /** The body must be read whole before sending: it is hashed into a signature. */
   buffer: boolean
 }
 
-export interface AttachInput {
-  routeId: string
-  method: string
-  /** The upstream's Host value. */
-  host: string
-  /** The request target as the function will receive it (path and query). */
-  target: string
-  principal: Principal
-  requestId: string
-  /** The client's Authorization header, if any (already removed from `headers`). */
-  clientAuthorization: string | undefined
-  /** The headers about to be sent; credentials are added here. */
-  headers: Record<string, string | string[]>
-  body: Readable | null
-  log: { warn: (obj: object, msg: string) => void }
-}
+export type { AttachInput } from './kind.js'
 
 export interface Credentials {
   /** Adds the route's credentials to `headers`; returns the body to send (buffered where it was signed). */
@@ -86,45 +67,41 @@ async function readWhole (body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-// long: one entry per credential kind.
+function startsWithAny (name: string, prefixes: readonly string[]): boolean {
+  for (let i = 0; i < prefixes.length; i++) if (name.startsWith(prefixes[i]!)) return true
+  return false
+}
+
+const nameOf = (kind: CredentialKind): string => CREDENTIAL_KINDS[kind.key].name
+
 export async function createCredentials (opts: CredentialsOptions): Promise<Credentials> {
   const { config, metrics } = opts
-  const mint: AssertionMinter = createAssertionMinter(config.assertion, opts.keys)
-  const plans = new Map<string, RoutePlan>()
-  // One signer, token source and key per upstream, shared by its routes.
-  const perUpstream = new Map<string, { aws: AwsSigner | null, google: GoogleIdTokens | null, azureKey: string | null, azureToken: AzureTokens | null }>()
+  const env = opts.env ?? process.env
+  // One attacher per kind and upstream, shared by its routes.
+  const perUpstream = new Map<string, Array<{ kind: CredentialKind, attacher: Attacher }>>()
   for (const u of config.upstreams) {
-    const c = u.credentials
-    const key = c.azureFunctionKey
-    perUpstream.set(u.id, {
-      aws: c.awsSigV4 === undefined ? null : createAwsSigner({ ...c.awsSigV4, ...(opts.awsCredentials !== undefined ? { credentials: opts.awsCredentials } : {}) }),
-      google: c.googleIdToken === undefined ? null : createGoogleIdTokens(c.googleIdToken.audience ?? u.url.replace(/\/$/, ''), opts.googleAuth),
-      azureKey: key === undefined ? null : 'file' in key ? (await readFile(key.file, 'utf8')).trim() : (opts.env ?? process.env)[key.env] ?? null,
-      azureToken: c.azureManagedIdentity === undefined ? null : createAzureManagedIdentityTokens(c.azureManagedIdentity, opts.azureCredential)
-    })
+    const made: Array<{ kind: CredentialKind, attacher: Attacher }> = []
+    for (const kind of KINDS) {
+      const settings = u.credentials[kind.key]
+      if (settings === undefined) continue
+      made.push({ kind, attacher: await kind.create(settings as never, { ...opts, upstream: u, env }) })
+    }
+    perUpstream.set(u.id, made)
   }
+  const plans = new Map<string, RoutePlan>()
   for (const route of config.routes) {
     const u = config.upstreams.find(x => x.id === route.upstream)!
-    const shared = perUpstream.get(u.id)!
-    const wants = (kind: CredentialKindName): boolean => route.credentials === undefined || route.credentials.includes(kind)
-    const assertion = u.credentials.assertion !== undefined && wants('assertion')
-      ? { audience: u.credentials.assertion.audience ?? u.url.replace(/\/$/, ''), bindBody: u.credentials.assertion.bindBody }
-      : null
-    const aws = wants('aws-sigv4') ? shared.aws : null
+    const wanted = perUpstream.get(u.id)!.filter(({ kind }) => route.credentials === undefined || route.credentials.includes(nameOf(kind) as never))
     plans.set(route.id, {
       upstreamId: u.id,
-      audience: u.url,
-      assertion,
-      aws,
-      google: wants('google-id-token') ? shared.google : null,
-      googleHeader: route.forwardAuthorization ? 'x-serverless-authorization' : 'authorization',
-      azureKey: wants('azure-function-key') ? shared.azureKey : null,
-      azureToken: wants('azure-managed-identity') ? shared.azureToken : null,
-      forwardAuthorization: route.forwardAuthorization,
-      buffer: aws !== null || (assertion?.bindBody ?? false)
+      kinds: wanted.map(({ kind, attacher }) => ({ name: nameOf(kind), attach: attacher.attach })),
+      route: { forwardAuthorization: route.forwardAuthorization },
+      prefixes: wanted.flatMap(({ kind }) => kind.headerPrefix ?? []),
+      buffer: wanted.some(({ kind }) => kind.needsBody(u.credentials[kind.key] as never))
     })
   }
-  const assertionHeader = config.assertion.header
+  // Headers only the gateway sets, whichever kinds are configured: a client never gets to send them.
+  const owned = new Set(KINDS.flatMap(kind => kind.headers?.(config) ?? []))
 
   const failed = (input: AttachInput, upstream: string, kind: string, err: unknown): Error => {
     metrics.credentialFailures.inc({ upstream, kind })
@@ -139,40 +116,18 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
       const h = input.headers
       for (const name of Object.keys(h)) {
         const dashed = name.replace(/[_.]/g, '-')
-        if (dashed === assertionHeader || PLATFORM_CREDENTIAL_HEADERS.includes(dashed) || (plan.aws !== null && dashed.startsWith('x-amz-'))) delete h[name]
+        if (owned.has(dashed) || startsWithAny(dashed, plan.prefixes)) delete h[name]
       }
-      if (plan.forwardAuthorization && input.clientAuthorization !== undefined) h.authorization = input.clientAuthorization
+      if (plan.route.forwardAuthorization && input.clientAuthorization !== undefined) h.authorization = input.clientAuthorization
 
-      const body = plan.buffer && input.body !== null ? await readWhole(input.body) : input.body
-      if (plan.assertion !== null) {
+      const body = plan.buffer && input.body !== null && !Buffer.isBuffer(input.body) ? await readWhole(input.body) : input.body
+      // Indexed loops here and in startsWithAny: no iterator or closure per request.
+      for (let i = 0; i < plan.kinds.length; i++) {
+        const kind = plan.kinds[i]!
         try {
-          h[assertionHeader] = await mint({
-            principal: input.principal,
-            audience: plan.assertion.audience,
-            method: input.method,
-            path: input.target,
-            requestId: input.requestId,
-            ...(Buffer.isBuffer(body) || (plan.assertion.bindBody && body === null)
-              ? { bodySha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('base64url') }
-              : {})
-          })
-        } catch (err) { throw failed(input, plan.upstreamId, 'assertion', err) }
-      }
-      if (plan.aws !== null) {
-        try {
-          Object.assign(h, await plan.aws({ method: input.method, host: input.host, target: input.target, body: (body as Buffer | null) ?? Buffer.alloc(0) }))
-        } catch (err) { throw failed(input, plan.upstreamId, 'aws-sigv4', err) }
-      }
-      if (plan.google !== null) {
-        try {
-          h[plan.googleHeader] = await plan.google()
-        } catch (err) { throw failed(input, plan.upstreamId, 'google-id-token', err) }
-      }
-      if (plan.azureKey !== null) h['x-functions-key'] = plan.azureKey
-      if (plan.azureToken !== null) {
-        try {
-          h.authorization = await plan.azureToken()
-        } catch (err) { throw failed(input, plan.upstreamId, 'azure-managed-identity', err) }
+          const pending = kind.attach(input, body, plan.route)
+          if (pending !== undefined) await pending // a key from a file is attached without a turn of the event loop
+        } catch (err) { throw failed(input, plan.upstreamId, kind.name, err) }
       }
       return body
     }
