@@ -12,6 +12,7 @@ import { httpsClient } from '../helpers/http.js'
 import { startBundleNginx, type BundleNginx } from '../helpers/nginx.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 /*
  * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
@@ -29,7 +30,7 @@ const exec = promisify(execFile)
 
 async function podman (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   try {
-    const { stdout, stderr } = await exec('podman', args, { env, maxBuffer: 64 << 20 })
+    const { stdout, stderr } = await exec(systemTool('podman'), args, { env, maxBuffer: 64 << 20 })
     return { code: 0, stdout, stderr }
   } catch (err) {
     const e = err as { code: number, stdout: string, stderr: string }
