@@ -8,7 +8,12 @@ import { dirname, relative } from 'node:path'
  * answers 503 until a bundle appears. When OPA cannot be had, it says how to build the bundle.
  */
 
-type OpaScript = typeof import('../../scripts/opa.mjs')
+// Declared here, not imported from scripts/opa.d.mts: the image builds src/ without scripts/.
+interface OpaScript {
+  OPA_VERSION: string
+  DEFAULT_POLICIES_DIR: string
+  buildBundle: (opts: { out?: string }) => Promise<{ out: string }>
+}
 
 // Loaded at run time: the script lives outside src/ and is shared with npm scripts and tests.
 const opaScript = async (): Promise<OpaScript> => import(new URL('../../scripts/opa.mjs', import.meta.url).href) as Promise<OpaScript>
