@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { dirname, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 
 /*
  * The demo's policy bundle (build/bundle.tar.gz, compiled from the package's policies/). `npm start`
@@ -28,6 +28,7 @@ export async function ensureDemoBundle (bundle: string, log: (line: string) => v
     await opa.buildBundle({ out: bundle })
   } catch (err) {
     throw new Error(`the demo's policy bundle ${bundle} is missing and could not be built: ${(err as Error).message}\n` +
-      `Build it with \`npm run policy:build\` in ${root} (it needs Go to install OPA ${opa.OPA_VERSION} once, or opa ${opa.OPA_VERSION} on PATH), then run the demo again.`, { cause: err })
+      `Build it with \`node ${join(root, 'scripts/opa.mjs')} build\` (what \`npm run policy:build\` runs; it needs Go to install OPA ${opa.OPA_VERSION} once, ` +
+      `or opa ${opa.OPA_VERSION} on PATH), then run the demo again.`, { cause: err })
   }
 }

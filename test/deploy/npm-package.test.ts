@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parse, stringify } from 'yaml'
@@ -76,9 +76,19 @@ t.test('installed into a scratch project: the CLI, check, and a function using p
   t.teardown(async () => { fn.kill(); await fnExited })
   await new Promise(resolve => fn.stdout.once('data', resolve))
 
-  // The package's own bundle removed: `demo run` builds it from the package's policies with the pinned OPA.
+  // The package's own bundle removed: without OPA or Go, `demo run` says how to build it and stops...
   const bundle = join(project, 'node_modules/portcullis/build/bundle.tar.gz')
   await rm(bundle)
+  const bare = join(dir, 'bare')
+  await mkdir(join(bare, 'bin'), { recursive: true })
+  await symlink(process.execPath, join(bare, 'bin', 'node'))
+  const without = await exec(join(project, 'node_modules/.bin/portcullis'), ['demo', 'run', '-c', 'gateway.yaml', '--ports', ports],
+    { cwd: project, env: { ...process.env, PATH: join(bare, 'bin'), XDG_CACHE_HOME: join(bare, 'cache') } })
+    .then(() => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => err)
+  t.not(without.code, 0, 'demo run without OPA or Go stops')
+  t.match(without.stderr, /policy bundle .* is missing and could not be built/, 'it says the bundle is missing')
+  t.match(without.stderr, /Build it with `node .*scripts\/opa\.mjs build`/, 'and how to build it')
+  // ...and with them (this machine's cached OPA), it builds the bundle from the package's policies.
   let out = ''
   const demo = spawn('npx', ['--no-install', 'portcullis', 'demo', 'run', '-c', 'gateway.yaml', '--ports', ports], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   demo.stdout.on('data', (d: Buffer) => { out += String(d) })
