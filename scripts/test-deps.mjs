@@ -28,7 +28,8 @@ export const SUITE_TOOLS = {
 export const CONTAINER_TOOLS = {
   podman: 'podman',
   runc: 'runc',
-  debootstrap: 'debootstrap'
+  debootstrap: 'debootstrap',
+  catatonit: 'catatonit' // the pause process of the pods `podman kube play` starts
 }
 
 export const ALL_TOOLS = { ...SUITE_TOOLS, ...CONTAINER_TOOLS }
