@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { cp, readFile, symlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { freePort } from '../helpers/ports.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 /*
  * Walks docs/getting-started.md as a reader would: every ```sh block is run in order, in a copy of the
@@ -16,6 +17,8 @@ import { freePort } from '../helpers/ports.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const GUIDE = join(ROOT, 'docs/getting-started.md')
+// The guide's commands call curl through bash: a missing curl names its package here, not `command not found` mid-run.
+systemTool('curl')
 
 interface Step { code: string, output?: string }
 
