@@ -5,7 +5,7 @@ import type { Test } from 'tap'
 import { freePort } from './ports.js'
 import { systemTool } from './system-tools.js'
 
-// The real Prometheus tools from Debian's `prometheus` package (.ci/run installs it).
+// The real Prometheus tools from Debian's `prometheus` package (`npm test` installs it: scripts/test-deps.mjs).
 
 /** `promtool check metrics` on an exposition text: its exit code and what it printed. */
 export async function promtoolCheck (text: string): Promise<{ code: number, output: string }> {
