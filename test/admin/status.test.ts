@@ -2,6 +2,7 @@ import t from 'tap'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { startDemoHarness } from '../helpers/demo.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 // /status for tools (JSON) and for people (HTML, rendered by a real headless Chromium), and the
 // per-dependency detail of /readyz.
@@ -58,7 +59,7 @@ t.test('the HTML view shows the same status in a real browser', async t => {
   const demo = await startDemoHarness(t)
   const status = (await demo.client.send(`${demo.adminUrl}/status`)).json<Status>()
   const profile = t.testdir()
-  const { stdout } = await run('chromium', [
+  const { stdout } = await run(systemTool('chromium'), [
     '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-extensions', `--user-data-dir=${profile}`,
     '--dump-dom', `${demo.adminUrl}/status.html`

@@ -12,6 +12,7 @@ import { httpsClient } from '../helpers/http.js'
 import { startBundleNginx, type BundleNginx } from '../helpers/nginx.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
+import { buildImage, podman, waitFor } from '../helpers/podman.js'
 
 /*
  * The real image, built from the unmodified Dockerfile with Podman on top of locally built stand-ins
@@ -24,18 +25,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const IMAGE = 'localhost/portcullis:container-test'
 // Must match the drain deadline in src/server.ts (closeOnSignals): podman kills after this long.
 const DRAIN_SECONDS = 10
-const env = { ...process.env, CONTAINERS_CONF: process.env.CONTAINERS_CONF ?? join(ROOT, 'test/container/containers.conf') }
 const exec = promisify(execFile)
-
-async function podman (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('podman', args, { env, maxBuffer: 64 << 20 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) }
-  }
-}
 
 /** Runs a throw-away container of the image, offline, with node as entrypoint and its default user. */
 async function nodeInImage (script: string): Promise<string> {
@@ -44,20 +34,7 @@ async function nodeInImage (script: string): Promise<string> {
   return res.stdout
 }
 
-
-async function waitFor<T> (what: string, probe: () => Promise<T | undefined>, attempts = 120): Promise<T> {
-  for (let i = 0; i < attempts; i++) {
-    const value = await probe().catch(() => undefined)
-    if (value !== undefined) return value
-    await new Promise(resolve => setTimeout(resolve, 500))
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
-
-// Docker's image format: the OCI format has no HEALTHCHECK. The host's network: build steps (npm ci)
-// reach the registry as the host does, and no bridge network is needed.
-const build = await podman(['build', '--pull=never', '--network=host', '--format=docker', '-f', join(ROOT, 'Dockerfile'), '-t', IMAGE, ROOT])
-if (build.code !== 0) throw new Error(`podman build failed:\n${build.stderr.slice(-4000)}`)
+await buildImage(IMAGE)
 
 t.test('the image: non-root user, two ports, healthcheck, production files only', async t => {
   const inspect = await podman(['image', 'inspect', IMAGE])

@@ -7,6 +7,7 @@ import { Registry } from 'prom-client'
 import { parse } from 'yaml'
 import { createClusterMetrics, createMetrics } from '../../src/observability/metrics.js'
 import { ROOT } from '../helpers/deploy-tools.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 // The shipped alerting rules, checked and unit-tested by the real promtool (Debian's prometheus
 // package), and wired into the Prometheus of docker-compose.yml.
@@ -14,7 +15,7 @@ import { ROOT } from '../helpers/deploy-tools.js'
 const exec = promisify(execFile)
 const RULES = join(ROOT, 'docker/prometheus/alerts.yml')
 const run = async (...args: string[]): Promise<{ code: number, output: string }> =>
-  exec('promtool', args, { cwd: join(ROOT, 'docker/prometheus') }).then(
+  exec(systemTool('promtool'), args, { cwd: join(ROOT, 'docker/prometheus') }).then(
     r => ({ code: 0, output: r.stdout + r.stderr }),
     (err: { code: number, stdout: string, stderr: string }) => ({ code: err.code, output: err.stdout + err.stderr }))
 

@@ -16,6 +16,7 @@ import { httpsClient } from '../helpers/http.js'
 import { ROOT } from '../helpers/deploy-tools.js'
 import { startBundleNginx } from '../helpers/nginx.js'
 import { startRedis } from '../helpers/redis.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 /*
  * docker-compose.yml cannot be started here (no Docker engine, no registry images), so its parts are
@@ -113,12 +114,12 @@ t.test('make-certs: each folder holds what its service needs, readable by that s
   const before = await pem('gateway/gateway.key')
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
   t.equal(await pem('gateway/gateway.key'), before, 'a second run keeps the keys')
-  await exec('openssl', ['verify', '-CAfile', join(certs, 'ca.crt'), join(certs, 'gateway/gateway.crt'), join(certs, 'function/function.crt'), join(certs, 'bundles/bundles.crt')])
+  await exec(systemTool('openssl'), ['verify', '-CAfile', join(certs, 'ca.crt'), join(certs, 'gateway/gateway.crt'), join(certs, 'function/function.crt'), join(certs, 'bundles/bundles.crt')])
   // A new CA (its key deleted) reissues every certificate under it.
   await rm(join(certs, 'ca.key'))
   await exec('bash', [join(ROOT, 'docker/make-certs.sh'), certs])
   t.not(await pem('gateway/gateway.key'), before, 'new leaf keys under a new CA')
-  await exec('openssl', ['verify', '-CAfile', join(certs, 'ca.crt'), join(certs, 'gateway/gateway.crt'), join(certs, 'gateway/gateway-client.crt'), join(certs, 'function/function.crt')])
+  await exec(systemTool('openssl'), ['verify', '-CAfile', join(certs, 'ca.crt'), join(certs, 'gateway/gateway.crt'), join(certs, 'gateway/gateway-client.crt'), join(certs, 'function/function.crt')])
   t.equal(await pem('function/ca.crt'), await pem('ca.crt'), 'and the copies of the CA follow')
 })
 

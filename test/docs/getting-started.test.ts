@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { freePort } from '../helpers/ports.js'
 import { copyProject, createBackgrounds, matches, ROOT, runBlock, steps } from '../helpers/docs-walk.js'
+import { systemTool } from '../helpers/system-tools.js'
 
 /*
  * Walks docs/getting-started.md as a reader would: every ```sh block is run in order, in a copy of the
@@ -16,6 +17,8 @@ import { copyProject, createBackgrounds, matches, ROOT, runBlock, steps } from '
  */
 
 const guide = await readFile(join(ROOT, 'docs/getting-started.md'), 'utf8')
+// The guide's commands call curl through bash: a missing curl names its package here, not `command not found` mid-run.
+systemTool('curl')
 const dir = t.testdir()
 await copyProject(dir)
 

@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const exec = promisify(execFile)
 
-export interface DeployTools { kubeconform: string, 'kubernetes-validate': string, hadolint: string, schemas: string }
+export interface DeployTools { kubeconform: string, 'kubernetes-validate': string, hadolint: string, helm: string, schemas: string }
 
 /** The pinned checkers of scripts/deploy-tools.sh (installed into the user cache on first use). */
 export async function deployTools (): Promise<DeployTools> {

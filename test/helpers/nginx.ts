@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { ROOT } from './deploy-tools.js'
 import { freePort } from './ports.js'
+import { systemTool } from './system-tools.js'
 
 export interface BundleNginx {
   /** https://127.0.0.1:<port>: the certificate names `bundles`, so clients set that servername. */
@@ -35,7 +36,7 @@ events {}
 http { access_log off; client_body_temp_path ${temp}; proxy_temp_path ${temp}; fastcgi_temp_path ${temp};
   uwsgi_temp_path ${temp}; scgi_temp_path ${temp}; ${server} }
 `)
-  const nginx = spawn('nginx', ['-e', 'stderr', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const nginx = spawn(systemTool('nginx'), ['-e', 'stderr', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   nginx.stderr.on('data', (d: Buffer) => { stderr += String(d) })
   const exited = new Promise<void>(resolve => nginx.once('exit', () => resolve()))

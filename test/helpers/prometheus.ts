@@ -3,13 +3,14 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { freePort } from './ports.js'
+import { systemTool } from './system-tools.js'
 
-// The real Prometheus tools from Debian's `prometheus` package (.ci/run installs it).
+// The real Prometheus tools from Debian's `prometheus` package (`npm test` installs it: scripts/test-deps.mjs).
 
 /** `promtool check metrics` on an exposition text: its exit code and what it printed. */
 export async function promtoolCheck (text: string): Promise<{ code: number, output: string }> {
   return new Promise((resolve, reject) => {
-    const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => {
+    const child = execFile(systemTool('promtool'), ['check', 'metrics'], (err, stdout, stderr) => {
       if (err !== null && typeof err.code !== 'number') { reject(err); return }
       resolve({ code: err === null ? 0 : err.code as number, output: stdout + stderr })
     })
@@ -34,7 +35,7 @@ export async function startPrometheus (t: Test, target: string): Promise<Prometh
     ''
   ].join('\n'))
   const port = await freePort()
-  const child = spawn('prometheus', [
+  const child = spawn(systemTool('prometheus'), [
     `--config.file=${join(dir, 'prometheus.yml')}`,
     `--storage.tsdb.path=${join(dir, 'data')}`,
     `--web.listen-address=127.0.0.1:${port}`

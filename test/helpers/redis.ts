@@ -3,6 +3,7 @@ import { promisify } from 'node:util'
 import { connect } from 'node:net'
 import type { Test } from 'tap'
 import { freePort } from './ports.js'
+import { systemTool } from './system-tools.js'
 
 /*
  * A real redis-server on a loopback port of its own, for one test: started, stopped and restarted on
@@ -52,7 +53,7 @@ export async function startRedis (t: Test): Promise<RedisServer> {
   const port = await freePort()
   let proc: ChildProcess | null = null
   const start = async (): Promise<void> => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    proc = spawn(systemTool('redis-server'), ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
     for (let i = 0; i < 100; i++) {
       if (await send(port, 'PING', 500).then(r => r.startsWith('+PONG'), () => false)) return
       await new Promise(resolve => setTimeout(resolve, 50))
@@ -84,7 +85,7 @@ export async function startRedis (t: Test): Promise<RedisServer> {
 export async function startRedisCluster (t: Test): Promise<string[]> {
   const ports = [await freePort(), await freePort(), await freePort()]
   const dir = t.testdir()
-  const procs = ports.map(port => spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+  const procs = ports.map(port => spawn(systemTool('redis-server'), ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir], { stdio: 'ignore' }))
   t.teardown(async () => {
     await Promise.all(procs.map(async p => {
@@ -99,7 +100,7 @@ export async function startRedisCluster (t: Test): Promise<string[]> {
       await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
-  await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
+  await promisify(execFile)(systemTool('redis-cli'), ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
   for (const port of ports) {
     for (let i = 0; i < 200 && !(await send(port, 'CLUSTER INFO')).includes('cluster_state:ok'); i++) {
       await new Promise(resolve => setTimeout(resolve, 50))
