@@ -1,8 +1,7 @@
 import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freePort } from '../helpers/ports.js'
-import { copyProject, createBackgrounds, matches, ROOT, runBlock, steps } from '../helpers/docs-walk.js'
+import { copyProject, createBackgrounds, demoRewriter, matches, ROOT, runBlock, steps } from '../helpers/docs-walk.js'
 import { systemTool } from '../helpers/system-tools.js'
 
 /*
@@ -22,18 +21,7 @@ systemTool('curl')
 const dir = t.testdir()
 await copyProject(dir)
 
-const ports = { gateway: await freePort(), admin: await freePort(), issuer: await freePort(), fn: await freePort() }
-const portList = `${ports.gateway},${ports.admin},${ports.issuer},${ports.fn}`
-const CLI = 'node dist/cli.js'
-
-function rewrite (code: string): string {
-  return code
-    .replace('npm ci && npm start', `node scripts/opa.mjs build >/dev/null && ${CLI} demo run --ports ${portList}`)
-    .replace(/npx portcullis demo (config|run)/g, `npx portcullis demo $1 --ports ${portList}`)
-    .replaceAll('npx portcullis', CLI)
-    .replaceAll('127.0.0.1:8443', `127.0.0.1:${ports.gateway}`)
-    .replaceAll('127.0.0.1:9090', `127.0.0.1:${ports.admin}`)
-}
+const { rewrite } = await demoRewriter()
 
 const background = createBackgrounds(dir)
 t.teardown(() => background.stop())

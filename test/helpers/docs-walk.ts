@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cp, symlink } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { freePort } from './ports.js'
 
 /*
  * Walking a guide in docs/ as a reader would: its ```sh blocks in order, in a copy of the project,
@@ -11,18 +12,46 @@ import { join, resolve } from 'node:path'
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 
-export interface Step { code: string, output?: string }
+export interface Step {
+  code: string
+  output?: string
+  /** The prose since the block before tells the reader to stop what runs in the background (Ctrl-C). */
+  stopFirst: boolean
+}
 
 /** The ```sh blocks of a guide, each with the ```text block after an *output* line, if any. */
 export function steps (markdown: string): Step[] {
   const out: Step[] = []
   const block = /(\*output\*\s*\n\s*\n)?```(sh|text)\n([\s\S]*?)```/g
+  let last = 0
   for (const m of markdown.matchAll(block)) {
-    if (m[2] === 'sh') out.push({ code: m[3]! })
+    const prose = markdown.slice(last, m.index)
+    last = m.index + m[0].length
+    if (m[2] === 'sh') out.push({ code: m[3]!, stopFirst: prose.includes('Ctrl-C') })
     else if (m[1] !== undefined && out.length > 0) out[out.length - 1]!.output = m[3]!
   }
   return out
 }
+
+/**
+ * A guide's command as run here: the demo on free ports instead of its fixed ones, and `npx portcullis`
+ * as the built dist/cli.js (`npm test` has built it).
+ */
+export async function demoRewriter (): Promise<{ portList: string, rewrite: (code: string) => string }> {
+  const ports = { gateway: await freePort(), admin: await freePort(), issuer: await freePort(), fn: await freePort() }
+  const portList = `${ports.gateway},${ports.admin},${ports.issuer},${ports.fn}`
+  return {
+    portList,
+    rewrite: code => code
+      .replace('npm ci && npm start', `node scripts/opa.mjs build >/dev/null && ${CLI} demo run --ports ${portList}`)
+      .replace(/npx portcullis demo (config|run)/g, `npx portcullis demo $1 --ports ${portList}`)
+      .replaceAll('npx portcullis', CLI)
+      .replaceAll('127.0.0.1:8443', `127.0.0.1:${ports.gateway}`)
+      .replaceAll('127.0.0.1:9090', `127.0.0.1:${ports.admin}`)
+  }
+}
+
+const CLI = 'node dist/cli.js'
 
 export function matches (actual: string, expected: string): boolean {
   const pattern = expected.trimEnd().split('…').map(s => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*?')
@@ -68,7 +97,9 @@ export function createBackgrounds (dir: string): Backgrounds {
   const start = async (name: string, command: string, ready: RegExp): Promise<string> => {
     await stop(name)
     let log = ''
-    const child = spawn('bash', ['-c', command], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    // With the variables earlier blocks set (runBlock), as in the same terminal.
+    const script = `set -a; [ -f .guide-env ] && . ./.guide-env; ${command}`
+    const child = spawn('bash', ['-c', script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     child.stdout.on('data', (d: Buffer) => { log += d.toString() })
     child.stderr.on('data', (d: Buffer) => { log += d.toString() })
     running.set(name, child)
