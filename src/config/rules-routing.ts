@@ -1,5 +1,5 @@
 import type { ConfigProblem } from '../errors.js'
-import { passClientHeaderProblem } from '../pipeline/forward/headers.js'
+import { passClientHeaderProblem } from '../util/header-names.js'
 import type { Config } from './schema.js'
 
 /* The rules of the issuers, upstreams and routes sections the schema cannot state (config/load.ts runs them). */

@@ -1,17 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Config } from '../../config/schema.js'
 import type { Decision, Principal } from '../types.js'
+import { GATEWAY_SET, HOP_BY_HOP } from '../../util/header-names.js'
 
 /*
  * Header rules between client and function. Hop-by-hop headers (RFC 9110 §7.6.1) and any header the
  * Connection field nominates are dropped both ways. Towards the function, identity and forwarding
  * headers are only ever set by the gateway: whatever a client sent under those names is removed first.
  */
-
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate', 'http2-settings'
-])
 
 /*
  * Headers that assert a client address, an identity, a client certificate, or a rewritten target or
@@ -59,13 +55,6 @@ export function fold (name: string): string {
   return /[^a-z0-9-]/.test(name) ? name.toLowerCase().replace(/[^a-z0-9]/g, '-') : name
 }
 
-// Headers the gateway or its credentials set on some requests (credentials/ removes their exact names
-// itself where it sets them): any other spelling of them from a client is an alias and dropped.
-const GATEWAY_SET = new Set([
-  'host', 'authorization', 'forwarded', 'x-functions-key', 'x-serverless-authorization', 'x-amz-date',
-  'x-amz-security-token', 'x-amz-content-sha256'
-])
-
 /** Whether `name` (as sent) is a client header the family rules keep from the function. */
 function assertsIdentity (folded: string): boolean {
   return CLIENT_FORBIDDEN.has(folded) || FAMILY.test(folded)
@@ -100,17 +89,6 @@ function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<strin
   if (folded !== name && GATEWAY_SET.has(folded)) return true
   if (!assertsIdentity(folded)) return false
   return folded !== name || !rules.passClientHeaders.has(name)
-}
-
-/**
- * Names an upstream may receive from clients despite the family rules (`passClientHeaders`): never
- * a name the gateway sets itself, checked once at start.
- */
-export function passClientHeaderProblem (name: string): string | null {
-  // Spelling is the schema's (lower-case, dashed); this is about meaning.
-  if (HOP_BY_HOP.has(name) || GATEWAY_SET.has(name) || name === 'expect' || name.startsWith('x-portcullis-') ||
-    ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'].includes(name)) return `"${name}" is set by the gateway and cannot come from a client`
-  return null
 }
 
 /** Per upstream, what its header rules need beyond the request: built once at start. */
