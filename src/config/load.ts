@@ -13,7 +13,6 @@ import { checkLimits } from './rules-limits.js'
 import { checkListeners } from './rules-listeners.js'
 import { checkPolicy } from './rules-policy.js'
 import { checkRouting } from './rules-routing.js'
-import { checkShadow } from './check-shadow.js'
 import { escapePointer, onceEach, substituteEnv, UNSET, UNSET_HINT, withoutConsequences } from './env.js'
 
 // ajv-formats is CommonJS with a default export; under NodeNext the callable sits on .default.
@@ -67,7 +66,6 @@ export async function validateConfig (raw: unknown, opts: ValidateOptions): Prom
   const env = opts.env ?? process.env
   for (const check of SECTION_CHECKS) problems.push(...bestEffort(() => check(config, env)))
   problems.push(...await bestEffortAsync(async () => resolveFiles(config, opts.baseDir)))
-  problems.push(...await bestEffortAsync(async () => checkShadow(config, opts.baseDir)))
   if (!valid || problems.length > 0) {
     // An unset variable is reported once, with how to set it, and not through what its empty value broke.
     const reported = withoutConsequences(problems, unset)
