@@ -132,7 +132,7 @@ function createPublicApp (config: Config, metrics: Metrics, serverFactory: Gatew
   guardServer(app, config, metrics)
   // Set last, so that a function's own Strict-Transport-Security cannot weaken the listener's.
   const hsts = hstsValue(tls)
-  if (hsts !== null) app.addHook('onSend', async (_request, reply) => { reply.header('strict-transport-security', hsts) })
+  if (hsts !== null) app.addHook('onSend', (_request, reply, payload, done) => { reply.header('strict-transport-security', hsts); done(null, payload) })
   return app
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import {
   GW_ERR_AUTHN_MISSING, GW_ERR_AUTHZ_BAD_DECISION, GW_ERR_AUTHZ_DENIED, GW_ERR_AUTHZ_NOT_READY,
   GW_ERR_AUTHZ_POLICY_ABORTED, GW_ERR_AUTHZ_POLICY_ERROR, GW_ERR_AUTHZ_POLICY_TIMEOUT
@@ -48,11 +48,14 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
   app.decorateRequest('policyRevision', null)
 
   // Set again just before the head is written: the upstream's answer must not replace it.
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (request.decisionId !== null) reply.header(DECISION_ID_HEADER, request.decisionId)
+    done(null, payload)
   })
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Synchronous, so it takes Fastify's callback (no promise per request); a throw is the refusal, as
+  // a rejection was.
+  const decide = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return
     if (request.principal === null) throw new GW_ERR_AUTHN_MISSING() // unreachable unless stages are misordered
@@ -118,7 +121,8 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       if (decision.message !== undefined) denied.message = decision.message
       throw denied
     }
-  })
+  }
+  app.addHook('onRequest', (request, reply, done) => { decide(request, reply); done() })
 }
 
 /**

@@ -64,8 +64,9 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
     return trusted(ip) ? null : ip
   }
 
-  // Before authentication (registered ahead of it): banned client IPs.
-  app.addHook('onRequest', async (request, reply) => {
+  // Before authentication (registered ahead of it): banned client IPs. The hooks are synchronous and
+  // take Fastify's callback (no promise per request); a throw reaches Fastify's error path all the same.
+  const refuseBannedIp = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return
     // Looked up first, the trusted networks only then: almost every request has no ban, and the
@@ -75,9 +76,10 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
     if (ban === null || trusted(ip)) return
     metrics.bannedRequests.inc({ route: route.id, scope: 'ip' })
     refuseBanned(reply, ban)
-  })
+  }
+  app.addHook('onRequest', (request, reply, done) => { refuseBannedIp(request, reply); done() })
 
-  app.addHook('onResponse', async (request) => {
+  const countFailure = (request: FastifyRequest): void => {
     const route = request.routeOptions.config.gateway
     const code = request.errorCode
     if (route === undefined || code === null) return
@@ -97,12 +99,13 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
       opts.shareBan(ban)
       request.log.warn({ ban: { scope: ban.scope, until: new Date(ban.until).toISOString(), strikes: ban.strikes }, route_id: route.id }, 'client banned after repeated failures')
     }
-  })
+  }
+  app.addHook('onResponse', (request, _reply, done) => { countFailure(request); done() })
 }
 
 /** Registered right after authentication: revocations and banned subjects, before the policy. */
 const revocationCheck: FastifyPluginAsync<DenyListOptions> = async (app, { metrics, revocations, bans, revocationsReady }) => {
-  app.addHook('onRequest', async (request, reply) => {
+  const refuseRevoked = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
     if (route === undefined || request.principal === null) return
     // Fail closed: a replica that could never read the shared set cannot tell who is revoked.
@@ -119,7 +122,8 @@ const revocationCheck: FastifyPluginAsync<DenyListOptions> = async (app, { metri
     if (ban === null) return
     metrics.bannedRequests.inc({ route: route.id, scope: 'sub' })
     refuseBanned(reply, ban)
-  })
+  }
+  app.addHook('onRequest', (request, reply, done) => { refuseRevoked(request, reply); done() })
 }
 
 export const clientBanPlugin = fp(denyList, { name: 'gateway-client-ban', fastify: '5.x', dependencies: ['gateway-guard'] })
