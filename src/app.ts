@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteHan
 import { createAdminServer } from './admin/server.js'
 import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
 import { tlsServerOptions } from './tls/server-tls.js'
+import { http2ServerOptions } from './lifecycle/http2.js'
 import { earliestExpiry } from './tls/expiry.js'
 import { createHealth, type Health } from './admin/health.js'
 import type { Config } from './config/schema.js'
@@ -59,11 +60,12 @@ export interface Gateway {
  * CA, every client is asked for a certificate and OpenSSL verifies it, but the handshake does not fail
  * without one: routes decide what they require.
  */
-function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits']) {
+function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits'], http2: boolean) {
   return {
     ...serverOptions(limits),
     ...tlsServerOptions(tls, false),
-    handshakeTimeout: limits.headersTimeoutMs
+    handshakeTimeout: limits.headersTimeoutMs,
+    ...(http2 ? http2ServerOptions(limits) : {})
   }
 }
 
@@ -124,7 +126,9 @@ async function buildGateway (config: Config, proc: ProcessState, opts: GatewayOp
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
-    ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
+    ...(tls !== undefined ? { https: httpsOptions(tls, config.limits, config.listen.http2) } : { http: serverOptions(config.limits) }),
+    // Only used when Fastify makes the server itself (no serverFactory); Fastify reads the protocol per request.
+    ...(tls !== undefined && config.listen.http2 ? { http2: true as never } : {}),
     ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     ...fastifyLimits(config.limits),

@@ -1,5 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import { pathSegments } from '../guard/canonical-path.js'
+import { isPseudoHeader } from '../guard/http2.js'
+import { protocolOf } from '../../lifecycle/http2.js'
 import type { ClientCertificate, PolicyCertificate, PolicyInput, RouteContext } from '../types.js'
 
 // Credentials are for the gateway to verify, never for a policy (or its decision log) to read.
@@ -9,7 +11,8 @@ const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'
 export function buildPolicyInput (request: FastifyRequest, route: RouteContext, nowMs: number): PolicyInput {
   const headers: Record<string, string> = {}
   for (const [name, value] of Object.entries(request.headers)) {
-    if (value === undefined || SECRET_HEADERS.has(name)) continue
+    // HTTP/2 pseudo-headers are not header fields: method, path and host reach the policy as for HTTP/1.1.
+    if (value === undefined || SECRET_HEADERS.has(name) || isPseudoHeader(name)) continue
     headers[name] = Array.isArray(value) ? value.join(', ') : value
   }
   const query: Record<string, string[]> = {}
@@ -17,6 +20,7 @@ export function buildPolicyInput (request: FastifyRequest, route: RouteContext, 
   const p = request.principal
   return {
     method: request.method,
+    protocol: protocolOf(request.raw),
     path: request.canonicalPath,
     segments: pathSegments(request.canonicalPath),
     query,

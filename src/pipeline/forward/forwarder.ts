@@ -9,6 +9,7 @@ import {
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
+import { isHttp2Request } from '../../lifecycle/http2.js'
 import { buildUpstreamHeaders, filterResponseHeaders, type HeaderRules } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { capBody, classify, isRetryable, limitBody } from './outcomes.js'
@@ -83,8 +84,11 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
         upstreamHost: upstream.host,
         rules: headerRules?.get(upstream.id)
       })
+      // HTTP/2 frames a body with DATA frames; content-length is optional there (nghttp2 holds the
+      // frames to it when present), so a stream not ended with its headers has one.
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
-        (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
+        (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0') ||
+        (isHttp2Request(request.raw) && !request.raw.stream.endAfterHeaders)
       // Per-caller cap on requests in flight, so one caller cannot use up the function's concurrency.
       // Checked, like the circuit, before any credential is made or any body buffered for signing.
       if (upstream.inFlight !== null) {
