@@ -6,6 +6,7 @@ import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_
 import type { Metrics } from '../observability/metrics.js'
 import { normalizeAddress } from './guard/client-address.js'
 import { isHttp2Request } from '../lifecycle/http2.js'
+import { ALLOW_HEADER } from './guard/plugin.js'
 
 const UPSTREAM = Symbol('portcullis.upstream-error')
 // Set on a connection whose refusal was answered with `connection: close`: the parser error that
@@ -42,6 +43,12 @@ export function createErrorReplier (metrics: Metrics) {
 }
 
 function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A method Fastify's router does not know (only HTTP/2 brings one: Node's HTTP/1.1 parser refuses
+  // them first) ends in Fastify's last-resort 404, before any hook: the guard's answer instead.
+  if (error.code === 'FST_ERR_NOT_FOUND') {
+    reply.header('allow', ALLOW_HEADER)
+    error = new GW_ERR_GUARD_METHOD(request.method.slice(0, 32))
+  }
   const ours = typeof error.code === 'string' && error.code.startsWith('GW_ERR_')
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
   // undici's errors while reading the function's answer (bad framing, reset mid-body) are the

@@ -12,6 +12,8 @@ import { FLAG, FRAME, errorCode, frame, headerBlock, openH2, type Frame } from '
  * frames instead.
  */
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
 export interface H1Request { method: string, target: string, fields: Array<[string, string]>, body: Buffer }
 
 /** Reads an HTTP/1.1 request written by a test (leniently: it is the attack, not a parser under test). */
@@ -22,7 +24,12 @@ export function parseH1Request (bytes: string | Buffer): H1Request {
   if (end === -1) { end = text.indexOf('\n\n'); sep = 2 }
   if (end === -1) { end = text.length; sep = 0 }
   const lines = text.slice(0, end).split('\r\n')
-  const [method = '', target = '/'] = (lines.shift() ?? '').split(' ')
+  // method SP target SP version: the target is everything between the first and the last space.
+  const line = lines.shift() ?? ''
+  const first = line.indexOf(' ')
+  const last = line.lastIndexOf(' ')
+  const method = first === -1 ? line : line.slice(0, first)
+  const target = first === -1 ? '/' : last > first ? line.slice(first + 1, last) : line.slice(first + 1)
   const fields: Array<[string, string]> = []
   for (const line of lines) {
     if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) {
@@ -36,14 +43,30 @@ export function parseH1Request (bytes: string | Buffer): H1Request {
   return { method, target, fields, body: Buffer.from(text.slice(end + sep), 'latin1') }
 }
 
-/** The HTTP/2 exchange of `bytes`: its one response, or none when the stream or connection was reset (`reset` has the code). */
-export type H2Exchange = Exchange & { reset?: number }
+/** Answers read from raw frames: only :status and the body are known. */
+export const HEADERS_UNKNOWN = new WeakSet<RawResponse>()
+
+/**
+ * The HTTP/2 exchange of `bytes`: its one response, or none when the stream or connection was reset
+ * (`reset` has the code). `dropped`: fields nghttp2 finds invalid (a name that is not a token, CR, LF
+ * or NUL in a value), which Node removes from the request rather than refusing it (node_http2.cc,
+ * OnInvalidHeader); the rest of the request goes on without them.
+ */
+export type H2Exchange = Exchange & { reset?: number, dropped: Array<[string, string]> }
 
 export async function exchangeH2 (port: number, ca: Buffer, bytes: string | Buffer, timeoutMs = 5000): Promise<H2Exchange> {
   const req = parseH1Request(bytes)
-  const hostField = req.fields.find(([n]) => n === 'host')
+  const dropped = req.fields.filter(([n, v]) => !TOKEN.test(n) || /[\r\n\0]/.test(v))
+  return { ...await send(port, ca, req, timeoutMs), dropped }
+}
+
+async function send (port: number, ca: Buffer, req: H1Request, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped'>> {
+  // One Host becomes :authority; none or several stay as they are (raw frames: Node would add one).
+  const hosts = req.fields.filter(([n]) => n === 'host')
+  const hostField = hosts.length === 1 ? hosts[0] : undefined
   const fields = req.fields.filter(f => f !== hostField)
-  const headers: OutgoingHttpHeaders = { ':method': req.method, ...(req.method === 'CONNECT' ? {} : { ':path': req.target }), ':authority': hostField?.[1] ?? 'localhost' }
+  if (hostField === undefined) return rawExchange(port, ca, req, undefined, timeoutMs)
+  const headers: OutgoingHttpHeaders = { ':method': req.method, ...(req.method === 'CONNECT' ? {} : { ':path': req.target }), ':authority': hostField[1] }
   for (const [n, v] of fields) {
     const had = headers[n]
     headers[n] = had === undefined ? v : [...(Array.isArray(had) ? had : [String(had)]), v]
@@ -54,17 +77,20 @@ export async function exchangeH2 (port: number, ca: Buffer, bytes: string | Buff
     await new Promise<void>((resolve, reject) => { session.once('connect', () => resolve()); session.once('error', reject) })
     let stream
     try {
+      // Node's client checks names only once the session writes them (a session error, no stream event).
+      if (!fields.every(([n]) => TOKEN.test(n))) throw new Error('not a token')
       stream = session.request(headers, { endStream: req.body.length === 0 })
     } catch {
-      return await rawExchange(port, ca, req, hostField?.[1] ?? 'localhost', timeoutMs)
+      return await rawExchange(port, ca, req, hostField[1], timeoutMs)
     }
     stream.on('error', () => {})
     if (req.body.length > 0) stream.end(req.body)
-    return await new Promise<H2Exchange>(resolve => {
+    return await new Promise<Omit<H2Exchange, 'dropped'>>(resolve => {
       let head: IncomingHttpHeaders | undefined
       const chunks: Buffer[] = []
       const timer = setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), timeoutMs)
       stream.on('response', h => { head = h })
+      session.once('close', () => { clearTimeout(timer); if (head === undefined) resolve({ responses: [], text: '', closed: true, reset: -1 }) })
       stream.on('data', (c: Buffer) => chunks.push(c))
       stream.on('close', () => {
         clearTimeout(timer)
@@ -85,10 +111,11 @@ export async function exchangeH2 (port: number, ca: Buffer, bytes: string | Buff
  * Raw frames for what node:http2 will not send. The answer's header block is not decoded beyond
  * :status (so its other headers are unknown: `headers` stays empty); its body is read as is.
  */
-async function rawExchange (port: number, ca: Buffer, req: H1Request, authority: string, timeoutMs: number): Promise<H2Exchange> {
+async function rawExchange (port: number, ca: Buffer, req: H1Request, authority: string | undefined, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped'>> {
   const conn = await openH2(port, ca)
   try {
-    const fields: Array<[string, string]> = [[':method', req.method], [':scheme', 'https'], [':authority', authority], [':path', req.target], ...req.fields.filter(([n]) => n !== 'host')]
+    const fields: Array<[string, string]> = [[':method', req.method], [':scheme', 'https'], ...(authority !== undefined ? [[':authority', authority] as [string, string]] : []), [':path', req.target],
+      ...req.fields.filter(([n, v]) => n !== 'host' || v !== authority)]
     const end = req.body.length === 0
     conn.send(frame(FRAME.HEADERS, FLAG.END_HEADERS | (end ? FLAG.END_STREAM : 0), 1, headerBlock(fields)), ...(end ? [] : [frame(FRAME.DATA, FLAG.END_STREAM, 1, req.body)]))
     const last = await conn.waitFor(f => (f.stream === 1 && (f.type === FRAME.RST_STREAM || (f.type === FRAME.DATA && (f.flags & FLAG.END_STREAM) !== 0) || (f.type === FRAME.HEADERS && (f.flags & FLAG.END_STREAM) !== 0))) || f.type === FRAME.GOAWAY, timeoutMs)
@@ -98,7 +125,9 @@ async function rawExchange (port: number, ca: Buffer, req: H1Request, authority:
       return { responses: [], text: '', closed: true, reset: last === undefined ? -1 : errorCode(last) }
     }
     const body = Buffer.concat(mine.filter(f => f.type === FRAME.DATA).map(f => f.payload)).toString('latin1')
-    return { responses: [{ status: statusOf(head), headers: {}, body, complete: true }], text: body, closed: true }
+    const response: RawResponse = { status: statusOf(head), headers: {}, body, complete: true }
+    HEADERS_UNKNOWN.add(response)
+    return { responses: [response], text: body, closed: true }
   } finally {
     conn.close()
   }
