@@ -1,4 +1,4 @@
-import { Http2ServerRequest, type SecureServerOptions } from 'node:http2'
+import { constants, Http2ServerRequest, type Http2Session, type SecureServerOptions, type ServerHttp2Stream } from 'node:http2'
 import type { Config } from '../config/schema.js'
 
 /*
@@ -43,6 +43,26 @@ const PROTOCOLS: Record<string, string> = { '1.1': 'HTTP/1.1', '1.0': 'HTTP/1.0'
 /** The protocol a request came over, for the access line, metrics and policy input: HTTP/1.1, HTTP/1.0, HTTP/2 or other. */
 export function protocolOf (raw: { httpVersion: string }): string {
   return isHttp2Request(raw) ? 'HTTP/2' : PROTOCOLS[raw.httpVersion] ?? 'other'
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): a client that cancels streams it opened makes the gateway start work
+ * (authenticate, authorize, forward) it then throws away, at no cost to itself. Node bounds only the
+ * streams it refuses itself (maxSessionRejectedStreams); streams the client resets before their
+ * response ended are counted here against the same limit, and a connection past it gets GOAWAY
+ * ENHANCE_YOUR_CALM and is closed. Ordinary clients cancel a stream now and then, far below it.
+ */
+export function limitClientResets (session: Http2Session, limit: number): void {
+  let resets = 0
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    stream.once('close', () => {
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || stream.sentTrailers !== undefined || (stream.writableEnded && stream.headersSent)) return
+      if (++resets > limit && !session.destroyed) {
+        session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
+        session.destroy()
+      }
+    })
+  })
 }
 
 /** Whether a request came over HTTP/2 (not HTTP/1.1 text claiming "HTTP/2.0", which the guard refuses). */

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
-import { isHttp2Request } from './http2.js'
+import { isHttp2Request, limitClientResets } from './http2.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
 
 /*
@@ -159,6 +159,7 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
     if (draining()) session.close()
     // Idle like an HTTP/1.1 keep-alive connection: GOAWAY (streams still open finish first).
     session.setTimeout((server as unknown as Server).keepAliveTimeout, () => session.close())
+    limitClientResets(session, options.maxSessionRejectedStreams ?? 100)
   })
   return server
 }

@@ -70,7 +70,9 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
         throw new GW_ERR_INTERNAL() // the earlier stages guarantee these; refuse rather than forward
       }
       // A client that is already gone (or whose request broke off) gets nothing forwarded on its behalf.
-      if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed) throw new GW_ERR_GUARD_BAD_REQUEST()
+      // (An HTTP/2 stream the client reset, as in a rapid-reset flood, shows only on the stream.)
+      if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed ||
+        (isHttp2Request(request.raw) && request.raw.stream.destroyed)) throw new GW_ERR_GUARD_BAD_REQUEST()
       let path = request.canonicalPath
       if (route.stripPrefix && route.prefix !== '/') path = path.slice(route.prefix.length) || '/'
       const target = upstream.basePath + path + (request.rawQuery === '' ? '' : `?${request.rawQuery}`)
