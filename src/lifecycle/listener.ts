@@ -150,8 +150,10 @@ export function createListener (): Listener {
 function createHttp2Server (options: SecureServerOptions, http: object, dispatch: Handler, sessions: Set<Http2Session>,
   sockets: Set<Socket>, draining: () => boolean): Http2SecureServer {
   const server = createSecureServer(options, dispatch as never)
-  // Node's HTTP/1.1 code reads these from the server; an Http2SecureServer does not take them as options.
-  Object.assign(server, http)
+  // Node's HTTP/1.1 code reads these from the server (head size, Host rule, how often the head and
+  // request timers are checked); an Http2SecureServer does not take them as options.
+  const { maxHeaderSize, requireHostHeader, connectionsCheckingInterval } = options as Record<string, unknown>
+  Object.assign(server, http, { maxHeaderSize, requireHostHeader, connectionsCheckingInterval })
   server.on('secureConnection', (socket: Socket) => { sockets.add(socket); socket.once('close', () => sockets.delete(socket)) })
   server.on('session', (session: Http2Session) => {
     sessions.add(session)
