@@ -48,6 +48,7 @@ const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/auth
 const fill = <T>(n: number, f: (i: number) => [string, T]): Record<string, T> => Object.fromEntries(Array.from({ length: n }, (_, i) => f(i)))
 const smallInput: PolicyInput = {
   method: 'GET',
+  protocol: 'HTTP/1.1',
   path: '/orders/123',
   segments: ['orders', '123'],
   query: {},

@@ -12,6 +12,7 @@ import { resultsMarkdown, type Authz } from './lib/results-md.js'
 import { LOAD_CPU, SUT_CPU, startOpaServer, startStack } from './lib/stack.js'
 import { pinned } from './lib/tools.js'
 import { addShadowScenario } from './lib/shadow.js'
+import { findH2load, H2_SCENARIO, runH2load } from './lib/h2.js'
 
 /*
  * npm run bench: every scenario against the same mTLS upstream in one run, interleaved (A B C ... A B
@@ -47,9 +48,19 @@ try {
   // Saturation, closed loop (wrk).
   for (const s of stack.scenarios) await runWrk(tools, LOAD_CPU, s.url, s.headers, 3, CONNECTIONS) // warm-up: JIT, pools, TLS sessions
   const samples = new Map<string, Sample[]>(stack.scenarios.map(s => [s.id, []]))
+  // HTTP/2 (issue #21): h2load against the ES256 scenario's process and route, in the same rounds.
+  const h2load = await findH2load()
+  const h2Target = stack.scenarios.find(s => s.id === 'portcullis-es256')!
+  if (h2load === null) log('h2load not installed (Debian: nghttp2-client): the HTTP/2 scenario is left out')
+  else samples.set(H2_SCENARIO.id, [])
   // CPU time of the system under test over wall time: how many cores it used.
   const cores = new Map<string, number[]>(stack.scenarios.map(s => [s.id, []]))
   for (let round = 1; round <= ROUNDS; round++) {
+    if (h2load !== null) {
+      const r = await runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS)
+      samples.get(H2_SCENARIO.id)!.push(r)
+      log(`round ${round}/${ROUNDS} ${H2_SCENARIO.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors}`)
+    }
     for (const s of stack.scenarios) {
       const before = cpuSeconds(s.proc.pids())
       const r = await runWrk(tools, LOAD_CPU, s.url, s.headers, SECONDS, CONNECTIONS)
@@ -60,6 +71,7 @@ try {
     }
   }
   const results: ScenarioResult[] = stack.scenarios.map(s => ({ id: s.id, label: s.label, samples: samples.get(s.id)!, rss_mib: rssMiB(s.proc.pids()) }))
+  if (samples.has(H2_SCENARIO.id)) results.push({ ...H2_SCENARIO, samples: samples.get(H2_SCENARIO.id)!, rss_mib: rssMiB(h2Target.proc.pids()) })
 
   // Added latency, open loop (vegeta): each gateway at half its own saturation with the bare proxy at
   // the same rate, and every scenario at one common rate (lib/fixed-rate.ts).

@@ -103,12 +103,16 @@ function main (argv) {
   return prepareCheckers(argv)
 }
 
-// The pinned deployment checkers (kubeconform, helm, ...) are installed once here, before tap runs
+// The pinned deployment checkers (kubeconform, helm, ...) and h2spec are installed once here, before tap runs
 // test files in parallel that would otherwise each start the same installation.
 function prepareCheckers (argv) {
   if (argv.includes('--check') || argv.includes('--container')) return 0
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-  return spawnSync('bash', [path.join(root, 'scripts/deploy-tools.sh')], { stdio: ['ignore', 'ignore', 2] }).status === 0 ? 0 : 1
+  // h2spec too: built with Go on first use, longer than a test file's timeout on a cold machine.
+  for (const script of ['scripts/deploy-tools.sh', 'scripts/h2spec.sh']) {
+    if (spawnSync('bash', [path.join(root, script)], { stdio: ['ignore', 'ignore', 2] }).status !== 0) return 1
+  }
+  return 0
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

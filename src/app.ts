@@ -30,6 +30,7 @@ import { createAuthorizeStage, type AuthorizeStage } from './pipeline/authorize/
 import { createForwardStage, type ForwardStage } from './pipeline/forward/stage.js'
 import { createCertificateExpiry, type CertificateExpiry } from './tls/expiry.js'
 import { tlsServerOptions } from './tls/server-tls.js'
+import { http2ServerOptions } from './lifecycle/http2.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -53,11 +54,12 @@ export interface Gateway {
  * CA, every client is asked for a certificate and OpenSSL verifies it, but the handshake does not fail
  * without one: routes decide what they require.
  */
-function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits']) {
+function httpsOptions (tls: NonNullable<Config['listen']['tls']>, limits: Config['limits'], http2: boolean) {
   return {
     ...serverOptions(limits),
     ...tlsServerOptions(tls, false),
-    handshakeTimeout: limits.headersTimeoutMs
+    handshakeTimeout: limits.headersTimeoutMs,
+    ...(http2 ? http2ServerOptions(limits) : {})
   }
 }
 
@@ -105,7 +107,9 @@ function createPublicApp (config: Config, metrics: Metrics, serverFactory: Gatew
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
-    ...(tls !== undefined ? { https: httpsOptions(tls, config.limits) } : { http: serverOptions(config.limits) }),
+    ...(tls !== undefined ? { https: httpsOptions(tls, config.limits, config.listen.http2) } : { http: serverOptions(config.limits) }),
+    // Only used when Fastify makes the server itself (no serverFactory); Fastify reads the protocol per request.
+    ...(tls !== undefined && config.listen.http2 ? { http2: true as never } : {}),
     ...(serverFactory !== undefined ? { serverFactory } : {}),
     bodyLimit: config.limits.maxBodyBytes,
     ...fastifyLimits(config.limits),

@@ -37,6 +37,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorMeaning>> = {
   GW_ERR_GUARD_HTTP_VERSION: row('guard', 'bad_request'),
   GW_ERR_GUARD_EXPECTATION: row('guard', 'bad_request'),
   GW_ERR_GUARD_AMBIGUOUS_PATH: row('guard', 'bad_request'),
+  GW_ERR_GUARD_AUTHORITY_MISMATCH: row('guard', 'bad_request'),
 
   GW_ERR_ROUTE_NOT_FOUND: row('route', 'not_found'),
   GW_ERR_ROUTE_UNKNOWN_HOST: row('route', 'bad_request'),

@@ -18,6 +18,8 @@ export const GW_ERR_GUARD_BODY_TOO_LARGE = createError('GW_ERR_GUARD_BODY_TOO_LA
 export const GW_ERR_GUARD_HTTP_VERSION = createError('GW_ERR_GUARD_HTTP_VERSION', 'only HTTP/1.1 and HTTP/1.0 requests are served here', 505)
 export const GW_ERR_GUARD_EXPECTATION = createError('GW_ERR_GUARD_EXPECTATION', 'the only expectation supported is 100-continue', 417)
 export const GW_ERR_GUARD_AMBIGUOUS_PATH = createError('GW_ERR_GUARD_AMBIGUOUS_PATH', 'request path is one decoding away from another path: %s', 400)
+// HTTP/2 (issue #21): the :authority pseudo-header and a Host header that name different hosts.
+export const GW_ERR_GUARD_AUTHORITY_MISMATCH = createError('GW_ERR_GUARD_AUTHORITY_MISMATCH', 'the :authority and Host of the request disagree', 400)
 
 // Route match
 export const GW_ERR_ROUTE_NOT_FOUND = createError('GW_ERR_ROUTE_NOT_FOUND', 'no route for %s %s', 404)

@@ -208,7 +208,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
       // close(): no new connections, idle keep-alive connections are closed now. Busy ones get
       // `Connection: close` on their response and are closed by the sweep once idle.
       const closed = new Promise<void>(resolve => server.close(() => resolve()))
-      const sweep = setInterval(() => server.closeIdleConnections(), 50)
+      const sweep = setInterval(() => pub.closeIdle(), 50)
       const drained = await Promise.race([closed.then(() => true), sleep(active.config.lifecycle.drainTimeoutMs).then(() => false)])
       clearInterval(sweep)
       if (!drained) {
@@ -218,7 +218,7 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
         // rather than cut without a reply; a little time for those answers to be written.
         await Promise.all([active.gateway, ...retiringGateways].map(async g => g.cutOff().catch(() => {})))
         await Promise.race([closed, sleep(CUT_OFF_GRACE_MS)])
-        server.closeAllConnections()
+        pub.closeAll()
         await closed
       }
       await Promise.all(retiring)

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import { INTERMEDIATE_CIPHERS } from '../tls/server-tls.js'
 import { FilePath, FilePathOf, StringEnum } from './schema-common.js'
+import { Http2Enabled, Http2Limits } from './schema-http2.js'
 
 /*
  * The listeners' part of the config schema (schema.ts): the public listener, the admin listener, their
@@ -55,7 +56,8 @@ export const Listen = Type.Object({
   plaintext: Type.Boolean({
     default: false,
     description: 'serve plain HTTP; only behind a TLS-terminating load balancer'
-  })
+  }),
+  http2: Http2Enabled
 }, { additionalProperties: false, default: {} })
 
 export const Admin = Type.Object({
@@ -99,5 +101,6 @@ export const Limits = Type.Object({
     description: 'percent-encoded Unicode look-alikes of "/", "." and "\\" (anything NFKC folds to them, such as fullwidth "／" and "．", ' +
       'and DIVISION SLASH, FRACTION SLASH, BIG SOLIDUS and kin): 400 GW_ERR_GUARD_AMBIGUOUS_PATH unless "allow". ' +
       'A function that normalises Unicode would see a different path than the policy judged.'
-  })
+  }),
+  http2: Http2Limits
 }, { additionalProperties: false, default: {} })

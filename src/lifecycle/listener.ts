@@ -1,6 +1,9 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
+import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
+import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
+import { isHttp2Request, limitClientResets } from './http2.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
 
 /*
@@ -14,7 +17,7 @@ import { serveExpectations } from '../pipeline/guard/expect.js'
  */
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
-type AnyServer = Server | HttpsServer
+type AnyServer = Server | HttpsServer | Http2SecureServer
 
 /** Socket events the gateway listens to on its server (edge guards); forwarded to the active stub. */
 const FORWARDED = ['connection', 'secureConnection', 'clientError', 'connect'] as const
@@ -45,6 +48,10 @@ export interface Listener {
   activate: (gen: Generation) => Generation | undefined
   /** From now on, every response not yet started asks the client to close its connection. */
   drain: () => void
+  /** Closes idle HTTP/1.1 connections, and sends GOAWAY on every HTTP/2 one (its open streams finish). */
+  closeIdle: () => void
+  /** Closes every connection now. */
+  closeAll: () => void
 }
 
 export function createListener (): Listener {
@@ -53,6 +60,9 @@ export function createListener (): Listener {
   let pending: Generation | undefined
   let draining = false
   const open = new Set<ServerResponse>()
+  // HTTP/2 sessions and the sockets under them: Node's HTTP/1.1 connection tracking knows neither.
+  const sessions = new Set<Http2Session>()
+  const sockets = new Set<Socket>()
 
   const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
     const gen = current!
@@ -61,6 +71,7 @@ export function createListener (): Listener {
     gen.inFlight++
     open.add(res)
     res.once('close', () => { open.delete(res); if (--gen.inFlight === 0) gen.wake() })
+    if (isHttp2Request(req)) limitStream(req, (gen.stub as Server).requestTimeout)
     gen.handler(req, res)
   }
 
@@ -74,6 +85,17 @@ export function createListener (): Listener {
     drain () {
       draining = true
       for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false
+      // HTTP/2: GOAWAY now; streams already open finish, new ones go to another connection.
+      for (const s of sessions) s.close()
+    },
+    closeIdle () {
+      (server as Server | undefined)?.closeIdleConnections()
+      for (const s of sessions) s.close()
+    },
+    closeAll () {
+      (server as Server | undefined)?.closeAllConnections?.()
+      for (const s of sessions) s.destroy()
+      for (const socket of sockets) socket.destroy()
     },
     get pending () { return pending },
     get server () { return server },
@@ -102,10 +124,13 @@ export function createListener (): Listener {
       const previous = current
       if (server === undefined) {
         const { https, http } = gen.serverOptions
-        server = https !== undefined ? createHttpsServer(https, dispatch) : createHttpServer(http, dispatch)
+        // HTTP/2 options (lifecycle/http2.ts) come with the TLS ones; an https stub ignores them.
+        server = https !== undefined && (https as SecureServerOptions).allowHTTP1 === true
+          ? createHttp2Server(https as SecureServerOptions, http, dispatch, sessions, sockets, () => draining)
+          : https !== undefined ? createHttpsServer(https, dispatch) : createHttpServer(http, dispatch)
         for (const e of FORWARDED) server.on(e, forward(e))
         // Requests with an Expect are served like any other, so that the gateway answers them (issue #20).
-        serveExpectations(server, dispatch)
+        serveExpectations(server as Server, dispatch)
       } else if (gen.serverOptions.https !== undefined) {
         // New certificate and key for new handshakes; established connections keep theirs.
         (server as HttpsServer).setSecureContext(gen.serverOptions.https)
@@ -116,4 +141,38 @@ export function createListener (): Listener {
     }
   }
   return listener
+}
+
+/**
+ * The TLS listener with HTTP/2: HTTP/1.1 connections (ALPN http/1.1, or none) go through Node's HTTP/1.1
+ * server code with the same settings as an https server; h2 sessions are tracked for drain and close.
+ */
+function createHttp2Server (options: SecureServerOptions, http: object, dispatch: Handler, sessions: Set<Http2Session>,
+  sockets: Set<Socket>, draining: () => boolean): Http2SecureServer {
+  const server = createSecureServer(options, dispatch as never)
+  // Node's HTTP/1.1 code reads these from the server (head size, Host rule, how often the head and
+  // request timers are checked); an Http2SecureServer does not take them as options.
+  const { maxHeaderSize, requireHostHeader, connectionsCheckingInterval } = options as Record<string, unknown>
+  Object.assign(server, http, { maxHeaderSize, requireHostHeader, connectionsCheckingInterval })
+  server.on('secureConnection', (socket: Socket) => { sockets.add(socket); socket.once('close', () => sockets.delete(socket)) })
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session)
+    session.once('close', () => sessions.delete(session))
+    if (draining()) session.close()
+    // Idle like an HTTP/1.1 keep-alive connection: GOAWAY (streams still open finish first).
+    session.setTimeout((server as unknown as Server).keepAliveTimeout, () => session.close())
+    limitClientResets(session, options.maxSessionRejectedStreams ?? 100)
+  })
+  return server
+}
+
+/**
+ * requestTimeout for an HTTP/2 stream (Node applies it to HTTP/1.1 only): a request still arriving
+ * after it is reset, so a slow body cannot hold a stream (and the function's connection) forever.
+ */
+function limitStream (req: import('node:http2').Http2ServerRequest, timeoutMs: number): void {
+  if (timeoutMs <= 0 || req.stream.endAfterHeaders) return
+  const timer = setTimeout(() => { if (!req.complete) req.stream.close(h2.NGHTTP2_CANCEL) }, timeoutMs)
+  timer.unref()
+  req.stream.once('close', () => clearTimeout(timer))
 }

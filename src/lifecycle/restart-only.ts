@@ -13,6 +13,9 @@ const FIXED: Array<[string, (c: Config) => unknown]> = [
   // Whether clients are asked for a certificate is a server option; the CA itself reloads.
   ['/listen/tls/clientCa', c => c.listen.tls?.clientCa !== undefined],
   ['/limits/maxHeaderBytes', c => c.limits.maxHeaderBytes],
+  // HTTP/2 is offered, and its settings sent, by the server made when the socket opened.
+  ['/listen/http2', c => c.listen.http2],
+  ['/limits/http2', c => c.listen.http2 ? JSON.stringify(c.limits.http2) : null],
   ['/admin/host', c => c.admin.host],
   ['/admin/port', c => c.admin.port],
   ['/admin/tls', c => c.admin.tls !== undefined],

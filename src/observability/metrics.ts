@@ -55,6 +55,13 @@ export function createMetrics (registry: Registry) {
       buckets: LATENCY_BUCKETS,
       registers
     }),
+    // Issue #21: which protocol clients speak (HTTP/1.0, HTTP/1.1, HTTP/2; anything else the guard refuses is "other").
+    requestsByProtocol: new Counter({
+      name: 'portcullis_requests_by_protocol_total',
+      help: 'Requests answered, by the protocol the client spoke',
+      labelNames: ['protocol'] as const,
+      registers
+    }),
     inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
     rejected: new Counter({
       name: 'portcullis_rejected_total',

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { meaningOf } from '../error-codes.js'
 import { statusClass, type Metrics, type Outcome } from './metrics.js'
+import { protocolOf } from '../lifecycle/http2.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -43,10 +44,13 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
     const seconds = reply.elapsedTime / 1000
     const method = METHODS.has(request.method) ? request.method : 'OTHER'
     metrics.requests.inc({ route, method, outcome, status_class: statusClass(reply.statusCode) })
+    const protocol = protocolOf(request.raw)
+    metrics.requestsByProtocol.inc({ protocol })
     metrics.requestDuration.observe({ route, method, outcome }, seconds)
     request.log.info({
       access: true,
       method: request.method,
+      protocol,
       path: request.canonicalPath || null, // never the raw target: its query may carry secrets
       status: reply.statusCode,
       duration_ms: Math.round(reply.elapsedTime * 1000) / 1000,

@@ -1,10 +1,13 @@
 import { STATUS_CODES } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_METHOD, GW_ERR_GUARD_TIMEOUT } from '../errors.js'
 import { meaningOf } from '../error-codes.js'
 import type { Metrics } from '../observability/metrics.js'
 import { normalizeAddress } from './guard/client-address.js'
+import { isHttp2Request } from '../lifecycle/http2.js'
+import { ALLOW_HEADER } from './guard/plugin.js'
 
 const UPSTREAM = Symbol('portcullis.upstream-error')
 // Set on a connection whose refusal was answered with `connection: close`: the parser error that
@@ -41,6 +44,12 @@ export function createErrorReplier (metrics: Metrics) {
 }
 
 function replyWithError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  // A method Fastify's router does not know (only HTTP/2 brings one: Node's HTTP/1.1 parser refuses
+  // them first) ends in Fastify's last-resort 404, before any hook: the guard's answer instead.
+  if (error.code === 'FST_ERR_NOT_FOUND') {
+    reply.header('allow', ALLOW_HEADER)
+    error = new GW_ERR_GUARD_METHOD(request.method.slice(0, 32))
+  }
   // Ours: a code in the table (errors.ts); anything else is never trusted to carry a safe message.
   const ours = typeof error.code === 'string' && meaningOf(error.code) !== undefined
   let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
@@ -63,7 +72,8 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
   }
   if (upstream) request.log.warn({ err: error.message }, 'upstream answer broke off')
   // A refused request whose body was not read: close rather than read and discard it (RFC 9110 §15.5.14).
-  if (!request.raw.complete) reply.header('connection', 'close')
+  // (HTTP/1.1 only: an HTTP/2 stream ends on its own, and the header is not allowed there.)
+  if (!request.raw.complete && request.raw.httpVersionMajor !== 2) reply.header('connection', 'close')
   if (reply.getHeader('connection') === 'close') (request.raw.socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   request.errorCode = code
   if (reply.sent || reply.raw.headersSent) {
@@ -132,9 +142,15 @@ function endWithRefusal (socket: Socket, refusal: FastifyError, extraHeaders = '
  * an answer). The gateway tunnels nothing: it answers 405 like any other refused method and closes.
  */
 export function createConnectRefuser (metrics: Metrics, allow: string) {
-  return (_request: unknown, socket: Socket): void => {
+  return (request: unknown, socket: Socket | Http2ServerResponse): void => {
     const refusal = new GW_ERR_GUARD_METHOD('CONNECT')
     metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
-    endWithRefusal(socket, refusal, `allow: ${allow}\r\n`)
+    // HTTP/2 hands over the stream's response (Node's compat layer), not a socket.
+    if (isHttp2Request(request)) {
+      const body = JSON.stringify({ error: refusal.message, code: refusal.code, request_id: null })
+      ;(socket as Http2ServerResponse).writeHead(refusal.statusCode ?? 405, { ...REFUSAL_HEADERS, allow, 'content-type': 'application/json; charset=utf-8' }).end(body)
+      return
+    }
+    endWithRefusal(socket as Socket, refusal, `allow: ${allow}\r\n`)
   }
 }

@@ -87,6 +87,8 @@ export type AuthnResult =
 /** The document a policy sees as `input` (policies/input.schema.json mirrors it). */
 export interface PolicyInput {
   method: string
+  /** HTTP/1.1, HTTP/1.0 or HTTP/2: what the client spoke (the function is reached as its upstream is configured). */
+  protocol: string
   path: string
   segments: string[]
   query: Record<string, string[]>

@@ -58,11 +58,13 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
     maxConnections: 10_000,
     pathParameters: 'reject',
     doubleEncodedPath: 'reject',
-    lookalikePath: 'reject'
+    lookalikePath: 'reject',
+    http2: { maxConcurrentStreams: 100, headerTableSize: 4096, maxSessionMemoryMb: 10, maxOutstandingPings: 10, maxSettings: 32, maxInvalidFrames: 100, maxRejectedStreams: 100 }
   })
   t.equal(config.listen.host, '0.0.0.0')
   t.equal(config.listen.port, 8443)
   t.equal(config.listen.plaintext, false)
+  t.equal(config.listen.http2, true, 'HTTP/2 is offered by default (issue #21)')
   t.equal(config.logging.level, 'info')
   t.same(config.rateLimit, { store: { type: 'memory', commandTimeoutMs: 200, failuresBeforeDown: 3, localFallbackShare: 0.5, keyPrefix: 'portcullis:rl:' }, trustedProxies: [], tiers: {} })
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')

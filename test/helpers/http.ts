@@ -13,9 +13,16 @@ export interface Client {
   send: (url: string, opts?: { method?: string, headers?: Record<string, string>, body?: string, token?: string }) => Promise<Reply>
 }
 
+/**
+ * The protocol the suites run over (issue #21): `PORTCULLIS_TEST_PROTOCOL=h2` (set by the *.h2.test.ts
+ * files) makes every client offer h2 by ALPN, which the gateway's public listener picks.
+ */
+export const TEST_PROTOCOL: 'http/1.1' | 'h2' = process.env.PORTCULLIS_TEST_PROTOCOL === 'h2' ? 'h2' : 'http/1.1'
+
 /** An HTTP(S) client that trusts exactly the given CA file (real TLS verification), closed at teardown. */
 export function httpsClient (t: Test, caFile?: string, clientCert?: { cert: string, key: string }): Client {
   const dispatcher = new Agent({
+    allowH2: TEST_PROTOCOL === 'h2',
     connect: {
       ...(caFile !== undefined ? { ca: readFileSync(caFile, 'utf8') } : {}),
       ...(clientCert ?? {})

@@ -91,7 +91,10 @@ t.test('ambiguous targets are refused before the policy, with zero bytes upstrea
     ['GET', '/public/caf\xc3\xa9', PARSER]
   ]
   for (const [method, target, want] of cases) {
-    await expectRefused(t, h, `${method} ${JSON.stringify(target)}`, h.head(method, target), want)
+    // Over HTTP/2 (path-confusion.h2.test.ts) no request line is parsed: a :path HTTP/2 itself accepts
+    // (raw UTF-8) reaches the guard, which refuses it as a path.
+    const h2 = h.protocol === 'h2' && want === PARSER && /[\x80-\xff]/.test(target)
+    await expectRefused(t, h, `${method} ${JSON.stringify(target)}`, h.head(method, target), h2 ? BAD_PATH : want)
   }
 })
 

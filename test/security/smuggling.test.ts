@@ -80,9 +80,18 @@ const REFUSED: Record<string, Array<[string, string]>> = {
   ]
 }
 
+// Over HTTP/2 (smuggling.h2.test.ts) each case is the HTTP/2 request made of it (test/helpers/h2-exchange.ts).
+// Line endings are HTTP/1.1 text only: HTTP/2 frames have none to get wrong. A lower-case method is a
+// valid token there (no request line to misparse), so it is an unknown method: 405.
+const H1_ONLY = new Set(['bare LF line endings'])
+const H2_ANSWER: Record<string, Refusal> = { 'lower-case method': { status: 405, code: 'GW_ERR_GUARD_METHOD' } }
+
 for (const [group, cases] of Object.entries(REFUSED)) {
   t.test(`refused: ${group}`, async t => {
-    for (const [name, bytes] of cases) await expectRefused(t, h, name, bytes, BAD_REQUEST)
+    for (const [name, bytes] of cases) {
+      if (h.protocol === 'h2' && H1_ONLY.has(name)) continue
+      await expectRefused(t, h, name, bytes, (h.protocol === 'h2' ? H2_ANSWER[name] : undefined) ?? BAD_REQUEST)
+    }
   })
 }
 
@@ -125,7 +134,11 @@ async function pipelined (request: string): Promise<{ count: number, heads: stri
   }
 }
 
-t.test('a request-looking body is a body: the function sees exactly the requests the client sent', async t => {
+// HTTP/1.1 pipelining: several requests in one byte stream. HTTP/2 has a stream per request (and a
+// body is DATA frames); its framing attacks are in http2.test.ts.
+const PIPELINING = { skip: h.protocol === 'h2' ? 'HTTP/1.1 pipelining; HTTP/2 framing is covered by http2.test.ts' : false }
+
+t.test('a request-looking body is a body: the function sees exactly the requests the client sent', PIPELINING, async t => {
   const cases: Array<[string, string, string]> = [
     // A GET with a body keeps its length upstream, so the body cannot become a request there.
     ['GET with a Content-Length body', `GET /public/x HTTP/1.1\r\nHost: localhost\r\n${h.auth}\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`, SMUGGLED],
@@ -149,7 +162,7 @@ t.test('a request-looking body is a body: the function sees exactly the requests
   }
 })
 
-t.test('a pipelined second request is judged on its own', async t => {
+t.test('a pipelined second request is judged on its own', PIPELINING, async t => {
   // Properly framed pipelining (RFC 9112 §9.3.2) is allowed, and each request meets the policy.
   const seen = await pipelined(post(['Content-Length: 5'], 'hello') + SMUGGLED)
   t.strictSame(seen.statuses, [200, 403, 200], 'allowed, denied, allowed')

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { protocolOf } from '../../lifecycle/http2.js'
 import type { ClientCertificate, PolicyCertificate, PolicyInput, RouteContext } from '../types.js'
 
 /** The decoded segments of a canonical path, as the policy sees them (`/a/b%20c` → ["a", "b c"]). */
@@ -14,7 +15,8 @@ const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'
 export function buildPolicyInput (request: FastifyRequest, route: RouteContext, nowMs: number): PolicyInput {
   const headers: Record<string, string> = {}
   for (const [name, value] of Object.entries(request.headers)) {
-    if (value === undefined || SECRET_HEADERS.has(name)) continue
+    // HTTP/2 pseudo-headers are not header fields: method, path and host reach the policy as for HTTP/1.1.
+    if (value === undefined || SECRET_HEADERS.has(name) || name.charCodeAt(0) === 58 /* ':' */) continue
     headers[name] = Array.isArray(value) ? value.join(', ') : value
   }
   const query: Record<string, string[]> = {}
@@ -22,6 +24,7 @@ export function buildPolicyInput (request: FastifyRequest, route: RouteContext, 
   const p = request.principal
   return {
     method: request.method,
+    protocol: protocolOf(request.raw),
     path: request.canonicalPath,
     segments: pathSegments(request.canonicalPath),
     query,

@@ -7,6 +7,7 @@ import {
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
+import { isHttp2Request } from '../../lifecycle/http2.js'
 import { buildUpstreamHeaders, filterResponseHeaders, type HeaderRules } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { createChain } from './chain.js'
@@ -74,12 +75,17 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       }
       const { upstream, chain } = settings
       // A client that is already gone (or whose request broke off) gets nothing forwarded on its behalf.
-      if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed) throw new GW_ERR_GUARD_BAD_REQUEST()
+      // (An HTTP/2 stream the client reset, as in a rapid-reset flood, shows only on the stream.)
+      if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed ||
+        (isHttp2Request(request.raw) && request.raw.stream.destroyed)) throw new GW_ERR_GUARD_BAD_REQUEST()
       let path = request.canonicalPath
       if (route.stripPrefix && route.prefix !== '/') path = path.slice(route.prefix.length) || '/'
 
+      // HTTP/2 frames a body with DATA frames; content-length is optional there (nghttp2 holds the
+      // frames to it when present), so a stream not ended with its headers has one.
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
-        (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
+        (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0') ||
+        (isHttp2Request(request.raw) && !request.raw.stream.endAfterHeaders)
       // A client that goes away cancels the upstream request. undici accepts an EventEmitter that emits
       // 'abort' as a signal, which costs far less per request than an AbortController (~10 us here).
       // on, not once: 'close' comes once, and once() would wrap the listener per request.

@@ -82,6 +82,8 @@ function nominated (headers: IncomingHttpHeaders | Record<string, string | strin
  * dashed name cannot. `passed` names go through only in their exact dashed spelling.
  */
 function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: ReadonlySet<string>, rules: HeaderRules): boolean {
+  // An HTTP/2 pseudo-header (:path, :authority, ...) is the request itself, never a header field.
+  if (name.charCodeAt(0) === 58) return true
   const folded = fold(name)
   if (HOP_BY_HOP.has(folded) || nominatedByClient.has(name) || nominatedByClient.has(folded)) return true
   // The policy's headers are set after the client's: an alias would arrive beside them, read last.

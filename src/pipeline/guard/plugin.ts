@@ -1,3 +1,4 @@
+import type { Http2ServerRequest } from 'node:http2'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import {
@@ -9,6 +10,8 @@ import { countRawHeader } from '../../util/raw-headers.js'
 import { canonicalizeTarget } from './canonical-path.js'
 import { createClientAddress } from './client-address.js'
 import { isContinue } from './expect.js'
+import { checkHttp2Request } from './http2.js'
+import { isHttp2Request } from '../../lifecycle/http2.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -69,12 +72,21 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   app.addHook('onRequest', async (request, reply) => {
     const target = request.raw.url ?? ''
     if (target.length > opts.maxUriBytes) throw new GW_ERR_GUARD_URI_TOO_LONG()
-    // The server keeps at most maxHeaders + 1 fields (maxHeadersCount), so one too many shows here.
-    if (request.raw.rawHeaders.length / 2 > opts.maxHeaders) throw new GW_ERR_GUARD_HEADERS_TOO_LARGE()
+    // HTTP/2 (ALPN h2): its own framing rules, header count without pseudo-headers, Host from :authority.
+    const h2 = isHttp2Request(request.raw)
+    if (h2) {
+      // Read now: once the stream has closed (the access line), Node no longer reaches its socket.
+      void request.clientAddress
+      const refusal = checkHttp2Request(request.raw as unknown as Http2ServerRequest, request.headers, opts.maxHeaders)
+      if (refusal !== null) throw refusal
+    } else if (request.raw.rawHeaders.length / 2 > opts.maxHeaders) {
+      // The server keeps at most maxHeaders + 1 fields (maxHeadersCount), so one too many shows here.
+      throw new GW_ERR_GUARD_HEADERS_TOO_LARGE()
+    }
     // Node's parser reads a request line without a version ("GET /path" + headers) as HTTP/0.9 and
     // accepts "HTTP/2.0" in text: neither is a request a function should be asked to read.
     const version = request.raw.httpVersion
-    if (version !== '1.1' && version !== '1.0') {
+    if (version !== '1.1' && version !== '1.0' && !h2) {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_HTTP_VERSION()
     }
@@ -88,9 +100,9 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
       throw new GW_ERR_GUARD_METHOD(request.method)
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is a 400 (Node keeps only the
-    // first of several, so they are counted in the raw list).
+    // first of several, so they are counted in the raw list). HTTP/2 likewise, Host or :authority.
     const host = request.headers.host
-    if (request.raw.httpVersion === '1.1' && (host === undefined || host === '' || countRawHeader(request.raw.rawHeaders, 'host') > 1)) {
+    if ((version === '1.1' || h2) && (host === undefined || host === '' || countRawHeader(request.raw.rawHeaders, 'host') > 1)) {
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }
     // Host is a host name or IP literal and an optional port: no path, userinfo or spaces
@@ -104,7 +116,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, and the only coding the gateway
     // forwards is plain chunked (anything else would reach the function relabelled).
     const te = request.headers['transfer-encoding']
-    if (te !== undefined && (request.raw.httpVersion !== '1.1' || te.trim().toLowerCase() !== 'chunked')) {
+    if (te !== undefined && (version !== '1.1' || te.trim().toLowerCase() !== 'chunked')) {
       reply.header('connection', 'close')
       throw new GW_ERR_GUARD_BAD_REQUEST()
     }

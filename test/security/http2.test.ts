@@ -1,0 +1,197 @@
+import t, { type Test } from 'tap'
+import { connect as tlsConnect } from 'node:tls'
+import { ERROR, FLAG, FRAME, data, errorCode, frame, headerBlock, headers, openH2, requestFields, type RawH2 } from '../helpers/h2-frames.js'
+import { statusOf } from '../helpers/h2-exchange.js'
+import { headerFields } from '../helpers/recording-upstream.js'
+import { startSecurityHarness } from '../helpers/security.js'
+
+// Issue #21: the HTTP/2 attack surface of the public listener, with raw frames (Node's client will not
+// send most of these). Every refusal leaves the function untouched.
+
+const h = await startSecurityHarness(t)
+const token = h.auth.replace(/^Authorization: /, '')
+const authed = (path: string, extra: Array<[string, string]> = [], method = 'GET'): Array<[string, string]> =>
+  requestFields(method, path, [['authorization', token], ...extra])
+
+interface Outcome { reset?: number, status?: number, body: string, conn: RawH2 }
+
+/** Sends frames on a fresh connection and waits for stream 1 to end (reset, or a response ended). */
+async function exchange (...frames: Buffer[]): Promise<Outcome> {
+  const conn = await openH2(h.port, h.ca)
+  t.teardown(() => conn.close())
+  conn.send(...frames)
+  const last = await conn.waitFor(f => (f.stream === 1 && (f.type === FRAME.RST_STREAM || (f.type !== FRAME.WINDOW_UPDATE && (f.flags & FLAG.END_STREAM) !== 0))) || f.type === FRAME.GOAWAY, 8000)
+  const mine = conn.frames.filter(f => f.stream === 1)
+  const head = mine.find(f => f.type === FRAME.HEADERS)
+  const body = Buffer.concat(mine.filter(f => f.type === FRAME.DATA).map(f => f.payload)).toString('latin1')
+  if (last === undefined || last.type === FRAME.RST_STREAM || last.type === FRAME.GOAWAY) return { reset: last === undefined ? -1 : errorCode(last), body, conn }
+  return { ...(head !== undefined ? { status: statusOf(head) } : {}), body, conn }
+}
+
+async function expectReset (t: Test, name: string, frames: Buffer[], code: number = ERROR.PROTOCOL_ERROR): Promise<void> {
+  const bytes = h.stub.received.length
+  const requests = h.stub.requests.length
+  const out = await exchange(...frames)
+  t.equal(out.reset, code, `${name}: stream reset (${code})`)
+  t.equal(h.stub.requests.length, requests, `${name}: no request reached the function`)
+  t.equal(h.stub.received.length, bytes, `${name}: zero bytes reached the function`)
+}
+
+t.test('ALPN offers h2 and http/1.1; no h2 without ALPN (no h2c, no prior knowledge)', async t => {
+  const alpn = async (protocols: string[]): Promise<string | false> => new Promise((resolve, reject) => {
+    const s = tlsConnect({ port: h.port, host: '127.0.0.1', ca: h.ca, servername: 'localhost', ALPNProtocols: protocols }, () => { resolve(s.alpnProtocol ?? false); s.destroy() })
+    s.once('error', reject)
+  })
+  t.equal(await alpn(['h2', 'http/1.1']), 'h2')
+  t.equal(await alpn(['http/1.1']), 'http/1.1')
+  // The HTTP/2 preface on an HTTP/1.1 connection is a bad HTTP/1.1 request, not HTTP/2.
+  const ex = await h.send('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', { until: 'close', timeoutMs: 3000 })
+  t.ok(ex.responses.length === 0 || ex.responses[0]!.status >= 400, 'prior-knowledge h2 over http/1.1 is not served', { status: ex.responses[0]?.status })
+  const up = await h.send(h.head('GET', '/public/x', ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA']))
+  t.equal(up.responses[0]?.status, 501, 'Upgrade: h2c refused (GW_ERR_GUARD_UPGRADE)')
+})
+
+t.test('the server SETTINGS bound streams, header list and HPACK table, and turn push off', async t => {
+  const conn = await openH2(h.port, h.ca)
+  t.teardown(() => conn.close())
+  const s = await conn.waitFor(f => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0)
+  const values = new Map<number, number>()
+  for (let i = 0; s !== undefined && i + 6 <= s.payload.length; i += 6) values.set(s.payload.readUInt16BE(i), s.payload.readUInt32BE(i + 2))
+  t.equal(values.get(0x1), 4096, 'HEADER_TABLE_SIZE 4096 (limits.http2.headerTableSize)')
+  t.equal(values.get(0x2), 0, 'ENABLE_PUSH 0')
+  t.equal(values.get(0x3), 100, 'MAX_CONCURRENT_STREAMS 100 (limits.http2.maxConcurrentStreams)')
+  t.equal(values.get(0x6), 16_384, 'MAX_HEADER_LIST_SIZE = limits.maxHeaderBytes')
+})
+
+t.test('an ordinary HTTP/2 request goes through every stage like HTTP/1.1', async t => {
+  const before = h.stub.requests.length
+  const out = await exchange(headers(1, authed('/public/h2?q=1', [['x-note', 'kept']]), { endStream: true }))
+  t.equal(out.status, 200, '200 from the function')
+  const head = h.stub.requests[before] ?? ''
+  t.match(head, /^GET \/public\/h2\?q=1 HTTP\/1\.1\r\n/, 'forwarded over HTTP/1.1 as the upstream is configured')
+  const fields = headerFields(head)
+  t.notOk(fields.some(([n]) => n.startsWith(':')), 'no pseudo-header forwarded')
+  t.equal(fields.find(([n]) => n === 'x-forwarded-host')?.[1], 'localhost', ':authority is the Host the gateway vouches for')
+  t.equal(fields.find(([n]) => n === 'x-note')?.[1], 'kept')
+  const policyHeaders = JSON.parse(Buffer.from(fields.find(([n]) => n === 'x-policy-headers')?.[1] ?? '', 'base64url').toString()) as Record<string, string>
+  t.notOk(Object.keys(policyHeaders).some(n => n.startsWith(':')), 'the policy sees no pseudo-header')
+  t.equal(policyHeaders.host, 'localhost', 'the policy sees the host as for HTTP/1.1')
+  t.match(await h.metrics(), /portcullis_requests_by_protocol_total\{protocol="HTTP\/2"\} [1-9]/, 'counted as HTTP/2')
+})
+
+t.test(':authority and Host must agree', async t => {
+  const bytes = h.stub.received.length
+  const out = await exchange(headers(1, authed('/public/x', [['host', 'evil.example']]), { endStream: true }))
+  t.equal(out.status, 400)
+  t.match(out.body, /"code":"GW_ERR_GUARD_AUTHORITY_MISMATCH"/)
+  t.equal(h.stub.received.length, bytes, 'zero bytes reached the function')
+  const same = await exchange(headers(1, authed('/public/x', [['host', 'LOCALHOST']]), { endStream: true }))
+  t.equal(same.status, 200, 'the same host (case aside) is served')
+})
+
+t.test('connection-specific headers are refused (RFC 9113 §8.2.2)', async t => {
+  for (const [name, value] of [['connection', 'close'], ['keep-alive', 'timeout=5'], ['proxy-connection', 'keep-alive'], ['transfer-encoding', 'chunked'], ['upgrade', 'websocket'], ['te', 'gzip']] as const) {
+    await expectReset(t, `${name}: ${value}`, [headers(1, authed('/public/x', [[name, value]], 'POST'), { endStream: false }), data(1, '0\r\n\r\nGET /admin HTTP/1.1\r\nHost: localhost\r\n\r\n')])
+  }
+  const before = h.stub.requests.length
+  const out = await exchange(headers(1, authed('/public/x', [['te', 'trailers']]), { endStream: true }))
+  t.equal(out.status, 200, 'te: trailers is allowed')
+  t.notOk(headerFields(h.stub.requests[before] ?? '').some(([n]) => n === 'te'), 'and not forwarded (hop-by-hop)')
+})
+
+t.test('upper-case header names are refused', async t => {
+  await expectReset(t, 'X-Portcullis-Subject', [headers(1, authed('/public/x', [['X-Portcullis-Subject', 'mallory']]), { endStream: true })])
+  await expectReset(t, 'Transfer-Encoding', [headers(1, authed('/public/x', [['Transfer-Encoding', 'chunked']], 'POST')), data(1, '0\r\n\r\n')])
+})
+
+t.test('CR, LF and NUL in a field never reach the function (h2 → h1 desync)', async t => {
+  // nghttp2 finds these fields invalid; Node (node_http2.cc OnInvalidHeader) drops the field rather
+  // than resetting the stream, so the request arrives without it. Either way, nothing of it is
+  // forwarded; the guard refuses any such field a future Node would pass on (guard/http2.ts).
+  const cases: Array<[string, string]> = [
+    ['x-evil', 'a\r\nx-portcullis-subject: mallory'],
+    ['x-evil', 'a\nTransfer-Encoding: chunked-mallory'],
+    ['x-evil', 'a\rmallory'],
+    ['x-evil', 'a\0mallory'],
+    ['x-e\r\nvil-mallory', 'b'],
+    ['x-evil\0mallory', 'b']
+  ]
+  for (const [name, value] of cases) {
+    const requests = h.stub.requests.length
+    const out = await exchange(headers(1, authed('/public/x', [[name, value]]), { endStream: true }))
+    t.ok(out.reset === ERROR.PROTOCOL_ERROR || out.status === 400 || out.status === 200, `${JSON.stringify([name, value])}: refused or the field dropped`, { out: { reset: out.reset, status: out.status } })
+    const forwarded = h.stub.requests.slice(requests).join('')
+    t.notMatch(forwarded, /mallory|x-evil/i, `${JSON.stringify(name)}: the field reached the function in no form`)
+  }
+})
+
+t.test('content-length must match the DATA frames', async t => {
+  await expectReset(t, 'content-length 10, 3 bytes', [headers(1, authed('/public/x', [['content-length', '10']], 'POST')), data(1, 'abc')])
+  // More DATA than declared: the request that reaches the function (if any) is never complete.
+  const requests = h.stub.requests.length
+  const out = await exchange(headers(1, authed('/public/x', [['content-length', '3']], 'POST')), data(1, 'abcGET /admin HTTP/1.1\r\n\r\n'))
+  t.equal(out.reset, ERROR.PROTOCOL_ERROR, 'content-length 3, more bytes: stream reset')
+  t.equal(h.stub.requests.length, requests, 'no complete request reached the function')
+  t.notMatch(h.stub.received.toString('latin1'), /abcGET \/admin/, 'the extra bytes reached the function in no form')
+})
+
+t.test('header count and size: the same limits as HTTP/1.1', async t => {
+  const many = Array.from({ length: 101 }, (_, i): [string, string] => [`x-h${i}`, 'v'])
+  const bytes = h.stub.received.length
+  const over = await exchange(headers(1, authed('/public/x', many.slice(0, 100)), { endStream: true }))
+  t.equal(over.status, 431, 'one field beyond limits.maxHeaders: 431')
+  t.match(over.body, /GW_ERR_GUARD_HEADERS_TOO_LARGE/)
+  const huge = await exchange(headers(1, authed('/public/x', [['x-big', 'a'.repeat(20_000)]]), { endStream: true }))
+  t.ok(huge.reset !== undefined || huge.status === 431, 'a header list beyond limits.maxHeaderBytes is refused', { reset: huge.reset, status: huge.status })
+  t.equal(h.stub.received.length, bytes, 'zero bytes reached the function')
+})
+
+// TODO(#21): on Node 20.20 / nghttp2 1.61 no RST_STREAM came for the 101st open stream in this test
+// (streams whose request body is still pending); the advertised bound is checked above, the
+// enforcement is not yet shown. Kept visible as a todo rather than removed.
+t.test('concurrent streams beyond MAX_CONCURRENT_STREAMS are refused', { todo: 'enforcement of MAX_CONCURRENT_STREAMS not yet observed on Node 20' }, async t => {
+  const conn = await openH2(h.port, h.ca)
+  t.teardown(() => conn.close())
+  await conn.waitFor(f => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0)
+  // 101 POSTs whose bodies never come: the first 100 are open, the 101st must be refused.
+  for (let i = 0; i < 101; i++) conn.send(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1 + 2 * i, headerBlock(authed('/public/slow', [], 'POST'))))
+  const refused = await conn.waitFor(f => f.type === FRAME.RST_STREAM && f.stream === 201)
+  t.ok(refused !== undefined, 'stream 101 reset')
+  t.ok(refused !== undefined && [ERROR.REFUSED_STREAM, ERROR.PROTOCOL_ERROR].includes(errorCode(refused) as 7), 'REFUSED_STREAM (or PROTOCOL_ERROR)', { code: refused && errorCode(refused) })
+})
+
+t.test('floods end the abusing connection; others are still served', async t => {
+  const floods: Record<string, (c: RawH2) => void> = {
+    // CVE-2023-44487: open and cancel streams as fast as possible.
+    'rapid reset': c => {
+      for (let batch = 0; batch < 50 && c.socket.writable; batch++) {
+        const frames: Buffer[] = []
+        for (let i = 0; i < 200; i++) {
+          const id = 1 + 2 * (batch * 200 + i)
+          frames.push(headers(id, authed('/public/flood'), { endStream: true }), frame(FRAME.RST_STREAM, 0, id, Buffer.from([0, 0, 0, 8])))
+        }
+        c.send(...frames)
+      }
+    },
+    // CVE-2024-27983 class: a header block that never ends.
+    'CONTINUATION flood': c => {
+      c.send(headers(1, authed('/public/flood'), { endHeaders: false }))
+      const block = headerBlock([['x-a', 'b'.repeat(100)]])
+      for (let i = 0; i < 20_000 && c.socket.writable; i++) c.send(frame(FRAME.CONTINUATION, 0, 1, block))
+    },
+    'SETTINGS flood': c => { for (let i = 0; i < 50_000 && c.socket.writable; i++) c.send(frame(FRAME.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]))) },
+    'PING flood': c => { for (let i = 0; i < 50_000 && c.socket.writable; i++) c.send(frame(FRAME.PING, 0, 0, Buffer.from('floodping'.slice(0, 8)))) }
+  }
+  for (const [name, flood] of Object.entries(floods)) {
+    const conn = await openH2(h.port, h.ca)
+    t.teardown(() => conn.close())
+    // The flooder reads nothing: what the server must answer (ACKs) piles up on its side.
+    conn.socket.pause()
+    flood(conn)
+    conn.socket.resume()
+    const ended = await Promise.race([conn.closed.then(() => true), conn.waitFor(f => f.type === FRAME.GOAWAY, 15_000).then(f => f !== undefined)])
+    t.ok(ended, `${name}: the connection is ended (GOAWAY or closed)`)
+    const ok = await exchange(headers(1, authed('/public/after-flood'), { endStream: true }))
+    t.equal(ok.status, 200, `${name}: a normal client is served afterwards`)
+  }
+})
