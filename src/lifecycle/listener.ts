@@ -54,6 +54,8 @@ export interface Listener {
   closeAll: () => void
 }
 
+// long: the server, the generations and the open responses are one state that dispatch, the factory and
+// activation (HTTP/1.1 and HTTP/2 alike) share.
 export function createListener (): Listener {
   let server: AnyServer | undefined
   let current: Generation | undefined

@@ -42,6 +42,7 @@ export interface AuthorizeOptions {
  * Stage 4, authorize: the policy decides every routed request. No policy, an evaluation error, an
  * undefined or malformed decision: each refuses the request (fail closed) with its own code.
  */
+// long: one evaluation with each of its fail-closed outcomes, its metrics, decision log and shadow, in the order they happen.
 const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, metrics, decisionLog, routeEntrypoints, shadow, onEvaluated }) => {
   app.decorateRequest('decision', null)
   app.decorateRequest('decisionId', null)
