@@ -1,6 +1,6 @@
 import type { Http2ServerRequest } from 'node:http2'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import {
   GW_ERR_GUARD_AMBIGUOUS_PATH, GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST, GW_ERR_GUARD_BODY_TOO_LARGE, GW_ERR_GUARD_EXPECTATION,
   GW_ERR_GUARD_HEADERS_TOO_LARGE, GW_ERR_GUARD_HTTP_VERSION, GW_ERR_GUARD_METHOD,
@@ -69,7 +69,8 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))
 
   // Cheapest checks first: sizes and counts, then the method, the host, the path, the body length.
-  app.addHook('onRequest', async (request, reply) => {
+  // Synchronous, so it takes Fastify's callback (no promise per request); a throw is the refusal.
+  const check = (request: FastifyRequest, reply: FastifyReply): void => {
     const target = request.raw.url ?? ''
     if (target.length > opts.maxUriBytes) throw new GW_ERR_GUARD_URI_TOO_LONG()
     // HTTP/2 (ALPN h2): its own framing rules, header count without pseudo-headers, Host from :authority.
@@ -127,7 +128,8 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     const length = request.headers['content-length']
     const limit = request.routeOptions.config.gateway?.maxBodyBytes ?? opts.maxBodyBytes
     if (length !== undefined && Number(length) > limit) throw new GW_ERR_GUARD_BODY_TOO_LARGE()
-  })
+  }
+  app.addHook('onRequest', (request, reply, done) => { check(request, reply); done() })
 }
 
 export const guardPlugin = fp(guard, { name: 'gateway-guard', fastify: '5.x' })
