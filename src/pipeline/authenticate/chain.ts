@@ -35,7 +35,8 @@ function bindCertificate (p: Principal, cert: ClientCertificate | null): AuthnRe
   return principal(cert === null ? p : { ...p, certificate: cert })
 }
 
-export async function authenticateRequest (req: AuthnRequest, route: RouteContext, jwt: Authenticator): Promise<AuthnResult> {
+/** Synchronous unless a token's signature must be checked (the authenticator says): no promise per request for a remembered token. */
+export function authenticateRequest (req: AuthnRequest, route: RouteContext, jwt: Authenticator): AuthnResult | Promise<AuthnResult> {
   if (countRawHeader(req.rawHeaders, 'authorization') > 1) return failure(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'ambiguous')
   // RFC 6750 §2.3 query tokens end up in logs and caches; they are refused rather than ignored.
   if (req.query !== '' && new URLSearchParams(req.query).has('access_token')) return failure(new GW_ERR_AUTHN_MALFORMED('tokens are accepted in the Authorization header only'), 'ambiguous')
@@ -48,7 +49,12 @@ export async function authenticateRequest (req: AuthnRequest, route: RouteContex
       ? failure(new GW_ERR_AUTHN_CERTIFICATE('client certificate is not trusted'), 'cert_untrusted')
       : failure(new GW_ERR_AUTHN_CERTIFICATE('a client certificate is required'), 'cert_missing')
   }
-  const token = await jwt.authenticate(req.headers, route)
+  const token = jwt.authenticate(req.headers, route)
+  return token instanceof Promise ? token.then(t => decide(t, req, mode, cert)) : decide(token, req, mode, cert)
+}
+
+/** The route's mode applied to what the token authenticator said and the certificate the TLS layer verified. */
+function decide (token: AuthnResult, req: AuthnRequest, mode: RouteContext['authentication'], cert: ClientCertificate | null): AuthnResult {
   if (token.kind === 'failure') return token
   // On a certificate-only route a token is not needed, but one that was sent must still be valid.
   if (mode === 'mtls') return principal(certificatePrincipal(cert!))

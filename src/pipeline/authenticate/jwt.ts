@@ -37,10 +37,14 @@ const BEARER = /^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Z
 
 export interface Authenticator {
   readonly id: string
-  authenticate: (headers: Readonly<Record<string, string | string[] | undefined>>, route: RouteContext) => Promise<AuthnResult>
+  /** Synchronous where no key is needed (a remembered token, a refusal on sight): no promise per request then. */
+  authenticate: (headers: Readonly<Record<string, string | string[] | undefined>>, route: RouteContext) => AuthnResult | Promise<AuthnResult>
 }
 
 interface TrustedIssuer { config: IssuerConfig, keys: KeySource }
+
+/** Tokens verified before, by the whole token, with the key set (and its version) that vouched for them. */
+type VerifiedCache = LRUCache<string, { principal: JwtPrincipal, keys: KeySource, version: number }>
 
 // The unverified header only picks the issuer's key; nothing else is read from it.
 const decodeHeader = createDecoder({ complete: true }) as (token: string) => { header: Record<string, unknown> }
@@ -56,13 +60,14 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
   // Only successes are cached.
   // Each entry remembers the key set it was verified under: when the IdP withdraws a key, tokens
   // signed with it are checked again rather than served from here.
-  const verified = new LRUCache<string, { principal: JwtPrincipal, keys: KeySource, version: number }>({ max: VERIFIED_CACHE_ENTRIES })
+  const verified: VerifiedCache = new LRUCache({ max: VERIFIED_CACHE_ENTRIES })
   const allowedOn = (principal: JwtPrincipal, route: RouteContext): boolean =>
     route.issuers === undefined || route.issuers.includes(principal.issuerId)
 
+
   return {
     id: 'jwt',
-    async authenticate (headers, route) {
+    authenticate (headers, route) {
       const header = headers.authorization
       if (header === undefined) return { kind: 'not-applicable' }
       if (typeof header !== 'string') return failure(new GW_ERR_AUTHN_MALFORMED('more than one Authorization header'), 'malformed')
@@ -86,42 +91,47 @@ export function createJwtAuthenticator (issuers: ReadonlyArray<TrustedIssuer>): 
         return failure(new GW_ERR_AUTHN_UNKNOWN_ISSUER(), 'unknown_issuer')
       }
 
-      const { config, keys, verifier } = trusted
-      // Read before verifying: a refresh during verification must not vouch for the older set.
-      const version = keys.version
-      if (token.length > config.maxTokenBytes) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'too_large')
-      try {
-        let header: Record<string, unknown>
-        try {
-          header = decodeHeader(token).header
-        } catch {
-          return failure(new GW_ERR_AUTHN_INVALID('header is not a JSON object'), 'invalid')
-        }
-        if (typeof header.alg !== 'string') return failure(new GW_ERR_AUTHN_INVALID('header "alg" missing'), 'invalid')
-        const alg = header.alg
-        // The algorithm is pinned before any key is looked for (an unknown kid with a forbidden alg
-        // must not make the gateway ask the IdP).
-        if (!config.algorithms.includes(alg as never)) return failure(new GW_ERR_AUTHN_INVALID('algorithm not allowed'), 'bad_algorithm')
-        const key = await keys.getKey(header as never, { payload: '', signature: '' })
-        const payload = verifier.verify(token, alg, key)
-        if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
-        // The subject is forwarded as a header and logged: control characters could only be an attack.
-        if (CONTROL.test(payload.sub)) return failure(new GW_ERR_AUTHN_INVALID('claim "sub" contains control characters'), 'invalid_claims')
-        // JSON escapes can carry half a UTF-16 pair; such a claim cannot be passed on faithfully.
-        if (!wellFormed(payload)) return failure(new GW_ERR_AUTHN_INVALID('a claim is not valid Unicode (lone surrogate)'), 'invalid_claims')
-        if (config.maxTokenLifetimeSeconds !== undefined && (payload.exp as number) - Date.now() / 1000 > config.maxTokenLifetimeSeconds + config.clockToleranceSeconds) {
-          return failure(new GW_ERR_AUTHN_INVALID('claim "exp" is too far in the future'), 'invalid_claims')
-        }
-        const principal: JwtPrincipal = {
-          type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub, claims: payload, certificate: null
-        }
-        const ttl = Math.min(config.verifiedTokenCacheSeconds * 1000, ((payload.exp as number) + config.clockToleranceSeconds) * 1000 - Date.now())
-        if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, { principal, keys, version }, { ttl })
-        return { kind: 'principal', principal }
-      } catch (err) {
-        return classify(err)
-      }
+      if (token.length > trusted.config.maxTokenBytes) return failure(new GW_ERR_AUTHN_MALFORMED('token too large'), 'too_large')
+      return verifyToken(token, trusted, verified)
     }
+  }
+}
+
+/** The signature and claims of a token from a trusted issuer, with that issuer's keys. */
+async function verifyToken (token: string, trusted: TrustedIssuer & { verifier: TokenVerifier }, verified: VerifiedCache): Promise<AuthnResult> {
+  const { config, keys, verifier } = trusted
+  // Read before verifying: a refresh during verification must not vouch for the older set.
+  const version = keys.version
+  try {
+    let header: Record<string, unknown>
+    try {
+      header = decodeHeader(token).header
+    } catch {
+      return failure(new GW_ERR_AUTHN_INVALID('header is not a JSON object'), 'invalid')
+    }
+    if (typeof header.alg !== 'string') return failure(new GW_ERR_AUTHN_INVALID('header "alg" missing'), 'invalid')
+    const alg = header.alg
+    // The algorithm is pinned before any key is looked for (an unknown kid with a forbidden alg
+    // must not make the gateway ask the IdP).
+    if (!config.algorithms.includes(alg as never)) return failure(new GW_ERR_AUTHN_INVALID('algorithm not allowed'), 'bad_algorithm')
+    const key = await keys.getKey(header as never, { payload: '', signature: '' })
+    const payload = verifier.verify(token, alg, key)
+    if (typeof payload.sub !== 'string' || payload.sub === '') return failure(new GW_ERR_AUTHN_INVALID('claim "sub" must be a non-empty string'), 'invalid_claims')
+    // The subject is forwarded as a header and logged: control characters could only be an attack.
+    if (CONTROL.test(payload.sub)) return failure(new GW_ERR_AUTHN_INVALID('claim "sub" contains control characters'), 'invalid_claims')
+    // JSON escapes can carry half a UTF-16 pair; such a claim cannot be passed on faithfully.
+    if (!wellFormed(payload)) return failure(new GW_ERR_AUTHN_INVALID('a claim is not valid Unicode (lone surrogate)'), 'invalid_claims')
+    if (config.maxTokenLifetimeSeconds !== undefined && (payload.exp as number) - Date.now() / 1000 > config.maxTokenLifetimeSeconds + config.clockToleranceSeconds) {
+      return failure(new GW_ERR_AUTHN_INVALID('claim "exp" is too far in the future'), 'invalid_claims')
+    }
+    const principal: JwtPrincipal = {
+      type: 'jwt', issuerId: config.id, issuer: config.issuer, subject: payload.sub, claims: payload, certificate: null
+    }
+    const ttl = Math.min(config.verifiedTokenCacheSeconds * 1000, ((payload.exp as number) + config.clockToleranceSeconds) * 1000 - Date.now())
+    if (ttl > 0 && token.length <= MAX_CACHED_TOKEN_BYTES) verified.set(token, { principal, keys, version }, { ttl })
+    return { kind: 'principal', principal }
+  } catch (err) {
+    return classify(err)
   }
 }
 

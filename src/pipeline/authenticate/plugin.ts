@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
-import type { ClientCertificate, Principal } from '../types.js'
+import type { AuthnResult, ClientCertificate, Principal, RouteContext } from '../types.js'
 import { authenticateRequest } from './chain.js'
 import { readPeerCertificate } from './client-cert.js'
 import type { Authenticator } from './jwt.js'
@@ -27,12 +27,27 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
   app.decorateRequest('principal', null)
   app.decorateRequest('clientCertificate', null)
 
-  app.addHook('onRequest', async (request, reply) => {
+  // The hook takes Fastify's callback: a remembered token is judged without a promise (chain.ts);
+  // only a signature check waits. A throw is the refusal either way.
+  app.addHook('onRequest', (request, reply, done) => {
     const route = request.routeOptions.config.gateway
-    if (route === undefined) return // not found: the route stage answers 404
+    if (route === undefined) { done(); return } // not found: the route stage answers 404
     const peer = readPeerCertificate(request.raw.socket)
     if (peer.state === 'verified') request.clientCertificate = peer.certificate
-    const result = await authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
+    const result = authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
+    if (result instanceof Promise) {
+      result.then(r => {
+        try { apply(request, reply, route, r) } catch (err) { done(err as Error); return }
+        done()
+      }, done)
+      return
+    }
+    apply(request, reply, route, result)
+    done()
+  })
+
+  /** A principal for the request, or its refusal (thrown). */
+  const apply = (request: FastifyRequest, reply: FastifyReply, route: RouteContext, result: AuthnResult): void => {
     if (result.kind === 'principal') {
       request.principal = result.principal
       return
@@ -47,7 +62,7 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
         : `Bearer realm="portcullis", error="${INVALID_REQUEST.has(result.reason) ? 'invalid_request' : 'invalid_token'}"`)
     }
     throw result.error
-  })
+  }
 }
 
 export const authenticatePlugin = fp(authenticate, {
