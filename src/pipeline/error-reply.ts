@@ -90,11 +90,12 @@ function replyWithError (error: FastifyError, request: FastifyRequest, reply: Fa
  * Requests that Node's HTTP parser cannot read never reach Fastify's error handler; they get the same
  * JSON body here, on a connection that is then closed (a malformed request leaves the stream unusable).
  */
-export function createClientErrorReplier (metrics: Metrics, log: FastifyBaseLogger) {
+/** `metrics` null: the admin listener's, whose refusals are not the request path's. */
+export function createClientErrorReplier (metrics: Metrics | null, log: FastifyBaseLogger) {
   return (err: NodeJS.ErrnoException, socket: Socket): void => replyToClientError(err, socket, metrics, log)
 }
 
-function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics: Metrics, log: FastifyBaseLogger): void {
+function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics: Metrics | null, log: FastifyBaseLogger): void {
   if (!socket.writable) {
     socket.destroy()
     return
@@ -112,7 +113,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   // Only a request that arrived whole gets its answer; if the broken bytes are its own body, it is
   // answered 400 below (the forwarder sees the request destroyed and sends nothing on).
   if (inFlight !== undefined && inFlight !== null && !inFlight.writableEnded && inFlight.req?.complete === true) {
-    metrics.rejected.inc({ reason: 'guard_bad_request' })
+    metrics?.rejected.inc({ reason: 'guard_bad_request' })
     log.info({ code: 'GW_ERR_GUARD_BAD_REQUEST', reason: 'guard_bad_request', parser: err.code ?? null, client_ip: socket.remoteAddress === undefined ? null : normalizeAddress(socket.remoteAddress) }, 'unparseable bytes after a request; closing after its answer')
     inFlight.shouldKeepAlive = false
     return
@@ -120,7 +121,7 @@ function replyToClientError (err: NodeJS.ErrnoException, socket: Socket, metrics
   const refusal = err.code === 'HPE_HEADER_OVERFLOW'
     ? new GW_ERR_GUARD_HEADERS_TOO_LARGE()
     : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new GW_ERR_GUARD_TIMEOUT() : new GW_ERR_GUARD_BAD_REQUEST()
-  metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
+  metrics?.rejected.inc({ reason: rejectionReason(refusal.code) })
   ;(socket as Socket & { [CLOSING]?: true })[CLOSING] = true
   // No request exists, so no access line: this is the one line that records the refusal.
   log.info({ code: refusal.code, reason: rejectionReason(refusal.code), status: refusal.statusCode, parser: err.code ?? null, client_ip: socket.remoteAddress === undefined ? null : normalizeAddress(socket.remoteAddress) }, 'request refused before parsing')

@@ -130,7 +130,9 @@ t.test('content-length must match the DATA frames', async t => {
   // More DATA than declared: the request that reaches the function (if any) is never complete.
   const requests = h.stub.requests.length
   const out = await exchange(headers(1, authed('/public/x', [['content-length', '3']], 'POST')), data(1, 'abcGET /admin HTTP/1.1\r\n\r\n'))
-  t.equal(out.reset, ERROR.PROTOCOL_ERROR, 'content-length 3, more bytes: stream reset')
+  // nghttp2 resets the stream (PROTOCOL_ERROR); on Node 24 the reset that reaches the client first can
+  // be the gateway's own, of the request it had begun to read (INTERNAL_ERROR). Reset either way.
+  t.ok(out.reset === ERROR.PROTOCOL_ERROR || out.reset === ERROR.INTERNAL_ERROR, 'content-length 3, more bytes: stream reset', { reset: out.reset })
   t.equal(h.stub.requests.length, requests, 'no complete request reached the function')
   t.notMatch(h.stub.received.toString('latin1'), /abcGET \/admin/, 'the extra bytes reached the function in no form')
 })
