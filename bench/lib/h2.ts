@@ -12,7 +12,9 @@ import { pinned, type Tools } from './tools.js'
  * The HTTP/2 scenario of `npm run bench` (issue #21): h2load (Debian's nghttp2-client) against the
  * same Portcullis process and route as the ES256 scenario, so the same upstream (forwarded over
  * HTTP/1.1 as configured). One TLS connection per client with up to `streams` requests in flight on
- * each; latency percentiles come from h2load's per-request log.
+ * each; latency percentiles come from h2load's per-request log. One stream per connection by default:
+ * the same 50 requests in flight as wrk's HTTP/1.1 runs (ten each would put 500 in flight, past the
+ * upstream's queue, and measure the gateway shedding them with 503).
  */
 
 const run = promisify(execFile)
@@ -27,7 +29,7 @@ export async function findH2load (): Promise<string | null> {
 const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * p) - 1)] ?? 0
 
 /** One closed-loop run of `seconds`: `connections` connections, `streams` concurrent streams each. */
-export async function runH2load (h2load: string, tools: Tools, cpu: number, s: Scenario, seconds: number, connections: number, streams = 10): Promise<Sample> {
+export async function runH2load (h2load: string, tools: Tools, cpu: number, s: Scenario, seconds: number, connections: number, streams = 1): Promise<Sample> {
   const dir = await mkdtemp(join(tmpdir(), 'portcullis-h2load-'))
   try {
     const logFile = join(dir, 'requests.tsv')

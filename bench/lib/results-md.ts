@@ -49,7 +49,8 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
   const verifyUs = (alg: string): number => (micro.find(t => t.name === `authenticate ${alg} (warm)`)?.p50_ns ?? NaN) / 1000
 
   const rows = results.map(r => {
-    const s = byId.get(r.id)!
+    // The HTTP/2 row (lib/h2.ts) measures scenario 4's process: its CPUs and its reference.
+    const s = byId.get(r.id) ?? { cpus: 1, bare: 'bare' }
     const x = (f: (s: Sample) => number, digits = 0): string => spread(r.samples.map(f), digits)
     const errors = r.samples.reduce((a, v) => a + v.errors, 0)
     return `| ${r.label} | ${s.cpus} | ${x(v => v.rps)} | ${x(v => v.p50_us / 1000, 2)} | ${x(v => v.p99_us / 1000, 2)} | ${x(v => v.p999_us / 1000, 2)} | ${x(v => v.cpu_us_per_req)} | ${r.rss_mib.toFixed(0)} | ${(rps(r.id) / rps(s.bare)).toFixed(2)} | ${(rps(r.id) / rps('direct')).toFixed(2)} | ${errors} |`
