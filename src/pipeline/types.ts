@@ -2,7 +2,7 @@
  * What the stages hand each other. Stages share only these types and the request decorators declared
  * in their plugins; nothing reaches into another stage's internals.
  */
-import type { FastifyBaseLogger, FastifyError, FastifyPluginAsync, FastifyPluginOptions } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyPluginAsync, FastifyPluginOptions, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Health } from '../admin/health.js'
 import type { CloseRegistry } from '../lifecycle/close-registry.js'
 import type { ProcessState } from '../lifecycle/process-state.js'
@@ -139,4 +139,22 @@ export interface RouteContext {
   /** Request body cap for this route (the route's own, else limits.maxBodyBytes). */
   maxBodyBytes: number
   metadata: Readonly<Record<string, unknown>>
+}
+
+/**
+ * A synchronous check as an onRequest hook with Fastify's callback: no promise per request. Its
+ * refusal (a throw) is handed on in a microtask, as an async hook's rejection was: answered in the
+ * same turn, a refusal of one of several pipelined requests lost the answer of the next (the
+ * smuggling suite's pipelined case).
+ */
+export function syncHook (check: (request: FastifyRequest, reply: FastifyReply) => void) {
+  return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    try {
+      check(request, reply)
+    } catch (err) {
+      queueMicrotask(() => { done(err as Error) })
+      return
+    }
+    done()
+  }
 }

@@ -42,7 +42,12 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
       }, done)
       return
     }
-    apply(request, reply, route, result)
+    try {
+      apply(request, reply, route, result)
+    } catch (err) {
+      queueMicrotask(() => { done(err as Error) }) // as pipeline/types.ts syncHook: a refusal in a later turn
+      return
+    }
     done()
   })
 

@@ -7,7 +7,7 @@ import {
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
-import type { Decision, PolicyInput } from '../types.js'
+import { syncHook, type Decision, type PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { buildPolicyInput } from './input.js'
 import { policyMasks } from './log-mask.js'
@@ -54,8 +54,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     done(null, payload)
   })
 
-  // Synchronous, so it takes Fastify's callback (no promise per request); a throw is the refusal, as
-  // a rejection was.
+  // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const decide = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return
@@ -123,7 +122,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw denied
     }
   }
-  app.addHook('onRequest', (request, reply, done) => { decide(request, reply); done() })
+  app.addHook('onRequest', syncHook(decide))
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Metrics } from '../../observability/metrics.js'
 import { clientBucketIp } from '../../util/client-network.js'
 import type { Ban, BanList } from './bans.js'
 import type { RevocationList } from './revocations.js'
+import { syncHook } from '../types.js'
 
 /*
  * The deny list, in two places on the request path. Before authentication: a banned client IP is
@@ -64,8 +65,8 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
     return trusted(ip) ? null : ip
   }
 
-  // Before authentication (registered ahead of it): banned client IPs. The hooks are synchronous and
-  // take Fastify's callback (no promise per request); a throw reaches Fastify's error path all the same.
+  // Before authentication (registered ahead of it): banned client IPs. The hooks are synchronous
+  // (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const refuseBannedIp = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) return
@@ -77,7 +78,7 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
     metrics.bannedRequests.inc({ route: route.id, scope: 'ip' })
     refuseBanned(reply, ban)
   }
-  app.addHook('onRequest', (request, reply, done) => { refuseBannedIp(request, reply); done() })
+  app.addHook('onRequest', syncHook(refuseBannedIp))
 
   const countFailure = (request: FastifyRequest): void => {
     const route = request.routeOptions.config.gateway
@@ -123,7 +124,7 @@ const revocationCheck: FastifyPluginAsync<DenyListOptions> = async (app, { metri
     metrics.bannedRequests.inc({ route: route.id, scope: 'sub' })
     refuseBanned(reply, ban)
   }
-  app.addHook('onRequest', (request, reply, done) => { refuseRevoked(request, reply); done() })
+  app.addHook('onRequest', syncHook(refuseRevoked))
 }
 
 export const clientBanPlugin = fp(denyList, { name: 'gateway-client-ban', fastify: '5.x', dependencies: ['gateway-guard'] })

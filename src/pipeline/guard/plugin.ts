@@ -12,6 +12,7 @@ import { createClientAddress } from './client-address.js'
 import { isContinue } from './expect.js'
 import { checkHttp2Request } from './http2.js'
 import { isHttp2Request } from '../../lifecycle/http2.js'
+import { syncHook } from '../types.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -69,7 +70,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
   const hosts = opts.hosts === undefined ? undefined : new Set(opts.hosts.map(h => h.toLowerCase()))
 
   // Cheapest checks first: sizes and counts, then the method, the host, the path, the body length.
-  // Synchronous, so it takes Fastify's callback (no promise per request); a throw is the refusal.
+  // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const check = (request: FastifyRequest, reply: FastifyReply): void => {
     const target = request.raw.url ?? ''
     if (target.length > opts.maxUriBytes) throw new GW_ERR_GUARD_URI_TOO_LONG()
@@ -129,7 +130,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     const limit = request.routeOptions.config.gateway?.maxBodyBytes ?? opts.maxBodyBytes
     if (length !== undefined && Number(length) > limit) throw new GW_ERR_GUARD_BODY_TOO_LARGE()
   }
-  app.addHook('onRequest', (request, reply, done) => { check(request, reply); done() })
+  app.addHook('onRequest', syncHook(check))
 }
 
 export const guardPlugin = fp(guard, { name: 'gateway-guard', fastify: '5.x' })
