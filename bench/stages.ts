@@ -14,8 +14,8 @@ import { pinned, resolveTools } from './lib/tools.js'
 
 /*
  * npm run bench:stages: where the CPU time and the allocations of one request go, stage by stage.
- * The bare proxy, Portcullis (scenario 4's config, ES256) and Portcullis with the gateway assertion
- * (scenario 5a) run one after the other, each alone on CPU 1 with wrk and an nginx mTLS upstream on
+ * The bare proxy, Portcullis (scenario 4's config, ES256), Portcullis with the gateway assertion
+ * (scenario 5a) and with the shadow policy on every request (scenario 4s) run one after the other, each alone on CPU 1 with wrk and an nginx mTLS upstream on
  * CPU 0: a warm-up, one run without the profiler (the CPU per request as npm run bench measures it),
  * then one run of the same length under V8's CPU and sampling heap profilers (lib/profile-hook.mjs).
  * The samples are attributed to stages by lib/stage-map.ts and converted to µs and bytes per request.
@@ -41,12 +41,13 @@ const command = `npm run bench:stages -- --duration ${SECONDS} --warmup ${opts.w
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 
 const dir = `${HERE}.work-stages`
-await assertPortsFree([PORTS.stagesUpstream, PORTS.stagesBare, PORTS.stages, PORTS.stagesAdmin, PORTS.stagesAssertion, PORTS.stagesAssertionAdmin])
+await assertPortsFree([PORTS.stagesUpstream, PORTS.stagesBare, PORTS.stages, PORTS.stagesAdmin, PORTS.stagesAssertion, PORTS.stagesAssertionAdmin, PORTS.stagesShadow, PORTS.stagesShadowAdmin])
 const tools = await resolveTools()
 const work = await prepare(dir)
 await writeFile(`${dir}/nginx-stages-upstream.conf`, (await readFile(`${dir}/nginx-upstream.conf`, 'utf8'))
   .replaceAll('nginx-upstream', 'nginx-stages-upstream').replace(/listen 127\.0\.0\.1:\d+/, `listen 127.0.0.1:${PORTS.stagesUpstream}`))
 await writeFile(`${dir}/portcullis-stages.yaml`, gatewayYaml({ port: PORTS.stages, admin: PORTS.stagesAdmin, upstreamPort: PORTS.stagesUpstream, about: 'npm run bench:stages: scenario 4\'s config.' }))
+await writeFile(`${dir}/portcullis-stages-shadow.yaml`, gatewayYaml({ port: PORTS.stagesShadow, admin: PORTS.stagesShadowAdmin, upstreamPort: PORTS.stagesUpstream, shadow: true, about: 'npm run bench:stages: scenario 4s\'s config (the shadow policy judging every request).' }))
 await writeFile(`${dir}/portcullis-stages-assertion.yaml`, gatewayYaml({ port: PORTS.stagesAssertion, admin: PORTS.stagesAssertionAdmin, upstreamPort: PORTS.stagesUpstream, assertion: true, about: 'npm run bench:stages: scenario 5a\'s config (the gateway assertion on).' }))
 
 const node = process.execPath
@@ -55,7 +56,8 @@ const auth = { authorization: `Bearer ${work.tokens.es256}` }
 const targets = [
   { id: 'bare', label: 'bare proxy', port: PORTS.stagesBare, headers: {}, cmd: [node, '--import', 'tsx', '--import', HOOK, `${HERE}servers/bare-proxy.ts`, String(PORTS.stagesBare), `https://127.0.0.1:${PORTS.stagesUpstream}`, dir] },
   { id: 'portcullis', label: 'Portcullis, ES256', port: PORTS.stages, headers: auth, cmd: gateway('portcullis-stages.yaml') },
-  { id: 'assertion', label: 'Portcullis, ES256, assertion', port: PORTS.stagesAssertion, headers: auth, cmd: gateway('portcullis-stages-assertion.yaml') }
+  { id: 'assertion', label: 'Portcullis, ES256, assertion', port: PORTS.stagesAssertion, headers: auth, cmd: gateway('portcullis-stages-assertion.yaml') },
+  { id: 'shadow', label: 'Portcullis, ES256, shadow policy', port: PORTS.stagesShadow, headers: auth, cmd: gateway('portcullis-stages-shadow.yaml') }
 ]
 
 async function waitForFile (file: string, timeoutMs = 30_000): Promise<void> {

@@ -18,7 +18,7 @@ export const PORTS = {
   // Scenario 5: the gateway assertion, the Redis store, --workers 2, and the bare proxy on two CPUs.
   assertion: BASE + 9, assertionAdmin: BASE + 10, redisStore: BASE + 11, redisStoreAdmin: BASE + 12, redis: BASE + 13, workers: BASE + 14, workersAdmin: BASE + 15, bareCluster: BASE + 16,
   // npm run bench:stages: its own upstream and gateways, so that it can run beside npm run bench.
-  stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25
+  stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25, stagesShadow: BASE + 26, stagesShadowAdmin: BASE + 27
 }
 export const RATE_LIMIT_MAX = 1_000_000_000 // counted on every request, never reached
 
@@ -66,6 +66,8 @@ export interface GatewayVariant {
   redisPort?: number
   /** Another nginx upstream than the shared one (npm run bench:stages runs its own). */
   upstreamPort?: number
+  /** The active bundle also as the shadow policy, judging every request (scenario 4s). */
+  shadow?: boolean
 }
 
 /**
@@ -87,7 +89,7 @@ logging: { level: info }
 issuers:
   - { id: rs, issuer: "https://rs256.bench.test", audiences: [bench], algorithms: [RS256], jwks: { file: rs256.jwks.json } }
   - { id: es, issuer: "https://es256.bench.test", audiences: [bench], algorithms: [ES256], jwks: { file: es256.jwks.json } }
-policy: { bundle: ../../build/bundle.tar.gz }
+policy: { bundle: ../../build/bundle.tar.gz${v.shadow === true ? ', shadow: { bundle: ../../build/bundle.tar.gz, sample: 1 }' : ''} }
 rateLimit: { default: { max: ${RATE_LIMIT_MAX}, windowSeconds: 60 }${store} }
 upstreams:
   - id: fn

@@ -63,6 +63,8 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     if (engine === null) throw new GW_ERR_AUTHZ_NOT_READY()
 
     const input = buildPolicyInput(request, route, Date.now())
+    // Serialised once: the active policy and the shadow judge the same text.
+    const inputJson = JSON.stringify(input)
     const entrypoint = routeEntrypoints.get(route.id) ?? engine.entrypoint
     request.decisionId = randomUUID()
     reply.header(DECISION_ID_HEADER, request.decisionId)
@@ -70,7 +72,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     let value: unknown
     let failure: Error & { code: string } | undefined
     try {
-      value = engine.evaluate(input, entrypoint)
+      value = engine.evaluateJson(inputJson, entrypoint)
     } catch (err) {
       failure = refusalFor(err)
       metrics.policyDecisions.inc({ route: route.id, result: 'error' })
@@ -98,7 +100,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       }
     }
     // Queued only: the shadow judges after this request has its answer, off its path.
-    shadow?.offer({ route: route.id, decisionId: request.decisionId, entrypoint, input, result: value, engine })
+    shadow?.offer({ route: route.id, decisionId: request.decisionId, entrypoint, input, inputJson, result: value, engine })
     const decision = toDecision(value)
     // The decision is logged once, on the request's access line (observability/plugin.ts), which
     // carries decision_id, policy_revision, allow and reasons; only a malformed one gets its own line.

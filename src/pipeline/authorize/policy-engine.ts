@@ -2,6 +2,7 @@ import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
 import type { Bundle } from './bundle.js'
 import { GATEWAY_BUILTINS, loadPolicySync, PROVIDED_BUILTINS } from './builtins.js'
 import { createWatchdog, riskyBuiltins, TIMEOUT_CODE, wasm } from './evaluation-guard.js'
+import { jsonEvaluation, type JsonEvaluation } from './wasm-eval.js'
 
 /*
  * One compiled policy, evaluated synchronously per request on an instance of its compiled module.
@@ -16,6 +17,8 @@ export interface PolicyEngine {
   readonly entrypoint: string
   /** The entrypoint's value for this input, or undefined when the policy leaves it undefined. */
   evaluate: (input: unknown, entrypoint?: string) => unknown
+  /** The same for an input already serialised (JSON.stringify of it): the request path serialises once. */
+  evaluateJson: (inputJson: string, entrypoint?: string) => unknown
   /**
    * The policy's own decision-log masks (OPA's `system.log.mask`, evaluated with the event as
    * input), or null when the bundle has no such entrypoint.
@@ -84,16 +87,18 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
   // Serialised once: every new instance reads the same bytes (the SDK reads a whole ArrayBuffer).
   const json = new TextEncoder().encode(JSON.stringify(bundle.data))
   const data = json.buffer.slice(json.byteOffset, json.byteOffset + json.byteLength)
-  const instantiate = (): LoadedPolicy => {
+  const load = (): LoadedPolicy => {
     const p = loadPolicySync(module, undefined, gatewayBuiltins)
     p.setData(data)
     return p
   }
-  let policy: LoadedPolicy | null = instantiate()
-  const host = hostBuiltins(policy)
+  const instantiate = (): JsonEvaluation => jsonEvaluation(load())
+  const first = load()
+  let policy: JsonEvaluation | null = jsonEvaluation(first)
+  const host = hostBuiltins(first)
   const missing = host.filter(b => !PROVIDED_BUILTINS.has(b))
   if (missing.length > 0) throw new Error(`policy uses builtins the gateway does not provide: ${missing.sort().join(', ')}`)
-  const available = policy.entrypoints as Record<string, number>
+  const available = first.entrypoints as Record<string, number>
   for (const e of wanted) {
     if (!(e in available)) throw new Error(`bundle has no entrypoint "${e}" (it has: ${Object.keys(available).join(', ') || 'none'})`)
   }
@@ -108,10 +113,10 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
       policy ??= instantiate()
     } catch {} // the next evaluation tries again, and fails closed if it cannot
   }
-  const run = (input: unknown, id: number): unknown => {
+  const run = (inputJson: string, id: number): unknown => {
     const p = policy ?? (policy = instantiate())
     try {
-      const results = (guard === null ? p.evaluate(input, id) : guard(() => p.evaluate(input, id))) as Array<{ result: unknown }> | undefined
+      const results = (guard === null ? p(inputJson, id) : guard(() => p(inputJson, id))) as Array<{ result: unknown }> | undefined
       return results?.[0]?.result
     } catch (err) {
       const reason = faultOf(err)
@@ -127,17 +132,24 @@ export async function createPolicyEngine (bundle: Bundle, entrypoints: string | 
   const ids = new Map(wanted.map(e => [e, available[e]!]))
   const entrypoint = wanted[0]!
   const maskId = available[LOG_MASK_ENTRYPOINT]
+  const evaluateJson = (inputJson: string, name = entrypoint): unknown => {
+    const id = ids.get(name)
+    if (id === undefined) throw new Error(`entrypoint "${name}" was not checked when the bundle was loaded`)
+    return run(inputJson, id)
+  }
   return {
     revision: bundle.revision,
     entrypoint,
     guardedBecause,
-    logMask: maskId === undefined ? null : event => run(event, maskId),
-    evaluate (input, name = entrypoint) {
-      const id = ids.get(name)
-      if (id === undefined) throw new Error(`entrypoint "${name}" was not checked when the bundle was loaded`)
-      return run(input, id)
-    }
+    logMask: maskId === undefined ? null : event => run(serialise(event), maskId),
+    evaluate: (input, name) => evaluateJson(serialise(input), name),
+    evaluateJson
   }
+}
+
+// As the SDK did: an undefined input is no input (an empty string parses as nothing in OPA's eval).
+function serialise (input: unknown): string {
+  return input === undefined ? '' : JSON.stringify(input)
 }
 
 function faultOf (err: unknown): EngineFault {

@@ -20,6 +20,8 @@ export interface ShadowJob {
   decisionId: string
   entrypoint: string
   input: unknown
+  /** The input as the active policy was given it (JSON.stringify of input). */
+  inputJson: string
   /** What the active policy returned. */
   result: unknown
   /** The active policy that returned it: its revision and its log masks. */
@@ -71,7 +73,7 @@ export function createShadow (opts: ShadowOptions): Shadow {
     if (engine === null) return metrics.outcome('not_ready', null)
     let value: unknown
     try {
-      value = engine.evaluate(job.input, job.entrypoint)
+      value = engine.evaluateJson(job.inputJson, job.entrypoint)
     } catch (err) {
       lastError = { message: err instanceof Error ? err.message : String(err), at: new Date().toISOString() }
       return metrics.outcome(err instanceof PolicyEvaluationFault && err.reason === 'timeout' ? 'timeout' : 'error', engine.revision)
