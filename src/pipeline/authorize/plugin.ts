@@ -9,7 +9,7 @@ import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { syncHook, type Decision, type PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
-import { buildPolicyInput } from './input.js'
+import { createPolicyInputWriter } from './input.js'
 import { policyMasks } from './log-mask.js'
 import { PolicyEvaluationFault } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
@@ -54,6 +54,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     done(null, payload)
   })
 
+  const writeInput = createPolicyInputWriter()
   // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const decide = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = request.routeOptions.config.gateway
@@ -62,9 +63,9 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     const engine = policy.current
     if (engine === null) throw new GW_ERR_AUTHZ_NOT_READY()
 
-    const input = buildPolicyInput(request, route, Date.now())
-    // Serialised once: the active policy and the shadow judge the same text.
-    const inputJson = JSON.stringify(input)
+    // Written once as JSON text: the active policy and the shadow judge the same text; the document
+    // itself is made only for those who read it (portcullis eval, the decision log).
+    const inputJson = writeInput(request, route, Date.now())
     const entrypoint = routeEntrypoints.get(route.id) ?? engine.entrypoint
     request.decisionId = randomUUID()
     reply.header(DECISION_ID_HEADER, request.decisionId)
@@ -80,9 +81,10 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       throw failure
     } finally {
       const ns = Number(process.hrtime.bigint() - started)
-      onEvaluated?.(request, { entrypoint, input, result: value })
       metrics.policyDuration.observe(ns / 1e9)
-      if (decisionLog.enabled) {
+      const input = onEvaluated !== undefined || decisionLog.enabled ? JSON.parse(inputJson) as PolicyInput : null
+      if (input !== null) onEvaluated?.(request, { entrypoint, input, result: value })
+      if (input !== null && decisionLog.enabled) {
         const masks = policyMasks(engine, input, value, err => {
           request.log.error({ decision_id: request.decisionId, err }, 'decision log mask policy failed; input and result left out')
         })
@@ -100,7 +102,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       }
     }
     // Queued only: the shadow judges after this request has its answer, off its path.
-    shadow?.offer({ route: route.id, decisionId: request.decisionId, entrypoint, input, inputJson, result: value, engine })
+    shadow?.offer({ route: route.id, decisionId: request.decisionId, entrypoint, inputJson, result: value, engine })
     const decision = toDecision(value)
     // The decision is logged once, on the request's access line (observability/plugin.ts), which
     // carries decision_id, policy_revision, allow and reasons; only a malformed one gets its own line.

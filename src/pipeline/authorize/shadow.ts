@@ -19,8 +19,7 @@ export interface ShadowJob {
   route: string
   decisionId: string
   entrypoint: string
-  input: unknown
-  /** The input as the active policy was given it (JSON.stringify of input). */
+  /** The input as the active policy was given it, as JSON text. */
   inputJson: string
   /** What the active policy returned. */
   result: unknown
@@ -82,6 +81,7 @@ export function createShadow (opts: ShadowOptions): Shadow {
     metrics.outcome(kinds.length === 0 ? 'same' : 'different', engine.revision)
     if (kinds.length === 0) return
     for (const kind of kinds) metrics.difference(job.route, kind, engine.revision)
+    const input: unknown = JSON.parse(job.inputJson)
     log.info({
       decision_id: job.decisionId,
       shadow_decision_id: randomUUID(),
@@ -89,8 +89,8 @@ export function createShadow (opts: ShadowOptions): Shadow {
       kinds,
       policy_revision: job.engine.revision,
       shadow_revision: engine.revision,
-      active: masked(job.engine, job.input, job.result),
-      shadow: masked(engine, job.input, value)
+      active: masked(job.engine, input, job.result),
+      shadow: masked(engine, input, value)
     }, 'shadow policy decided differently')
   }
   // Only the result is logged (the input is in the decision log under decision_id), masked as there.

@@ -51,7 +51,7 @@ async function setup (t: Test, opts: { maxQueued?: number, sample?: number, rand
     ...(opts.random !== undefined ? { random: opts.random } : {})
   })
   t.teardown(() => shadow.close())
-  const job = (id: string): ShadowJob => ({ route: 'hello', decisionId: id, entrypoint: 'gateway/authz/decision', input: INPUT, inputJson: JSON.stringify(INPUT), result: engine.evaluate(INPUT), engine })
+  const job = (id: string): ShadowJob => ({ route: 'hello', decisionId: id, entrypoint: 'gateway/authz/decision', inputJson: JSON.stringify(INPUT), result: engine.evaluate(INPUT), engine })
   const settled = async (): Promise<void> => { while (shadow.status().queued > 0) await turn() }
   return { shadow, job, lines, settled, metrics }
 }
