@@ -33,6 +33,9 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 # 3. Runtime: no compiler, no dev dependencies; runs with a read-only root.
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# A young generation sized for a proxy (src/lifecycle/node-flags.ts, docs/operations.md#memory-and-garbage-collection);
+# set NODE_OPTIONS to change it.
+ENV NODE_OPTIONS=--max-semi-space-size=64
 WORKDIR /app
 # Owned by root and not writable by the user that runs the gateway.
 COPY --from=build /app/package.json ./

@@ -24,7 +24,7 @@ import type { AssertionConfig } from '../src/config/schema.js'
 import { runWrk, type WrkResult } from './lib/load.js'
 import { start, stopAll, waitForPort, cpuSeconds } from './lib/procs.js'
 import { median, spread } from './lib/report.js'
-import { PORTS, prepare, RATE_LIMIT_MAX } from './lib/setup.js'
+import { GATEWAY_NODE_ARGS, PORTS, prepare, RATE_LIMIT_MAX } from './lib/setup.js'
 import { LOAD_CPU, SUT_CPU } from './lib/stack.js'
 import { pinned, resolveTools } from './lib/tools.js'
 
@@ -67,7 +67,7 @@ routes:
   - { id: sigv4, prefix: /hello/sigv4, methods: [GET], upstream: fn, credentials: [aws-sigv4] }
 `)
 const upstream = start('nginx-upstream', pinned(tools, LOAD_CPU, [tools.nginx, '-c', `${dir}/nginx-upstream.conf`, '-p', dir, '-e', `${dir}/nginx-upstream.log`]))
-const gateway = start('portcullis', pinned(tools, SUT_CPU, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis-credentials.yaml`]), AWS_ENV)
+const gateway = start('portcullis', pinned(tools, SUT_CPU, [process.execPath, ...GATEWAY_NODE_ARGS, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis-credentials.yaml`]), AWS_ENV)
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 const scenarios = [
   { id: 'plain', label: 'plain forward', path: '/hello' },

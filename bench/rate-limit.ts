@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { cpuSeconds, rssMiB, start, stopAll, waitForPort, type Proc } from './lib/procs.js'
 import { runWrk } from './lib/load.js'
 import { median, spread, type Sample } from './lib/report.js'
-import { prepare } from './lib/setup.js'
+import { GATEWAY_NODE_ARGS, prepare } from './lib/setup.js'
 import { LOAD_CPU, SUT_CPU } from './lib/stack.js'
 import { pinned, resolveTools, versionOf } from './lib/tools.js'
 
@@ -66,7 +66,7 @@ const procs: Record<string, Proc> = {
   redis: start('redis', pinned(tools, LOAD_CPU, ['redis-server', '--port', String(P.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])),
   bare: start('bare-proxy', pinned(tools, SUT_CPU, [process.execPath, '--import', 'tsx', `${HERE}servers/bare-proxy.ts`, String(P.bare), `https://127.0.0.1:${P.upstream}`, dir]))
 }
-for (const v of VARIANTS) procs[v.id] = start(`portcullis-${v.id}`, pinned(tools, SUT_CPU, [process.execPath, `${HERE}../dist/cli.js`, 'start', '-c', `${dir}/portcullis-${v.id}.yaml`]))
+for (const v of VARIANTS) procs[v.id] = start(`portcullis-${v.id}`, pinned(tools, SUT_CPU, [process.execPath, ...GATEWAY_NODE_ARGS, `${HERE}../dist/cli.js`, 'start', '-c', `${dir}/portcullis-${v.id}.yaml`]))
 
 try {
   // Five Node processes start on one core at once: give them time.

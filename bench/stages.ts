@@ -5,7 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runWrk, type WrkResult } from './lib/load.js'
 import { assertPortsFree, cpuSeconds, mainThreadCpuSeconds, start, stopAll, waitForPort } from './lib/procs.js'
-import { gatewayYaml, PORTS, prepare } from './lib/setup.js'
+import { gatewayYaml, GATEWAY_NODE_ARGS, PORTS, prepare } from './lib/setup.js'
 import { LOAD_CPU, SUT_CPU } from './lib/stack.js'
 import { stageRules } from './lib/stage-map.js'
 import { sumProfiles, type CpuProfile, type HeapProfile, type ProfileSums } from './lib/stage-profile.js'
@@ -15,7 +15,8 @@ import { pinned, resolveTools } from './lib/tools.js'
 /*
  * npm run bench:stages: where the CPU time and the allocations of one request go, stage by stage.
  * The bare proxy, Portcullis (scenario 4's config, ES256), Portcullis with the gateway assertion
- * (scenario 5a) and with the shadow policy on every request (scenario 4s) run one after the other, each alone on CPU 1 with wrk and an nginx mTLS upstream on
+ * (scenario 5a), with the shadow policy on every request (scenario 4s) and, last, Portcullis on Node's
+ * default young generation (without GATEWAY_NODE_ARGS) run one after the other, each alone on CPU 1 with wrk and an nginx mTLS upstream on
  * CPU 0: a warm-up, one run without the profiler (the CPU per request as npm run bench measures it),
  * then one run of the same length under V8's CPU and sampling heap profilers (lib/profile-hook.mjs).
  * The samples are attributed to stages by lib/stage-map.ts and converted to µs and bytes per request.
@@ -51,13 +52,16 @@ await writeFile(`${dir}/portcullis-stages-shadow.yaml`, gatewayYaml({ port: PORT
 await writeFile(`${dir}/portcullis-stages-assertion.yaml`, gatewayYaml({ port: PORTS.stagesAssertion, admin: PORTS.stagesAssertionAdmin, upstreamPort: PORTS.stagesUpstream, assertion: true, about: 'npm run bench:stages: scenario 5a\'s config (the gateway assertion on).' }))
 
 const node = process.execPath
-const gateway = (config: string): string[] => [node, '--import', HOOK, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/${config}`]
+const gateway = (config: string): string[] => [node, ...GATEWAY_NODE_ARGS, '--import', HOOK, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/${config}`]
 const auth = { authorization: `Bearer ${work.tokens.es256}` }
 const targets = [
   { id: 'bare', label: 'bare proxy', port: PORTS.stagesBare, headers: {}, cmd: [node, '--import', 'tsx', '--import', HOOK, `${HERE}servers/bare-proxy.ts`, String(PORTS.stagesBare), `https://127.0.0.1:${PORTS.stagesUpstream}`, dir] },
   { id: 'portcullis', label: 'Portcullis, ES256', port: PORTS.stages, headers: auth, cmd: gateway('portcullis-stages.yaml') },
   { id: 'assertion', label: 'Portcullis, ES256, assertion', port: PORTS.stagesAssertion, headers: auth, cmd: gateway('portcullis-stages-assertion.yaml') },
-  { id: 'shadow', label: 'Portcullis, ES256, shadow policy', port: PORTS.stagesShadow, headers: auth, cmd: gateway('portcullis-stages-shadow.yaml') }
+  { id: 'shadow', label: 'Portcullis, ES256, shadow policy', port: PORTS.stagesShadow, headers: auth, cmd: gateway('portcullis-stages-shadow.yaml') },
+  // What the young generation's size (GATEWAY_NODE_ARGS, src/lifecycle/node-flags.ts) is worth: the same
+  // gateway as the second column, on Node's default.
+  { id: 'default-gc', label: 'Portcullis, ES256, Node\'s default young generation', port: PORTS.stages, headers: auth, cmd: gateway('portcullis-stages.yaml').filter(a => !GATEWAY_NODE_ARGS.includes(a)) }
 ]
 
 async function waitForFile (file: string, timeoutMs = 30_000): Promise<void> {

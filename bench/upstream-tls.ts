@@ -8,6 +8,7 @@ import { cpuSeconds, start, stopAll, waitForPort } from './lib/procs.js'
 import { runWrk } from './lib/load.js'
 import { median, spread, type Sample } from './lib/report.js'
 import { LOAD_CPU, SUT_CPU } from './lib/stack.js'
+import { GATEWAY_NODE_ARGS } from './lib/setup.js'
 import { pinned, resolveTools } from './lib/tools.js'
 
 /*
@@ -96,7 +97,7 @@ await buildBundle({ policiesDir: `${dir}/gateway`, out: `${dir}/bundle.tar.gz`, 
 
 const tools = await resolveTools()
 const nginx = start('nginx', pinned(tools, LOAD_CPU, [tools.nginx, '-c', `${dir}/nginx.conf`, '-p', dir, '-e', `${dir}/nginx.log`]))
-const gateway = start('portcullis', pinned(tools, SUT_CPU, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis.yaml`]))
+const gateway = start('portcullis', pinned(tools, SUT_CPU, [process.execPath, ...GATEWAY_NODE_ARGS, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis.yaml`]))
 const scenarios = [
   { id: 'plain', label: 'plain HTTP to the function (the plain forward)' },
   { id: 'tls', label: 'TLS, pooled keep-alive connections' },

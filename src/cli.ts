@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=64
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -9,6 +9,7 @@ import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { claimProblem, mintDemoToken } from './demo/token.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 import { formatReplayReport, replayDecisions } from './policy-replay.js'
+import { maxSemiSpaceMiB } from './lifecycle/node-flags.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -116,7 +117,7 @@ program.command('start')
       return
     }
     const running = await startGateway(config, { configFile: opts.config }).catch(portInUse(`change listen.port or admin.port in ${opts.config}`))
-    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash }, 'portcullis is listening')
+    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash, max_semi_space_mib: maxSemiSpaceMiB() }, 'portcullis is listening')
     closeOnSignals(running, running.gateway.app.log)
   })
 

@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { createCa } from '../../src/tls/pki.js'
+import { SEMI_SPACE_FLAG } from '../../src/lifecycle/node-flags.js'
 
 /*
  * Everything the benchmark serves with, generated fresh into bench/.work/ on every run: a CA, the
@@ -20,6 +21,11 @@ export const PORTS = {
   // npm run bench:stages: its own upstream and gateways, so that it can run beside npm run bench.
   stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25, stagesShadow: BASE + 26, stagesShadowAdmin: BASE + 27
 }
+/**
+ * How every gateway of the bench is started: as the image and `npm start` start it (node-flags.ts).
+ * The baseline (--baseline, an older checkout) is started as it was then, without.
+ */
+export const GATEWAY_NODE_ARGS: readonly string[] = [SEMI_SPACE_FLAG]
 export const RATE_LIMIT_MAX = 1_000_000_000 // counted on every request, never reached
 
 export interface Workdir { dir: string, tokens: { rs256: string, es256: string } }

@@ -5,7 +5,7 @@ import { runWrk } from './load.js'
 import { start, stopAll, waitForPort } from './procs.js'
 import { median, type ScenarioResult } from './report.js'
 import { LOAD_CPU, SUT_CPU, startStack, type Stack } from './stack.js'
-import { PORTS as STACK_PORTS } from './setup.js'
+import { GATEWAY_NODE_ARGS, PORTS as STACK_PORTS } from './setup.js'
 import { pinned } from './tools.js'
 
 /*
@@ -38,7 +38,7 @@ export async function addShadowScenario (stack: Stack): Promise<void> {
     .replace(/^admin: \{ host: 127\.0\.0\.1, port: \d+ \}$/m, `admin: { host: 127.0.0.1, port: ${PORTS.admin} }`)
     .replace(policy[0], `policy: { bundle: ${policy[1]!}, shadow: { bundle: ${policy[1]!}, sample: 1 } }`)
   await writeFile(`${dir}/portcullis-shadow.yaml`, config)
-  const proc = start('portcullis-shadow', pinned(stack.tools, SUT_CPU, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis-shadow.yaml`]))
+  const proc = start('portcullis-shadow', pinned(stack.tools, SUT_CPU, [process.execPath, ...GATEWAY_NODE_ARGS, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/portcullis-shadow.yaml`]))
   try {
     await waitForPort(PORTS.gateway)
   } catch (err) {

@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
 import { resolveOpa } from '../../scripts/opa.mjs'
 import { assertPortsFree, rssMiB, start, stopAll, waitForPort, type Proc } from './procs.js'
-import { PORTS, prepare, type Workdir } from './setup.js'
+import { GATEWAY_NODE_ARGS, PORTS, prepare, type Workdir } from './setup.js'
 import { pinned, resolveTools, type Tools } from './tools.js'
 
 /*
@@ -67,7 +67,7 @@ export async function startStack (dir: string, opts: { baseline?: string } = {})
   const work = await prepare(dir)
   const nginx = (name: string, cpu: number): Proc => start(name, pinned(tools, cpu, [tools.nginx, '-c', `${dir}/${name}.conf`, '-p', dir, '-e', `${dir}/${name}.log`]))
   const gateway = (name: string, cpu: number | string, args: string[] = []): Proc =>
-    start(name, pinned(tools, cpu, [process.execPath, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/${name}.yaml`, ...args]))
+    start(name, pinned(tools, cpu, [process.execPath, ...GATEWAY_NODE_ARGS, `${ROOT}dist/cli.js`, 'start', '-c', `${dir}/${name}.yaml`, ...args]))
   // Redis is another service, like the upstream: pinned with it and the load generator, its own CPU time not counted.
   const redis = start('redis', pinned(tools, LOAD_CPU, ['redis-server', '--port', String(PORTS.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']))
   await waitForPort(PORTS.redis).catch(async (err: unknown) => { await stopAll([redis]); throw err })

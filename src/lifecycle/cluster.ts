@@ -12,6 +12,7 @@ import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
 import { primaryOnlyChanges, restartOnlyChanges } from './restart-only.js'
 import { createWorkerPool } from './worker-pool.js'
+import { maxSemiSpaceMiB } from './node-flags.js'
 
 /*
  * `portcullis start --workers N`: Node's cluster module. Workers each run a whole gateway and share the
@@ -57,7 +58,7 @@ export async function runPrimary (config: Config, count: number, configFile: str
       if (announced) return
       announced = true
       const adminUrl = `${config.admin.tls !== undefined ? 'https' : 'http'}://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
-      log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash }, 'portcullis is listening')
+      log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash, max_semi_space_mib: maxSemiSpaceMiB() }, 'portcullis is listening')
     }
   })
 

@@ -128,9 +128,12 @@ export interface GatewayProcess {
   waitForLog: (pattern: RegExp) => Promise<void>
 }
 
-/** `portcullis start -c <configFile>` as a child process, killed at teardown if still running. */
-export async function startGatewayProcess (t: Test, configFile: string, args: string[] = []): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/**
+ * `portcullis start -c <configFile>` as a child process, killed at teardown if still running.
+ * `launcher`: what runs dist/cli.js (default: this Node, without flags).
+ */
+export async function startGatewayProcess (t: Test, configFile: string, args: string[] = [], launcher: readonly string[] = [process.execPath]): Promise<GatewayProcess> {
+  const child = spawn(launcher[0]!, [...launcher.slice(1), CLI, 'start', '-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGKILL') })
   let log = ''
   const waiters: Array<() => void> = []

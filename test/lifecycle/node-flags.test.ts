@@ -1,0 +1,41 @@
+import { readFile } from 'node:fs/promises'
+import t from 'tap'
+import { maxSemiSpaceMiB, SEMI_SPACE_FLAG } from '../../src/lifecycle/node-flags.js'
+import { gatewayFiles, startGatewayProcess } from '../helpers/gateway-process.js'
+
+/*
+ * The gateway runs with a young generation sized for a proxy (node-flags.ts). V8 reads the flag only
+ * at start, so every way of launching the gateway carries it, and the start line says what is in effect.
+ */
+
+const ROOT = new URL('../../', import.meta.url)
+
+t.test('the semi-space size is read from the command line, else NODE_OPTIONS', async t => {
+  t.equal(maxSemiSpaceMiB([], ''), null, 'Node\'s default')
+  t.equal(maxSemiSpaceMiB(['--max-semi-space-size=64'], ''), 64)
+  t.equal(maxSemiSpaceMiB(['--max_semi_space_size', '32'], ''), 32, 'V8 spells flags either way; the value may follow')
+  t.equal(maxSemiSpaceMiB([], '--enable-source-maps --max-semi-space-size=128'), 128)
+  t.equal(maxSemiSpaceMiB(['--max-semi-space-size=16'], '--max-semi-space-size=128'), 16, 'the command line wins, as in Node')
+  t.equal(maxSemiSpaceMiB(['--max-semi-space-size=8', '--max-semi-space-size=24'], ''), 24, 'the last one counts')
+  t.equal(maxSemiSpaceMiB(['--max-old-space-size=64'], ''), null, 'another flag')
+})
+
+t.test('the image, npm start and the portcullis command all start Node with the flag', async t => {
+  t.match(await readFile(new URL('Dockerfile', ROOT), 'utf8'), new RegExp(`^ENV NODE_OPTIONS=${SEMI_SPACE_FLAG}$`, 'm'))
+  const pkg = JSON.parse(await readFile(new URL('package.json', ROOT), 'utf8')) as { scripts: Record<string, string> }
+  t.match(pkg.scripts.start, `node ${SEMI_SPACE_FLAG} dist/cli.js`)
+  const shebang = (await readFile(new URL('dist/cli.js', ROOT), 'utf8')).split('\n')[0]
+  t.equal(shebang, `#!/usr/bin/env -S node ${SEMI_SPACE_FLAG}`, 'the built command\'s first line (npm run build)')
+})
+
+t.test('started through its first line, the gateway runs with the flag and says so', async t => {
+  const files = await gatewayFiles(t)
+  await files.writeConfig('http://127.0.0.1:9')
+  const shebang = (await readFile(new URL('dist/cli.js', ROOT), 'utf8')).split('\n')[0]!
+  const flagged = await startGatewayProcess(t, files.configFile, [], shebang.slice(2).split(' '))
+  t.match(flagged.log(), /"max_semi_space_mib":64,.*"msg":"portcullis is listening"/)
+  flagged.child.kill('SIGTERM')
+  await flagged.exited
+  const plain = await startGatewayProcess(t, files.configFile)
+  t.match(plain.log(), /"max_semi_space_mib":null,.*"msg":"portcullis is listening"/, 'node dist/cli.js without it: Node\'s default, said as null')
+})
