@@ -34,15 +34,13 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
   // The pinned OPA builds ABI 1.2 or later; an older module is a bundle built by another OPA.
   if (p.minorVersion < 2 || opaEval === undefined) throw new Error(`the policy module has OPA WASM ABI 1.${p.minorVersion}; the gateway needs 1.2 or later (build it with the pinned opa: portcullis policy build)`)
   let view = Buffer.from(p.mem.buffer)
-  const current = (): Buffer => {
-    // Growing the memory replaces its buffer: a view of the old one is empty.
-    if (view.buffer !== p.mem.buffer) view = Buffer.from(p.mem.buffer)
-    return view
-  }
+  // Growing the memory detaches its buffer (a view of it then has length 0) and makes a new one. Asked
+  // only then: reading `buffer` off the memory object costs more than the check.
+  const current = (): Buffer => view.length === 0 ? (view = Buffer.from(p.mem.buffer)) : view
   return (inputJson, entrypoint) => {
     const at = p.dataHeapPtr
     // UTF-8 takes at most three bytes per UTF-16 unit: room for the worst case, then the exact write.
-    const short = at + inputJson.length * 3 - p.mem.buffer.byteLength
+    const short = at + inputJson.length * 3 - current().length
     if (short > 0) p.mem.grow(Math.ceil(short / PAGE))
     const length = current().write(inputJson, at, 'utf8')
     // The evaluation's heap starts after the input; every call reuses the same space.

@@ -132,3 +132,20 @@ t.test('the shipped policies run without the watchdog (no per-decision guard cos
   const engine = await createPolicyEngine(await readBundleFile(out), 'gateway/authz/decision')
   t.equal(engine.guardedBecause, null)
 })
+
+t.test('inputs of any size and alphabet: the module memory grows as needed and every answer is whole', async t => {
+  const { engine, resets } = await engineFor(t, `package gateway.authz
+
+decision := {"allow": true, "v": concat("|", [input.s, input.t])} if input.k == "echo"
+`)
+  // Past the module's initial memory (5 pages of 64 KiB), then past what one growth gave; multibyte
+  // text takes up to three bytes per UTF-16 unit, astral characters four per pair.
+  for (const n of [7, 400_008, 49_994, 900_004]) { // whole repeats (7 units each): no pair cut in two
+    const s = 'é€😀"\\\n'.repeat(Math.ceil(n / 7)).slice(0, n)
+    const result = engine.evaluateJson(JSON.stringify({ k: 'echo', s, t: 'end' })) as { v: string }
+    t.equal(result.v, `${s}|end`, `${n} UTF-16 units`)
+  }
+  t.same(engine.evaluate({ k: 'echo', s: 'a', t: 'b' }), { allow: true, v: 'a|b' }, 'a small one after the large ones')
+  t.equal(engine.evaluate(undefined), undefined, 'no input: undefined decision')
+  t.same(resets, [], 'nothing faulted')
+})
