@@ -142,19 +142,22 @@ export interface RouteContext {
 }
 
 /**
- * A synchronous check as an onRequest hook with Fastify's callback: no promise per request. Its
- * refusal (a throw) is handed on in a microtask, as an async hook's rejection was: answered in the
- * same turn, a refusal of one of several pipelined requests lost the answer of the next (the
- * smuggling suite's pipelined case).
+ * A check as an onRequest hook with Fastify's callback: no promise per request when the check is
+ * synchronous; one that has to wait (a signature check) returns its promise. A refusal (a throw or a
+ * rejection) is handed on in a later turn, as an async hook's rejection was: answered in the same turn,
+ * a refusal of one of several pipelined requests lost the answer of the next (the smuggling suite's
+ * pipelined case).
  */
-export function syncHook (check: (request: FastifyRequest, reply: FastifyReply) => void) {
+export function syncHook (check: (request: FastifyRequest, reply: FastifyReply) => void | Promise<void>) {
   return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    let waiting: void | Promise<void>
     try {
-      check(request, reply)
+      waiting = check(request, reply)
     } catch (err) {
       queueMicrotask(() => { done(err as Error) })
       return
     }
-    done()
+    if (waiting === undefined) done()
+    else waiting.then(() => { done() }, done)
   }
 }

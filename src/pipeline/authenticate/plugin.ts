@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
-import type { AuthnResult, ClientCertificate, Principal, RouteContext } from '../types.js'
+import { syncHook, type AuthnResult, type ClientCertificate, type Principal, type RouteContext } from '../types.js'
 import { authenticateRequest } from './chain.js'
 import { readPeerCertificate } from './client-cert.js'
 import type { Authenticator } from './jwt.js'
@@ -27,29 +27,16 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
   app.decorateRequest('principal', null)
   app.decorateRequest('clientCertificate', null)
 
-  // The hook takes Fastify's callback: a remembered token is judged without a promise (chain.ts);
-  // only a signature check waits. A throw is the refusal either way.
-  app.addHook('onRequest', (request, reply, done) => {
+  // A remembered token is judged without a promise (chain.ts); only a signature check waits.
+  app.addHook('onRequest', syncHook((request, reply) => {
     const route = request.routeOptions.config.gateway
-    if (route === undefined) { done(); return } // not found: the route stage answers 404
+    if (route === undefined) return // not found: the route stage answers 404
     const peer = readPeerCertificate(request.raw.socket)
     if (peer.state === 'verified') request.clientCertificate = peer.certificate
     const result = authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
-    if (result instanceof Promise) {
-      result.then(r => {
-        try { apply(request, reply, route, r) } catch (err) { done(err as Error); return }
-        done()
-      }, done)
-      return
-    }
-    try {
-      apply(request, reply, route, result)
-    } catch (err) {
-      queueMicrotask(() => { done(err as Error) }) // as pipeline/types.ts syncHook: a refusal in a later turn
-      return
-    }
-    done()
-  })
+    if (result instanceof Promise) return result.then(r => { apply(request, reply, route, r) })
+    apply(request, reply, route, result)
+  }))
 
   /** A principal for the request, or its refusal (thrown). */
   const apply = (request: FastifyRequest, reply: FastifyReply, route: RouteContext, result: AuthnResult): void => {
