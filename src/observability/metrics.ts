@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
 import { createEventLoopDelay } from './event-loop-delay.js'
 import { createShadowMetrics } from './shadow-metrics.js'
+import { createTally } from './tally.js'
 
 /*
  * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
@@ -37,6 +38,9 @@ export function createMetrics (registry: Registry) {
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   // Read by the scrape and by the Redis health check (its command deadline allows for it).
   const eventLoopDelay = createEventLoopDelay()
+  // Bumped on every request: counted as plain numbers and handed on when read (tally.ts).
+  const requestTally = createTally<'route' | 'method' | 'outcome' | 'status_class'>()
+  const protocolTally = createTally<'protocol'>()
   return {
     registry,
     eventLoopDelay,
@@ -46,8 +50,10 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route, method, outcome and status class',
       labelNames: ['route', 'method', 'outcome', 'status_class'] as const,
-      registers
+      registers,
+      collect () { requestTally.flush(this) }
     }),
+    requestTally,
     requestDuration: new Histogram({
       name: 'portcullis_request_duration_seconds',
       help: 'Time from request start to response end, by route, method and outcome',
@@ -60,8 +66,10 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_requests_by_protocol_total',
       help: 'Requests answered, by the protocol the client spoke',
       labelNames: ['protocol'] as const,
-      registers
+      registers,
+      collect () { protocolTally.flush(this) }
     }),
+    protocolTally,
     inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
     rejected: new Counter({
       name: 'portcullis_rejected_total',
