@@ -5,7 +5,7 @@ import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/s
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { clientBucketIp } from '../../util/client-network.js'
-import { createBucketHasher, principalIdentity } from './keys.js'
+import { bucketPrefix, createBucketHasher, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 
@@ -20,6 +20,8 @@ interface Limit {
   name: string
   max: number
   windowSeconds: number
+  /** The RateLimit-Policy value: fixed per limit, built once. */
+  policy: string
   check: (request: FastifyRequest, reply: FastifyReply) => Promise<{ remaining: number, ttl: number, isExceeded: boolean }>
 }
 
@@ -67,7 +69,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: 
           throw err
         }
       }
-      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, check })
+      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, policy: `"${name}";q=${limit.max};w=${limit.windowSeconds}`, check })
     }
   })
   return limits
@@ -75,7 +77,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: 
 
 /** The IETF fields (draft-ietf-httpapi-ratelimit-headers): the policy, and what is left of it. */
 function setHeaders (reply: FastifyReply, limit: Limit, remaining: number, ttlMs: number): void {
-  reply.header('ratelimit-policy', `"${limit.name}";q=${limit.max};w=${limit.windowSeconds}`)
+  reply.header('ratelimit-policy', limit.policy)
   reply.header('ratelimit', `"${limit.name}";r=${remaining};t=${Math.max(0, Math.ceil(ttlMs / 1000))}`)
 }
 
@@ -94,8 +96,9 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
   const limit = config.rateLimit.preAuth
   if (limit === undefined) return
   const bucketHash = createBucketHasher()
+  const prefix = bucketPrefix('ip')
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, [{
-    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientBucketIp(request)), 1)
+    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash(prefix + clientBucketIp(request)), 1)
   }])
   const check = limits.get('pre-auth')!
   app.addHook('onRequest', async (request, reply) => {
@@ -114,12 +117,19 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   app.decorateRequest('rateLimited', null)
   const bucketHash = createBucketHasher()
-  const keyOf = (name: string) => (request: FastifyRequest): string => {
-    const hint = request.decision?.rateLimit
-    const hash = hint?.key !== undefined
-      ? bucketHash('key', name, hint.key)
-      : bucketHash('route', request.routeOptions.config.gateway?.id ?? '-', name, principalIdentity(request, clientBucketIp(request)))
-    return storeKey(hash, hint?.cost ?? 1)
+  // Each limit's key: the constant parts of its bucket names built once (per route for a tier, which
+  // any route's policy may name), the caller's identity or the policy's key added per request.
+  const keyOf = (name: string) => {
+    const keyPrefix = bucketPrefix('key', name)
+    const routePrefixes = new Map<string, string>()
+    return (request: FastifyRequest): string => {
+      const hint = request.decision?.rateLimit
+      if (hint?.key !== undefined) return storeKey(bucketHash(keyPrefix + hint.key), hint.cost ?? 1)
+      const route = request.routeOptions.config.gateway?.id ?? '-'
+      let prefix = routePrefixes.get(route)
+      if (prefix === undefined) routePrefixes.set(route, prefix = bucketPrefix('route', route, name))
+      return storeKey(bucketHash(prefix + principalIdentity(request, clientBucketIp(request))), hint?.cost ?? 1)
+    }
   }
   const specs: LimitSpec[] = []
   for (const route of config.routes) {
@@ -130,6 +140,9 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
     specs.push({ id: `tier:${tier}`, name: tier, label: `tier:${tier}`, limit: l, key: keyOf(`tier:${tier}`) })
   }
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, specs)
+  // Looked up by the route id or tier name as they come, with no key string made per request.
+  const byRoute = new Map(config.routes.flatMap(r => limits.has(`route:${r.id}`) ? [[r.id, limits.get(`route:${r.id}`)!] as const] : []))
+  const byTier = new Map(Object.keys(config.rateLimit.tiers).map(tier => [tier, limits.get(`tier:${tier}`)!] as const))
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
@@ -137,10 +150,10 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
     const tier = request.decision.rateLimit?.tier
     let chosen: Limit | undefined
     if (tier !== undefined) {
-      chosen = limits.get(`tier:${tier}`)
+      chosen = byTier.get(tier)
       if (chosen === undefined) throw new GW_ERR_RATE_LIMIT_TIER()
     } else {
-      chosen = limits.get(`route:${route.id}`)
+      chosen = byRoute.get(route.id)
     }
     if (chosen === undefined) return
     const r = await chosen.check(request, reply)
