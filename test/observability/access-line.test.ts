@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import { createAccessLog, loggerOptions, quietRequestLogging } from '../../src/observability/logger.js'
@@ -7,7 +7,7 @@ import { createAccessLog, loggerOptions, quietRequestLogging } from '../../src/o
 // would write: same framing, same fields in the same order, same values, the same level gate. Other
 // lines keep pino's redaction.
 
-function capture (t: Tap.Test) {
+function capture (t: Test) {
   const lines: string[] = []
   const stream = new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } })
   const app = (level: string) => {
