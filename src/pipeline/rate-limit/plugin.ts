@@ -22,7 +22,21 @@ interface Limit {
   windowSeconds: number
   /** The RateLimit-Policy value: fixed per limit, built once. */
   policy: string
-  check: (request: FastifyRequest, reply: FastifyReply) => Promise<{ remaining: number, ttl: number, isExceeded: boolean }>
+  /** @fastify/rate-limit's checker for this limit. */
+  limiter: Limiter
+}
+
+type Limiter = ReturnType<FastifyInstance['createRateLimit']>
+type LimiterAnswer = Awaited<ReturnType<Limiter>>
+
+/**
+ * The store could not decide and this limit fails closed (GW_ERR_RATE_LIMIT_STORE): the client may
+ * try again in a second. The hooks await the limiter themselves and call this on a rejection, so a
+ * request costs no promise beyond the hook's and the limiter's own.
+ */
+function storeFailed (reply: FastifyReply, err: unknown): never {
+  reply.header('retry-after', '1')
+  throw err
 }
 
 /** What the store should do for one configured limit. */
@@ -59,17 +73,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: 
         keyGenerator: key,
         gateway: bucketOf(label, limit, share)
       } as Parameters<typeof scope.createRateLimit>[0])
-      const check = async (request: FastifyRequest, reply: FastifyReply): Promise<{ remaining: number, ttl: number, isExceeded: boolean }> => {
-        try {
-          const r = await limiter(request)
-          return r.isAllowed ? { remaining: limit.max, ttl: 0, isExceeded: false } : r // isAllowed: an allow list, which is never set
-        } catch (err) {
-          // The store could not decide and this limit fails closed (GW_ERR_RATE_LIMIT_STORE).
-          reply.header('retry-after', '1')
-          throw err
-        }
-      }
-      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, policy: `"${name}";q=${limit.max};w=${limit.windowSeconds}`, check })
+      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, policy: `"${name}";q=${limit.max};w=${limit.windowSeconds}`, limiter })
     }
   })
   return limits
@@ -102,8 +106,9 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
   }])
   const check = limits.get('pre-auth')!
   app.addHook('onRequest', async (request, reply) => {
-    const r = await check.check(request, reply)
-    if (!r.isExceeded) return
+    let r: LimiterAnswer
+    try { r = await check.limiter(request) } catch (err) { storeFailed(reply, err) }
+    if (r.isAllowed || !r.isExceeded) return // isAllowed: an allow list's pass, which is never set
     metrics.preAuthLimited.inc()
     refuse(reply, check, r.ttl)
   })
@@ -117,24 +122,29 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   app.decorateRequest('rateLimited', null)
   const bucketHash = createBucketHasher()
-  // Each limit's key: the constant parts of its bucket names built once (per route for a tier, which
-  // any route's policy may name), the caller's identity or the policy's key added per request.
-  const keyOf = (name: string) => {
+  // Each limit's key: the constant parts of its bucket names built once, the caller's identity or the
+  // policy's key added per request. A route's own limit is only chosen on that route, so its names are
+  // fixed; a tier may be named by any route's policy, so its names are found per route.
+  const keyOf = (name: string, onRoute?: string) => {
     const keyPrefix = bucketPrefix('key', name)
-    const routePrefixes = new Map<string, string>()
+    const fixed = onRoute === undefined ? undefined : bucketPrefix('route', onRoute, name)
+    const perRoute = new Map<string, string>()
     return (request: FastifyRequest): string => {
       const hint = request.decision?.rateLimit
       if (hint?.key !== undefined) return storeKey(bucketHash(keyPrefix + hint.key), hint.cost ?? 1)
-      const route = request.routeOptions.config.gateway?.id ?? '-'
-      let prefix = routePrefixes.get(route)
-      if (prefix === undefined) routePrefixes.set(route, prefix = bucketPrefix('route', route, name))
+      let prefix = fixed
+      if (prefix === undefined) {
+        const route = request.routeOptions.config.gateway?.id ?? '-'
+        prefix = perRoute.get(route)
+        if (prefix === undefined) perRoute.set(route, prefix = bucketPrefix('route', route, name))
+      }
       return storeKey(bucketHash(prefix + principalIdentity(request, clientBucketIp(request))), hint?.cost ?? 1)
     }
   }
   const specs: LimitSpec[] = []
   for (const route of config.routes) {
     const l = route.rateLimit ?? config.rateLimit.default
-    if (l !== undefined) specs.push({ id: `route:${route.id}`, name: route.id, label: route.id, limit: l, key: keyOf(route.id) })
+    if (l !== undefined) specs.push({ id: `route:${route.id}`, name: route.id, label: route.id, limit: l, key: keyOf(route.id, route.id) })
   }
   for (const [tier, l] of Object.entries(config.rateLimit.tiers)) {
     specs.push({ id: `tier:${tier}`, name: tier, label: `tier:${tier}`, limit: l, key: keyOf(`tier:${tier}`) })
@@ -156,7 +166,12 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
       chosen = byRoute.get(route.id)
     }
     if (chosen === undefined) return
-    const r = await chosen.check(request, reply)
+    let r: LimiterAnswer
+    try { r = await chosen.limiter(request) } catch (err) { storeFailed(reply, err) }
+    if (r.isAllowed) { // an allow list's pass, which is never set
+      request.rateLimited = false
+      return setHeaders(reply, chosen, chosen.max, 0)
+    }
     request.rateLimited = r.isExceeded
     if (r.isExceeded) {
       metrics.rateLimited.inc({ route: route.id })
