@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import { createAccessLog, loggerOptions, quietRequestLogging } from '../../src/observability/logger.js'
+import { createAccessLog, lazyRequestLogger, loggerOptions, quietRequestLogging } from '../../src/observability/logger.js'
 
 // The access line skips pino's field-by-field serialisation (issue #19) but must stay the line pino
 // would write: same framing, same fields in the same order, same values, the same level gate. Other
@@ -80,4 +80,24 @@ t.test('every other line keeps the redaction', async t => {
   log.info({ token: 'secret-token', headers: { authorization: 'Bearer x', cookie: 'c=1' } }, 'something')
   t.notMatch(lines[0]!, /secret-token|Bearer x|c=1/)
   t.match(JSON.parse(lines[0]!), { token: '[redacted]', headers: { authorization: '[redacted]', cookie: '[redacted]' } })
+})
+
+t.test('a request logger made on first use logs as the request child would: request_id, level, redaction', async t => {
+  const lines: string[] = []
+  const stream = new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } })
+  const app = Fastify({ logger: loggerOptions('info', stream), logController: quietRequestLogging(), childLoggerFactory: lazyRequestLogger, genReqId: () => 'req-1' })
+  t.teardown(() => app.close())
+  app.get('/quiet', async () => 'ok')
+  app.get('/loud', async request => {
+    request.log.debug('not at info')
+    request.log.warn({ token: 'secret-token', n: 1 }, 'something odd')
+    request.log.child({ part: 'x' }).error('nested')
+    return request.log.level
+  })
+  t.equal((await app.inject('/quiet')).body, 'ok')
+  t.equal(lines.length, 0, 'nothing logged, nothing written')
+  t.equal((await app.inject('/loud')).body, 'info', 'the level is the parent\'s')
+  t.equal(lines.length, 2)
+  t.match(JSON.parse(lines[0]!), { level: 40, request_id: 'req-1', token: '[redacted]', n: 1, msg: 'something odd' })
+  t.match(JSON.parse(lines[1]!), { level: 50, request_id: 'req-1', part: 'x', msg: 'nested' })
 })
