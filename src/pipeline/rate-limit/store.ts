@@ -28,10 +28,11 @@ function definitionOf (spec: LimitSpec): string {
 /*
  * @fastify/rate-limit's store contract has a key, a window and a max, but no cost. The key handed to
  * the store is built by this stage (a hash, then NUL, then the cost), so the cost travels after the
- * last NUL, where no hash can put one.
+ * last NUL, where no hash can put one. A cost of 1, nearly every request's, travels as the hash alone:
+ * no string is made or cut apart for it per request.
  */
 export function storeKey (hash: string, cost: number): string {
-  return `${hash}\0${cost}`
+  return cost === 1 ? hash : `${hash}\0${cost}`
 }
 
 /**
@@ -94,7 +95,9 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
       const bucket = this.bucket
       if (bucket === null) return callback(new Error('rate limit created without a gateway bucket'))
       const sep = key.lastIndexOf('\0')
-      const verdict = consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket, this.definition)
+      const verdict = sep === -1
+        ? consume(key, 1, bucket, this.definition)
+        : consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket, this.definition)
       if (verdict instanceof Promise) verdict.then(v => callback(null, incrResult(v, max)), (err: Error) => callback(err))
       else callback(null, incrResult(verdict, max))
     }
