@@ -41,6 +41,7 @@ export function createMetrics (registry: Registry) {
   // Bumped on every request: counted as plain numbers and handed on when read (tally.ts).
   const requestTally = createTally<'route' | 'method' | 'outcome' | 'status_class'>()
   const protocolTally = createTally<'protocol'>()
+  const requestsInFlight = { count: 0 }
   return {
     registry,
     eventLoopDelay,
@@ -70,7 +71,9 @@ export function createMetrics (registry: Registry) {
       collect () { protocolTally.flush(this) }
     }),
     protocolTally,
-    inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
+    // Moved on every request: a plain number, read by the gauge when scraped (as the tallies above).
+    requestsInFlight,
+    inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers, collect () { this.set(requestsInFlight.count) } }),
     rejected: new Counter({
       name: 'portcullis_rejected_total',
       help: 'Requests the gateway refused, by reason (the error code without GW_ERR_, lower-cased)',

@@ -82,9 +82,9 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
 
   // Synchronous hooks take Fastify's callback: an async one costs a promise and a microtask turn per
   // request, for nothing to wait on. A throw still reaches Fastify's error path, as a rejection did.
-  app.addHook('onRequest', (_request, _reply, done) => { metrics.inFlight.inc(); done() })
+  app.addHook('onRequest', (_request, _reply, done) => { metrics.requestsInFlight.count++; done() })
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.inFlight.dec()
+    metrics.requestsInFlight.count--
     const route = request.routeOptions.config.gateway?.id ?? '-'
     const outcome = outcomeOf(request.errorCode, reply.statusCode)
     const method = METHODS.has(request.method) ? request.method : 'OTHER'
