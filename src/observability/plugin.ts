@@ -37,8 +37,10 @@ interface Cell {
 
 /**
  * The request metrics' series, found by plain lookups of values the gateway chose (route ids from
- * config, the method set above, outcomes, status classes): no label object or label string is made per
- * request (issue #19). Per gateway generation; bounded as the labels are.
+ * config, the method set above, outcomes, status classes): the counters take no label object or label
+ * string per request (issue #19). The duration histogram's child, kept per label set, still hashes its
+ * labels inside prom-client on each observe: prom-client has no way to add to a histogram otherwise.
+ * Per gateway generation; bounded as the labels are.
  */
 function createRequestSeries (metrics: Metrics) {
   const cells = new Map<string, Map<string, Map<Outcome, Array<Cell | undefined>>>>()
