@@ -10,7 +10,7 @@ import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
 import { createCloseRegistry, type CloseRegistry } from './lifecycle/close-registry.js'
 import { createProcessState, type ProcessState } from './lifecycle/process-state.js'
-import { loggerOptions, quietRequestLogging } from './observability/logger.js'
+import { lazyRequestLogger, loggerOptions, quietRequestLogging } from './observability/logger.js'
 import type { Metrics } from './observability/metrics.js'
 import { observePlugin } from './observability/plugin.js'
 import { createTracing, untraced } from './observability/tracing.js'
@@ -107,6 +107,7 @@ function createPublicApp (config: Config, metrics: Metrics, serverFactory: Gatew
   const app = Fastify({
     logger: loggerOptions(config.logging.level),
     logController: quietRequestLogging(),
+    childLoggerFactory: lazyRequestLogger, // made when first used: most requests log only the access line
     ...(tls !== undefined ? { https: httpsOptions(tls, config.limits, config.listen.http2) } : { http: serverOptions(config.limits) }),
     // Only used when Fastify makes the server itself (no serverFactory); Fastify reads the protocol per request.
     ...(tls !== undefined && config.listen.http2 ? { http2: true as never } : {}),

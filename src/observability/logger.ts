@@ -1,4 +1,5 @@
-import { LogController, type FastifyServerOptions } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
+import { pino } from 'pino'
 
 /*
  * pino options shared by both listeners. The access line is built field by field from safe values,
@@ -12,16 +13,112 @@ export const REDACT_PATHS = [
   'err.headers.authorization', 'token', 'password', 'secret'
 ]
 
-export function loggerOptions (level: string): FastifyServerOptions['logger'] {
+/**
+ * Standard output, written synchronously, one write per line. pino's default destination writes
+ * asynchronously, and while one write is in flight it appends each new line to one pending string
+ * and measures that whole string again (sonic-boom's `Buffer.byteLength` of its last buffer): under
+ * load a copy per line that grows with the backlog (bench/STAGES.md, issue #19: 7.5 KiB and a quarter
+ * of the access line's CPU per request). Synchronous is also what Node does for its own stdout on
+ * files and pipes, and a line is out before the next request's.
+ */
+export function createLogDestination (): NodeJS.WritableStream {
+  return pino.destination({ dest: 1, sync: true }) as unknown as NodeJS.WritableStream
+}
+
+export function loggerOptions (level: string, stream: NodeJS.WritableStream = createLogDestination()): FastifyServerOptions['logger'] {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     // The access line carries what matters; the default req/res serialisers would log raw URLs.
-    serializers: {}
+    serializers: {},
+    stream
   }
 }
 
 /** Turns off Fastify's own per-request lines: the gateway writes one access line of its own. */
 export function quietRequestLogging (): LogController {
   return new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' })
+}
+
+type PinoInternals = Record<symbol, unknown>
+
+/** The access line's fields, request_id first (where the request's child logger would put it). */
+export type AccessFields = { request_id: string } & Record<string, unknown>
+
+/**
+ * Writes the access line, one per request, with the framing pino gives every line of this logger
+ * (level, time, pid, hostname, then the fields, then msg) and the line as `log.child({request_id})
+ * .info(fields, msg)` would write it. Its fields are built one by one from values the gateway made
+ * (observability/plugin.ts), so the line needs no redaction, and one JSON.stringify of them costs a
+ * fraction of pino's field-by-field serialisation. The framing is read from the logger itself through
+ * `pino.symbols` (pino's interface for integrations, as Fastify uses it), so options such as a
+ * timestamp function stay pino's. Anything this shortcut would bypass (a destination that wants
+ * pino's per-line metadata, a mixin or a formatter for log objects) sends the line through pino.
+ */
+export function createAccessLog (fastifyLog: FastifyBaseLogger, msg: string): (fields: AccessFields) => void {
+  const log = fastifyLog as unknown as pino.Logger // Fastify's logger is pino's (loggerOptions above)
+  const s = pino.symbols
+  const msgPrefixSym = (s as Record<string, symbol>).msgPrefixSym // not in pino's types
+  const internals = log as unknown as PinoInternals
+  const stream = internals[s.streamSym] as { write?: (line: string) => unknown } | undefined
+  const levels = internals[s.lsCacheSym] as Record<number, string> | undefined
+  const time = internals[s.timeSym] as (() => string) | undefined
+  const chindings = internals[s.chindingsSym]
+  const formatters = internals[s.formattersSym] as { log?: unknown } | undefined
+  const hooks = internals[s.hooksSym] as { streamWrite?: unknown } | undefined
+  const end = internals[s.endSym]
+  const level = log.levels.values.info!
+  const head = levels?.[level]
+  const direct = typeof stream?.write === 'function' && head !== undefined && typeof time === 'function' &&
+    typeof chindings === 'string' && typeof end === 'string' && internals[s.mixinSym] === undefined &&
+    formatters?.log === undefined && hooks?.streamWrite === undefined && (msgPrefixSym === undefined || internals[msgPrefixSym] === undefined) &&
+    internals[s.messageKeySym] === 'msg' && internals[s.nestedKeySym] === null &&
+    (stream as Record<symbol, unknown>)[s.needsMetadataGsym] !== true
+  if (!direct) {
+    return fields => { log.info(fields, msg) }
+  }
+  const write = stream.write!.bind(stream)
+  const tail = `,"msg":${JSON.stringify(msg)}${end}`
+  return fields => {
+    if (!log.isLevelEnabled('info')) return
+    const json = JSON.stringify(fields)
+    write(`${head}${time.call(log)}${chindings},${json.slice(1, -1)}${tail}`)
+  }
+}
+
+type Log = (...args: unknown[]) => void
+
+/**
+ * A request's logger, made when something first logs through it. Fastify gives every request a pino
+ * child (bindings serialised, a dozen fields copied: 0.5–1 KiB and a few µs a request, issue #19); the
+ * gateway logs per request only the access line, written without it (createAccessLog above), so most
+ * requests never need one. What is logged, and how, is the child's: this only defers making it.
+ */
+class LazyRequestLogger implements FastifyBaseLogger {
+  #made: FastifyBaseLogger | undefined
+  readonly #parent: FastifyBaseLogger
+  readonly #bindings: Record<string, unknown>
+  readonly #options: { level?: string }
+  constructor (parent: FastifyBaseLogger, bindings: Record<string, unknown>, options: { level?: string }) {
+    this.#parent = parent
+    this.#bindings = bindings
+    this.#options = options
+  }
+
+  #log (): FastifyBaseLogger { return (this.#made ??= this.#parent.child(this.#bindings, this.#options)) }
+  get level (): string { return this.#made?.level ?? this.#options.level ?? this.#parent.level }
+  set level (level: string) { this.#log().level = level }
+  fatal (...args: unknown[]): void { (this.#log().fatal as Log)(...args) }
+  error (...args: unknown[]): void { (this.#log().error as Log)(...args) }
+  warn (...args: unknown[]): void { (this.#log().warn as Log)(...args) }
+  info (...args: unknown[]): void { (this.#log().info as Log)(...args) }
+  debug (...args: unknown[]): void { (this.#log().debug as Log)(...args) }
+  trace (...args: unknown[]): void { (this.#log().trace as Log)(...args) }
+  silent (...args: unknown[]): void { (this.#log().silent as Log)(...args) }
+  child (bindings: Record<string, unknown>, options?: { level?: string }): FastifyBaseLogger { return this.#log().child(bindings, options) }
+}
+
+/** Fastify's `childLoggerFactory` for the public listener: request loggers made on first use. */
+export function lazyRequestLogger (logger: FastifyBaseLogger, bindings: Record<string, unknown>, options: { level?: string }): FastifyBaseLogger {
+  return new LazyRequestLogger(logger, bindings, options)
 }

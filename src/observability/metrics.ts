@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
 import { createEventLoopDelay } from './event-loop-delay.js'
 import { createShadowMetrics } from './shadow-metrics.js'
+import { createTally } from './tally.js'
 
 /*
  * Every metric the gateway exports, on a registry the caller owns (never prom-client's global one).
@@ -37,6 +38,10 @@ export function createMetrics (registry: Registry) {
   for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`portcullis_nodejs_${name}`)
   // Read by the scrape and by the Redis health check (its command deadline allows for it).
   const eventLoopDelay = createEventLoopDelay()
+  // Bumped on every request: counted as plain numbers and handed on when read (tally.ts).
+  const requestTally = createTally<'route' | 'method' | 'outcome' | 'status_class'>()
+  const protocolTally = createTally<'protocol'>()
+  const requestsInFlight = { count: 0 }
   return {
     registry,
     eventLoopDelay,
@@ -46,8 +51,10 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route, method, outcome and status class',
       labelNames: ['route', 'method', 'outcome', 'status_class'] as const,
-      registers
+      registers,
+      collect () { requestTally.flush(this) }
     }),
+    requestTally,
     requestDuration: new Histogram({
       name: 'portcullis_request_duration_seconds',
       help: 'Time from request start to response end, by route, method and outcome',
@@ -60,9 +67,13 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_requests_by_protocol_total',
       help: 'Requests answered, by the protocol the client spoke',
       labelNames: ['protocol'] as const,
-      registers
+      registers,
+      collect () { protocolTally.flush(this) }
     }),
-    inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers }),
+    protocolTally,
+    // Moved on every request: a plain number, read by the gauge when scraped (as the tallies above).
+    requestsInFlight,
+    inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers, collect () { this.set(requestsInFlight.count) } }),
     rejected: new Counter({
       name: 'portcullis_rejected_total',
       help: 'Requests the gateway refused, by reason (the error code without GW_ERR_, lower-cased)',

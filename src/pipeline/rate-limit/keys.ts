@@ -13,10 +13,9 @@ import type { FastifyRequest } from 'fastify'
  * stored in the clear. A caller sends many requests, so each name's hash is remembered (a SHA-256
  * costs a few microseconds, the lookup a fraction of one); the table is bounded.
  */
-export function createBucketHasher (max = 16_384): (...parts: string[]) => string {
+export function createBucketHasher (max = 16_384): (name: string) => string {
   const known = new LRUCache<string, string>({ max })
-  return (...parts) => {
-    const name = parts.join('\0')
+  return name => {
     let hash = known.get(name)
     if (hash === undefined) {
       hash = createHash('sha256').update(name).digest('base64url').slice(0, 27)
@@ -24,6 +23,15 @@ export function createBucketHasher (max = 16_384): (...parts: string[]) => strin
     }
     return hash
   }
+}
+
+/**
+ * A bucket's name: its parts joined by NUL. Callers build the constant parts
+ * once (bucketPrefix) and add the per-request part, so the names, and the hashes stored in Redis, stay
+ * those of earlier versions.
+ */
+export function bucketPrefix (...parts: string[]): string {
+  return `${parts.join('\0')}\0`
 }
 
 /** The identity part of a main-limit bucket: issuer and subject, or the client IP when anonymous. */

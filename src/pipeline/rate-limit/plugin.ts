@@ -5,7 +5,7 @@ import type { Config, PreAuthLimitConfig, RateLimitConfig } from '../../config/s
 import { GW_ERR_RATE_LIMIT_TIER, GW_ERR_RATE_LIMITED } from '../../errors.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { clientBucketIp } from '../../util/client-network.js'
-import { createBucketHasher, principalIdentity } from './keys.js'
+import { bucketPrefix, createBucketHasher, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
 
@@ -20,7 +20,23 @@ interface Limit {
   name: string
   max: number
   windowSeconds: number
-  check: (request: FastifyRequest, reply: FastifyReply) => Promise<{ remaining: number, ttl: number, isExceeded: boolean }>
+  /** The RateLimit-Policy value: fixed per limit, built once. */
+  policy: string
+  /** @fastify/rate-limit's checker for this limit. */
+  limiter: Limiter
+}
+
+type Limiter = ReturnType<FastifyInstance['createRateLimit']>
+type LimiterAnswer = Awaited<ReturnType<Limiter>>
+
+/**
+ * The store could not decide and this limit fails closed (GW_ERR_RATE_LIMIT_STORE): the client may
+ * try again in a second. The hooks await the limiter themselves and call this on a rejection, so a
+ * request costs no promise beyond the hook's and the limiter's own.
+ */
+function storeFailed (reply: FastifyReply, err: unknown): never {
+  reply.header('retry-after', '1')
+  throw err
 }
 
 /** What the store should do for one configured limit. */
@@ -57,17 +73,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: 
         keyGenerator: key,
         gateway: bucketOf(label, limit, share)
       } as Parameters<typeof scope.createRateLimit>[0])
-      const check = async (request: FastifyRequest, reply: FastifyReply): Promise<{ remaining: number, ttl: number, isExceeded: boolean }> => {
-        try {
-          const r = await limiter(request)
-          return r.isAllowed ? { remaining: limit.max, ttl: 0, isExceeded: false } : r // isAllowed: an allow list, which is never set
-        } catch (err) {
-          // The store could not decide and this limit fails closed (GW_ERR_RATE_LIMIT_STORE).
-          reply.header('retry-after', '1')
-          throw err
-        }
-      }
-      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, check })
+      limits.set(id, { name, max: limit.max, windowSeconds: limit.windowSeconds, policy: `"${name}";q=${limit.max};w=${limit.windowSeconds}`, limiter })
     }
   })
   return limits
@@ -75,7 +81,7 @@ async function buildLimits (app: FastifyInstance, store: RateLimitStore, share: 
 
 /** The IETF fields (draft-ietf-httpapi-ratelimit-headers): the policy, and what is left of it. */
 function setHeaders (reply: FastifyReply, limit: Limit, remaining: number, ttlMs: number): void {
-  reply.header('ratelimit-policy', `"${limit.name}";q=${limit.max};w=${limit.windowSeconds}`)
+  reply.header('ratelimit-policy', limit.policy)
   reply.header('ratelimit', `"${limit.name}";r=${remaining};t=${Math.max(0, Math.ceil(ttlMs / 1000))}`)
 }
 
@@ -94,13 +100,15 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
   const limit = config.rateLimit.preAuth
   if (limit === undefined) return
   const bucketHash = createBucketHasher()
+  const prefix = bucketPrefix('ip')
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, [{
-    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash('ip', clientBucketIp(request)), 1)
+    id: 'pre-auth', name: 'pre-auth', label: 'pre_auth', limit, key: request => storeKey(bucketHash(prefix + clientBucketIp(request)), 1)
   }])
   const check = limits.get('pre-auth')!
   app.addHook('onRequest', async (request, reply) => {
-    const r = await check.check(request, reply)
-    if (!r.isExceeded) return
+    let r: LimiterAnswer
+    try { r = await check.limiter(request) } catch (err) { storeFailed(reply, err) }
+    if (r.isAllowed || !r.isExceeded) return // isAllowed: an allow list's pass, which is never set
     metrics.preAuthLimited.inc()
     refuse(reply, check, r.ttl)
   })
@@ -114,22 +122,37 @@ const preAuth: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, sto
 const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store, config }) => {
   app.decorateRequest('rateLimited', null)
   const bucketHash = createBucketHasher()
-  const keyOf = (name: string) => (request: FastifyRequest): string => {
-    const hint = request.decision?.rateLimit
-    const hash = hint?.key !== undefined
-      ? bucketHash('key', name, hint.key)
-      : bucketHash('route', request.routeOptions.config.gateway?.id ?? '-', name, principalIdentity(request, clientBucketIp(request)))
-    return storeKey(hash, hint?.cost ?? 1)
+  // Each limit's key: the constant parts of its bucket names built once, the caller's identity or the
+  // policy's key added per request. A route's own limit is only chosen on that route, so its names are
+  // fixed; a tier may be named by any route's policy, so its names are found per route.
+  const keyOf = (name: string, onRoute?: string) => {
+    const keyPrefix = bucketPrefix('key', name)
+    const fixed = onRoute === undefined ? undefined : bucketPrefix('route', onRoute, name)
+    const perRoute = new Map<string, string>()
+    return (request: FastifyRequest): string => {
+      const hint = request.decision?.rateLimit
+      if (hint?.key !== undefined) return storeKey(bucketHash(keyPrefix + hint.key), hint.cost ?? 1)
+      let prefix = fixed
+      if (prefix === undefined) {
+        const route = request.routeOptions.config.gateway?.id ?? '-'
+        prefix = perRoute.get(route)
+        if (prefix === undefined) perRoute.set(route, prefix = bucketPrefix('route', route, name))
+      }
+      return storeKey(bucketHash(prefix + principalIdentity(request, clientBucketIp(request))), hint?.cost ?? 1)
+    }
   }
   const specs: LimitSpec[] = []
   for (const route of config.routes) {
     const l = route.rateLimit ?? config.rateLimit.default
-    if (l !== undefined) specs.push({ id: `route:${route.id}`, name: route.id, label: route.id, limit: l, key: keyOf(route.id) })
+    if (l !== undefined) specs.push({ id: `route:${route.id}`, name: route.id, label: route.id, limit: l, key: keyOf(route.id, route.id) })
   }
   for (const [tier, l] of Object.entries(config.rateLimit.tiers)) {
     specs.push({ id: `tier:${tier}`, name: tier, label: `tier:${tier}`, limit: l, key: keyOf(`tier:${tier}`) })
   }
   const limits = await buildLimits(app, store, config.rateLimit.store.localFallbackShare, specs)
+  // Looked up by the route id or tier name as they come, with no key string made per request.
+  const byRoute = new Map(config.routes.flatMap(r => limits.has(`route:${r.id}`) ? [[r.id, limits.get(`route:${r.id}`)!] as const] : []))
+  const byTier = new Map(Object.keys(config.rateLimit.tiers).map(tier => [tier, limits.get(`tier:${tier}`)!] as const))
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.gateway
@@ -137,13 +160,18 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
     const tier = request.decision.rateLimit?.tier
     let chosen: Limit | undefined
     if (tier !== undefined) {
-      chosen = limits.get(`tier:${tier}`)
+      chosen = byTier.get(tier)
       if (chosen === undefined) throw new GW_ERR_RATE_LIMIT_TIER()
     } else {
-      chosen = limits.get(`route:${route.id}`)
+      chosen = byRoute.get(route.id)
     }
     if (chosen === undefined) return
-    const r = await chosen.check(request, reply)
+    let r: LimiterAnswer
+    try { r = await chosen.limiter(request) } catch (err) { storeFailed(reply, err) }
+    if (r.isAllowed) { // an allow list's pass, which is never set
+      request.rateLimited = false
+      return setHeaders(reply, chosen, chosen.max, 0)
+    }
     request.rateLimited = r.isExceeded
     if (r.isExceeded) {
       metrics.rateLimited.inc({ route: route.id })

@@ -28,10 +28,11 @@ function definitionOf (spec: LimitSpec): string {
 /*
  * @fastify/rate-limit's store contract has a key, a window and a max, but no cost. The key handed to
  * the store is built by this stage (a hash, then NUL, then the cost), so the cost travels after the
- * last NUL, where no hash can put one.
+ * last NUL, where no hash can put one. A cost of 1, nearly every request's, travels as the hash alone:
+ * no string is made or cut apart for it per request.
  */
 export function storeKey (hash: string, cost: number): string {
-  return `${hash}\0${cost}`
+  return cost === 1 ? hash : `${hash}\0${cost}`
 }
 
 /**
@@ -43,6 +44,11 @@ export function fallbackShare (spec: LimitSpec, share: number): LimitSpec {
   if (share >= 1) return spec
   const part = (n: number): number => Math.max(1, Math.floor(n * share))
   return { ...spec, max: part(spec.max), burst: part(spec.burst) }
+}
+
+/** What @fastify/rate-limit reads from a store: current above max refuses, ttl is the Retry-After (or reset). */
+function incrResult (v: Verdict, max: number): { current: number, ttl: number } {
+  return v.allowed ? { current: max - v.remaining, ttl: v.resetMs } : { current: max + 1, ttl: v.retryAfterMs }
 }
 
 /**
@@ -60,16 +66,15 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
   metrics.rateLimitStoreUp.set(redis === null || redis.up ? 1 : 0) // Redis is up once it has said so (a shared connection may have)
   const prefix = config.store.keyPrefix
 
-  async function consume (key: string, cost: number, bucket: Bucket, definition: string): Promise<Verdict> {
+  // The memory store answers at once: no promise is made for it (issue #19: this runs per request).
+  function consume (key: string, cost: number, bucket: Bucket, definition: string): Verdict | Promise<Verdict> {
     if (redis === null) return memory.consume(key + definition, cost, bucket.spec)
-    try {
-      return await redis.consume(prefix + key, cost, bucket.spec)
-    } catch {
+    return redis.consume(prefix + key, cost, bucket.spec).catch(() => {
       const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
       metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
       if (action === 'local') return memory.consume(key + definition, cost, bucket.fallback)
       throw new GW_ERR_RATE_LIMIT_STORE()
-    }
+    })
   }
 
   class GatewayStore implements FastifyRateLimitStore {
@@ -86,14 +91,15 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
       return new GatewayStore(params)
     }
 
-    // The plugin reads {current, ttl}: current above max refuses, ttl is the Retry-After (or reset).
     incr (key: string, callback: (error: Error | null, result?: { current: number, ttl: number }) => void, _timeWindow: number, max: number): void {
       const bucket = this.bucket
       if (bucket === null) return callback(new Error('rate limit created without a gateway bucket'))
       const sep = key.lastIndexOf('\0')
-      consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket, this.definition).then(
-        v => callback(null, v.allowed ? { current: max - v.remaining, ttl: v.resetMs } : { current: max + 1, ttl: v.retryAfterMs }),
-        (err: Error) => callback(err))
+      const verdict = sep === -1
+        ? consume(key, 1, bucket, this.definition)
+        : consume(key.slice(0, sep), Number(key.slice(sep + 1)), bucket, this.definition)
+      if (verdict instanceof Promise) verdict.then(v => callback(null, incrResult(v, max)), (err: Error) => callback(err))
+      else callback(null, incrResult(verdict, max))
     }
   }
 
