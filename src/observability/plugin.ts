@@ -5,6 +5,7 @@ import { statusClass, type Metrics, type Outcome } from './metrics.js'
 import { createAccessLog } from './logger.js'
 import type { TallySeries } from './tally.js'
 import { protocolOf } from '../lifecycle/http2.js'
+import { routeOf } from '../pipeline/types.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -87,7 +88,7 @@ const observe: FastifyPluginAsync<{ metrics: Metrics }> = async (app, { metrics 
   app.addHook('onRequest', (_request, _reply, done) => { metrics.requestsInFlight.count++; done() })
   app.addHook('onResponse', (request, reply, done) => {
     metrics.requestsInFlight.count--
-    const route = request.routeOptions.config.gateway?.id ?? '-'
+    const route = routeOf(request)?.id ?? '-'
     const outcome = outcomeOf(request.errorCode, reply.statusCode)
     const method = METHODS.has(request.method) ? request.method : 'OTHER'
     const cell = series.cell(route, method, outcome, reply.statusCode)

@@ -7,6 +7,7 @@ import type * as OtelExporter from '@opentelemetry/exporter-trace-otlp-http'
 import type * as OtelResources from '@opentelemetry/resources'
 import type * as OtelSdk from '@opentelemetry/sdk-trace-base'
 import type { Config } from '../config/schema.js'
+import { routeOf } from '../pipeline/types.js'
 
 /*
  * OpenTelemetry spans for the request path, exported over OTLP/HTTP. Off unless `tracing.otlpUrl` is
@@ -74,7 +75,7 @@ export function createTracing (config: Config['tracing']): Tracing | undefined {
       request.trace = { root, ctx: trace.setSpan(parent, root), stage: undefined }
     })
     app.addHook('preHandler', async request => {
-      if (request.trace === null || request.routeOptions.config.gateway === undefined) return
+      if (request.trace === null || routeOf(request) === undefined) return
       begin(request, 'upstream', SpanKind.CLIENT)
       // The forwarder copies the client's headers; these two now name the gateway's upstream span.
       delete request.headers.tracestate
@@ -87,7 +88,7 @@ export function createTracing (config: Config['tracing']): Tracing | undefined {
       if (failed) t.stage?.setStatus({ code: SpanStatusCode.ERROR, message: request.errorCode ?? String(reply.statusCode) })
       t.stage?.end()
       t.root.setAttributes({
-        'http.route': request.routeOptions.config.gateway?.id ?? '-',
+        'http.route': routeOf(request)?.id ?? '-',
         'http.response.status_code': reply.statusCode,
         ...(request.errorCode !== null ? { 'portcullis.error_code': request.errorCode } : {})
       })

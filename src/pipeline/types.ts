@@ -17,6 +17,8 @@ declare module 'fastify' {
      * stage, because both write it; app.ts decorates it.
      */
     authnReason: string | null
+    /** The matched route, once routeOf has read it (null: none, the not-found handler); decorated by the route stage. */
+    gatewayRoute: RouteContext | null | undefined
   }
 }
 
@@ -128,7 +130,17 @@ export interface RateLimitHint {
   tier?: string
 }
 
-/** The route a request matched, as the stages read it from `routeOptions.config`. */
+/**
+ * The route a request matched, or undefined on the not-found handler. Read once per request: Fastify's
+ * `request.routeOptions` builds a new object of a dozen fields on every read, and every stage asks.
+ */
+export function routeOf (request: FastifyRequest): RouteContext | undefined {
+  let route = request.gatewayRoute
+  if (route === undefined) request.gatewayRoute = route = request.routeOptions.config.gateway ?? null
+  return route ?? undefined
+}
+
+/** The route a request matched, as the stages read it (routeOf) from `routeOptions.config`. */
 export interface RouteContext {
   id: string
   prefix: string

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../../observability/metrics.js'
-import { syncHook, type AuthnResult, type ClientCertificate, type Principal, type RouteContext } from '../types.js'
+import { routeOf, syncHook, type AuthnResult, type ClientCertificate, type Principal, type RouteContext } from '../types.js'
 import { authenticateRequest } from './chain.js'
 import { readPeerCertificate } from './client-cert.js'
 import type { Authenticator } from './jwt.js'
@@ -29,7 +29,7 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
 
   // A remembered token is judged without a promise (chain.ts); only a signature check waits.
   app.addHook('onRequest', syncHook((request, reply) => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     if (route === undefined) return // not found: the route stage answers 404
     const peer = readPeerCertificate(request.raw.socket)
     if (peer.state === 'verified') request.clientCertificate = peer.certificate

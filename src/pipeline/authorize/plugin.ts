@@ -7,7 +7,7 @@ import {
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { syncHook, type Decision, type PolicyInput } from '../types.js'
+import { routeOf, syncHook, type Decision, type PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { createPolicyInputWriter } from './input.js'
 import { policyMasks } from './log-mask.js'
@@ -57,7 +57,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
   const writeInput = createPolicyInputWriter()
   // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const decide = (request: FastifyRequest, reply: FastifyReply): void => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     if (route === undefined) return
     if (request.principal === null) throw new GW_ERR_AUTHN_MISSING() // unreachable unless stages are misordered
     const engine = policy.current

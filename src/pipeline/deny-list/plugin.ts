@@ -8,7 +8,7 @@ import type { Metrics } from '../../observability/metrics.js'
 import { clientBucketIp } from '../../util/client-network.js'
 import type { Ban, BanList } from './bans.js'
 import type { RevocationList } from './revocations.js'
-import { syncHook } from '../types.js'
+import { routeOf, syncHook } from '../types.js'
 
 /*
  * The deny list, in two places on the request path. Before authentication: a banned client IP is
@@ -68,7 +68,7 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
   // Before authentication (registered ahead of it): banned client IPs. The hooks are synchronous
   // (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const refuseBannedIp = (request: FastifyRequest, reply: FastifyReply): void => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     if (route === undefined) return
     // Looked up first, the trusted networks only then: almost every request has no ban, and the
     // network check (a BlockList lookup) costs more than the ban table's.
@@ -81,7 +81,7 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
   app.addHook('onRequest', syncHook(refuseBannedIp))
 
   const countFailure = (request: FastifyRequest): void => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     const code = request.errorCode
     if (route === undefined || code === null) return
     // Which failures are the caller's (a bad identity, a policy refusal) is the code table's to say.
@@ -107,7 +107,7 @@ const denyList: FastifyPluginAsync<DenyListOptions> = async (app, opts) => {
 /** Registered right after authentication: revocations and banned subjects, before the policy. */
 const revocationCheck: FastifyPluginAsync<DenyListOptions> = async (app, { metrics, revocations, bans, revocationsReady }) => {
   const refuseRevoked = (request: FastifyRequest, reply: FastifyReply): void => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     if (route === undefined || request.principal === null) return
     // Fail closed: a replica that could never read the shared set cannot tell who is revoked.
     if (!revocationsReady()) throw new GW_ERR_AUTHN_REVOCATION_UNAVAILABLE()

@@ -14,6 +14,7 @@ import { createChain } from './chain.js'
 import type { Exchange } from './exchange.js'
 import { capBody, classify, limitBody } from './outcomes.js'
 import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
+import { routeOf } from '../types.js'
 
 export interface Forwarder {
   handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
@@ -68,7 +69,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
   return {
     // long: per-caller cap, circuit breaker, credentials, deadline and retry inline; issue 22 item 5 composes them from interceptors.
     async handle (request, reply) {
-      const route = request.routeOptions.config.gateway
+      const route = routeOf(request)
       const settings = route === undefined ? undefined : forwarding.get(route.id)
       if (route === undefined || settings === undefined || request.principal === null || request.decision === null) {
         throw new GW_ERR_INTERNAL() // the earlier stages guarantee these; refuse rather than forward

@@ -12,7 +12,7 @@ import { createClientAddress } from './client-address.js'
 import { isContinue } from './expect.js'
 import { checkHttp2Request } from './http2.js'
 import { isHttp2Request } from '../../lifecycle/http2.js'
-import { syncHook } from '../types.js'
+import { routeOf, syncHook } from '../types.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -127,7 +127,7 @@ const guard: FastifyPluginAsync<GuardOptions> = async (app, opts) => {
     request.canonicalPath = verdict.path
     request.rawQuery = verdict.query
     const length = request.headers['content-length']
-    const limit = request.routeOptions.config.gateway?.maxBodyBytes ?? opts.maxBodyBytes
+    const limit = routeOf(request)?.maxBodyBytes ?? opts.maxBodyBytes
     if (length !== undefined && Number(length) > limit) throw new GW_ERR_GUARD_BODY_TOO_LARGE()
   }
   app.addHook('onRequest', syncHook(check))

@@ -8,6 +8,7 @@ import { clientBucketIp } from '../../util/client-network.js'
 import { bucketPrefix, createBucketHasher, principalIdentity } from './keys.js'
 import type { LimitSpec as AlgorithmSpec } from './algorithms.js'
 import { fallbackShare, storeKey, type Bucket, type RateLimitStore } from './store.js'
+import { routeOf } from '../types.js'
 
 export interface RateLimitOptions {
   metrics: Metrics
@@ -134,7 +135,7 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
       if (hint?.key !== undefined) return storeKey(bucketHash(keyPrefix + hint.key), hint.cost ?? 1)
       let prefix = fixed
       if (prefix === undefined) {
-        const route = request.routeOptions.config.gateway?.id ?? '-'
+        const route = routeOf(request)?.id ?? '-'
         prefix = perRoute.get(route)
         if (prefix === undefined) perRoute.set(route, prefix = bucketPrefix('route', route, name))
       }
@@ -155,7 +156,7 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
   const byTier = new Map(Object.keys(config.rateLimit.tiers).map(tier => [tier, limits.get(`tier:${tier}`)!] as const))
 
   app.addHook('onRequest', async (request, reply) => {
-    const route = request.routeOptions.config.gateway
+    const route = routeOf(request)
     if (route === undefined || request.decision === null) return
     const tier = request.decision.rateLimit?.tier
     let chosen: Limit | undefined

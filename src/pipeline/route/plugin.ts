@@ -23,6 +23,7 @@ export interface RouteTableOptions {
  * the guard refuses the rest before any route's hooks run.
  */
 const routeTable: FastifyPluginAsync<RouteTableOptions> = async (app, { config, handler }) => {
+  app.decorateRequest('gatewayRoute', undefined) // routeOf (pipeline/types.ts) fills it on first read
   for (const route of config.routes) {
     const gateway: RouteContext = {
       id: route.id,
