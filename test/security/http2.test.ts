@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { connect as tlsConnect } from 'node:tls'
+import { connect as tlsConnect, TLSSocket } from 'node:tls'
 import { ERROR, FLAG, FRAME, data, errorCode, frame, headerBlock, headers, openH2, requestFields, type RawH2 } from '../helpers/h2-frames.js'
 import { statusOf } from '../helpers/h2-exchange.js'
 import { headerFields } from '../helpers/recording-upstream.js'
@@ -188,6 +188,24 @@ t.test('concurrent streams beyond MAX_CONCURRENT_STREAMS are refused', async t =
   t.ok(knowing.socket.destroyed || knowing.frames.some(f => f.type === FRAME.GOAWAY), 'past an acknowledged limit, the connection is ended')
   t.notOk(h.stub.requests.some(r => r.includes('/public/knowing/101')), 'the 101st never reached the function')
   t.comment(`streams of the ended connection that reached the function (bodies never came): ${reached('knowing')}`)
+})
+
+t.test('the client certificate is read once per connection, not once per stream', async t => {
+  // Node gives each HTTP/2 stream a socket proxy of its own: the TLS state must still be read once.
+  // Connected first: the client's own check of the server certificate is not counted.
+  const conn = await openH2(h.port, h.ca)
+  t.teardown(() => conn.close())
+  const read = TLSSocket.prototype.getPeerCertificate
+  let calls = 0
+  TLSSocket.prototype.getPeerCertificate = function (this: TLSSocket, ...args: [detailed?: boolean]) {
+    if (this.alpnProtocol === 'h2') calls++
+    return read.apply(this, args as [true])
+  } as typeof read
+  t.teardown(() => { TLSSocket.prototype.getPeerCertificate = read })
+  for (let i = 0; i < 10; i++) conn.send(headers(1 + 2 * i, authed(`/public/cert/${i}`), { endStream: true }))
+  await conn.waitFor(() => conn.frames.filter(f => f.type !== FRAME.WINDOW_UPDATE && f.stream > 0 && (f.flags & FLAG.END_STREAM) !== 0).length >= 10, 10_000)
+  t.equal(conn.frames.filter(f => f.type === FRAME.HEADERS && statusOf(f) === 200).length, 10, '10 requests served')
+  t.equal(calls, 1, 'getPeerCertificate called once for the connection')
 })
 
 t.test('floods end the abusing connection; others are still served', async t => {

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { isHttp2Request } from '../../lifecycle/http2.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { AuthnResult, ClientCertificate, Principal, RouteContext } from '../types.js'
 import { authenticateRequest } from './chain.js'
@@ -32,7 +33,8 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
   app.addHook('onRequest', (request, reply, done) => {
     const route = request.routeOptions.config.gateway
     if (route === undefined) { done(); return } // not found: the route stage answers 404
-    const peer = readPeerCertificate(request.raw.socket)
+    const raw = request.raw
+    const peer = readPeerCertificate(raw.socket, isHttp2Request(raw) ? raw.stream.session ?? raw.socket : raw.socket)
     if (peer.state === 'verified') request.clientCertificate = peer.certificate
     const result = authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
     if (result instanceof Promise) {
