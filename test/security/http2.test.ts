@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { connect as tlsConnect, TLSSocket } from 'node:tls'
-import { ERROR, FLAG, FRAME, data, errorCode, frame, headerBlock, headers, openH2, requestFields, type RawH2 } from '../helpers/h2-frames.js'
+import { ERROR, FLAG, FRAME, data, errorCode, frame, headerBlock, headers, openH2, requestFields, rstStream, type RawH2 } from '../helpers/h2-frames.js'
 import { statusOf } from '../helpers/h2-exchange.js'
 import { headerFields } from '../helpers/recording-upstream.js'
 import { startSecurityHarness } from '../helpers/security.js'
@@ -188,6 +188,23 @@ t.test('concurrent streams beyond MAX_CONCURRENT_STREAMS are refused', async t =
   t.ok(knowing.socket.destroyed || knowing.frames.some(f => f.type === FRAME.GOAWAY), 'past an acknowledged limit, the connection is ended')
   t.notOk(h.stub.requests.some(r => r.includes('/public/knowing/101')), 'the 101st never reached the function')
   t.comment(`streams of the ended connection that reached the function (bodies never came): ${reached('knowing')}`)
+})
+
+t.test('a stream the client reset in the same read as its HEADERS is dropped before the request path', async t => {
+  // Rapid reset's whole point is to make the server work on streams the client already cancelled.
+  const h2Requests = async (): Promise<number> => Number(/portcullis_requests_by_protocol_total\{protocol="HTTP\/2"\} (\d+)/.exec(await h.metrics())?.[1] ?? 0)
+  const before = await h2Requests()
+  const conn = await openH2(h.port, h.ca)
+  t.teardown(() => conn.close())
+  // 20 pairs in one write: one TLS record, read at once.
+  const pairs: Buffer[] = []
+  for (let i = 0; i < 20; i++) pairs.push(headers(1 + 2 * i, authed(`/public/reset/${i}`), { endStream: true }), rstStream(1 + 2 * i))
+  conn.send(...pairs)
+  conn.send(headers(41, authed('/public/after-resets'), { endStream: true }))
+  const answer = await conn.waitFor(f => f.stream === 41 && f.type === FRAME.HEADERS, 10_000)
+  t.equal(answer === undefined ? undefined : statusOf(answer), 200, 'the next stream is served')
+  t.equal(await h2Requests() - before, 1, 'only that one went through the request path (counted)')
+  t.notOk(h.stub.requests.some(r => r.includes('/public/reset/')), 'no reset stream reached the function')
 })
 
 t.test('the client certificate is read once per connection, not once per stream', async t => {
