@@ -120,6 +120,6 @@ t.test(`a normal client is fully served during rapid-reset and CONTINUATION floo
   t.comment(`${who}: normal client p99: idle ${idleP99.toFixed(1)} ms, during the floods ${floodP99.toFixed(1)} ms (${(floodP99 / idleP99).toFixed(2)}x); ` +
     `a new connection during the floods ${connectMs.toFixed(0)} ms${stillFlooding ? '' : ' (after they ended)'}; flood connections ${connections.join('/')}`)
   // Generous: a gateway taken over by the flood would time requests out (seconds), not add a few ms.
-  t.ok(floodP99 < Math.max(20 * idleP99, 1000), 'p99 under the flood stays within a generous bound (20× idle or 1 s)', { idleP99, floodP99 })
+  t.ok(floodP99 < Math.max(20 * idleP99, 2000), 'p99 under the flood stays within a generous bound (20× idle or 2 s)', { idleP99, floodP99 })
 })
 }
