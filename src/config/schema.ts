@@ -141,6 +141,12 @@ const Upstream = Type.Object({
     default: 1_000,
     description: 'longest wait for a connection; then 503 GW_ERR_UPSTREAM_BUSY with Retry-After (this, in whole seconds, at least 1)'
   }),
+  // Issue #21: an HTTP/2 client with a valid token resets streams faster than they are served and,
+  // first come first served, filled the queue; in turn by caller, it holds only its share.
+  queueFairness: StringEnum(['per-identity', 'none'], {
+    default: 'per-identity',
+    description: 'per-identity: waiting requests leave in turn by caller (issuer and subject; client IP when anonymous), and a caller that finds the queue full takes the place of the newest waiter of the caller holding the most (that one gets 503 GW_ERR_UPSTREAM_BUSY), so one caller cannot keep the others out; none: first come, first served'
+  }),
   http2: Type.Boolean({ default: false, description: 'offer HTTP/2 in ALPN (https only); HTTP/1.1 when the function does not pick it' }),
   totalTimeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 120_000, description: 'the whole upstream exchange, body included' }),
   retryConnectFailures: Type.Boolean({

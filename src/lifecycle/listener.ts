@@ -66,7 +66,7 @@ export function createListener (): Listener {
   const sessions = new Set<Http2Session>()
   const sockets = new Set<Socket>()
 
-  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
     const gen = current!
     // Node then sends `Connection: close` and closes the socket after this response.
     if (draining) res.shouldKeepAlive = false
@@ -75,6 +75,16 @@ export function createListener (): Listener {
     res.once('close', () => { open.delete(res); if (--gen.inFlight === 0) gen.wake() })
     if (isHttp2Request(req)) limitStream(req, (gen.stub as Server).requestTimeout)
     gen.handler(req, res)
+  }
+
+  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!isHttp2Request(req)) { serve(req, res); return }
+    // Rapid reset (issue #21): Node hands each HTTP/2 request on while nghttp2 is still reading the
+    // frames that came with it, and the request path ran as far as it could (token, policy, credentials,
+    // the function's queue) before the client's RST_STREAM in the same read was even seen. Started
+    // after the read instead, a stream the client already reset is dropped: nothing can be answered on
+    // it. The reset still counts against the connection (limitClientResets).
+    setImmediate(() => { if (!req.stream.destroyed) serve(req, res) })
   }
 
   const forward = (event: string) => function (this: AnyServer, ...args: unknown[]): void {

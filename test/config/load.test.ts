@@ -69,7 +69,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
   t.same(config.rateLimit, { store: { type: 'memory', commandTimeoutMs: 200, failuresBeforeDown: 3, localFallbackShare: 0.5, keyPrefix: 'portcullis:rl:' }, trustedProxies: [], tiers: {} })
   t.equal(config.policy.entrypoint, 'gateway/authz/decision')
   t.match(config.issuers[0], { clockToleranceSeconds: 30, jwksCacheSeconds: 600, fetchTimeoutMs: 5_000 })
-  t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64, maxQueue: 64, queueTimeoutMs: 1_000 })
+  t.match(config.upstreams[0], { plaintext: false, connectTimeoutMs: 5_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 64, maxQueue: 64, queueTimeoutMs: 1_000, queueFairness: 'per-identity' })
   t.match(config.upstreams[0], { totalTimeoutMs: 120_000, retryConnectFailures: true, circuitBreaker: { enabled: true, failures: 5, openMs: 10_000 } })
   t.match(config.routes[0], { stripPrefix: false, authentication: 'jwt', metadata: {} })
   t.equal(config.routes[0]!.maxBodyBytes, undefined, 'a route without its own body limit uses limits.maxBodyBytes')
@@ -232,6 +232,15 @@ t.test('an upstream queue bound out of range is refused (issue 17)', async t => 
   const byPath = new Map(err.problems.map(p => [p.path, p.message]))
   t.match(byPath.get('/upstreams/0/maxQueue'), />= 0/)
   t.match(byPath.get('/upstreams/0/queueTimeoutMs'), />= 1/)
+})
+
+t.test('upstreams[].queueFairness: per-identity by default, none on request, anything else refused (issue 21)', async t => {
+  const raw = minimalConfig()
+  raw.upstreams[0].queueFairness = 'none'
+  t.equal((await validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} })).upstreams[0]!.queueFairness, 'none')
+  raw.upstreams[0].queueFairness = 'fifo'
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.ok(err.problems.some(p => p.path === '/upstreams/0/queueFairness'), 'an unknown value is reported at its path', { problems: err.problems })
 })
 
 t.test('schema and semantic mistakes in one file are all reported together', async t => {

@@ -1,4 +1,4 @@
-import { connect, type TLSSocket } from 'node:tls'
+import { connect, type SecureContext, type TLSSocket } from 'node:tls'
 
 /*
  * HTTP/2 written by hand (RFC 9113 frames, RFC 7541 literals without Huffman) over TLS with ALPN h2,
@@ -84,9 +84,14 @@ export interface RawH2 {
   close: () => void
 }
 
-/** Opens TLS with ALPN h2 and sends the client preface and an empty SETTINGS; the server's SETTINGS are acknowledged. */
-export async function openH2 (port: number, ca: Buffer, host = '127.0.0.1'): Promise<RawH2> {
-  const socket = connect({ port, host, ca, servername: 'localhost', ALPNProtocols: ['h2'] })
+/**
+ * Opens TLS with ALPN h2 and sends the client preface and an empty SETTINGS; the server's SETTINGS are
+ * acknowledged. `ca`: the CA, or a secure context made of it once (a flooder reconnecting hundreds of
+ * times should not spend the test's CPU building one per connection).
+ */
+export async function openH2 (port: number, ca: Buffer | SecureContext, host = '127.0.0.1'): Promise<RawH2> {
+  const trust = Buffer.isBuffer(ca) ? { ca } : { secureContext: ca }
+  const socket = connect({ port, host, ...trust, servername: 'localhost', ALPNProtocols: ['h2'] })
   await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
   if (socket.alpnProtocol !== 'h2') throw new Error(`ALPN chose ${String(socket.alpnProtocol)}, not h2`)
   const frames: Frame[] = []

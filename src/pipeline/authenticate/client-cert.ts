@@ -18,11 +18,16 @@ const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
 const NONE: PeerCertificate = { state: 'none' }
 const perSocket = new WeakMap<object, PeerCertificate>()
 
-export function readPeerCertificate (socket: Socket | TLSSocket): PeerCertificate {
-  const known = perSocket.get(socket)
+/**
+ * `connection`: what the answer is kept under, one per TLS connection. For HTTP/2 that is the session,
+ * not `socket`: Node gives every stream a socket proxy of its own, and keyed by it the certificate was
+ * read again for each stream (a rapid-reset flood made the gateway parse it thousands of times).
+ */
+export function readPeerCertificate (socket: Socket | TLSSocket, connection: object = socket): PeerCertificate {
+  const known = perSocket.get(connection)
   if (known !== undefined) return known
   const result = inspect(socket)
-  perSocket.set(socket, result)
+  perSocket.set(connection, result)
   return result
 }
 

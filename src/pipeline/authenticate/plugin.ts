@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { isHttp2Request } from '../../lifecycle/http2.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { routeOf, syncHook, type AuthnResult, type ClientCertificate, type Principal, type RouteContext } from '../types.js'
 import { authenticateRequest } from './chain.js'
@@ -31,7 +32,8 @@ const authenticate: FastifyPluginAsync<AuthenticateOptions> = async (app, { jwt,
   app.addHook('onRequest', syncHook((request, reply) => {
     const route = routeOf(request)
     if (route === undefined) return // not found: the route stage answers 404
-    const peer = readPeerCertificate(request.raw.socket)
+    const raw = request.raw
+    const peer = readPeerCertificate(raw.socket, isHttp2Request(raw) ? raw.stream.session ?? raw.socket : raw.socket)
     if (peer.state === 'verified') request.clientCertificate = peer.certificate
     const result = authenticateRequest({ headers: request.headers, rawHeaders: request.raw.rawHeaders, query: request.rawQuery, peer }, route, jwt)
     if (result instanceof Promise) return result.then(r => { apply(request, reply, route, r) })

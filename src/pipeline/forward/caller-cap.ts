@@ -1,3 +1,4 @@
+import type { Dispatcher } from 'undici'
 import { GW_ERR_RATE_CONCURRENCY } from '../../errors.js'
 import { fail, PassHandler, refusal, type Controller, type Exchange, type Handler, type Interceptor } from './exchange.js'
 
@@ -34,11 +35,20 @@ class Release extends PassHandler {
   }
 }
 
+/**
+ * Who a request counts against, per upstream: issuer and subject, or the client address when
+ * anonymous. '' for options that carry no caller (a request not sent through the forward chain).
+ */
+export function callerOf (opts: Dispatcher.DispatchOptions): string {
+  const { principal: p, clientIp } = opts as Partial<Exchange>
+  if (p === undefined) return ''
+  return p.type === 'anonymous' ? `ip ${clientIp ?? ''}` : `${p.issuer}\n${p.subject}`
+}
+
 /** `counts`: requests in flight per caller (the upstream's; entries go when they reach zero). */
 export function callerCap (counts: Map<string, number>, max: number): Interceptor {
   return dispatch => (opts, handler) => {
-    const { principal: p, clientIp } = opts as Exchange
-    const who = p.type === 'anonymous' ? `ip ${clientIp}` : `${p.issuer}\n${p.subject}`
+    const who = callerOf(opts)
     const n = counts.get(who) ?? 0
     if (n >= max) {
       fail(handler, refusal(new GW_ERR_RATE_CONCURRENCY()))

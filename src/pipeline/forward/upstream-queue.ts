@@ -1,6 +1,8 @@
 import type { EventEmitter } from 'node:events'
 import { errors as undiciErrors, type Dispatcher, type Pool } from 'undici'
+import { callerOf } from './caller-cap.js'
 import { fail } from './exchange.js'
+import { createWaitingLine } from './waiting-line.js'
 
 /*
  * A bounded wait for a connection, per upstream (Envoy's max_pending_requests, plus a time bound).
@@ -16,6 +18,14 @@ import { fail } from './exchange.js'
  * lets a timed-out or abandoned one leave without costing a connection. (undici hands a connection
  * back one event-loop turn after its response ended; until then it counts as busy, so with maxQueue 0
  * a request arriving in that very turn is refused.)
+ *
+ * Per-identity fairness (`fair`, issue #21): one caller (issuer and subject; client address when
+ * anonymous) must not keep the others out. An HTTP/2 client with a valid token can open and reset
+ * streams faster than they are served, and would fill a first-come-first-served queue with them. So
+ * waiters leave in turn by caller (waiting-line.ts), and a caller that finds the queue full takes the
+ * place of the newest waiter of the caller holding the most, as long as that one still holds at least
+ * as many afterwards; the displaced request gets UpstreamQueueFull (503) as if it had come last.
+ * A caller alone may still use the whole queue: its share only shrinks when others wait.
  */
 
 export class UpstreamQueueFull extends Error { override name = 'UpstreamQueueFull' }
@@ -27,6 +37,7 @@ type Handler = Dispatcher.DispatchHandler
 type Signal = EventEmitter | AbortSignal
 
 interface Waiter {
+  who: string
   opts: Dispatcher.DispatchOptions
   handler: Handler
   timer: NodeJS.Timeout
@@ -43,7 +54,7 @@ export interface UpstreamQueue {
   shed: Dispatcher.DispatcherComposeInterceptor
   /** Requests waiting now. */
   readonly waiting: number
-  /** Whether a request sent now would be refused with UpstreamQueueFull. */
+  /** Whether the queue holds maxQueue requests (a caller with fewer than another may still get in). */
   readonly full: boolean
   /** Fails every waiting request with `err` (the pool is being destroyed; nothing would wake them). */
   close: (err: Error) => void
@@ -62,24 +73,27 @@ function unlisten (signal: Signal, fn: (reason?: unknown) => void): void {
 export interface UpstreamQueueOptions {
   maxQueue: number
   queueTimeoutMs: number
+  /** Waiters leave in turn by caller, and a full queue makes room for a caller holding fewer. */
+  fair?: boolean
   /** Told each time a request starts (+1) or stops (-1) waiting: the queue gauge. */
   onWaiting?: (delta: 1 | -1) => void
 }
 
-export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onWaiting }: UpstreamQueueOptions): UpstreamQueue {
-  const waiters: Waiter[] = []
+export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, fair = false, onWaiting }: UpstreamQueueOptions): UpstreamQueue {
+  const waiters = createWaitingLine<Waiter>()
   let saturated = false
   let closed: Error | null = null
   let dispatch: Dispatcher['dispatch'] | null = null
 
   const leave = (w: Waiter): boolean => {
-    const i = waiters.indexOf(w)
-    if (i === -1) return false
-    waiters.splice(i, 1)
+    if (!waiters.remove(w.who, w)) return false
+    left(w)
+    return true
+  }
+  const left = (w: Waiter): void => {
     onWaiting?.(-1)
     clearTimeout(w.timer)
     if (w.signal !== null) unlisten(w.signal, w.onAbort)
-    return true
   }
 
   const send = (opts: Dispatcher.DispatchOptions, handler: Handler): boolean => {
@@ -89,22 +103,38 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
 
   pool.on('drain', () => {
     saturated = false
-    while (!saturated && waiters.length > 0) {
-      const w = waiters[0]!
-      leave(w)
+    while (!saturated && waiters.size > 0) {
+      const w = waiters.next()!
+      left(w)
       send(w.opts, w.handler)
     }
   })
+
+  const full = (): boolean => closed === null && (saturated || waiters.size > 0) && waiters.size >= maxQueue
+  /** With the queue full: the caller whose newest waiter `who` may displace, or undefined. */
+  const displaceable = (who: string): string | undefined => {
+    if (!fair) return undefined
+    const most = waiters.longest()
+    return most !== undefined && most.who !== who && waiters.count(who) + 1 < most.count ? most.who : undefined
+  }
 
   const interceptor: Dispatcher.DispatcherComposeInterceptor = next => {
     dispatch = next
     return (opts, handler) => {
       if (closed !== null) { fail(handler, closed); return false }
-      if (!saturated && waiters.length === 0) return send(opts, handler)
-      if (waiters.length >= maxQueue) { fail(handler, new UpstreamQueueFull()); return false }
+      if (!saturated && waiters.size === 0) return send(opts, handler)
+      const who = fair ? callerOf(opts) : ''
+      if (waiters.size >= maxQueue) {
+        const from = displaceable(who)
+        const out = from === undefined ? undefined : waiters.newest(from)
+        if (out === undefined) { fail(handler, new UpstreamQueueFull()); return false }
+        left(out)
+        fail(out.handler, new UpstreamQueueFull())
+      }
       // pool.request() passes its options, signal included, down the chain.
       const signal = (opts as { signal?: Signal }).signal ?? null
       const w: Waiter = {
+        who,
         opts,
         handler,
         signal,
@@ -114,15 +144,14 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
         onAbort: reason => { if (leave(w)) fail(handler, reason instanceof Error ? reason : new undiciErrors.RequestAbortedError()) }
       }
       if (signal !== null) listen(signal, w.onAbort)
-      waiters.push(w)
+      waiters.add(who, w)
       onWaiting?.(1)
       return false
     }
   }
 
-  const full = (): boolean => closed === null && (saturated || waiters.length > 0) && waiters.length >= maxQueue
   const shed: Dispatcher.DispatcherComposeInterceptor = next => (opts, handler) => {
-    if (!full()) return next(opts, handler)
+    if (!full() || displaceable(fair ? callerOf(opts) : '') !== undefined) return next(opts, handler)
     fail(handler, new UpstreamQueueFull())
     return false
   }
@@ -130,12 +159,11 @@ export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, onW
   return {
     interceptor,
     shed,
-    get waiting () { return waiters.length },
+    get waiting () { return waiters.size },
     get full () { return full() },
     close (err) {
       closed = err
-      for (const w of [...waiters]) if (leave(w)) fail(w.handler, err)
+      for (const w of waiters.all()) if (leave(w)) fail(w.handler, err)
     }
   }
 }
-

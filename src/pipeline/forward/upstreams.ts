@@ -56,6 +56,7 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
   const queue = createUpstreamQueue(pool, {
     maxQueue: config.maxQueue,
     queueTimeoutMs: config.queueTimeoutMs,
+    fair: config.queueFairness === 'per-identity',
     onWaiting: delta => metrics.upstreamQueued.inc(gauge, delta)
   })
   // compose: the last interceptor is the outermost, so a request waits for a connection first.
