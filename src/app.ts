@@ -10,11 +10,12 @@ import { GW_ERR_GUARD_BAD_PATH, GW_ERR_GUARD_BAD_REQUEST } from './errors.js'
 import { applyServerLimits, fastifyLimits, serverOptions } from './lifecycle/server-limits.js'
 import { createCloseRegistry, type CloseRegistry } from './lifecycle/close-registry.js'
 import { createProcessState, type ProcessState } from './lifecycle/process-state.js'
+import { UNROUTABLE_METHOD } from './lifecycle/listener.js'
 import { lazyRequestLogger, loggerOptions, quietRequestLogging } from './observability/logger.js'
 import type { Metrics } from './observability/metrics.js'
 import { observePlugin } from './observability/plugin.js'
 import { createTracing, untraced } from './observability/tracing.js'
-import { createClientErrorReplier, createConnectRefuser, createErrorReplier } from './pipeline/error-reply.js'
+import { createClientErrorReplier, createErrorReplier, createMethodRefuser } from './pipeline/error-reply.js'
 import type { Stage, StageServices } from './pipeline/types.js'
 import { createRouteStage } from './pipeline/route/stage.js'
 import { ALLOW_HEADER } from './pipeline/guard/plugin.js'
@@ -145,7 +146,9 @@ function createPublicApp (config: Config, metrics: Metrics, serverFactory: Gatew
 function guardServer (app: FastifyInstance, config: Config, metrics: Metrics): void {
   const tls = config.listen.tls
   applyServerLimits(app.server, config.limits, tls !== undefined)
-  app.server.on('connect', createConnectRefuser(metrics, ALLOW_HEADER))
+  const refuseMethod = createMethodRefuser(metrics, ALLOW_HEADER)
+  app.server.on('connect', refuseMethod)
+  app.server.on(UNROUTABLE_METHOD, refuseMethod)
   // Requests with an Expect reach Fastify like any other (Node would answer a bare 417, or a loose
   // 100 Continue); the guard refuses all but 100-continue. When lifecycle/listener.ts owns the socket,
   // it does the same itself and this stub never sees one.

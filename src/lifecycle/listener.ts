@@ -1,4 +1,4 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
 import type { Socket } from 'node:net'
@@ -21,6 +21,16 @@ type AnyServer = Server | HttpsServer | Http2SecureServer
 
 /** Socket events the gateway listens to on its server (edge guards); forwarded to the active stub. */
 const FORWARDED = ['connection', 'secureConnection', 'clientError', 'connect'] as const
+
+/**
+ * Emitted on a generation's server, with (request, response), for an HTTP/2 request whose method no
+ * router knows: HTTP/2 carries any token as a method (`get`, `FOO`; Node's HTTP/1.1 parser refuses
+ * them first), and Fastify would end it in its last-resort 404, which logs itself as a Fastify bug with
+ * the whole route tree, on every such request. The generation answers it as it answers CONNECT.
+ */
+export const UNROUTABLE_METHOD = 'portcullis:unroutable-method'
+// The methods Node knows, which Fastify's router registers; the guard refuses all but the gateway's.
+const ROUTABLE = new Set(METHODS)
 
 /** Server settings a generation may change; copied from its stub when it becomes active. */
 const SETTINGS = ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'maxHeadersCount', 'maxConnections', 'maxRequestsPerSocket', 'timeout'] as const
@@ -84,7 +94,11 @@ export function createListener (): Listener {
     // the function's queue) before the client's RST_STREAM in the same read was even seen. Started
     // after the read instead, a stream the client already reset is dropped: nothing can be answered on
     // it. The reset still counts against the connection (limitClientResets).
-    setImmediate(() => { if (!req.stream.destroyed) serve(req, res) })
+    setImmediate(() => {
+      if (req.stream.destroyed) return
+      if (!ROUTABLE.has(req.method) && current!.stub.emit(UNROUTABLE_METHOD, req, res)) return
+      serve(req, res)
+    })
   }
 
   const forward = (event: string) => function (this: AnyServer, ...args: unknown[]): void {

@@ -140,14 +140,16 @@ function endWithRefusal (socket: Socket, refusal: FastifyError, extraHeaders = '
 
 /**
  * CONNECT never reaches Fastify (Node hands it to a 'connect' listener, or drops the socket without
- * an answer). The gateway tunnels nothing: it answers 405 like any other refused method and closes.
+ * an answer), nor does an HTTP/2 method no router knows (lifecycle/listener.ts, UNROUTABLE_METHOD).
+ * The gateway tunnels nothing: it answers 405 like any other refused method (and closes HTTP/1.1).
  */
-export function createConnectRefuser (metrics: Metrics, allow: string) {
+export function createMethodRefuser (metrics: Metrics, allow: string) {
   return (request: unknown, socket: Socket | Http2ServerResponse): void => {
-    const refusal = new GW_ERR_GUARD_METHOD('CONNECT')
+    // HTTP/2 hands over the stream's request and response (Node's compat layer), not a socket.
+    const h2 = isHttp2Request(request)
+    const refusal = new GW_ERR_GUARD_METHOD(h2 ? request.method.slice(0, 32) : 'CONNECT')
     metrics.rejected.inc({ reason: rejectionReason(refusal.code) })
-    // HTTP/2 hands over the stream's response (Node's compat layer), not a socket.
-    if (isHttp2Request(request)) {
+    if (h2) {
       const body = JSON.stringify({ error: refusal.message, code: refusal.code, request_id: null })
       ;(socket as Http2ServerResponse).writeHead(refusal.statusCode ?? 405, { ...REFUSAL_HEADERS, allow, 'content-type': 'application/json; charset=utf-8' }).end(body)
       return
