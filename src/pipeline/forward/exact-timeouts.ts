@@ -67,9 +67,13 @@ class TimedHandler implements Handler {
   }
 
   onResponseStart (controller: Controller, statusCode: number, headers: Parameters<NonNullable<Handler['onResponseStart']>>[2], statusMessage?: string): void {
-    this.#clear()
     this.#waitingForHeaders = false
-    if (this.#bodyMs > 0) this.#timer = setTimeout(this.#fire, this.#bodyMs)
+    // Equal bounds (the defaults are): the headers' timer, re-armed from now, is the body's.
+    if (this.#timer !== null && this.#bodyMs === this.#headersMs) this.#timer.refresh()
+    else {
+      this.#clear()
+      if (this.#bodyMs > 0) this.#timer = setTimeout(this.#fire, this.#bodyMs)
+    }
     this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage)
   }
 
@@ -93,11 +97,17 @@ function isStream (body: unknown): body is Readable {
   return body !== null && typeof body === 'object' && typeof (body as Readable).pipe === 'function'
 }
 
-/** The interceptor; each request's own headersTimeout and bodyTimeout (0: none) are what it enforces. */
+/**
+ * The interceptor; each request's own headersTimeout and bodyTimeout (0: none) are what it enforces,
+ * else the defaults (the upstream's). A request that sets neither is passed on as it is: undici then
+ * applies the pool's own values, which are off. One that sets either is copied with both at 0.
+ */
 export function exactTimeouts (defaults: { headersTimeoutMs: number, bodyTimeoutMs: number }): Dispatcher.DispatcherComposeInterceptor {
   return dispatch => (opts, handler) => {
     const headersMs = opts.headersTimeout ?? defaults.headersTimeoutMs
     const bodyMs = opts.bodyTimeout ?? defaults.bodyTimeoutMs
-    return dispatch({ ...opts, headersTimeout: 0, bodyTimeout: 0 }, new TimedHandler(handler, headersMs, bodyMs, opts.body))
+    const timed = new TimedHandler(handler, headersMs, bodyMs, opts.body)
+    if (opts.headersTimeout == null && opts.bodyTimeout == null) return dispatch(opts, timed)
+    return dispatch({ ...opts, headersTimeout: 0, bodyTimeout: 0 }, timed)
   }
 }

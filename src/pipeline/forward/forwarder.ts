@@ -36,8 +36,9 @@ export interface ForwarderOptions {
 interface RouteForwarding {
   upstream: Upstream
   chain: Dispatcher
-  headersTimeoutMs: number
-  bodyTimeoutMs: number
+  /** The route's own; undefined: the upstream's, which exact-timeouts.ts applies without a copy. */
+  headersTimeoutMs: number | undefined
+  bodyTimeoutMs: number | undefined
   totalTimeoutMs: number
   maxResponseBytes: number
 }
@@ -58,8 +59,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
     forwarding.set(r.id, {
       upstream: u,
       chain: chains.get(u.id)!,
-      headersTimeoutMs: r.timeouts?.headersMs ?? u.headersTimeoutMs,
-      bodyTimeoutMs: r.timeouts?.bodyMs ?? u.bodyTimeoutMs,
+      headersTimeoutMs: r.timeouts?.headersMs,
+      bodyTimeoutMs: r.timeouts?.bodyMs,
       totalTimeoutMs: r.timeouts?.totalMs ?? u.totalTimeoutMs,
       maxResponseBytes: r.maxResponseBytes ?? Infinity
     })
