@@ -41,6 +41,8 @@ interface RouteForwarding {
   bodyTimeoutMs: number | undefined
   totalTimeoutMs: number
   maxResponseBytes: number
+  /** The upstream's listener for an answer's body that fails after the head (made once, not per request). */
+  onBodyError: (err: Error) => void
 }
 
 /**
@@ -52,6 +54,11 @@ interface RouteForwarding {
 // long: the per-request handler and what it closes over (per-caller cap, breaker, deadline, retry); issue 22 item 5 composes it from interceptors.
 export function createForwarder ({ upstreams, routes, metrics, credentials, headerRules }: ForwarderOptions): Forwarder {
   const chains = new Map([...upstreams.values()].map(u => [u.id, createChain(u, { metrics, credentials })]))
+  const bodyErrors = new Map([...upstreams.keys()].map(id => [id, (err: Error): void => {
+    // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
+    if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream: id, kind: classify(err).kind ?? 'failed' })
+    markUpstreamError(err)
+  }]))
   const forwarding = new Map<string, RouteForwarding>()
   for (const r of routes) {
     const u = upstreams.get(r.upstream)
@@ -62,7 +69,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       headersTimeoutMs: r.timeouts?.headersMs,
       bodyTimeoutMs: r.timeouts?.bodyMs,
       totalTimeoutMs: r.timeouts?.totalMs ?? u.totalTimeoutMs,
-      maxResponseBytes: r.maxResponseBytes ?? Infinity
+      maxResponseBytes: r.maxResponseBytes ?? Infinity,
+      onBodyError: bodyErrors.get(u.id)!
     })
   }
 
@@ -137,7 +145,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       }
       const elapsed = performance.now() - exchange.startedAt
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) }, elapsed / 1000)
-      return sendAnswer(request, reply, response, upstream.id, settings.maxResponseBytes, elapsed, metrics)
+      return sendAnswer(request, reply, response, settings, elapsed, metrics)
     },
     async close () {
       await closeUpstreams(upstreams)
@@ -152,8 +160,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
  * The function's answer to the client: status and allowed headers, the body streamed under the
  * route's size cap. Positional arguments: an options object would be one more allocation per request.
  */
-function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: UpstreamResponse, upstream: string,
-  maxResponseBytes: number, elapsed: number, metrics: Metrics): FastifyReply {
+function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: UpstreamResponse, settings: RouteForwarding,
+  elapsed: number, metrics: Metrics): FastifyReply {
+  const { maxResponseBytes } = settings
+  const upstream = settings.upstream.id
   const declared = Number(response.headers['content-length'] ?? 0)
   if (declared > maxResponseBytes) {
     // Cancels the exchange (and its deadline); undici errors a body destroyed unread: nothing to report.
@@ -163,11 +173,8 @@ function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: Ups
   }
   request.upstreamStatus = response.statusCode
   request.upstreamMs = Math.round(elapsed * 1000) / 1000
-  response.body.once('error', (err: Error) => {
-    // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
-    if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream, kind: classify(err).kind ?? 'failed' })
-    markUpstreamError(err)
-  })
+  // on, not once: a stream emits 'error' once at most, and once() would wrap the listener.
+  response.body.on('error', settings.onBodyError)
   reply.code(response.statusCode)
   copyResponseHeaders(response.headers, reply)
   const out = maxResponseBytes === Infinity
