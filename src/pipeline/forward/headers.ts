@@ -152,7 +152,9 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** A Forwarded value (RFC 7239 §4): a token as is, anything else quoted; an IPv6 node in brackets. */
 function forwardedValue (value: string): string {
-  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
+  if (TOKEN.test(value)) return value
+  // A host with a port is the usual quoted value, and has nothing to escape.
+  return value.includes('"') || value.includes('\\') ? `"${value.replace(/["\\]/g, '\\$&')}"` : `"${value}"`
 }
 
 /** The one Forwarded element the gateway vouches for: the peer it saw, over TLS, for the Host it served. */

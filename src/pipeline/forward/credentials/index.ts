@@ -71,6 +71,10 @@ async function readWhole (body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
+// A header name as a server that maps "_" and "." onto "-" reads it.
+const ALIAS_CHAR = /[_.]/
+const ALIAS_CHARS = /[_.]/g
+
 function startsWithAny (name: string, prefixes: readonly string[]): boolean {
   for (let i = 0; i < prefixes.length; i++) if (name.startsWith(prefixes[i]!)) return true
   return false
@@ -135,7 +139,8 @@ export async function createCredentials (opts: CredentialsOptions): Promise<Cred
       if (plan === undefined) throw new GW_ERR_UPSTREAM_CREDENTIALS()
       const h = input.headers
       for (const name of Object.keys(h)) {
-        const dashed = name.replace(/[_.]/g, '-')
+        // Tested first: replace() with a global pattern costs several times more even where nothing matches.
+        const dashed = ALIAS_CHAR.test(name) ? name.replace(ALIAS_CHARS, '-') : name
         if (owned.has(dashed) || startsWithAny(dashed, plan.prefixes)) delete h[name]
       }
       if (plan.route.forwardAuthorization && input.clientAuthorization !== undefined) h.authorization = input.clientAuthorization
