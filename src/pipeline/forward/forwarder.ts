@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../../config/schema.js'
@@ -16,7 +17,11 @@ import { UpstreamCall, type UpstreamResponse } from './upstream-call.js'
 import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
 
 export interface Forwarder {
-  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
+  /**
+   * Resolves with the answer's body, which Fastify sends: resolving with the reply instead would make
+   * Fastify wait for the response's end through stream listeners (Reply.then) on every request.
+   */
+  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<Readable>
   close: () => Promise<void>
   /** Drain timeout: ends every exchange still in flight (503 GW_ERR_UPSTREAM_SHUTDOWN before its head). */
   cutOff: () => Promise<void>
@@ -157,11 +162,12 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
 }
 
 /**
- * The function's answer to the client: status and allowed headers, the body streamed under the
- * route's size cap. Positional arguments: an options object would be one more allocation per request.
+ * The function's answer to the client: status and allowed headers set on the reply, and the body to
+ * send, under the route's size cap. Positional arguments: an options object would be one more
+ * allocation per request.
  */
 function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: UpstreamResponse, settings: RouteForwarding,
-  elapsed: number, metrics: Metrics): FastifyReply {
+  elapsed: number, metrics: Metrics): Readable {
   const { maxResponseBytes } = settings
   const upstream = settings.upstream.id
   const declared = Number(response.headers['content-length'] ?? 0)
@@ -177,13 +183,12 @@ function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: Ups
   response.body.on('error', settings.onBodyError)
   reply.code(response.statusCode)
   copyResponseHeaders(response.headers, reply)
-  const out = maxResponseBytes === Infinity
+  return maxResponseBytes === Infinity
     ? response.body
     : capBody(response.body, maxResponseBytes, () => {
       metrics.upstreamErrors.inc({ upstream, kind: 'response_too_large' })
       request.log.warn({ upstream }, 'upstream response cut off at maxResponseBytes')
     })
-  return reply.send(out)
 }
 
 declare module 'fastify' {
