@@ -1,7 +1,8 @@
 /*
  * Deadlines of one length under one native timer: what Node's own timer lists do, without a Timeout
- * object, its async id and its list bookkeeping for every request (the total deadline is set and
- * cleared once per exchange, and almost never fires). Deadlines of one length expire in the order
+ * object, its async id and its list bookkeeping for every request (the forward chain sets and clears
+ * a total deadline per exchange and a headers and a body bound per attempt, and they almost never
+ * fire). Deadlines of one length expire in the order
  * they were set, so a doubly linked list in that order, the entries being the deadlines themselves,
  * is all the ordering needed: adding and removing are O(1) and allocate nothing. The timer is armed
  * for the earliest entry; when it fires, every entry that is due expires, and it is armed again for
@@ -82,3 +83,16 @@ export class DeadlineQueue<T extends DeadlineEntry<T>> {
 
 // A named function and the queue as its argument: no closure per queue or per arming.
 function fire<T extends DeadlineEntry<T>> (queue: DeadlineQueue<T>): void { queue.tick() }
+
+/** Queues by length, each made when first needed (the lengths come from config: a handful). */
+export function deadlineQueues<T extends DeadlineEntry<T>> (): (ms: number) => DeadlineQueue<T> {
+  const queues = new Map<number, DeadlineQueue<T>>()
+  return ms => {
+    let queue = queues.get(ms)
+    if (queue === undefined) {
+      queue = new DeadlineQueue<T>(ms)
+      queues.set(ms, queue)
+    }
+    return queue
+  }
+}

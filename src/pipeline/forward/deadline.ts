@@ -1,6 +1,6 @@
 import { GW_ERR_UPSTREAM_TOTAL_TIMEOUT } from '../../errors.js'
 import { markUpstreamError } from '../error-reply.js'
-import { DeadlineQueue } from './deadline-queue.js'
+import { deadlineQueues, type DeadlineQueue } from './deadline-queue.js'
 import { PassHandler, type Controller, type Exchange, type Handler, type Interceptor } from './exchange.js'
 
 /*
@@ -72,16 +72,11 @@ class Deadline extends PassHandler {
  * One queue per length of deadline (a route's totalMs, else the upstream's), made when first needed.
  */
 export function deadline (onCutOff: () => void): Interceptor {
-  const queues = new Map<number, DeadlineQueue<Deadline>>()
+  const queueFor = deadlineQueues<Deadline>()
   return dispatch => (opts, handler) => {
     const exchange = opts as Exchange
     exchange.startedAt = performance.now()
-    let queue = queues.get(exchange.totalTimeoutMs)
-    if (queue === undefined) {
-      queue = new DeadlineQueue(exchange.totalTimeoutMs)
-      queues.set(exchange.totalTimeoutMs, queue)
-    }
-    const d = new Deadline(handler, exchange, queue, onCutOff)
+    const d = new Deadline(handler, exchange, queueFor(exchange.totalTimeoutMs), onCutOff)
     d.start()
     return dispatch(opts, d)
   }
