@@ -81,13 +81,13 @@ function nominated (headers: IncomingHttpHeaders | Record<string, string | strin
  * `X_Forwarded_For` (or `Transfer_Encoding`) as the dashed name would let an alias smuggle what the
  * dashed name cannot. `passed` names go through only in their exact dashed spelling.
  */
-function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: ReadonlySet<string>, rules: HeaderRules): boolean {
+function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: readonly string[], rules: HeaderRules): boolean {
   // An HTTP/2 pseudo-header (:path, :authority, ...) is the request itself, never a header field.
   if (name.charCodeAt(0) === 58) return true
   const folded = fold(name)
   if (HOP_BY_HOP.has(folded) || nominatedByClient.has(name) || nominatedByClient.has(folded)) return true
   // The policy's headers are set after the client's: an alias would arrive beside them, read last.
-  if (decided.has(folded) || rules.gatewayHeaders.has(folded)) return true
+  if (decided.includes(folded) || rules.gatewayHeaders.has(folded)) return true
   if (folded !== name && GATEWAY_SET.has(folded)) return true
   if (!assertsIdentity(folded)) return false
   return folded !== name || !rules.passClientHeaders.has(name)
@@ -118,13 +118,18 @@ export interface UpstreamContext {
 
 const DEFAULT_RULES: HeaderRules = { passClientHeaders: NONE, gatewayHeaders: NONE }
 
+/** `names` folded: the same array when every name already is (the usual case), else a folded copy. */
+function foldedAll (names: string[]): readonly string[] {
+  for (let i = 0; i < names.length; i++) if (fold(names[i]!) !== names[i]) return names.map(fold)
+  return names
+}
+
 /** Headers for the request to the function: the client's, minus what only the gateway may say, plus that. */
 export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: UpstreamContext): Record<string, string | string[]> {
   const drop = nominated(incoming)
   const decidedHeaders = ctx.decision.headers.upstream
-  // Usually empty: only a policy that sets headers pays for the folded set (a handful of names).
-  const decidedNames = Object.keys(decidedHeaders)
-  const decided = decidedNames.length === 0 ? NONE : new Set(decidedNames.map(fold))
+  // A handful of names at most, searched as a list; folded copies only where a name needs folding.
+  const decided = foldedAll(Object.keys(decidedHeaders))
   const out: Record<string, string | string[]> = {}
   const rules = ctx.rules ?? DEFAULT_RULES
   // Object.keys, not Object.entries: one array per request instead of one per header and one more.

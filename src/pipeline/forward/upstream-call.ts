@@ -28,9 +28,12 @@ type Headers = Parameters<NonNullable<Handler['onResponseStart']>>[2]
 
 function noop (): void {}
 
+// One options object for every body (Readable only reads it).
+const BODY_OPTIONS = { highWaterMark: 64 * 1024 }
+
 class ResponseBody extends Readable {
   constructor (private readonly controller: Controller) {
-    super({ highWaterMark: 64 * 1024 })
+    super(BODY_OPTIONS)
   }
 
   override _read (): void {
