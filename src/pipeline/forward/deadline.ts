@@ -1,5 +1,6 @@
 import { GW_ERR_UPSTREAM_TOTAL_TIMEOUT } from '../../errors.js'
 import { markUpstreamError } from '../error-reply.js'
+import { deadlineQueues, type DeadlineQueue } from './deadline-queue.js'
 import { PassHandler, type Controller, type Exchange, type Handler, type Interceptor } from './exchange.js'
 
 /*
@@ -11,20 +12,24 @@ import { PassHandler, type Controller, type Exchange, type Handler, type Interce
 
 class Deadline extends PassHandler {
   #controller: Controller | null = null
-  #timer: NodeJS.Timeout | null = null
   #expired: Error | null = null
   #head = false
+  // Its place in its DeadlineQueue (deadline-queue.ts): the handler is the list node, nothing more per request.
+  due = 0
+  older: Deadline | null = null
+  newer: Deadline | null = null
+  queued = false
 
-  constructor (next: Handler, private readonly exchange: Exchange, private readonly onCutOff: () => void) {
+  constructor (next: Handler, private readonly exchange: Exchange, private readonly queue: DeadlineQueue<Deadline>,
+    private readonly onCutOff: () => void) {
     super(next)
   }
 
-  start (ms: number): void {
-    this.#timer = setTimeout(expire, ms, this)
+  start (): void {
+    this.queue.add(this)
   }
 
   expire (): void {
-    this.#timer = null
     const err = new GW_ERR_UPSTREAM_TOTAL_TIMEOUT()
     this.#expired = err
     if (this.#head) {
@@ -36,10 +41,6 @@ class Deadline extends PassHandler {
     // may be a failed first attempt's while its retry waits: then the signal reaches it.
     this.#controller?.abort(err)
     if (!this.#head) this.exchange.signal.emit('abort', err)
-  }
-
-  #clear (): void {
-    if (this.#timer !== null) { clearTimeout(this.#timer); this.#timer = null }
   }
 
   override onRequestStart (controller: Controller, context: unknown): void {
@@ -55,27 +56,28 @@ class Deadline extends PassHandler {
   }
 
   override onResponseEnd (controller: Controller, trailers: Parameters<NonNullable<Handler['onResponseEnd']>>[1]): void {
-    this.#clear()
+    this.queue.remove(this)
     super.onResponseEnd(controller, trailers)
   }
 
   override onResponseError (controller: Controller, err: Error): void {
-    this.#clear()
+    this.queue.remove(this)
     // Whatever the abort turned into further in (undici's RequestAbortedError), it was the deadline.
     super.onResponseError(controller, this.#expired ?? err)
   }
 }
 
-// A named function and the handler as its argument: no closure per request for the timer.
-function expire (deadline: Deadline): void { deadline.expire() }
-
-/** `onCutOff`: a response cut off mid-body by the deadline (counted there; the forwarder counts the rest). */
+/**
+ * `onCutOff`: a response cut off mid-body by the deadline (counted there; the forwarder counts the rest).
+ * One queue per length of deadline (a route's totalMs, else the upstream's), made when first needed.
+ */
 export function deadline (onCutOff: () => void): Interceptor {
+  const queueFor = deadlineQueues<Deadline>()
   return dispatch => (opts, handler) => {
     const exchange = opts as Exchange
     exchange.startedAt = performance.now()
-    const d = new Deadline(handler, exchange, onCutOff)
-    d.start(exchange.totalTimeoutMs)
+    const d = new Deadline(handler, exchange, queueFor(exchange.totalTimeoutMs), onCutOff)
+    d.start()
     return dispatch(opts, d)
   }
 }

@@ -20,8 +20,9 @@ export interface Exchange extends Dispatcher.DispatchOptions {
   body: Readable | Buffer | null
   /** Aborted when the client goes; the deadline also aborts a request still waiting through it. */
   signal: EventEmitter
-  headersTimeout: number
-  bodyTimeout: number
+  /** The route's own bounds; undefined: the upstream's (exact-timeouts.ts then copies nothing). */
+  headersTimeout: number | undefined
+  bodyTimeout: number | undefined
   routeId: string
   /** The upstream's Host value (what a signature covers). */
   host: string

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events'
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../../config/schema.js'
@@ -8,16 +8,21 @@ import {
 import { statusClass, type Metrics } from '../../observability/metrics.js'
 import { markUpstreamError } from '../error-reply.js'
 import { isHttp2Request } from '../../lifecycle/http2.js'
-import { buildUpstreamHeaders, filterResponseHeaders, type HeaderRules } from './headers.js'
+import { buildUpstreamHeaders, copyResponseHeaders, type HeaderRules } from './headers.js'
 import type { Credentials } from './credentials/index.js'
 import { createChain } from './chain.js'
-import type { Exchange } from './exchange.js'
+import { fail, type Exchange } from './exchange.js'
 import { capBody, classify, limitBody } from './outcomes.js'
+import { UpstreamCall, type UpstreamResponse } from './upstream-call.js'
 import { closeUpstreams, cutOffUpstreams, type Upstream } from './upstreams.js'
 import { routeOf } from '../types.js'
 
 export interface Forwarder {
-  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
+  /**
+   * Resolves with the answer's body, which Fastify sends: resolving with the reply instead would make
+   * Fastify wait for the response's end through stream listeners (Reply.then) on every request.
+   */
+  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<Readable>
   close: () => Promise<void>
   /** Drain timeout: ends every exchange still in flight (503 GW_ERR_UPSTREAM_SHUTDOWN before its head). */
   cutOff: () => Promise<void>
@@ -37,10 +42,13 @@ export interface ForwarderOptions {
 interface RouteForwarding {
   upstream: Upstream
   chain: Dispatcher
-  headersTimeoutMs: number
-  bodyTimeoutMs: number
+  /** The route's own; undefined: the upstream's, which exact-timeouts.ts applies without a copy. */
+  headersTimeoutMs: number | undefined
+  bodyTimeoutMs: number | undefined
   totalTimeoutMs: number
   maxResponseBytes: number
+  /** The upstream's listener for an answer's body that fails after the head (made once, not per request). */
+  onBodyError: (err: Error) => void
 }
 
 /**
@@ -52,6 +60,11 @@ interface RouteForwarding {
 // long: the per-request handler and what it closes over (per-caller cap, breaker, deadline, retry); issue 22 item 5 composes it from interceptors.
 export function createForwarder ({ upstreams, routes, metrics, credentials, headerRules }: ForwarderOptions): Forwarder {
   const chains = new Map([...upstreams.values()].map(u => [u.id, createChain(u, { metrics, credentials })]))
+  const bodyErrors = new Map([...upstreams.keys()].map(id => [id, (err: Error): void => {
+    // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
+    if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream: id, kind: classify(err).kind ?? 'failed' })
+    markUpstreamError(err)
+  }]))
   const forwarding = new Map<string, RouteForwarding>()
   for (const r of routes) {
     const u = upstreams.get(r.upstream)
@@ -59,10 +72,11 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
     forwarding.set(r.id, {
       upstream: u,
       chain: chains.get(u.id)!,
-      headersTimeoutMs: r.timeouts?.headersMs ?? u.headersTimeoutMs,
-      bodyTimeoutMs: r.timeouts?.bodyMs ?? u.bodyTimeoutMs,
+      headersTimeoutMs: r.timeouts?.headersMs,
+      bodyTimeoutMs: r.timeouts?.bodyMs,
       totalTimeoutMs: r.timeouts?.totalMs ?? u.totalTimeoutMs,
-      maxResponseBytes: r.maxResponseBytes ?? Infinity
+      maxResponseBytes: r.maxResponseBytes ?? Infinity,
+      onBodyError: bodyErrors.get(u.id)!
     })
   }
 
@@ -87,12 +101,12 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       const hasBody = request.headers['transfer-encoding'] !== undefined ||
         (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0') ||
         (isHttp2Request(request.raw) && !request.raw.stream.endAfterHeaders)
-      // A client that goes away cancels the upstream request. undici accepts an EventEmitter that emits
-      // 'abort' as a signal, which costs far less per request than an AbortController (~10 us here).
-      // on, not once: 'close' comes once, and once() would wrap the listener per request.
-      const abort = new EventEmitter()
-      reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort.emit('abort') })
-      request.raw.on('error', () => abort.emit('abort'))
+      const body = hasBody ? limitBody(request.raw, route.maxBodyBytes) : null
+      // The chain's last handler, and the exchange's abort signal: a client that goes away cancels the
+      // upstream request (on, not once: 'close' comes once, and once() would wrap the listener).
+      const call = new UpstreamCall(reply.raw, body)
+      reply.raw.on('close', call.clientGone)
+      request.raw.on('error', call.clientGone)
       const exchange: Exchange = {
         path: upstream.basePath + path + (request.rawQuery === '' ? '' : `?${request.rawQuery}`),
         method: request.method as Dispatcher.HttpMethod,
@@ -105,8 +119,8 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
           upstreamHost: upstream.host,
           rules: headerRules?.get(upstream.id)
         }),
-        body: hasBody ? limitBody(request.raw, route.maxBodyBytes) : null,
-        signal: abort,
+        body,
+        signal: call,
         headersTimeout: settings.headersTimeoutMs,
         bodyTimeout: settings.bodyTimeoutMs,
         routeId: route.id,
@@ -121,9 +135,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
         startedAt: 0
       }
 
-      let response: Dispatcher.ResponseData
+      let response: UpstreamResponse
       try {
-        response = await chain.request(exchange)
+        try { chain.dispatch(exchange, call) } catch (err) { fail(call, err as Error) }
+        response = await call.response
       } catch (err) {
         const { error, kind } = classify(err)
         if (kind === null) throw error // refused by the chain, which counted it
@@ -136,7 +151,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       }
       const elapsed = performance.now() - exchange.startedAt
       metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) }, elapsed / 1000)
-      return sendAnswer(request, reply, response, upstream.id, settings.maxResponseBytes, elapsed, metrics)
+      return sendAnswer(request, reply, response, settings, elapsed, metrics)
     },
     async close () {
       await closeUpstreams(upstreams)
@@ -148,11 +163,14 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
 }
 
 /**
- * The function's answer to the client: status and allowed headers, the body streamed under the
- * route's size cap. Positional arguments: an options object would be one more allocation per request.
+ * The function's answer to the client: status and allowed headers set on the reply, and the body to
+ * send, under the route's size cap. Positional arguments: an options object would be one more
+ * allocation per request.
  */
-function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: Dispatcher.ResponseData, upstream: string,
-  maxResponseBytes: number, elapsed: number, metrics: Metrics): FastifyReply {
+function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: UpstreamResponse, settings: RouteForwarding,
+  elapsed: number, metrics: Metrics): Readable {
+  const { maxResponseBytes } = settings
+  const upstream = settings.upstream.id
   const declared = Number(response.headers['content-length'] ?? 0)
   if (declared > maxResponseBytes) {
     // Cancels the exchange (and its deadline); undici errors a body destroyed unread: nothing to report.
@@ -162,20 +180,16 @@ function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: Dis
   }
   request.upstreamStatus = response.statusCode
   request.upstreamMs = Math.round(elapsed * 1000) / 1000
-  response.body.once('error', (err: Error) => {
-    // The head has gone out: this only cuts the client's connection, but it is counted by its kind.
-    if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream, kind: classify(err).kind ?? 'failed' })
-    markUpstreamError(err)
-  })
+  // on, not once: a stream emits 'error' once at most, and once() would wrap the listener.
+  response.body.on('error', settings.onBodyError)
   reply.code(response.statusCode)
-  reply.headers(filterResponseHeaders(response.headers))
-  const out = maxResponseBytes === Infinity
+  copyResponseHeaders(response.headers, reply)
+  return maxResponseBytes === Infinity
     ? response.body
     : capBody(response.body, maxResponseBytes, () => {
       metrics.upstreamErrors.inc({ upstream, kind: 'response_too_large' })
       request.log.warn({ upstream }, 'upstream response cut off at maxResponseBytes')
     })
-  return reply.send(out)
 }
 
 declare module 'fastify' {

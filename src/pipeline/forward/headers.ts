@@ -81,13 +81,13 @@ function nominated (headers: IncomingHttpHeaders | Record<string, string | strin
  * `X_Forwarded_For` (or `Transfer_Encoding`) as the dashed name would let an alias smuggle what the
  * dashed name cannot. `passed` names go through only in their exact dashed spelling.
  */
-function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: ReadonlySet<string>, rules: HeaderRules): boolean {
+function forbiddenFromClient (name: string, nominatedByClient: ReadonlySet<string>, decided: readonly string[], rules: HeaderRules): boolean {
   // An HTTP/2 pseudo-header (:path, :authority, ...) is the request itself, never a header field.
   if (name.charCodeAt(0) === 58) return true
   const folded = fold(name)
   if (HOP_BY_HOP.has(folded) || nominatedByClient.has(name) || nominatedByClient.has(folded)) return true
   // The policy's headers are set after the client's: an alias would arrive beside them, read last.
-  if (decided.has(folded) || rules.gatewayHeaders.has(folded)) return true
+  if (decided.includes(folded) || rules.gatewayHeaders.has(folded)) return true
   if (folded !== name && GATEWAY_SET.has(folded)) return true
   if (!assertsIdentity(folded)) return false
   return folded !== name || !rules.passClientHeaders.has(name)
@@ -118,16 +118,24 @@ export interface UpstreamContext {
 
 const DEFAULT_RULES: HeaderRules = { passClientHeaders: NONE, gatewayHeaders: NONE }
 
+/** `names` folded: the same array when every name already is (the usual case), else a folded copy. */
+function foldedAll (names: string[]): readonly string[] {
+  for (let i = 0; i < names.length; i++) if (fold(names[i]!) !== names[i]) return names.map(fold)
+  return names
+}
+
 /** Headers for the request to the function: the client's, minus what only the gateway may say, plus that. */
 export function buildUpstreamHeaders (incoming: IncomingHttpHeaders, ctx: UpstreamContext): Record<string, string | string[]> {
   const drop = nominated(incoming)
   const decidedHeaders = ctx.decision.headers.upstream
-  // Usually empty: only a policy that sets headers pays for the folded set (a handful of names).
-  const decidedNames = Object.keys(decidedHeaders)
-  const decided = decidedNames.length === 0 ? NONE : new Set(decidedNames.map(fold))
+  // A handful of names at most, searched as a list; folded copies only where a name needs folding.
+  const decided = foldedAll(Object.keys(decidedHeaders))
   const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || forbiddenFromClient(name, drop, decided, ctx.rules ?? DEFAULT_RULES)) continue
+  const rules = ctx.rules ?? DEFAULT_RULES
+  // Object.keys, not Object.entries: one array per request instead of one per header and one more.
+  for (const name of Object.keys(incoming)) {
+    const value = incoming[name]
+    if (value === undefined || forbiddenFromClient(name, drop, decided, rules)) continue
     out[name] = value
   }
   out.host = ctx.upstreamHost
@@ -149,7 +157,9 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** A Forwarded value (RFC 7239 §4): a token as is, anything else quoted; an IPv6 node in brackets. */
 function forwardedValue (value: string): string {
-  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
+  if (TOKEN.test(value)) return value
+  // A host with a port is the usual quoted value, and has nothing to escape.
+  return value.includes('"') || value.includes('\\') ? `"${value.replace(/["\\]/g, '\\$&')}"` : `"${value}"`
 }
 
 /** The one Forwarded element the gateway vouches for: the peer it saw, over TLS, for the Host it served. */
@@ -160,11 +170,20 @@ export function forwardedHeader (clientIp: string, host: string | undefined): st
 
 /** Headers from the function's response that may reach the client. */
 export function filterResponseHeaders (incoming: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const drop = nominated(incoming)
   const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue
-    out[name] = value
-  }
+  copyResponseHeaders(incoming, { header (name, value) { out[name] = value } })
   return out
+}
+
+/**
+ * The same headers set one by one on `target` (the client's reply): no object in between, and
+ * Object.keys, not Object.entries (one array per answer instead of one per header and one more).
+ */
+export function copyResponseHeaders (incoming: Record<string, string | string[] | undefined>, target: { header: (name: string, value: string | string[]) => unknown }): void {
+  const drop = nominated(incoming)
+  for (const name of Object.keys(incoming)) {
+    const value = incoming[name]
+    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue
+    target.header(name, value)
+  }
 }

@@ -30,12 +30,14 @@ export function canonicalizeTarget (target: string, opts: CanonicalOptions = {})
   const query = q === -1 ? '' : target.slice(q + 1)
   if (target.includes('#')) return { ok: false, reason: 'fragment in request target' }
 
+  let encoded = false
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i)
     if (c <= 0x20 || c >= 0x7f) return { ok: false, reason: 'control, space or non-ASCII byte in path' }
     if (c === 0x5c) return { ok: false, reason: 'backslash in path' }
     if (c === 0x3b && opts.pathParameters !== true) return { ok: false, reason: 'path parameter (";") in path' }
     if (c === 0x25) {
+      encoded = true
       const hex = path.slice(i + 1, i + 3)
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return { ok: false, reason: 'invalid percent-encoding' }
       const byte = parseInt(hex, 16)
@@ -46,25 +48,48 @@ export function canonicalizeTarget (target: string, opts: CanonicalOptions = {})
       i += 2
     }
   }
+  // Without a "%" (everything else outside printable ASCII is refused above) it decodes to itself.
   let decoded = path
-  try {
-    decoded = decodeURIComponent(path)
-  } catch {
-    return { ok: false, reason: 'path does not decode to valid UTF-8' }
+  if (encoded) {
+    try {
+      decoded = decodeURIComponent(path)
+    } catch {
+      return { ok: false, reason: 'path does not decode to valid UTF-8' }
+    }
   }
-  const segments = path.split('/').slice(1)
-  for (const [i, s] of segments.entries()) {
-    // Servlet containers read "..;x" as "..": a dot segment the router and policy never saw.
-    const name = s.includes(';') ? s.slice(0, s.indexOf(';')) : s
-    if (name === '.' || name === '..') return { ok: false, reason: 'dot segment in path' }
-    if (s === '' && i !== segments.length - 1) return { ok: false, reason: 'empty path segment' }
-  }
+  const segment = segmentFault(path)
+  if (segment !== null) return { ok: false, reason: segment }
   // Only an encoded path can hide anything: non-ASCII bytes and "%" are refused unencoded above.
   if (decoded !== path) {
     const trap = decodingTrap(path, decoded, opts)
     if (trap !== null) return { ok: false, reason: trap, ambiguous: true }
   }
   return { ok: true, path, query }
+}
+
+const DOT = 0x2e
+const SEMICOLON = 0x3b
+
+/**
+ * The first segment of `path` (after its leading "/") that is a dot segment or empty but for the
+ * last, in order, or null. Servlet containers read "..;x" as "..": a dot segment the router and policy
+ * never saw. Read in place: no array of segments, no strings cut out of the path per request.
+ */
+function segmentFault (path: string): string | null {
+  let start = 1
+  for (;;) {
+    const slash = path.indexOf('/', start)
+    const end = slash === -1 ? path.length : slash
+    // "." or "..", alone or before parameters (";").
+    if (start < end && path.charCodeAt(start) === DOT) {
+      const c1 = start + 1 < end ? path.charCodeAt(start + 1) : SEMICOLON
+      const c2 = start + 2 < end ? path.charCodeAt(start + 2) : SEMICOLON
+      if (c1 === SEMICOLON || (c1 === DOT && c2 === SEMICOLON)) return 'dot segment in path'
+    }
+    if (slash === -1) return null
+    if (end === start) return 'empty path segment'
+    start = slash + 1
+  }
 }
 
 // `%25` (an encoded "%") before the encoding of ".", "/" or "\\", at any depth (`%25252f`), or before
