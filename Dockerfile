@@ -35,7 +35,7 @@ FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 # A young generation sized for a proxy (src/lifecycle/node-flags.ts, docs/operations.md#memory-and-garbage-collection);
 # set NODE_OPTIONS to change it.
-ENV NODE_OPTIONS=--max-semi-space-size=64
+ENV NODE_OPTIONS=--max-semi-space-size=32
 WORKDIR /app
 # Owned by root and not writable by the user that runs the gateway.
 COPY --from=build /app/package.json ./

@@ -2,13 +2,14 @@
  * The Node flag the gateway is meant to run with, and whether it does. A proxy allocates per request
  * objects that live as long as the upstream takes to answer; with V8's default young generation
  * (16 MiB semi-spaces on 64-bit) a scavenge comes every few hundred requests, and the in-flight ones'
- * objects survive it, are promoted, and cost old-generation collections on every core. 64 MiB semi-spaces
- * cut the CPU per request by about a quarter at the same resident size (docs/operations.md#memory-and-garbage-collection,
- * measured with npm run bench:stages). V8 reads it only at start, so it is set where the process is
- * launched: the image's NODE_OPTIONS, `npm start`, the `portcullis` command's first line, the bench.
+ * objects survive it, are promoted, and cost old-generation collections on every core. 32 MiB semi-spaces
+ * cut the CPU per request by 7 % for 28 MiB more resident memory under load; 64 gained 3 % more for
+ * another 58 MiB (docs/operations.md#memory-and-garbage-collection, npm run bench:stages). V8 reads it
+ * only at start, so it is set where the process is launched: the image's NODE_OPTIONS, `npm start`,
+ * the `portcullis` command's first line, the bench.
  */
 
-export const SEMI_SPACE_FLAG = '--max-semi-space-size=64'
+export const SEMI_SPACE_FLAG = '--max-semi-space-size=32'
 
 /**
  * The semi-space size (MiB) this process was started with, from its command line or NODE_OPTIONS (the

@@ -33,7 +33,7 @@ t.test('started through its first line, the gateway runs with the flag and says 
   await files.writeConfig('http://127.0.0.1:9')
   const shebang = (await readFile(new URL('dist/cli.js', ROOT), 'utf8')).split('\n')[0]!
   const flagged = await startGatewayProcess(t, files.configFile, [], shebang.slice(2).split(' '))
-  t.match(flagged.log(), /"max_semi_space_mib":64,.*"msg":"portcullis is listening"/)
+  t.match(flagged.log(), /"max_semi_space_mib":32,.*"msg":"portcullis is listening"/)
   flagged.child.kill('SIGTERM')
   await flagged.exited
   const plain = await startGatewayProcess(t, files.configFile)
