@@ -1,3 +1,5 @@
+import { ConfigError } from '../../src/config/load.js'
+
 /*
  * The smallest config the loader accepts, as a parsed object (for validateConfig tests), and the
  * files it and its usual variations name, for t.testdir(): tests change what they are about on a
@@ -17,4 +19,15 @@ export function minimalConfig (): Record<string, any> {
     upstreams: [{ id: 'fn', url: 'https://fn.internal.example/base' }],
     routes: [{ id: 'hello', prefix: '/hello', methods: ['GET'], upstream: 'fn' }]
   }
+}
+
+/** The ConfigError a refused config produces; anything else (including acceptance) fails the test. */
+export async function refusal (pending: Promise<unknown>): Promise<ConfigError> {
+  const err = await pending.then(() => undefined, (e: unknown) => e)
+  if (!(err instanceof ConfigError)) throw new Error(`expected a ConfigError, got ${err === undefined ? 'an accepted config' : String(err)}`)
+  return err
+}
+
+export function paths (err: ConfigError): string[] {
+  return err.problems.map(p => p.path)
 }
