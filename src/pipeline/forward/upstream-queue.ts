@@ -79,6 +79,7 @@ export interface UpstreamQueueOptions {
   onWaiting?: (delta: 1 | -1) => void
 }
 
+// long: the waiting line, the saturation flag and the pool's dispatch are one state shared by both interceptors and the drain listener; split, they would pass it around.
 export function createUpstreamQueue (pool: Pool, { maxQueue, queueTimeoutMs, fair = false, onWaiting }: UpstreamQueueOptions): UpstreamQueue {
   const waiters = createWaitingLine<Waiter>()
   let saturated = false
