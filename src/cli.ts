@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=32
+#!/usr/bin/env node
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'

@@ -6,7 +6,7 @@
  * cut the CPU per request by 7 % for 28 MiB more resident memory under load; 64 gained 3 % more for
  * another 58 MiB (docs/operations.md#memory-and-garbage-collection, npm run bench:stages). V8 reads it
  * only at start, so it is set where the process is launched: the image's NODE_OPTIONS, `npm start`,
- * the `portcullis` command's first line, the bench.
+ * the bench (not the `portcullis` command's first line: that needs `env -S`, which not every env has).
  */
 
 export const SEMI_SPACE_FLAG = '--max-semi-space-size=32'

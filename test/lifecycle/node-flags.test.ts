@@ -5,7 +5,7 @@ import { gatewayFiles, startGatewayProcess } from '../helpers/gateway-process.js
 
 /*
  * The gateway runs with a young generation sized for a proxy (node-flags.ts). V8 reads the flag only
- * at start, so every way of launching the gateway carries it, and the start line says what is in effect.
+ * at start, so the image and `npm start` pass it, and the start line says what is in effect.
  */
 
 const ROOT = new URL('../../', import.meta.url)
@@ -20,19 +20,19 @@ t.test('the semi-space size is read from the command line, else NODE_OPTIONS', a
   t.equal(maxSemiSpaceMiB(['--max-old-space-size=64'], ''), null, 'another flag')
 })
 
-t.test('the image, npm start and the portcullis command all start Node with the flag', async t => {
+t.test('the image and npm start start Node with the flag', async t => {
   t.match(await readFile(new URL('Dockerfile', ROOT), 'utf8'), new RegExp(`^ENV NODE_OPTIONS=${SEMI_SPACE_FLAG}$`, 'm'))
   const pkg = JSON.parse(await readFile(new URL('package.json', ROOT), 'utf8')) as { scripts: Record<string, string> }
   t.match(pkg.scripts.start, `node ${SEMI_SPACE_FLAG} dist/cli.js`)
+  // Not in the command's first line: that needs `env -S`, a GNU and BSD extension not every env has.
   const shebang = (await readFile(new URL('dist/cli.js', ROOT), 'utf8')).split('\n')[0]
-  t.equal(shebang, `#!/usr/bin/env -S node ${SEMI_SPACE_FLAG}`, 'the built command\'s first line (npm run build)')
+  t.equal(shebang, '#!/usr/bin/env node', 'the built command\'s first line (npm run build)')
 })
 
-t.test('started through its first line, the gateway runs with the flag and says so', async t => {
+t.test('started with the flag, the gateway says so; started without, it says null', async t => {
   const files = await gatewayFiles(t)
   await files.writeConfig('http://127.0.0.1:9')
-  const shebang = (await readFile(new URL('dist/cli.js', ROOT), 'utf8')).split('\n')[0]!
-  const flagged = await startGatewayProcess(t, files.configFile, [], shebang.slice(2).split(' '))
+  const flagged = await startGatewayProcess(t, files.configFile, [], [process.execPath, SEMI_SPACE_FLAG])
   t.match(flagged.log(), /"max_semi_space_mib":32,.*"msg":"portcullis is listening"/)
   flagged.child.kill('SIGTERM')
   await flagged.exited
