@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
 import { goSprintf } from './sprintf.js'
+import { nulTerminated } from './wasm-eval.js'
 
 /*
  * The builtins a compiled policy calls out of its WASM for, and the loader that wires them. OPA
@@ -98,10 +99,7 @@ function createHost (memoryDescriptor: { initial?: number, maximum?: number } | 
   const memory = new Wasm.Memory({ ...memoryDescriptor, initial: memoryDescriptor?.initial ?? 5 })
   let exports: Record<string, (...args: number[]) => number> = {}
   const names: string[] = []
-  const text = (addr: number): string => {
-    const bytes = new Uint8Array(memory.buffer, addr)
-    return Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('utf8')
-  }
+  const text = (addr: number): string => nulTerminated(Buffer.from(memory.buffer), addr)
   const dump = (addr: number): unknown => JSON.parse(text(exports.opa_json_dump!(addr)))
   const load = (value: unknown): number => {
     if (value === undefined) return 0

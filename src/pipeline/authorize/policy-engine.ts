@@ -2,7 +2,7 @@ import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
 import type { Bundle } from './bundle.js'
 import { GATEWAY_BUILTINS, loadPolicySync, PROVIDED_BUILTINS } from './builtins.js'
 import { createWatchdog, riskyBuiltins, TIMEOUT_CODE, wasm } from './evaluation-guard.js'
-import { jsonEvaluation, type JsonEvaluation } from './wasm-eval.js'
+import { jsonEvaluation, nulTerminated, type JsonEvaluation } from './wasm-eval.js'
 
 /*
  * One compiled policy, evaluated synchronously per request on an instance of its compiled module.
@@ -46,9 +46,7 @@ export function hostBuiltins (policy: LoadedPolicy): string[] {
   const { wasmInstance, mem } = policy as unknown as PolicyInstance
   const exports = wasmInstance.exports as Record<string, (...args: number[]) => number>
   const addr = exports.opa_json_dump!(exports.builtins!())
-  const bytes = new Uint8Array(mem.buffer, addr)
-  const json = Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('utf8')
-  return Object.keys(JSON.parse(json) as Record<string, number>)
+  return Object.keys(JSON.parse(nulTerminated(Buffer.from(mem.buffer), addr)) as Record<string, number>)
 }
 
 export type EngineFault = 'trap' | 'abort' | 'timeout' | 'error'

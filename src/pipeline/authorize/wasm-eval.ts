@@ -24,6 +24,11 @@ interface SdkPolicy {
   wasmInstance: { exports: { opa_eval?: (...args: number[]) => number } }
 }
 
+/** The NUL-terminated UTF-8 text at `at` in a module's memory (OPA's ABI returns JSON so), without a copy. */
+export function nulTerminated (memory: Buffer, at: number): string {
+  return memory.toString('utf8', at, memory.indexOf(0, at))
+}
+
 const PAGE = 64 * 1024
 // opa_eval's format argument: 0 asks for the result as JSON text.
 const FORMAT_JSON = 0
@@ -46,7 +51,6 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
     // The evaluation's heap starts after the input; every call reuses the same space.
     // Address 0 and length 0 is no input at all, as the SDK passes it (an empty string is one).
     const resultAt = opaEval(0, entrypoint, p.dataAddr, length === 0 ? 0 : at, length, at + length, FORMAT_JSON)
-    const memory = current()
-    return JSON.parse(memory.toString('utf8', resultAt, memory.indexOf(0, resultAt)))
+    return JSON.parse(nulTerminated(current(), resultAt))
   }
 }
