@@ -32,6 +32,7 @@ import { createForwardStage, type ForwardStage } from './pipeline/forward/stage.
 import { createCertificateExpiry, type CertificateExpiry } from './tls/expiry.js'
 import { tlsServerOptions } from './tls/server-tls.js'
 import { http2ServerOptions } from './lifecycle/http2.js'
+import { watchHttp2Abuse } from './lifecycle/http2-abuse.js'
 
 export interface Gateway {
   /** The public listener: the request path. */
@@ -146,6 +147,7 @@ function createPublicApp (config: Config, metrics: Metrics, serverFactory: Gatew
 function guardServer (app: FastifyInstance, config: Config, metrics: Metrics): void {
   const tls = config.listen.tls
   applyServerLimits(app.server, config.limits, tls !== undefined)
+  if (tls !== undefined && config.listen.http2) watchHttp2Abuse(app.server, config, metrics, app.log)
   const refuseMethod = createMethodRefuser(metrics, ALLOW_HEADER)
   app.server.on('connect', refuseMethod)
   app.server.on(UNROUTABLE_METHOD, refuseMethod)

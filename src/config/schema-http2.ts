@@ -18,5 +18,22 @@ export const Http2Limits = Type.Object({
   maxOutstandingPings: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'PINGs the gateway sent that may be unanswered at once (a PING flood from the client is bounded by nghttp2\'s limit on queued acknowledgements)' }),
   maxSettings: Type.Integer({ minimum: 1, maximum: 1000, default: 32, description: 'entries one SETTINGS frame may carry (a SETTINGS flood is bounded by nghttp2\'s limit on queued acknowledgements)' }),
   maxInvalidFrames: Type.Integer({ minimum: 0, maximum: 10_000, default: 100, description: 'invalid frames one connection may send before it is closed' }),
-  maxRejectedStreams: Type.Integer({ minimum: 0, maximum: 10_000, default: 100, description: 'streams refused or reset one connection may cause before it is closed (rapid reset, CVE-2023-44487)' })
+  maxRejectedStreams: Type.Integer({ minimum: 0, maximum: 10_000, default: 100, description: 'streams the gateway refuses (beyond maxConcurrentStreams, or while over maxSessionMemoryMb) one connection may cause before it is closed' }),
+  // Rapid reset (CVE-2023-44487): a budget of streams the client cancels, refilled over time, so that a
+  // long-lived browser connection that cancels now and then never runs out (lifecycle/http2.ts).
+  resetBurst: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 100,
+    description: 'streams one connection may cancel (RST_STREAM from the client before the answer ended) in a burst; past the budget the connection gets GOAWAY ENHANCE_YOUR_CALM and is closed (rapid reset, CVE-2023-44487). ' +
+      'The default lets a client cancel every stream it may have open at once (maxConcurrentStreams)'
+  }),
+  resetsPerSecond: Type.Integer({ minimum: 0, maximum: 10_000, default: 10, description: 'how fast the budget of resetBurst cancelled streams refills, per second' }),
+  abusePenaltySeconds: Type.Integer({
+    minimum: 0,
+    maximum: 3600,
+    default: 10,
+    description: 'after a connection is cut off for cancelling too many streams, new connections from its address (IPv6: its /64) are refused before TLS for this long; 0: never. ' +
+      'Addresses in bans.trustedNetworks and rateLimit.trustedProxies are never refused'
+  })
 }, { additionalProperties: false, default: {}, description: 'HTTP/2 bounds per client connection (only with listen.http2)' })

@@ -13,8 +13,12 @@ import type { Config } from '../config/schema.js'
 /** The pseudo-headers a request carries (:method, :scheme, :authority, :path): not counted as header fields. */
 export const REQUEST_PSEUDO_HEADERS = 4
 
+// The reset budget rides with the server options (Node ignores a key it does not know): like them, it
+// is fixed when the socket opens (lifecycle/restart-only.ts).
+const RESET_BUDGET = 'portcullisResetBudget'
+
 /** Options of `http2.createSecureServer` beside the TLS ones, from `limits`. */
-export function http2ServerOptions (limits: Config['limits']): SecureServerOptions {
+export function http2ServerOptions (limits: Config['limits']): SecureServerOptions & { [RESET_BUDGET]: ResetBudget } {
   const h2 = limits.http2
   return {
     allowHTTP1: true,
@@ -33,6 +37,7 @@ export function http2ServerOptions (limits: Config['limits']): SecureServerOptio
     maxSettings: h2.maxSettings,
     maxSessionInvalidFrames: h2.maxInvalidFrames,
     maxSessionRejectedStreams: h2.maxRejectedStreams,
+    [RESET_BUDGET]: { burst: h2.resetBurst, perSecond: h2.resetsPerSecond },
     // A TLS client that negotiates no protocol this listener speaks is dropped after this.
     unknownProtocolTimeout: limits.headersTimeoutMs
   }
@@ -45,22 +50,56 @@ export function protocolOf (raw: { httpVersion: string }): string {
   return isHttp2Request(raw) ? 'HTTP/2' : PROTOCOLS[raw.httpVersion] ?? 'other'
 }
 
+/** The reset budget http2ServerOptions put in `options`. */
+export function resetBudgetOf (options: SecureServerOptions): ResetBudget {
+  const budget = (options as { [RESET_BUDGET]?: ResetBudget })[RESET_BUDGET]
+  if (budget === undefined) throw new Error('HTTP/2 server options without a reset budget (made by http2ServerOptions)')
+  return budget
+}
+
+/** The budget of streams one connection may cancel: `burst` at once, refilled at `perSecond` (limits.http2). */
+export interface ResetBudget { burst: number, perSecond: number }
+
+// Set on a stream the gateway itself closes (listener.ts, a request past requestTimeout): not the client's cancel.
+const CLOSED_BY_GATEWAY = Symbol('portcullis.closedByGateway')
+
+/** Closes a stream on the gateway's own account: it does not count against the client's reset budget. */
+export function closeStream (stream: ServerHttp2Stream, code: number): void {
+  (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] = true
+  stream.close(code)
+}
+
 /**
  * Rapid reset (CVE-2023-44487): a client that cancels streams it opened makes the gateway start work
  * (authenticate, authorize, forward) it then throws away, at no cost to itself. Node bounds only the
- * streams it refuses itself (maxSessionRejectedStreams); streams the client resets before their
- * response ended are counted here against the same limit, and a connection past it gets GOAWAY
- * ENHANCE_YOUR_CALM and is closed. Ordinary clients cancel a stream now and then, far below it.
+ * streams it refuses itself (maxSessionRejectedStreams). Streams the client cancels before their answer
+ * ended are counted here against a budget that refills over time (a token bucket, so a connection that
+ * lives for hours and cancels now and then never runs out); past it, the connection gets GOAWAY
+ * ENHANCE_YOUR_CALM and is destroyed at once, and `onCutOff` is told how many it cancelled.
+ *
+ * Whose cancel: Node emits 'aborted' when a stream closes with its answer unfinished, both for the
+ * client's RST_STREAM (whatever its code, NO_ERROR included) and for the gateway's own destroy or close.
+ * The gateway's destroy marks the stream destroyed before 'aborted'; its close marks it (closeStream);
+ * a stream the client reset before Node handed it on is already aborted when it arrives.
  */
-export function limitClientResets (session: Http2Session, limit: number): void {
+export function limitClientResets (session: Http2Session, budget: ResetBudget, onCutOff: (resets: number) => void): void {
+  let tokens = budget.burst
+  let refilledAt = performance.now()
   let resets = 0
+  const cancelled = (): void => {
+    resets++
+    const now = performance.now()
+    tokens = Math.min(budget.burst, tokens + (now - refilledAt) * budget.perSecond / 1000)
+    refilledAt = now
+    if (--tokens >= 0 || session.destroyed) return
+    // The code is the final GOAWAY's; the error only reaches the server's 'sessionError' event.
+    session.destroy(new Error('too many streams cancelled by the client'), constants.NGHTTP2_ENHANCE_YOUR_CALM)
+    onCutOff(resets)
+  }
   session.on('stream', (stream: ServerHttp2Stream) => {
-    stream.once('close', () => {
-      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || stream.sentTrailers !== undefined || (stream.writableEnded && stream.headersSent)) return
-      if (++resets > limit && !session.destroyed) {
-        session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
-        session.destroy()
-      }
+    if (stream.aborted) { cancelled(); return }
+    stream.once('aborted', () => {
+      if (!stream.destroyed && (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] !== true) cancelled()
     })
   })
 }

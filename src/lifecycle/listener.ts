@@ -3,7 +3,9 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
-import { isHttp2Request, limitClientResets } from './http2.js'
+import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf } from './http2.js'
+import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, type Http2CutOff, type PenaltyBox } from './http2-abuse.js'
+import { normalizeAddress } from '../pipeline/guard/client-address.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
 
 /*
@@ -75,6 +77,17 @@ export function createListener (): Listener {
   // HTTP/2 sessions and the sockets under them: Node's HTTP/1.1 connection tracking knows neither.
   const sessions = new Set<Http2Session>()
   const sockets = new Set<Socket>()
+  // HTTP/2 connections cut off for abuse (http2-abuse.ts): the generation serving counts, logs and decides
+  // whether the address is refused for a while; the refusals outlive reloads, like the socket.
+  const penalty = createPenaltyBox()
+  const abuse: Abuse = {
+    penalty,
+    cutOff: (remoteAddress, resets) => {
+      const cut: Http2CutOff = { reason: 'client_resets', address: normalizeAddress(remoteAddress ?? ''), resets, refuseAddress: ms => { penalty.refuse(remoteAddress, ms) } }
+      current?.stub.emit(HTTP2_CUT_OFF, cut)
+    },
+    refused: () => { current?.stub.emit(HTTP2_CONNECTION_REFUSED) }
+  }
 
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
     const gen = current!
@@ -93,9 +106,10 @@ export function createListener (): Listener {
     // frames that came with it, and the request path ran as far as it could (token, policy, credentials,
     // the function's queue) before the client's RST_STREAM in the same read was even seen. Started
     // after the read instead, a stream the client already reset is dropped: nothing can be answered on
-    // it. The reset still counts against the connection (limitClientResets).
+    // it. The reset still counts against the connection (limitClientResets). Closed, not only destroyed:
+    // a reset with NO_ERROR leaves the stream's read side open, not destroyed until read to its end.
     setImmediate(() => {
-      if (req.stream.destroyed) return
+      if (req.stream.destroyed || req.stream.closed) return
       if (!ROUTABLE.has(req.method) && current!.stub.emit(UNROUTABLE_METHOD, req, res)) return
       serve(req, res)
     })
@@ -152,7 +166,7 @@ export function createListener (): Listener {
         const { https, http } = gen.serverOptions
         // HTTP/2 options (lifecycle/http2.ts) come with the TLS ones; an https stub ignores them.
         server = https !== undefined && (https as SecureServerOptions).allowHTTP1 === true
-          ? createHttp2Server(https as SecureServerOptions, http, dispatch, sessions, sockets, () => draining)
+          ? createHttp2Server(https as SecureServerOptions, http, dispatch, { sessions, sockets, draining: () => draining, abuse })
           : https !== undefined ? createHttpsServer(https, dispatch) : createHttpServer(http, dispatch)
         for (const e of FORWARDED) server.on(e, forward(e))
         // Requests with an Expect are served like any other, so that the gateway answers them (issue #20).
@@ -169,13 +183,33 @@ export function createListener (): Listener {
   return listener
 }
 
+interface Abuse {
+  penalty: PenaltyBox
+  /** A connection from `remoteAddress` was cut off after `resets` cancelled streams. */
+  cutOff: (remoteAddress: string | undefined, resets: number) => void
+  refused: () => void
+}
+
+interface Tracked {
+  sessions: Set<Http2Session>
+  sockets: Set<Socket>
+  draining: () => boolean
+  abuse: Abuse
+}
+
 /**
  * The TLS listener with HTTP/2: HTTP/1.1 connections (ALPN http/1.1, or none) go through Node's HTTP/1.1
  * server code with the same settings as an https server; h2 sessions are tracked for drain and close.
  */
-function createHttp2Server (options: SecureServerOptions, http: object, dispatch: Handler, sessions: Set<Http2Session>,
-  sockets: Set<Socket>, draining: () => boolean): Http2SecureServer {
+function createHttp2Server (options: SecureServerOptions, http: object, dispatch: Handler, { sessions, sockets, draining, abuse }: Tracked): Http2SecureServer {
   const server = createSecureServer(options, dispatch as never)
+  const budget = resetBudgetOf(options)
+  // An address just cut off for abuse: closed before its TLS handshake costs anything (http2-abuse.ts).
+  server.on('connection', (socket: Socket) => {
+    if (!abuse.penalty.refuses(socket.remoteAddress)) return
+    socket.destroy()
+    abuse.refused()
+  })
   // Node's HTTP/1.1 code reads these from the server (head size, Host rule, how often the head and
   // request timers are checked); an Http2SecureServer does not take them as options.
   const { maxHeaderSize, requireHostHeader, connectionsCheckingInterval } = options as Record<string, unknown>
@@ -187,7 +221,8 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
     if (draining()) session.close()
     // Idle like an HTTP/1.1 keep-alive connection: GOAWAY (streams still open finish first).
     session.setTimeout((server as unknown as Server).keepAliveTimeout, () => session.close())
-    limitClientResets(session, options.maxSessionRejectedStreams ?? 100)
+    const remoteAddress = session.socket?.remoteAddress
+    limitClientResets(session, budget, resets => { abuse.cutOff(remoteAddress, resets) })
   })
   return server
 }
@@ -198,7 +233,7 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
  */
 function limitStream (req: import('node:http2').Http2ServerRequest, timeoutMs: number): void {
   if (timeoutMs <= 0 || req.stream.endAfterHeaders) return
-  const timer = setTimeout(() => { if (!req.complete) req.stream.close(h2.NGHTTP2_CANCEL) }, timeoutMs)
+  const timer = setTimeout(() => { if (!req.complete) closeStream(req.stream, h2.NGHTTP2_CANCEL) }, timeoutMs)
   timer.unref()
   req.stream.once('close', () => clearTimeout(timer))
 }

@@ -71,6 +71,18 @@ export function createMetrics (registry: Registry) {
       collect () { protocolTally.flush(this) }
     }),
     protocolTally,
+    // Issue #21, rapid reset: HTTP/2 connections the gateway closed for abuse, and the reconnects it refused.
+    http2CutOffs: new Counter({
+      name: 'portcullis_http2_cutoffs_total',
+      help: 'HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for abuse, by reason (client_resets: more cancelled streams than limits.http2.resetBurst and resetsPerSecond allow)',
+      labelNames: ['reason'] as const,
+      registers
+    }),
+    http2ConnectionsRefused: new Counter({
+      name: 'portcullis_http2_connections_refused_total',
+      help: 'Connections refused before TLS because their address was cut off for HTTP/2 abuse moments ago (limits.http2.abusePenaltySeconds)',
+      registers
+    }),
     // Moved on every request: a plain number, read by the gauge when scraped (as the tallies above).
     requestsInFlight,
     inFlight: new Gauge({ name: 'portcullis_requests_in_flight', help: 'Requests being handled now', registers, collect () { this.set(requestsInFlight.count) } }),

@@ -48,7 +48,7 @@ t.test('a valid minimal config loads with defaults filled in', async t => {
     pathParameters: 'reject',
     doubleEncodedPath: 'reject',
     lookalikePath: 'reject',
-    http2: { maxConcurrentStreams: 100, headerTableSize: 4096, maxSessionMemoryMb: 10, maxOutstandingPings: 10, maxSettings: 32, maxInvalidFrames: 100, maxRejectedStreams: 100 }
+    http2: { maxConcurrentStreams: 100, headerTableSize: 4096, maxSessionMemoryMb: 10, maxOutstandingPings: 10, maxSettings: 32, maxInvalidFrames: 100, maxRejectedStreams: 100, resetBurst: 100, resetsPerSecond: 10, abusePenaltySeconds: 10 }
   })
   t.equal(config.listen.host, '0.0.0.0')
   t.equal(config.listen.port, 8443)

@@ -87,11 +87,13 @@ export interface RawH2 {
 /**
  * Opens TLS with ALPN h2 and sends the client preface and an empty SETTINGS; the server's SETTINGS are
  * acknowledged. `ca`: the CA, or a secure context made of it once (a flooder reconnecting hundreds of
- * times should not spend the test's CPU building one per connection).
+ * times should not spend the test's CPU building one per connection). `localAddress`: another loopback
+ * address (127.0.0.2, ...) for a client that must not share 127.0.0.1 with the others (an abuser whose
+ * address the gateway refuses for a while).
  */
-export async function openH2 (port: number, ca: Buffer | SecureContext, host = '127.0.0.1'): Promise<RawH2> {
+export async function openH2 (port: number, ca: Buffer | SecureContext, host = '127.0.0.1', localAddress?: string): Promise<RawH2> {
   const trust = Buffer.isBuffer(ca) ? { ca } : { secureContext: ca }
-  const socket = connect({ port, host, ...trust, servername: 'localhost', ALPNProtocols: ['h2'] })
+  const socket = connect({ port, host, ...trust, servername: 'localhost', ALPNProtocols: ['h2'], ...(localAddress !== undefined ? { localAddress } : {}) })
   await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
   if (socket.alpnProtocol !== 'h2') throw new Error(`ALPN chose ${String(socket.alpnProtocol)}, not h2`)
   const frames: Frame[] = []
