@@ -7,8 +7,9 @@ import type { Metrics } from '../observability/metrics.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 
 /*
- * What follows an HTTP/2 connection cut off for abuse (issue #21, rapid reset): the listener
- * (listener.ts) detects it and closes the connection; the generation serving then counts it, logs it,
+ * What follows an HTTP/2 connection cut off for abuse (issue #21: rapid reset, and the CONTINUATION,
+ * SETTINGS and PING floods nghttp2 ends itself): the listener (listener.ts) detects it and closes the
+ * connection; the generation serving then counts it, logs it,
  * and refuses new connections from the same address for a short while (limits.http2.abusePenaltySeconds),
  * so that the attacker cannot simply reconnect and make the gateway pay a TLS handshake and another
  * burst of streams, over and over.
@@ -25,10 +26,11 @@ export const HTTP2_CUT_OFF = 'portcullis:http2-cut-off'
 export const HTTP2_CONNECTION_REFUSED = 'portcullis:http2-connection-refused'
 
 export interface Http2CutOff {
-  reason: 'client_resets'
+  /** client_resets: more cancelled streams than the budget; flood: nghttp2 ended a CONTINUATION, SETTINGS or PING flood. */
+  reason: 'client_resets' | 'flood'
   /** The TCP peer, normalised (client-address.ts). */
   address: string
-  /** Streams the client cancelled on that connection. */
+  /** Streams the client cancelled on that connection (client_resets; 0 for a flood). */
   resets: number
   /** Refuses new connections from this peer (an IPv6 one: its /64) for `ms`. */
   refuseAddress: (ms: number) => void
@@ -74,7 +76,7 @@ export function watchHttp2Abuse (server: EventEmitter, config: Config, metrics: 
     const refused = penaltyMs > 0 && (trust === null || !trust(cut.address, 0))
     if (refused) cut.refuseAddress(penaltyMs)
     log.warn({ client_ip: cut.address, reason: cut.reason, streams_cancelled: cut.resets, refused_seconds: refused ? penaltyMs / 1000 : 0 },
-      'HTTP/2 connection cut off for abuse (GOAWAY ENHANCE_YOUR_CALM)')
+      'HTTP/2 connection cut off for abuse')
   })
   server.on(HTTP2_CONNECTION_REFUSED, () => { metrics.http2ConnectionsRefused.inc() })
 }

@@ -104,6 +104,19 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
   })
 }
 
+// nghttp2's own flood verdicts (nghttp2.h), the errno of the session error Node then emits: too many
+// queued SETTINGS or PING acknowledgements (a SETTINGS or PING flood), and a header block that never
+// ends (CONTINUATION flood, CVE-2024-27983). nghttp2 has already ended the connection.
+const NGHTTP2_ERR_FLOODED = -904
+const NGHTTP2_ERR_TOO_MANY_CONTINUATIONS = -905
+
+/** Calls `onFlood` when nghttp2 ends `session` for a flood (its error reaches the session's 'error' event). */
+export function watchFloods (session: Http2Session, onFlood: () => void): void {
+  session.on('error', (err: Error & { errno?: number }) => {
+    if (err.errno === NGHTTP2_ERR_FLOODED || err.errno === NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) onFlood()
+  })
+}
+
 /** Whether a request came over HTTP/2 (not HTTP/1.1 text claiming "HTTP/2.0", which the guard refuses). */
 export function isHttp2Request (raw: unknown): raw is Http2ServerRequest {
   return raw instanceof Http2ServerRequest

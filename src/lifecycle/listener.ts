@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
-import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf } from './http2.js'
+import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, watchFloods } from './http2.js'
 import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, type Http2CutOff, type PenaltyBox } from './http2-abuse.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
@@ -82,8 +82,8 @@ export function createListener (): Listener {
   const penalty = createPenaltyBox()
   const abuse: Abuse = {
     penalty,
-    cutOff: (remoteAddress, resets) => {
-      const cut: Http2CutOff = { reason: 'client_resets', address: normalizeAddress(remoteAddress ?? ''), resets, refuseAddress: ms => { penalty.refuse(remoteAddress, ms) } }
+    cutOff: (reason, remoteAddress, resets) => {
+      const cut: Http2CutOff = { reason, address: normalizeAddress(remoteAddress ?? ''), resets, refuseAddress: ms => { penalty.refuse(remoteAddress, ms) } }
       current?.stub.emit(HTTP2_CUT_OFF, cut)
     },
     refused: () => { current?.stub.emit(HTTP2_CONNECTION_REFUSED) }
@@ -185,8 +185,8 @@ export function createListener (): Listener {
 
 interface Abuse {
   penalty: PenaltyBox
-  /** A connection from `remoteAddress` was cut off after `resets` cancelled streams. */
-  cutOff: (remoteAddress: string | undefined, resets: number) => void
+  /** A connection from `remoteAddress` was cut off (after `resets` cancelled streams). */
+  cutOff: (reason: Http2CutOff['reason'], remoteAddress: string | undefined, resets: number) => void
   refused: () => void
 }
 
@@ -222,7 +222,8 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
     // Idle like an HTTP/1.1 keep-alive connection: GOAWAY (streams still open finish first).
     session.setTimeout((server as unknown as Server).keepAliveTimeout, () => session.close())
     const remoteAddress = session.socket?.remoteAddress
-    limitClientResets(session, budget, resets => { abuse.cutOff(remoteAddress, resets) })
+    limitClientResets(session, budget, resets => { abuse.cutOff('client_resets', remoteAddress, resets) })
+    watchFloods(session, () => { abuse.cutOff('flood', remoteAddress, 0) })
   })
   return server
 }

@@ -74,7 +74,7 @@ export function createMetrics (registry: Registry) {
     // Issue #21, rapid reset: HTTP/2 connections the gateway closed for abuse, and the reconnects it refused.
     http2CutOffs: new Counter({
       name: 'portcullis_http2_cutoffs_total',
-      help: 'HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for abuse, by reason (client_resets: more cancelled streams than limits.http2.resetBurst and resetsPerSecond allow)',
+      help: 'HTTP/2 connections closed for abuse, by reason: client_resets (more cancelled streams than limits.http2.resetBurst and resetsPerSecond allow; GOAWAY ENHANCE_YOUR_CALM), flood (a CONTINUATION, SETTINGS or PING flood nghttp2 ended)',
       labelNames: ['reason'] as const,
       registers
     }),

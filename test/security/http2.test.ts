@@ -247,8 +247,13 @@ t.test('floods end the abusing connection; others are still served', async t => 
     'SETTINGS flood': c => { for (let i = 0; i < 50_000 && c.socket.writable; i++) c.send(frame(FRAME.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]))) },
     'PING flood': c => { for (let i = 0; i < 50_000 && c.socket.writable; i++) c.send(frame(FRAME.PING, 0, 0, Buffer.from('floodping'.slice(0, 8)))) }
   }
-  for (const [name, flood] of Object.entries(floods)) {
-    const conn = await openH2(h.port, h.ca)
+  const cutOffs = async (reason: string): Promise<number> =>
+    Number(new RegExp(`^portcullis_http2_cutoffs_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(await h.metrics())?.[1] ?? 0)
+  const before: Record<string, number> = { client_resets: await cutOffs('client_resets'), flood: await cutOffs('flood') }
+  for (const [[name, flood], i] of Object.entries(floods).map((e, i) => [e, i] as const)) {
+    // Each flooder from a loopback address of its own: an address cut off for abuse is refused for a
+    // while (limits.http2.abusePenaltySeconds), and the normal client after it comes from 127.0.0.1.
+    const conn = await openH2(h.port, h.ca, '127.0.0.1', `127.0.0.${10 + i}`)
     t.teardown(() => conn.close())
     // The flooder reads nothing: what the server must answer (ACKs) piles up on its side.
     conn.socket.pause()
@@ -256,6 +261,9 @@ t.test('floods end the abusing connection; others are still served', async t => 
     conn.socket.resume()
     const ended = await Promise.race([conn.closed.then(() => true), conn.waitFor(f => f.type === FRAME.GOAWAY, 15_000).then(f => f !== undefined)])
     t.ok(ended, `${name}: the connection is ended (GOAWAY or closed)`)
+    const reason = name === 'rapid reset' ? 'client_resets' : 'flood'
+    t.equal(await cutOffs(reason) - before[reason]!, 1, `${name}: counted in portcullis_http2_cutoffs_total{reason="${reason}"}`)
+    before[reason] = before[reason]! + 1
     const ok = await exchange(headers(1, authed('/public/after-flood'), { endStream: true }))
     t.equal(ok.status, 200, `${name}: a normal client is served afterwards`)
   }
