@@ -13,9 +13,14 @@ const h = await startSecurityHarness(t)
 const token = h.auth.replace(/^Authorization: /, '')
 // Without credentials (the CVE's case: anyone on the Internet), and with valid credentials of its own,
 // so that each of its streams costs the gateway a whole request path, up to the function.
-const ATTACKERS: Record<string, Array<[string, string]>> = {
-  'an unauthenticated attacker': [],
-  'an attacker with its own valid token': [['authorization', `Bearer ${await h.demo.token({ sub: 'mallory' })}`]]
+// An address cut off for abuse is refused for a while (limits.http2.abusePenaltySeconds): an attacker with
+// one address per flooder gets one connection each; one with many addresses (a botnet) a fresh one each
+// time, so that each of its connections costs the gateway a TLS handshake and a burst of streams.
+const mallory = `Bearer ${await h.demo.token({ sub: 'mallory' })}`
+const ATTACKERS: Record<string, { fields: Array<[string, string]>, addresses: number }> = {
+  'an unauthenticated attacker': { fields: [], addresses: 1 },
+  'an attacker with its own valid token': { fields: [['authorization', mallory]], addresses: 1 },
+  'an attacker with its own valid token and 200 addresses per flooder': { fields: [['authorization', mallory]], addresses: 200 }
 }
 // The flooders run in this process too: one TLS context for all their connections.
 const floodTls = createSecureContext({ ca: h.ca })
@@ -73,18 +78,21 @@ function floodFrames (attacker: Array<[string, string]>): Record<'rapid reset' |
 interface FloodCount { connections: number, refused: number }
 
 /**
- * Floods from fresh connections from `address` (a loopback address of its own: the gateway refuses an
- * abuser's address for a while, not the normal client's), one after the other, until `until`.
+ * Floods from fresh connections, one after the other, until `until`, each from the next of `addresses`
+ * (loopback addresses of the flooder's own: the gateway refuses an abuser's address for a while, not the
+ * normal client's 127.0.0.1).
  */
-async function flood (kind: 'rapid reset' | 'CONTINUATION', address: string, until: number, frames: Record<'rapid reset' | 'CONTINUATION', Buffer[]>): Promise<FloodCount> {
+async function flood (kind: 'rapid reset' | 'CONTINUATION', addresses: string[], until: number, frames: Record<'rapid reset' | 'CONTINUATION', Buffer[]>): Promise<FloodCount> {
   const count: FloodCount = { connections: 0, refused: 0 }
-  while (Date.now() < until) {
+  for (let n = 0; Date.now() < until; n++) {
     let c: RawH2
     try {
-      c = await openH2(h.port, floodTls, '127.0.0.1', address)
+      c = await openH2(h.port, floodTls, '127.0.0.1', addresses[n % addresses.length])
     } catch {
-      // Refused before TLS (limits.http2.abusePenaltySeconds): an attacker tries again at once.
+      // Refused before TLS (limits.http2.abusePenaltySeconds). An attacker elsewhere tries again at once;
+      // here that loop would run in the gateway's own process and event loop, so it yields 10 ms.
       count.refused++
+      await new Promise(resolve => setTimeout(resolve, 10))
       continue
     }
     count.connections++
@@ -100,7 +108,7 @@ async function flood (kind: 'rapid reset' | 'CONTINUATION', address: string, unt
   return count
 }
 
-for (const [who, attacker] of Object.entries(ATTACKERS)) {
+for (const [round, [who, { fields: attacker, addresses }]] of Object.entries(ATTACKERS).entries()) {
 // With its own valid token, the attacker's streams reach the upstream queue before their resets land;
 // the queue's per-identity fairness (upstreams[].queueFairness) keeps the normal client's requests in it.
 t.test(`a normal client is fully served during rapid-reset and CONTINUATION floods by ${who}`, async t => {
@@ -114,7 +122,10 @@ t.test(`a normal client is fully served during rapid-reset and CONTINUATION floo
   const frames = floodFrames(attacker)
   const until = Date.now() + FLOOD_MS
   const forwarded = h.stub.requests.length
-  const floods = Promise.all([flood('rapid reset', '127.0.0.2', until, frames), flood('CONTINUATION', '127.0.0.3', until, frames), flood('rapid reset', '127.0.0.4', until, frames)])
+  // Flooder i from 127.(subnet+i).x.y: addresses of its own, new for every subtest (earlier ones may still be refused).
+  const subnet = 2 + round * 3
+  const from = (i: number): string[] => Array.from({ length: addresses }, (_, a) => `127.${subnet + i}.${a >> 8}.${(a & 255) + 1}`)
+  const floods = Promise.all([flood('rapid reset', from(0), until, frames), flood('CONTINUATION', from(1), until, frames), flood('rapid reset', from(2), until, frames)])
   await new Promise(resolve => setTimeout(resolve, 300))
   const during = await normalClient(session)
   const connectStart = performance.now()
