@@ -318,6 +318,13 @@ t.test('Redis health and fallback settings out of range are refused, each with i
   t.strictSame([...paths(err)].sort(), ['/rateLimit/store/failuresBeforeDown', '/rateLimit/store/localFallbackShare'])
 })
 
+t.test('HTTP/2 reset budget and abuse penalty out of range are refused, each with its path (issue #21)', async t => {
+  const raw = minimalConfig()
+  raw.limits = { http2: { resetBurst: 0, resetsPerSecond: -1, abusePenaltySeconds: 3601 } }
+  const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+  t.strictSame([...paths(err)].sort(), ['/limits/http2/abusePenaltySeconds', '/limits/http2/resetBurst', '/limits/http2/resetsPerSecond'])
+})
+
 t.test('issuer key settings: maxStaleSeconds below jwksCacheSeconds is refused with its path (issue #17)', async t => {
   const raw = minimalConfig()
   raw.issuers[0].jwks = { url: 'https://idp.example/keys', maxStaleSeconds: 300 }

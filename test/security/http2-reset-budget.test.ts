@@ -110,3 +110,16 @@ t.test('a client that cancels streams as a browser does is not cut off', async t
   t.notOk(session.closed || session.destroyed, 'the connection stays open')
   t.equal(await counter(CUT_OFFS), cutOffs, 'no cut-off counted')
 })
+
+t.test('an address in bans.trustedNetworks is cut off but never refused (a load balancer many clients share)', async t => {
+  const lb = await startSecurityHarness(t, { configure: raw => { raw.bans = { ...raw.bans, trustedNetworks: ['127.0.0.5/32'] } } })
+  const conn = await openH2(lb.port, lb.ca, '127.0.0.1', '127.0.0.5')
+  t.teardown(() => conn.close())
+  rapidReset(conn, 300, ERROR.CANCEL)
+  const goaway = await conn.waitFor(f => f.type === FRAME.GOAWAY, 10_000)
+  t.equal(goaway === undefined ? undefined : errorCode(goaway), ERROR.ENHANCE_YOUR_CALM, 'the abusing connection is cut off')
+  const again = await openH2(lb.port, lb.ca, '127.0.0.1', '127.0.0.5')
+  t.teardown(() => again.close())
+  t.ok(again.socket.alpnProtocol === 'h2' && !again.socket.destroyed, 'a new connection from the same (trusted) address is accepted')
+  t.match(await lb.metrics(), /^portcullis_http2_connections_refused_total 0$/m, 'none refused')
+})
