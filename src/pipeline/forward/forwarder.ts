@@ -90,9 +90,10 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       }
       const { upstream, chain } = settings
       // A client that is already gone (or whose request broke off) gets nothing forwarded on its behalf.
-      // (An HTTP/2 stream the client reset, as in a rapid-reset flood, shows only on the stream.)
+      // (An HTTP/2 stream the client reset, as in a rapid-reset flood, shows only on the stream: closed,
+      // and destroyed too unless the reset's code was NO_ERROR.)
       if (request.raw.destroyed || request.raw.errored !== null || reply.raw.destroyed ||
-        (isHttp2Request(request.raw) && request.raw.stream.destroyed)) throw new GW_ERR_GUARD_BAD_REQUEST()
+        (isHttp2Request(request.raw) && (request.raw.stream.destroyed || request.raw.stream.closed))) throw new GW_ERR_GUARD_BAD_REQUEST()
       let path = request.canonicalPath
       if (route.stripPrefix && route.prefix !== '/') path = path.slice(route.prefix.length) || '/'
 
