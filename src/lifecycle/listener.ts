@@ -7,6 +7,7 @@ import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, watchFlo
 import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, type Http2CutOff, type PenaltyBox } from './http2-abuse.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
+import { OpenResponses } from './open-responses.js'
 
 /*
  * A listening socket that outlives the gateway built on it. Each config generation is a Fastify
@@ -73,7 +74,7 @@ export function createListener (): Listener {
   let current: Generation | undefined
   let pending: Generation | undefined
   let draining = false
-  const open = new Set<ServerResponse>()
+  const open = new OpenResponses()
   // HTTP/2 sessions and the sockets under them: Node's HTTP/1.1 connection tracking knows neither.
   const sessions = new Set<Http2Session>()
   const sockets = new Set<Socket>()
@@ -94,8 +95,7 @@ export function createListener (): Listener {
     // Node then sends `Connection: close` and closes the socket after this response.
     if (draining) res.shouldKeepAlive = false
     gen.inFlight++
-    open.add(res)
-    res.once('close', () => { open.delete(res); if (--gen.inFlight === 0) gen.wake() })
+    open.add(res, () => { if (--gen.inFlight === 0) gen.wake() })
     if (isHttp2Request(req)) limitStream(req, (gen.stub as Server).requestTimeout)
     gen.handler(req, res)
   }
@@ -124,7 +124,7 @@ export function createListener (): Listener {
   const listener: Listener = {
     drain () {
       draining = true
-      for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false
+      open.forEach(res => { if (!res.headersSent) res.shouldKeepAlive = false })
       // HTTP/2: GOAWAY now; streams already open finish, new ones go to another connection.
       for (const s of sessions) s.close()
     },
