@@ -9,7 +9,7 @@ import { demoDir, ensureDemoState, GATEWAY_SPIFFE_ID } from './demo/state.js'
 import { claimProblem, mintDemoToken } from './demo/token.js'
 import { callAdmin, parseDuration, type AdminCallOptions } from './admin/client.js'
 import { formatReplayReport, replayDecisions } from './policy-replay.js'
-import { maxSemiSpaceMiB } from './lifecycle/node-flags.js'
+import { maxSemiSpaceMiB, tuneAllocationSitePretenuring } from './lifecycle/node-flags.js'
 
 /* Argument parsing and exit codes only: 0 ok, 1 runtime failure, 2 invalid configuration or usage. */
 
@@ -102,6 +102,7 @@ program.command('start')
   .requiredOption('-c, --config <file>', 'YAML config file')
   .option('-w, --workers <n>', 'processes sharing the port: a number, or auto for one per CPU', parseWorkers, 1)
   .action(async (opts: { config: string, workers: number }) => {
+    const pretenuring = tuneAllocationSitePretenuring() // before the request path runs (lifecycle/node-flags.ts)
     const { closeOnSignals, startGateway } = await server()
     // A worker runs the config its primary hands it, not the file (which may have changed since).
     if (cluster.isWorker && process.env.PORTCULLIS_WORKER === '1') {
@@ -117,7 +118,7 @@ program.command('start')
       return
     }
     const running = await startGateway(config, { configFile: opts.config }).catch(portInUse(`change listen.port or admin.port in ${opts.config}`))
-    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash, max_semi_space_mib: maxSemiSpaceMiB() }, 'portcullis is listening')
+    running.gateway.app.log.info({ url: running.url, admin: running.adminUrl, config_hash: running.configHash, max_semi_space_mib: maxSemiSpaceMiB(), allocation_site_pretenuring: pretenuring }, 'portcullis is listening')
     closeOnSignals(running, running.gateway.app.log)
   })
 
@@ -271,6 +272,7 @@ demo.command('run', { isDefault: true })
   .option('-c, --config <file>', 'run this config instead of the embedded one (start from `portcullis demo config`)')
   .option('--ports <list>', 'gateway,admin,issuer,function ports', parsePorts)
   .action(async (opts: { dir?: string, config?: string, ports?: DemoOptions['ports'] }) => {
+    tuneAllocationSitePretenuring() // before the request path runs (lifecycle/node-flags.ts)
     const { startDemo } = await demoRun()
     const { demoTries } = await import('./demo/banner.js')
     const { closeOnSignals } = await server()

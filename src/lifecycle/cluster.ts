@@ -12,7 +12,7 @@ import { configHash } from '../server.js'
 import { ask } from './cluster-ipc.js'
 import { primaryOnlyChanges, restartOnlyChanges } from './restart-only.js'
 import { createWorkerPool } from './worker-pool.js'
-import { maxSemiSpaceMiB } from './node-flags.js'
+import { maxSemiSpaceMiB, pretenuringNamed } from './node-flags.js'
 
 /*
  * `portcullis start --workers N`: Node's cluster module. Workers each run a whole gateway and share the
@@ -58,7 +58,9 @@ export async function runPrimary (config: Config, count: number, configFile: str
       if (announced) return
       announced = true
       const adminUrl = `${config.admin.tls !== undefined ? 'https' : 'http'}://${config.admin.host}:${(admin.server.address() as { port: number }).port}`
-      log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash, max_semi_space_mib: maxSemiSpaceMiB() }, 'portcullis is listening')
+      log.info({ url, admin: adminUrl, workers: count, config_hash: good.hash, max_semi_space_mib: maxSemiSpaceMiB(),
+        // Each worker's start turns it off unless the command line names it (cli.ts), as the primary's did.
+        allocation_site_pretenuring: pretenuringNamed() ?? false }, 'portcullis is listening')
     }
   })
 
