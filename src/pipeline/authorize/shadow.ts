@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Masked } from '../../observability/decision-log.js'
 import type { ShadowMetrics, ShadowOutcome } from '../../observability/shadow-metrics.js'
 import { decisionDifferences } from './decision-diff.js'
+import { ShadowQueue } from './shadow-queue.js'
 import { policyMasks } from './log-mask.js'
 import { PolicyEvaluationFault, type PolicyEngine } from './policy-engine.js'
 import type { PolicyStatus, PolicyStore } from './policy-store.js'
@@ -62,7 +63,7 @@ const TURN_NS = 2_000_000n
 export function createShadow (opts: ShadowOptions): Shadow {
   const { store, metrics, log } = opts
   const random = opts.random ?? Math.random
-  let queue: ShadowJob[] = []
+  const queue = new ShadowQueue<ShadowJob>(opts.maxQueued)
   let scheduled = false
   let closed = false
   let lastError: { message: string, at: string } | null = null
@@ -127,8 +128,7 @@ export function createShadow (opts: ShadowOptions): Shadow {
   return {
     offer (job) {
       if (closed || (opts.sample < 1 && random() >= opts.sample)) return
-      if (queue.length >= opts.maxQueued) return metrics.outcome('dropped', store.current?.revision ?? null)
-      queue.push(job)
+      if (!queue.push(job)) return metrics.outcome('dropped', store.current?.revision ?? null)
       schedule()
     },
     status: () => ({
@@ -141,7 +141,7 @@ export function createShadow (opts: ShadowOptions): Shadow {
     }),
     async close () {
       closed = true
-      queue = []
+      queue.clear()
       await store.close()
     }
   }
