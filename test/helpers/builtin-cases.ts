@@ -145,6 +145,15 @@ export const KNOWN_DIVERGENCES: ReadonlyArray<{ fn: string, when: (args: unknown
   // gateway hands policies IPv4 client addresses as dotted quads (issue #18's normalisation).
   ...['net.cidr_contains', 'net.cidr_intersects'].map(fn => ({
     fn, when: (a: unknown[]) => a.some(x => typeof x === 'string' && /::ffff:/i.test(x)), why: 'an IPv4-mapped IPv6 address and its IPv4 form are different addresses'
+  })),
+  // Each engine has its own Unicode tables (the WASM's RE2, the SDK's JavaScript RegExp, Go's for OPA),
+  // of different Unicode versions: a character assigned since the oldest of them, such as U+3239A of
+  // CJK Extension H (Unicode 15), is a letter to OPA (\pL matches it) and not to the WASM's RE2.
+  // Recent additions are almost all outside the Basic Multilingual Plane.
+  ...['regex.match', 'regex.find_n', 'regex.find_all_string_submatch_n', 'regex.template_match', 'regex.split', 'regex.replace'].map(fn => ({
+    fn,
+    when: (a: unknown[]) => a.some(x => typeof x === 'string' && /\\[pP]/.test(x)) && a.some(x => typeof x === 'string' && /[\u{10000}-\u{10FFFF}]/u.test(x)),
+    why: 'a Unicode class (\\p) and a character outside the Basic Multilingual Plane: the engines\' Unicode tables are of different versions'
   }))
 ]
 
