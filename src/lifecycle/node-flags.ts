@@ -18,17 +18,21 @@ export const SEMI_SPACE_FLAG = '--max-semi-space-size=32'
  * command line wins, as in Node), or null when it runs on Node's default.
  */
 export function maxSemiSpaceMiB (execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): number | null {
-  const find = (args: readonly string[]): number | null => {
-    let found: number | null = null
-    for (let i = 0; i < args.length; i++) {
-      const m = /^--max[-_]semi[-_]space[-_]size(?:=(\d+))?$/.exec(args[i]!)
-      if (m === null) continue
-      const value = m[1] ?? args[i + 1]
-      if (value !== undefined && /^\d+$/.test(value)) found = Number(value)
-    }
-    return found
-  }
+  const find = (args: readonly string[]): number | null => lastFlag(args, /^--max[-_]semi[-_]space[-_]size(?:=(\d+))?$/, (m, next) => {
+    const value = m[1] ?? next
+    return value !== undefined && /^\d+$/.test(value) ? Number(value) : null
+  })
   return find(execArgv) ?? find(nodeOptions.split(/\s+/).filter(a => a !== ''))
+}
+
+/** The value `read` gives the last argument matching `flag` (V8 and Node: the last one counts), or null. */
+function lastFlag<T> (args: readonly string[], flag: RegExp, read: (m: RegExpExecArray, next: string | undefined) => T | null): T | null {
+  let found: T | null = null
+  for (let i = 0; i < args.length; i++) {
+    const m = flag.exec(args[i]!)
+    if (m !== null) found = read(m, args[i + 1]) ?? found
+  }
+  return found
 }
 
 /*
@@ -40,20 +44,15 @@ export function maxSemiSpaceMiB (execArgv: readonly string[] = process.execArgv,
  * and a mark-compact came every two seconds. Measured with --trace-gc (scenario 4's config, 50
  * connections, ES256, one CPU; the same machine, runs side by side): Node 20, 5,030 against 6,449
  * requests/s, 198 against 155 µs of CPU per request and 279 against 199 MiB resident; Node 24, 172–188
- * against 144–148 µs and 328–335 against 277–293 MiB; a mark-compact or two every 5 s against none. Unlike the semi-space size
- * it is read while the process runs, and NODE_OPTIONS does not accept it, so the gateway sets it itself
- * when it starts serving, unless its command line names it either way.
+ * against 144–148 µs and 328–335 against 277–293 MiB; a mark-compact or two every 5 s against none.
+ * Unlike the semi-space size it is read while the process runs, and NODE_OPTIONS does not accept it,
+ * so the gateway sets it itself when it starts serving, unless its command line names it either way.
  */
 const PRETENURING = /^--(no[-_])?allocation[-_]site[-_]pretenuring$/
 
 /** What `execArgv` says of pretenuring (the last mention counts), or null when it says nothing. */
 export function pretenuringNamed (execArgv: readonly string[] = process.execArgv): boolean | null {
-  let named: boolean | null = null
-  for (const arg of execArgv) {
-    const m = PRETENURING.exec(arg)
-    if (m !== null) named = m[1] === undefined
-  }
-  return named
+  return lastFlag(execArgv, PRETENURING, m => m[1] === undefined)
 }
 
 /** Turns pretenuring off unless `execArgv` names it; whether it is on afterwards. */

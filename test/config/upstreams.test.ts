@@ -44,36 +44,26 @@ t.test('plaintext rules', async t => {
     t.equal(config.listen.tls, undefined)
     t.equal(config.upstreams[0]!.plaintext, true)
   })
-  t.test('plaintext on an https upstream is refused', async t => {
-    const raw = minimalConfig()
-    raw.upstreams[0].plaintext = true
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
-    t.same(paths(err), ['/upstreams/0/plaintext'])
-  })
-  t.test('an upstream URL with credentials or a query is refused', async t => {
-    const raw = minimalConfig()
-    raw.upstreams[0].url = 'https://user:pw@fn.internal.example/?x=1'
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
-    t.same(paths(err), ['/upstreams/0/url'])
-  })
-  t.test('a plaintext upstream with tls settings is refused', async t => {
-    const raw = minimalConfig()
-    raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true, tls: { ca: 'certs/ca.crt' } }]
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
-    t.same(paths(err), ['/upstreams/0/tls'])
-  })
-  t.test('an upstream client certificate without its key is refused', async t => {
-    const raw = minimalConfig()
-    raw.upstreams[0].tls = { cert: 'certs/ca.crt' }
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
-    t.same(paths(err), ['/upstreams/0/tls'])
-  })
-  t.test('an http issuer is refused', async t => {
-    const raw = minimalConfig()
-    raw.issuers[0].issuer = 'http://idp.example.com'
-    const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
-    t.same(paths(err), ['/issuers/0/issuer'])
-  })
+  // Each case changes one thing of a valid config and must be refused at exactly that path.
+  const refused: Array<{ what: string, change: (raw: ReturnType<typeof minimalConfig>) => void, path: string }> = [
+    { what: 'plaintext on an https upstream', change: raw => { raw.upstreams[0].plaintext = true }, path: '/upstreams/0/plaintext' },
+    { what: 'an upstream URL with credentials or a query', change: raw => { raw.upstreams[0].url = 'https://user:pw@fn.internal.example/?x=1' }, path: '/upstreams/0/url' },
+    {
+      what: 'a plaintext upstream with tls settings',
+      change: raw => { raw.upstreams = [{ id: 'fn', url: 'http://127.0.0.1:3000', plaintext: true, tls: { ca: 'certs/ca.crt' } }] },
+      path: '/upstreams/0/tls'
+    },
+    { what: 'an upstream client certificate without its key', change: raw => { raw.upstreams[0].tls = { cert: 'certs/ca.crt' } }, path: '/upstreams/0/tls' },
+    { what: 'an http issuer', change: raw => { raw.issuers[0].issuer = 'http://idp.example.com' }, path: '/issuers/0/issuer' }
+  ]
+  for (const { what, change, path } of refused) {
+    t.test(`${what} is refused`, async t => {
+      const raw = minimalConfig()
+      change(raw)
+      const err = await refusal(validateConfig(raw, { baseDir: t.testdir(CONFIG_FILES), env: {} }))
+      t.same(paths(err), [path])
+    })
+  }
 })
 
 t.test('passClientHeaders: only dashed lower-case names the gateway does not set itself (issue #20)', async t => {
