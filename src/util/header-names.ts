@@ -16,6 +16,12 @@ export const GATEWAY_SET = new Set([
   'x-amz-security-token', 'x-amz-content-sha256'
 ])
 
+/** Names the request's decision in the decision log, so support can find it from a client's report. */
+export const DECISION_ID_HEADER = 'x-portcullis-decision-id'
+
+/** Names the gateway sets on its answers: a function's own copy never reaches the client. */
+export const GATEWAY_ANSWER = new Set([DECISION_ID_HEADER])
+
 /**
  * Names an upstream may receive from clients despite the family rules (`passClientHeaders`): never
  * a name the gateway sets itself, checked once at start.

@@ -164,6 +164,18 @@ t.test('hop-by-hop and nominated headers from the function do not reach the clie
   t.notMatch(ex.text, /s3cret/, 'the nominated header\'s value appears nowhere')
 })
 
+t.test('a function cannot replace the decision id the gateway answers with', async t => {
+  t.teardown(() => { h.stub.respond = answerOk })
+  h.stub.respond = socket => {
+    socket.write(['HTTP/1.1 200 OK', 'Content-Length: 2', 'X-Portcullis-Decision-Id: forged-by-the-function', '', 'ok'].join('\r\n'))
+  }
+  const ex = await h.send(h.head('GET', '/public/x'))
+  const res = ex.responses[0]
+  t.equal(res?.status, 200)
+  t.match(res?.headers['x-portcullis-decision-id'], /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'the gateway\'s own id')
+  t.notMatch(ex.text, /forged-by-the-function/, 'the function\'s value appears nowhere')
+})
+
 t.test('the function only ever saw requests the policy allowed', async t => {
   expectOnlyAllowedReachedFunction(t, h)
   t.ok(h.stub.requests.every(head => requestLine(head).version === 'HTTP/1.1'), 'all as HTTP/1.1')

@@ -7,6 +7,7 @@ import {
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { DECISION_ID_HEADER } from '../../util/header-names.js'
 import { routeOf, syncHook, type Decision, type PolicyInput } from '../types.js'
 import { toDecision } from './decision.js'
 import { createPolicyInputWriter } from './input.js'
@@ -15,8 +16,6 @@ import { PolicyEvaluationFault } from './policy-engine.js'
 import type { PolicyStore } from './policy-store.js'
 import type { Shadow } from './shadow.js'
 
-/** Names the decision-log event of this request, so support can find it from a client's report. */
-export const DECISION_ID_HEADER = 'x-portcullis-decision-id'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,12 +47,6 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
   app.decorateRequest('decisionId', null)
   app.decorateRequest('policyRevision', null)
 
-  // Set again just before the head is written: the upstream's answer must not replace it.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    if (request.decisionId !== null) reply.header(DECISION_ID_HEADER, request.decisionId)
-    done(null, payload)
-  })
-
   const writeInput = createPolicyInputWriter()
   // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const decide = (request: FastifyRequest, reply: FastifyReply): void => {
@@ -68,6 +61,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     const inputJson = writeInput(request, route, Date.now())
     const entrypoint = routeEntrypoints.get(route.id) ?? engine.entrypoint
     request.decisionId = randomUUID()
+    // On every answer from here on; the forward stage drops a function's own (GATEWAY_ANSWER).
     reply.header(DECISION_ID_HEADER, request.decisionId)
     const started = process.hrtime.bigint()
     let value: unknown

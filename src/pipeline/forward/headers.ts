@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Config } from '../../config/schema.js'
 import type { Decision, Principal } from '../types.js'
-import { GATEWAY_SET, HOP_BY_HOP } from '../../util/header-names.js'
+import { GATEWAY_ANSWER, GATEWAY_SET, HOP_BY_HOP } from '../../util/header-names.js'
 
 /*
  * Header rules between client and function. Hop-by-hop headers (RFC 9110 §7.6.1) and any header the
@@ -168,7 +168,7 @@ export function forwardedHeader (clientIp: string, host: string | undefined): st
   return `for=${forwardedValue(node)};proto=https` + (host !== undefined ? `;host=${forwardedValue(host)}` : '')
 }
 
-/** Headers from the function's response that may reach the client. */
+/** Headers from the function's response that may reach the client (the gateway's own answer headers are its, not the function's). */
 export function filterResponseHeaders (incoming: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   copyResponseHeaders(incoming, { header (name, value) { out[name] = value } })
@@ -183,7 +183,7 @@ export function copyResponseHeaders (incoming: Record<string, string | string[] 
   const drop = nominated(incoming)
   for (const name of Object.keys(incoming)) {
     const value = incoming[name]
-    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name) || GATEWAY_ANSWER.has(name)) continue
     target.header(name, value)
   }
 }
