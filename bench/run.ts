@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { DEFAULT_BUNDLE } from '../scripts/opa.mjs'
-import { cpuSeconds, rssMiB, stopAll } from './lib/procs.js'
+import { alone, cpuSeconds, rssMiB, stopAll, type Proc } from './lib/procs.js'
 import { runVegeta, runWrk, type RateResult } from './lib/load.js'
 import { planFixedRates, rateKey } from './lib/fixed-rate.js'
 import { chartSvg, median, type Sample, type ScenarioResult } from './lib/report.js'
@@ -44,9 +44,12 @@ const { tools } = stack
 // Scenario 4s, the shadow policy on every request (bench/lib/shadow.ts): in the same rounds as the others.
 await addShadowScenario(stack).catch(async (err: unknown) => { await stack.stop(); throw err })
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
+// Every load runs with the other systems under test stopped (procs.ts alone: why).
+const systems = [...new Set(stack.scenarios.map(s => s.proc))]
+const only = <T>(proc: Proc, measure: () => Promise<T>): Promise<T> => alone(systems.filter(p => p !== proc), measure)
 try {
   // Saturation, closed loop (wrk).
-  for (const s of stack.scenarios) await runWrk(tools, LOAD_CPU, s.url, s.headers, 3, CONNECTIONS) // warm-up: JIT, pools, TLS sessions
+  for (const s of stack.scenarios) await only(s.proc, () => runWrk(tools, LOAD_CPU, s.url, s.headers, 3, CONNECTIONS)) // warm-up: JIT, pools, TLS sessions
   const samples = new Map<string, Sample[]>(stack.scenarios.map(s => [s.id, []]))
   // HTTP/2 (issue #21): h2load against the ES256 scenario's process and route, in the same rounds.
   const h2load = await findH2load()
@@ -57,14 +60,16 @@ try {
   const cores = new Map<string, number[]>(stack.scenarios.map(s => [s.id, []]))
   for (let round = 1; round <= ROUNDS; round++) {
     if (h2load !== null) {
-      const r = await runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS)
+      const r = await only(h2Target.proc, () => runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS))
       samples.get(H2_SCENARIO.id)!.push(r)
       log(`round ${round}/${ROUNDS} ${H2_SCENARIO.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors}`)
     }
     for (const s of stack.scenarios) {
-      const before = cpuSeconds(s.proc.pids())
-      const r = await runWrk(tools, LOAD_CPU, s.url, s.headers, SECONDS, CONNECTIONS)
-      const cpu = cpuSeconds(s.proc.pids()) - before
+      const { r, cpu } = await only(s.proc, async () => {
+        const before = cpuSeconds(s.proc.pids())
+        const r = await runWrk(tools, LOAD_CPU, s.url, s.headers, SECONDS, CONNECTIONS)
+        return { r, cpu: cpuSeconds(s.proc.pids()) - before }
+      })
       samples.get(s.id)!.push({ rps: r.rps, p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, cpu_us_per_req: cpu * 1e6 / r.requests, errors: r.errors + r.non2xx })
       cores.get(s.id)!.push(cpu * r.rps / r.requests)
       log(`round ${round}/${ROUNDS} ${s.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors + r.non2xx}`)
@@ -80,9 +85,9 @@ try {
   for (let round = 1; round <= RATE_ROUNDS; round++) {
     for (const job of plan.jobs) {
       const s = stack.scenarios.find(x => x.id === job.id)!
-      const r = await runVegeta(tools, LOAD_CPU, s.url, s.headers, job.rate, SECONDS)
+      const r = await only(s.proc, () => runVegeta(tools, LOAD_CPU, s.url, s.headers, job.rate, SECONDS))
       fixed.set(rateKey(job.id, job.rate), [...(fixed.get(rateKey(job.id, job.rate)) ?? []), r])
-      log(`fixed rate ${job.rate}/s round ${round}/${RATE_ROUNDS} ${s.id}: p50 ${r.p50_us.toFixed(0)} us, p99 ${r.p99_us.toFixed(0)} us, success ${r.success}`)
+      log(`fixed rate ${job.rate}/s round ${round}/${RATE_ROUNDS} ${s.id}: p50 ${r.p50_us.toFixed(0)} us, p99 ${r.p99_us.toFixed(0)} us, success ${r.success}${r.failures.length > 0 ? ` (${r.failures.join('; ')})` : ''}`)
     }
   }
 

@@ -6,7 +6,11 @@ import { pinned, type Tools } from './tools.js'
 const REPORT_LUA = fileURLToPath(new URL('../wrk/report.lua', import.meta.url))
 
 export interface WrkResult { rps: number, p50_us: number, p99_us: number, p999_us: number, requests: number, errors: number, non2xx: number }
-export interface RateResult { rate: number, p50_us: number, p99_us: number, p999_us: number, max_us: number, success: number }
+export interface RateResult {
+  rate: number, p50_us: number, p99_us: number, p999_us: number, max_us: number, success: number
+  /** What the failed requests got (status, and vegeta's error text), most frequent first: why success is below 1. */
+  failures: string[]
+}
 
 function collect (cmd: string[], stdin?: NodeJS.ReadableStream): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -62,6 +66,17 @@ export async function runVegeta (tools: Tools, cpu: number, url: string, headers
     p99_us: at(0.99),
     p999_us: at(0.999),
     max_us: latencies.at(-1) ?? NaN,
-    success: kept.filter(r => r[1] === '200').length / Math.max(1, kept.length)
+    success: kept.filter(r => r[1] === '200').length / Math.max(1, kept.length),
+    failures: failureKinds(kept.filter(r => r[1] !== '200'))
   }
+}
+
+// CSV: status is column 1, vegeta's error text column 5 (quoted when it has a comma: cut at the first).
+function failureKinds (failed: string[][]): string[] {
+  const kinds = new Map<string, number>()
+  for (const r of failed) {
+    const kind = `${r[1]} ${(r[5] ?? '').replace(/^"/, '').slice(0, 120)}`.trim()
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1)
+  }
+  return [...kinds].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, n]) => `${n}× ${k}`)
 }
