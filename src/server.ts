@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, type ConfigProblem } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { createListener, type Generation } from './lifecycle/listener.js'
 import { restartOnlyChanges } from './lifecycle/restart-only.js'
-import { createProcessState } from './lifecycle/process-state.js'
+import { createProcessState, type KeySnapshots } from './lifecycle/process-state.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -15,6 +15,8 @@ export interface StartOptions extends Pick<GatewayOptions, 'bundleWatchIntervalM
   configFile?: string
   /** Open the admin listener (default). Cluster workers leave it to the primary. */
   admin?: boolean
+  /** Issuer key sets a sibling worker holds (lifecycle/worker-pool.ts): this process starts from them. */
+  keySeeds?: KeySnapshots
 }
 
 export type ReloadResult = { ok: true, configHash: string } | { ok: false, problems: ConfigProblem[] }
@@ -34,6 +36,8 @@ export interface RunningGateway {
   reload: (next?: Config) => Promise<ReloadResult>
   /** Graceful: /readyz fails, no new connections, in-flight requests finish (bounded), then closed. */
   close: () => Promise<void>
+  /** The remote issuer key sets this process holds, to seed a new cluster worker. */
+  keySnapshots: () => KeySnapshots
 }
 
 interface Active { config: Config, hash: string, gateway: Gateway, pub: Generation, admin: Generation }
@@ -68,7 +72,7 @@ const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTim
 // long: the process lifecycle (build, swap, retire, watch, drain) over one active generation, whose state its parts share.
 export async function startGateway (config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
   // What outlives every config: metrics, deny lists, rate-limit counters, issuer keys, Redis.
-  const proc = createProcessState()
+  const proc = createProcessState(undefined, opts.keySeeds !== undefined ? { keySeeds: opts.keySeeds } : {})
   const { metrics } = proc
   const pub = createListener()
   const adm = createListener()
@@ -236,7 +240,8 @@ export async function startGateway (config: Config, opts: StartOptions = {}): Pr
     url: urlOf(pub.server as Server, config.listen.host, config.listen.tls !== undefined ? 'https' : 'http'),
     adminUrl: opts.admin !== false ? urlOf(adm.server as Server, config.admin.host, config.admin.tls !== undefined ? 'https' : 'http') : '',
     reload,
-    close
+    close,
+    keySnapshots: () => proc.keySnapshots()
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Worker } from 'node:cluster'
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config/schema.js'
+import type { KeySnapshots } from './process-state.js'
 
 /*
  * The messages between the cluster primary and its workers, over the IPC channel Node's cluster
@@ -10,8 +11,12 @@ import type { Config } from '../config/schema.js'
 
 /** Worker → primary, once it is ready to be told its config. */
 export interface WantConfig { type: 'portcullis:want-config' }
-/** Primary → worker: the config to start with (the primary's last good one). */
-export interface StartWith { type: 'portcullis:config', config: Config }
+/**
+ * Primary → worker: the config to start with (the primary's last good one), and the issuer key sets a
+ * sibling holds (public keys, nothing secret), so that a worker restarted during an IdP outage verifies
+ * as its siblings do.
+ */
+export interface StartWith { type: 'portcullis:config', config: Config, keys: KeySnapshots }
 /** Worker → primary, once its gateway listens. */
 export interface Listening { type: 'portcullis:listening', url: string, configHash: string }
 
@@ -20,6 +25,7 @@ export type Question =
   | { what: 'readiness' }
   | { what: 'status' }
   | { what: 'metrics' }
+  | { what: 'keys' }
   | { what: 'reload', config: Config }
 export type Ask = Question & { type: 'portcullis:ask', id: string }
 export interface Answer { type: 'portcullis:answer', id: string, value: unknown }

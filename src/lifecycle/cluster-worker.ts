@@ -11,12 +11,12 @@ import { isMessage, type Answer, type Ask, type Listening, type StartWith, type 
  * rebuilds from its current config when they change.
  */
 
-async function configFromPrimary (): Promise<Config> {
+async function configFromPrimary (): Promise<Pick<StartWith, 'config' | 'keys'>> {
   return new Promise(resolve => {
     const onMessage = (m: unknown): void => {
       if (!isMessage<StartWith>(m, 'portcullis:config')) return
       process.off('message', onMessage)
-      resolve(deepFreeze(m.config))
+      resolve({ config: deepFreeze(m.config), keys: m.keys })
     }
     process.on('message', onMessage)
     // Asked for once the listener is in place: a message sent before it would be lost.
@@ -26,7 +26,8 @@ async function configFromPrimary (): Promise<Config> {
 
 /** Starts this worker's gateway with the primary's config and answers the primary's questions. */
 export async function startWorker (): Promise<RunningGateway> {
-  const running = await startGateway(await configFromPrimary(), { admin: false })
+  const { config, keys } = await configFromPrimary()
+  const running = await startGateway(config, { admin: false, keySeeds: keys })
   const registry = running.gateway.metrics.registry // outlives reloads
   process.on('message', (m: unknown) => {
     if (!isMessage<Ask>(m, 'portcullis:ask')) return
@@ -35,6 +36,7 @@ export async function startWorker (): Promise<RunningGateway> {
         case 'readiness': return running.gateway.health.readiness()
         case 'status': return running.gateway.health.status()
         case 'metrics': return registry.getMetricsAsJSON()
+        case 'keys': return running.keySnapshots()
         case 'reload': return running.reload(deepFreeze(m.config))
       }
     }

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Config, IssuerConfig, RateLimitStoreConfig } from '../config/schema.js'
 import { createMetrics, type Metrics } from '../observability/metrics.js'
-import { createKeySource, keySourceFingerprint, type KeySource } from '../pipeline/authenticate/key-source.js'
+import { createKeySource, keySourceFingerprint, type KeySnapshot, type KeySource } from '../pipeline/authenticate/key-source.js'
 import { createDenyList, type DenyList, type DenyListSync } from '../pipeline/deny-list/deny-list.js'
 import { createMemoryLimiter, type MemoryLimiter } from '../pipeline/rate-limit/algorithms.js'
 import { createRateLimitStore, type RateLimitStore } from '../pipeline/rate-limit/store.js'
@@ -36,6 +36,8 @@ export interface ProcessState {
   rateLimitStore: (config: Config['rateLimit'], log: FastifyBaseLogger) => Promise<Held<RateLimitStore>>
   /** The shared deny-list sets through Redis; null without a Redis store. */
   denyListSync: (config: Pick<Config, 'rateLimit' | 'revocation' | 'bans'>, log: FastifyBaseLogger) => Promise<Held<DenyListSync | null>>
+  /** The remote key sets held now, by their source's fingerprint: what a new cluster worker is seeded with. */
+  keySnapshots: () => KeySnapshots
   /** What is held now, by kind (for /status and tests). */
   held: () => Record<string, number>
   close: () => Promise<void>
@@ -43,9 +45,19 @@ export interface ProcessState {
 
 interface Entry { value: Promise<unknown>, refs: number, close: (v: never) => unknown }
 
+/** Remote key sets by key-source fingerprint (key-source.ts keySourceFingerprint). */
+export type KeySnapshots = Record<string, KeySnapshot>
+
+export interface ProcessStateOptions {
+  /** Key sets another process of this gateway holds: each remote key source starts from its own. */
+  keySeeds?: KeySnapshots
+}
+
 // long: one object of closures over the shared entry table; each method is a few lines.
-export function createProcessState (metrics: Metrics = createMetrics(new Registry())): ProcessState {
+export function createProcessState (metrics: Metrics = createMetrics(new Registry()), opts: ProcessStateOptions = {}): ProcessState {
   const denyList = createDenyList()
+  // The remote key sources, resolved, by fingerprint: their sets are what keySnapshots tells.
+  const remoteKeys = new Map<string, KeySource>()
   const memoryLimiter = createMemoryLimiter()
   const entries = new Map<string, Entry>()
 
@@ -87,7 +99,9 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
     memoryLimiter,
     async keySource (issuer, log) {
       const fingerprint = await keySourceFingerprint(issuer)
+      const seed = fingerprint === null ? undefined : opts.keySeeds?.[fingerprint]
       const create = async (): Promise<KeySource> => createKeySource(issuer, {
+        ...(seed !== undefined ? { seed } : {}),
         onFetch: result => metrics.jwksFetches.inc({ issuer: issuer.id, result }),
         onState: (state, detail) => {
           if (state === 'fresh') log.info({ issuer: issuer.id }, 'issuer keys loaded')
@@ -99,7 +113,14 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
         const keys = await create()
         return { value: keys, release: async () => keys.close() }
       }
-      return acquire(`keys:${fingerprint}`, create, async k => k.close())
+      return acquire(`keys:${fingerprint}`, async () => {
+        const keys = await create()
+        remoteKeys.set(fingerprint, keys)
+        return keys
+      }, async k => {
+        if (remoteKeys.get(fingerprint) === k) remoteKeys.delete(fingerprint)
+        await k.close()
+      })
     },
     async rateLimitStore (config, log) {
       return acquire(`rate-limit-store:${JSON.stringify(config.store)}`, async () => {
@@ -131,6 +152,14 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
         }
       }, async ({ sync, connection }) => { await sync?.close(); await connection?.release() }).then(h => ({ value: h.value.sync, release: h.release }))
     },
+    keySnapshots () {
+      const out: KeySnapshots = {}
+      for (const [fingerprint, keys] of remoteKeys) {
+        const snapshot = keys.snapshot()
+        if (snapshot !== null) out[fingerprint] = snapshot
+      }
+      return out
+    },
     held () {
       const counts: Record<string, number> = {}
       for (const key of entries.keys()) {
@@ -142,6 +171,7 @@ export function createProcessState (metrics: Metrics = createMetrics(new Registr
     async close () {
       const all = [...entries.values()]
       entries.clear()
+      remoteKeys.clear()
       await Promise.allSettled(all.map(async e => e.close(await e.value as never)))
       denyList.close()
       metrics.close()

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js'
 import type { ClusterMetrics, WorkerState } from '../observability/metrics.js'
 import type { ReloadResult } from '../server.js'
 import { ask, isMessage, type Listening, type StartWith, type WantConfig } from './cluster-ipc.js'
+import type { KeySnapshots } from './process-state.js'
 
 /*
  * The primary's N worker slots. A worker that exits while the primary is not shutting down is
@@ -62,6 +63,14 @@ export function createWorkerPool (opts: WorkerPoolOptions) {
   const stateOf = (s: Slot): WorkerState => s.worker === undefined ? 'waiting' : s.listeningSince === undefined ? 'starting' : 'listening'
   const alive = (): Worker[] => slots.flatMap(s => s.worker !== undefined ? [s.worker] : [])
 
+  // The issuer keys a listening sibling of `worker` holds, for it to start from (cluster-ipc.ts
+  // StartWith); none when it is the only one, or the sibling does not answer in time.
+  const siblingKeys = async (worker: Worker): Promise<KeySnapshots> => {
+    const sibling = slots.find(s => s.worker !== undefined && s.worker !== worker && s.listeningSince !== undefined)?.worker
+    if (sibling === undefined) return {}
+    return (await ask(sibling, { what: 'keys' }) as KeySnapshots | undefined) ?? {}
+  }
+
   // A worker that started while a reload was under way may have the config before it.
   const catchUp = (slot: Slot): void => {
     const { config, hash } = opts.current()
@@ -88,7 +97,7 @@ export function createWorkerPool (opts: WorkerPoolOptions) {
       if (isMessage<WantConfig>(m, 'portcullis:want-config')) {
         const { config, hash } = opts.current()
         slot.configHash = hash
-        worker.send({ type: 'portcullis:config', config } satisfies StartWith, () => {})
+        void siblingKeys(worker).then(keys => { worker.send({ type: 'portcullis:config', config, keys } satisfies StartWith, () => {}) })
       } else if (isMessage<Listening>(m, 'portcullis:listening') && slot.worker === worker) {
         slot.listeningSince = Date.now()
         slot.configHash = m.configHash

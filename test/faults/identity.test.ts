@@ -5,11 +5,12 @@ import { gatewayFiles, reloadAndWait, startGatewayProcess, startPlainUpstream } 
 import { httpsClient } from '../helpers/http.js'
 import { makeKey, sign, type SigningKey } from '../helpers/idp.js'
 import { startIdpProcess, type IdpProcess } from '../helpers/idp-process.js'
+import { sleep, type Status } from '../helpers/workers.js'
 
 // Issue #17, cases 1, 2 and 5: the real CLI against a stand-in IdP in a process of its own, which the
 // tests stop, pause and rotate. What callers get is asserted, not how the gateway gets there.
 
-async function setup (t: Test, jwks = '{ discovery: true }', issuerExtra = '') {
+async function setup (t: Test, jwks = '{ discovery: true }', issuerExtra = '', args: string[] = []) {
   const idp = await startIdpProcess(t)
   const files = await gatewayFiles(t)
   const fn = await startPlainUpstream(t, 'fn')
@@ -24,7 +25,7 @@ upstreams: [{ id: fn, url: "${fn.url}", plaintext: true }]
 routes: [{ id: hello, prefix: /hello, methods: [GET], upstream: fn }]
 `
   await writeFile(files.configFile, config)
-  const gw = await startGatewayProcess(t, files.configFile)
+  const gw = await startGatewayProcess(t, files.configFile, args)
   const client = httpsClient(t, files.caFile)
   let n = 0
   // A new subject each time: never answered from the verified-token cache.
@@ -97,4 +98,30 @@ t.test('a listener certificate rotation during an IdP outage keeps serving', asy
   await files.writeListenerCert('gw-rotated')
   await reloadAndWait(gw)
   t.equal((await call(await token())).status, 200, 'a new caller is served on the new certificate')
+})
+
+t.test('case 6: a worker restarted while the IdP is down starts from its sibling\'s keys; every caller is served', async t => {
+  const { idp, files, gw, token, admin } = await setup(t, '{ discovery: true }', '', ['--workers', '2'])
+  const status = async (): Promise<Status> => (await admin('/status')).json<Status>()
+  const until = async (what: string, check: (s: Status) => boolean): Promise<Status> => {
+    const start = performance.now()
+    let s = await status()
+    while (!check(s)) {
+      if (performance.now() - start > 45_000) throw new Error(`${what}: not within 45 s; last seen ${JSON.stringify(s)}`)
+      await sleep(200)
+      s = await status()
+    }
+    return s
+  }
+  const listening = (s: Status) => s.workers.filter(w => w.state === 'listening')
+  const before = await until('both workers ready', s => listening(s).filter(w => w.ready).length === 2)
+  await idp.stop()
+  const victim = before.workers[0]!.pid!
+  process.kill(victim, 'SIGKILL')
+  await until('a new worker listening', s => listening(s).length === 2 && !s.workers.some(w => w.pid === victim))
+  // A new connection and a new subject per request: spread over both workers, never from a cache.
+  const answers: number[] = []
+  for (let i = 0; i < 8; i++) answers.push((await httpsClient(t, files.caFile).send(`${gw.url}/hello`, { token: await token() })).status)
+  t.same(answers, Array(8).fill(200), 'the new worker verifies with the keys its sibling fetched before the outage (was 503 GW_ERR_AUTHN_KEYS_UNAVAILABLE)')
+  await idp.start()
 })

@@ -48,8 +48,13 @@ export interface KeySource {
   /** Seconds since the held set was fetched; null when none was (or the keys are local). */
   ageSeconds: () => number | null
   status: () => KeySourceStatus
+  /** The held remote set as fetched, to seed another process's source (null: none, or the keys are local). */
+  snapshot: () => KeySnapshot | null
   close: () => Promise<void>
 }
+
+/** A remote key set as this process fetched it: the JWKS document and when (ms since the epoch). */
+export interface KeySnapshot { text: string, fetchedAt: number }
 
 /** Thrown when the issuer's keys cannot be used or fetched: the IdP's fault, not the token's (503). */
 export class KeysUnavailableError extends Error {
@@ -60,6 +65,13 @@ export class KeysUnavailableError extends Error {
 export type JwksFetchObserver = (result: 'success' | 'failure') => void
 
 export interface KeySourceOptions {
+  /**
+   * A set another process of this gateway fetched (a cluster worker started by the primary gets its
+   * sibling's): held as of when it was fetched, so it is fresh, stale or expired exactly as there, and
+   * refreshed when due. A worker restarted during an IdP outage then verifies with the last good keys
+   * instead of refusing every caller until the IdP is back.
+   */
+  seed?: KeySnapshot
   onFetch?: JwksFetchObserver
   /** Told once per change of the held set's state, e.g. to log an outage and its end. */
   onState?: (state: KeySetState, detail: string | null) => void
@@ -74,6 +86,7 @@ function localSource (getKey: JWTVerifyGetKey, keys: number): KeySource {
     version: 0,
     ageSeconds: () => null,
     status: () => ({ state: 'fresh', keys, fetched_at: null, age_seconds: null, max_stale_seconds: null, last_error: null }),
+    snapshot: () => null,
     close: async () => {}
   }
 }
@@ -131,17 +144,19 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
     if (s !== reported) { reported = s; opts.onState?.(s, lastError) }
   }
 
-  const fetchSet = async (): Promise<void> => {
-    jwksUrl ??= await discoverJwksUri(issuer, dispatcher)
-    const text = await fetchDocument(jwksUrl, dispatcher, issuer.fetchTimeoutMs)
+  const hold = (text: string, fetchedAt: number): void => {
     const set = JSON.parse(text) as JSONWebKeySet
     if (set === null || typeof set !== 'object' || !Array.isArray(set.keys)) throw new Error('JWKS document has no "keys" array')
     if (held === null || held.text !== text) {
-      held = { getKey: createLocalJWKSet(set), text, count: set.keys.length, fetchedAt: now() }
+      held = { getKey: createLocalJWKSet(set), text, count: set.keys.length, fetchedAt }
       version++
     } else {
-      held.fetchedAt = now()
+      held.fetchedAt = fetchedAt
     }
+  }
+  const fetchSet = async (): Promise<void> => {
+    jwksUrl ??= await discoverJwksUri(issuer, dispatcher)
+    hold(await fetchDocument(jwksUrl, dispatcher, issuer.fetchTimeoutMs), now())
   }
 
   // After n failures in a row: 1 s, 2 s, 4 s ... up to a minute (and never beyond the refresh period).
@@ -234,6 +249,15 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
     return held!.getKey(header, token)
   }
 
+  if (opts.seed !== undefined) {
+    try {
+      hold(opts.seed.text, Math.min(opts.seed.fetchedAt, now()))
+      // Refreshed when it would have been where it was fetched; at once when that time has passed.
+      schedule(Math.max(0, refreshMs - (now() - held!.fetchedAt)))
+      report()
+    } catch {} // not a key set: fetched as if there were no seed
+  }
+
   return {
     getKey,
     warm,
@@ -251,6 +275,7 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
         last_error: lastError
       }
     },
+    snapshot: () => held === null ? null : { text: held.text, fetchedAt: held.fetchedAt },
     async close () {
       closed = true
       clearTimeout(timer)

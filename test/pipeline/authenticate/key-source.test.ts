@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { IssuerConfig } from '../../../src/config/schema.js'
 import { createJwtAuthenticator } from '../../../src/pipeline/authenticate/jwt.js'
-import { createKeySource } from '../../../src/pipeline/authenticate/key-source.js'
+import { createKeySource, type KeySnapshot } from '../../../src/pipeline/authenticate/key-source.js'
 import type { RouteContext } from '../../../src/pipeline/types.js'
 import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 
@@ -9,12 +9,12 @@ import { makeKey, sign, startIdp, type FakeIdp } from '../../helpers/idp.js'
 
 const route: RouteContext = { id: 'r', prefix: '/r', upstream: 'u', stripPrefix: false, authentication: 'jwt', maxBodyBytes: 1_048_576, metadata: {} }
 
-async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }, now?: () => number) {
+async function setup (t: Test, idp: FakeIdp, jwks: IssuerConfig['jwks'] = { discovery: true }, now?: () => number, seed?: KeySnapshot) {
   const config: IssuerConfig = {
     id: 'idp', issuer: idp.issuer, audiences: ['api'], algorithms: ['ES256'], jwks, ca: idp.caFile,
     clockToleranceSeconds: 0, jwksCacheSeconds: 600, verifiedTokenCacheSeconds: 60, requiredClaims: [], maxTokenBytes: 8192, fetchTimeoutMs: 2000
   }
-  const keys = await createKeySource(config, now !== undefined ? { now } : {})
+  const keys = await createKeySource(config, { ...(now !== undefined ? { now } : {}), ...(seed !== undefined ? { seed } : {}) })
   t.teardown(() => keys.close())
   const authn = createJwtAuthenticator([{ config, keys }])
   const check = async (token: string) => authn.authenticate({ authorization: `Bearer ${token}` }, route)
@@ -141,6 +141,28 @@ t.test('stale-if-error: the last good keys verify through an IdP outage until ma
   t.equal(r.kind === 'failure' && r.reason, 'keys_unavailable')
   t.equal(r.kind === 'failure' && r.error.statusCode, 503, 'retryable, not a bad token')
   t.equal(keys.status().state, 'expired')
+})
+
+t.test('a source seeded with another process\'s set verifies while the IdP is down, and ages as it would have there', async t => {
+  const idp = await startIdp(t)
+  const key = makeKey('ES256', 'k')
+  idp.keys = [key]
+  let clock = Date.now()
+  const fetched = await setup(t, idp, { discovery: true, maxStaleSeconds: 3600 }, () => clock)
+  await fetched.keys.warm()
+  const snapshot = fetched.keys.snapshot()!
+  t.match(snapshot, { fetchedAt: clock }, 'the set as fetched, and when')
+  idp.failWith = 503
+  clock += 700_000 // the sibling fetched it 700 s ago: stale (jwksCacheSeconds 600), within maxStaleSeconds
+  const seeded = await setup(t, idp, { discovery: true, maxStaleSeconds: 3600 }, () => clock, snapshot)
+  t.equal(seeded.keys.ready, true, 'ready without asking the IdP')
+  t.equal(seeded.keys.status().state, 'stale')
+  t.equal(seeded.keys.ageSeconds(), 700, 'as old as where it was fetched')
+  t.equal((await seeded.check(await sign(key, { ...seeded.claims, sub: 'dave' }))).kind, 'principal', 'a new caller verifies')
+  clock += 3000_000 // past maxStaleSeconds
+  t.equal(seeded.keys.ready, false, 'an old seed expires as the set would have')
+  const garbage = await setup(t, idp, { discovery: true }, () => clock, { text: '{"nokeys":1}', fetchedAt: clock })
+  t.equal(garbage.keys.ready, false, 'a seed that is not a key set is not held')
 })
 
 t.test('an unknown kid while the IdP is down or hanging is a retryable 503; known kids never wait on the IdP', async t => {
