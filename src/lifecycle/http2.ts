@@ -7,7 +7,9 @@ import type { Config } from '../config/schema.js'
  * that one connection abusing them (rapid reset, CONTINUATION, SETTINGS or PING floods, HPACK bombs)
  * is closed while the others keep being served. nghttp2 itself refuses malformed messages
  * (connection-specific or upper-case header names, CR/LF/NUL in fields, a content-length the DATA
- * frames do not match); the guard checks the same again before anything is forwarded.
+ * frames do not match); the guard checks the same again before anything is forwarded. What nghttp2
+ * lets through (a field with CR, LF or NUL, which Node drops and serves the request) or Node answers
+ * wrongly, the frame guard in front of the session handles (h2-frame-guard.ts, h2-guarded-socket.ts).
  */
 
 /** The pseudo-headers a request carries (:method, :scheme, :authority, :path): not counted as header fields. */
@@ -96,10 +98,12 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
     session.destroy(new Error('too many streams cancelled by the client'), constants.NGHTTP2_ENHANCE_YOUR_CALM)
     onCutOff(resets)
   }
+  const byGateway = (stream: ServerHttp2Stream): boolean => (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] === true
   session.on('stream', (stream: ServerHttp2Stream) => {
-    if (stream.aborted) { cancelled(); return }
+    // Already aborted: reset by the client before Node handed it on, or refused by the frame guard.
+    if (stream.aborted) { if (!byGateway(stream)) cancelled(); return }
     stream.once('aborted', () => {
-      if (!stream.destroyed && (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] !== true) cancelled()
+      if (!stream.destroyed && !byGateway(stream)) cancelled()
     })
   })
 }

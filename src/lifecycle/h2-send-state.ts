@@ -1,0 +1,117 @@
+/*
+ * What the gateway's HTTP/2 session has sent, as the frame guard (h2-frame-guard.ts) must know it: the
+ * PINGs not yet acknowledged, and the send windows (RFC 9113 §6.9): the connection's and each open
+ * stream's, from 65,535 and the client's SETTINGS_INITIAL_WINDOW_SIZE, raised by the client's
+ * WINDOW_UPDATEs, lowered by every DATA frame the session writes (its whole payload, padding included).
+ *
+ * Exact, never ahead of the client: DATA is counted as the session writes it, before the TLS socket
+ * does, so the client can only have seen less; WINDOW_UPDATEs are counted in the order they come. A
+ * client that raises a window to 2^31-1 by its own count is never above it here.
+ */
+
+export const MAX_WINDOW = 2 ** 31 - 1
+const INITIAL_WINDOW = 65_535
+// Streams whose window is followed at once: far above SETTINGS_MAX_CONCURRENT_STREAMS. A stream past it
+// (a client opening streams nghttp2 ignores after GOAWAY) is not followed; nghttp2 then judges its
+// WINDOW_UPDATEs alone (it still ends the connection on an overflow).
+const MAX_STREAMS = 1000
+
+const DATA = 0; const HEADERS = 1; const RST_STREAM = 3; const PING = 6
+const END_STREAM = 0x1; const ACK = 0x1
+
+export interface SendState {
+  /** A client HEADERS opened `stream`. */
+  open: (stream: number) => void
+  /** The client reset `stream`. */
+  close: (stream: number) => void
+  /** A WINDOW_UPDATE for the connection: false if it takes the window past 2^31-1 (then unchanged). */
+  growConnection: (increment: number) => boolean
+  /** One for a stream: false if past 2^31-1 (the stream is no longer followed); true for a stream not followed. */
+  growStream: (stream: number, increment: number) => boolean
+  /** The client's SETTINGS_INITIAL_WINDOW_SIZE: false if an open stream's window goes past 2^31-1. */
+  setInitial: (value: number) => boolean
+  /** An ACK for a PING of the session's: false when none is outstanding. */
+  pingAcked: () => boolean
+  /** Bytes the session writes to the client (frame headers read). */
+  sent: (chunk: Buffer) => void
+}
+
+export function createSendState (): SendState {
+  const windows = new Map<number, number>()
+  let initial = INITIAL_WINDOW
+  let connection = INITIAL_WINDOW
+  let pings = 0
+  // The session's frames as they are written: the header being read (split across writes), then its payload.
+  const head = Buffer.alloc(9)
+  let headLength = 0
+  let skip = 0
+
+  const frameSent = (bytes: Buffer, at: number): void => {
+    const length = bytes.readUIntBE(at, 3)
+    const type = bytes[at + 3]!
+    const flags = bytes[at + 4]!
+    skip = length
+    if (type === DATA) {
+      const stream = bytes.readUInt32BE(at + 5) & 0x7fffffff
+      connection -= length
+      const window = windows.get(stream)
+      if ((flags & END_STREAM) !== 0) windows.delete(stream)
+      else if (window !== undefined) windows.set(stream, window - length)
+    } else if ((type === HEADERS && (flags & END_STREAM) !== 0) || type === RST_STREAM) {
+      windows.delete(bytes.readUInt32BE(at + 5) & 0x7fffffff)
+    } else if (type === PING && (flags & ACK) === 0) {
+      pings++
+    }
+  }
+
+  return {
+    open (stream) { if (windows.size < MAX_STREAMS) windows.set(stream, initial) },
+    close (stream) { windows.delete(stream) },
+    growConnection (increment) {
+      if (connection + increment > MAX_WINDOW) return false
+      connection += increment
+      return true
+    },
+    growStream (stream, increment) {
+      const window = windows.get(stream)
+      if (window === undefined) return true
+      if (window + increment > MAX_WINDOW) { windows.delete(stream); return false }
+      windows.set(stream, window + increment)
+      return true
+    },
+    setInitial (value) {
+      const delta = value - initial
+      initial = value
+      for (const [stream, window] of windows) {
+        if (window + delta > MAX_WINDOW) return false
+        windows.set(stream, window + delta)
+      }
+      return true
+    },
+    pingAcked () {
+      if (pings === 0) return false
+      pings--
+      return true
+    },
+    sent (chunk) {
+      const n = chunk.length
+      let i = 0
+      while (i < n) {
+        if (skip > 0) {
+          const step = Math.min(skip, n - i)
+          skip -= step
+          i += step
+        } else if (headLength === 0 && n - i >= 9) {
+          frameSent(chunk, i)
+          i += 9
+        } else {
+          const take = Math.min(9 - headLength, n - i)
+          chunk.copy(head, headLength, i, i + take)
+          headLength += take
+          i += take
+          if (headLength === 9) { headLength = 0; frameSent(head, 0) }
+        }
+      }
+    }
+  }
+}
