@@ -27,7 +27,7 @@ export interface GuardActions {
 }
 
 /** field_bytes: NUL, LF or CR in a field; indexed_field_bytes: in one added to the HPACK table. */
-export type GuardReason = 'field_bytes' | 'indexed_field_bytes' | 'flow_control' | 'framing'
+export type GuardReason = 'field_bytes' | 'indexed_field_bytes' | 'flow_control' | 'framing' | 'flood'
 
 export interface FrameGuard {
   /** Bytes from the client: read, and passed on (actions.pass) but for what is dropped. */
@@ -42,6 +42,7 @@ const ACK = 0x1; const END_HEADERS = 0x4; const PADDED = 0x8; const PRIORITY = 0
 export const PROTOCOL_ERROR = 1
 export const FLOW_CONTROL_ERROR = 3
 const FRAME_SIZE_ERROR = 6
+const ENHANCE_YOUR_CALM = 11
 const COMPRESSION_ERROR = 9
 const SETTINGS_INITIAL_WINDOW_SIZE = 4
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
@@ -100,6 +101,7 @@ export function createFrameGuard (actions: GuardActions): FrameGuard {
     at = 0
     if (continuing && (type !== CONTINUATION || stream !== blockStream)) return end(PROTOCOL_ERROR, 'framing')
     if (type === HEADERS || type === CONTINUATION) return startBlock()
+    if ((type === SETTINGS || (type === PING && length === 8)) && (flags & ACK) === 0 && stream === 0 && !sent.owe()) return end(ENHANCE_YOUR_CALM, 'flood')
     if (type === SETTINGS && (flags & ACK) === 0 && stream === 0 && length % 6 === 0) {
       mode = SETTINGS_LIST
       entryAt = 0

@@ -2,7 +2,7 @@ import type { Http2SecureServer, Http2Session, ServerHttp2Stream } from 'node:ht
 import { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { createFrameGuard, type FrameGuard, type GuardReason } from './h2-frame-guard.js'
-import { closeStream } from './http2.js'
+import { closeStream, SESSION_DESTROYING } from './http2.js'
 
 /*
  * Puts the frame guard (h2-frame-guard.ts) between each h2 TLS socket and Node's HTTP/2 session.
@@ -59,19 +59,31 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
   const live = new Map<number, ServerHttp2Stream>()
   const pending = new Map<number, number>()
   const remoteAddress = tls.remoteAddress
+  // A session write the TLS socket has taken but not yet drained: released when the session ends
+  // the socket (an abuser that reads nothing must not keep it open; the bytes are in the TLS socket).
+  let draining: (() => void) | undefined
+  const release = (): void => { const done = draining; draining = undefined; done?.() }
   const duplex: Duplex = new Duplex({
     read () { tls.resume() },
     write (chunk: Buffer, _encoding, done) {
       guard.toClient(chunk)
-      if (tls.write(chunk)) done()
-      else tls.once('drain', () => { done() })
+      draining = done
+      // Done once the TLS socket took it, and not before the next turn of the event loop, as a native
+      // socket's write: nghttp2 must see its own queue of answers grow when a client's frames come
+      // faster than they could be answered (its SETTINGS and PING flood check).
+      if (tls.write(chunk)) setImmediate(release)
+      else tls.once('drain', release)
     },
-    final (done) { tls.end(() => { done() }) },
+    // What the session wrote is in the TLS socket, which sends it before its FIN; Node then destroys
+    // the socket on a session error (and with it this stream), or waits for the client's close.
+    final (done) { tls.end(); done() },
     destroy (err, done) {
       tls.destroy(err ?? undefined)
       done(err)
     }
   })
+  const end = duplex.end.bind(duplex) as (...args: unknown[]) => Duplex
+  duplex.end = ((...args: unknown[]) => { release(); return end(...args) }) as typeof duplex.end
   const guard: FrameGuard = createFrameGuard({
     pass (bytes) { if (!duplex.push(bytes)) tls.pause() },
     resetStream (id, code, why) {
@@ -87,7 +99,9 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
       session?.destroy(new Error(`HTTP/2 connection ended by the frame guard: ${why}`), code)
     }
   })
-  tls.on('data', (chunk: Buffer) => { guard.fromClient(chunk) })
+  // Once the session is destroyed, what the client still sends is read by no one.
+  let stopped = false
+  tls.on('data', (chunk: Buffer) => { if (!stopped) guard.fromClient(chunk) })
   tls.on('end', () => duplex.push(null))
   tls.on('error', err => duplex.destroy(err))
   tls.on('close', () => duplex.destroy())
@@ -98,6 +112,18 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
     duplex,
     attach (s) {
       session = s
+      // Node waits for the session's last write before it closes the socket: when the session is
+      // destroyed (a flood nghttp2 ended, an abuser cut off), that write is not waited for (it is in
+      // the TLS socket), or a client that reads nothing would keep the connection and its error unseen;
+      // and the error is told now (SESSION_DESTROYING), not once the socket has closed.
+      const destroy = s.destroy.bind(s)
+      s.destroy = ((...args: Parameters<Http2Session['destroy']>) => {
+        stopped = true
+        tls.pause()
+        if (!s.destroyed) s.emit(SESSION_DESTROYING, args[0] instanceof Error ? args[0] : undefined)
+        destroy(...args)
+        release()
+      }) as Http2Session['destroy']
       mirror(s.socket as unknown as Record<string, unknown>, tls)
       s.on('stream', (stream: ServerHttp2Stream) => {
         const id = stream.id!

@@ -16,7 +16,11 @@ const INITIAL_WINDOW = 65_535
 // WINDOW_UPDATEs alone (it still ends the connection on an overflow).
 const MAX_STREAMS = 1000
 
-const DATA = 0; const HEADERS = 1; const RST_STREAM = 3; const PING = 6
+// nghttp2's own bound on acknowledgements queued and not yet written (max_outbound_ack), past which it
+// ends the connection as a SETTINGS or PING flood.
+const MAX_ACKS_OWED = 1000
+
+const DATA = 0; const HEADERS = 1; const RST_STREAM = 3; const SETTINGS = 4; const PING = 6
 const END_STREAM = 0x1; const ACK = 0x1
 
 export interface SendState {
@@ -32,6 +36,12 @@ export interface SendState {
   setInitial: (value: number) => boolean
   /** An ACK for a PING of the session's: false when none is outstanding. */
   pingAcked: () => boolean
+  /**
+   * The client sent a SETTINGS or PING that the session must acknowledge: false when more than nghttp2
+   * allows are owed. nghttp2 counts its queue too, but the guard's Duplex lets the session write on
+   * while the TLS socket takes the bytes, so a flood piles up here first.
+   */
+  owe: () => boolean
   /** Bytes the session writes to the client (frame headers read). */
   sent: (chunk: Buffer) => void
 }
@@ -41,6 +51,7 @@ export function createSendState (): SendState {
   let initial = INITIAL_WINDOW
   let connection = INITIAL_WINDOW
   let pings = 0
+  let owed = 0
   // The session's frames as they are written: the header being read (split across writes), then its payload.
   const head = Buffer.alloc(9)
   let headLength = 0
@@ -59,8 +70,8 @@ export function createSendState (): SendState {
       else if (window !== undefined) windows.set(stream, window - length)
     } else if ((type === HEADERS && (flags & END_STREAM) !== 0) || type === RST_STREAM) {
       windows.delete(bytes.readUInt32BE(at + 5) & 0x7fffffff)
-    } else if (type === PING && (flags & ACK) === 0) {
-      pings++
+    } else if (type === PING || type === SETTINGS) {
+      if ((flags & ACK) === 0) { if (type === PING) pings++ } else if (owed > 0) owed--
     }
   }
 
@@ -88,6 +99,7 @@ export function createSendState (): SendState {
       }
       return true
     },
+    owe () { return ++owed <= MAX_ACKS_OWED },
     pingAcked () {
       if (pings === 0) return false
       pings--

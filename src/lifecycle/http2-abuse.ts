@@ -31,7 +31,7 @@ export const HTTP2_GUARDED = 'portcullis:http2-guarded'
 
 export interface Http2Guarded {
   /** field_bytes: CR, LF or NUL in a header field (stream refused); indexed_field_bytes: in one the HPACK table kept (connection ended); flow_control, framing: connection or stream ended. */
-  reason: GuardReason
+  reason: Exclude<GuardReason, 'flood'>
   address: string
 }
 

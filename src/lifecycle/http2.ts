@@ -114,11 +114,22 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
 const NGHTTP2_ERR_FLOODED = -904
 const NGHTTP2_ERR_TOO_MANY_CONTINUATIONS = -905
 
-/** Calls `onFlood` when nghttp2 ends `session` for a flood (its error reaches the session's 'error' event). */
+/**
+ * Emitted on a session, with the error, when it is being destroyed (h2-guarded-socket.ts): Node emits
+ * the error itself only once the socket has closed, after the client may already have seen the GOAWAY.
+ */
+export const SESSION_DESTROYING = 'portcullis:destroying'
+
+/** Calls `onFlood` (once) when nghttp2 ends `session` for a flood. */
 export function watchFloods (session: Http2Session, onFlood: () => void): void {
-  session.on('error', (err: Error & { errno?: number }) => {
-    if (err.errno === NGHTTP2_ERR_FLOODED || err.errno === NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) onFlood()
-  })
+  let seen = false
+  const check = (err: (Error & { errno?: number }) | undefined): void => {
+    if (seen || (err?.errno !== NGHTTP2_ERR_FLOODED && err?.errno !== NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)) return
+    seen = true
+    onFlood()
+  }
+  session.on(SESSION_DESTROYING, check)
+  session.on('error', check)
 }
 
 /** Whether a request came over HTTP/2 (not HTTP/1.1 text claiming "HTTP/2.0", which the guard refuses). */

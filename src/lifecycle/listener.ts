@@ -6,6 +6,7 @@ import type { FastifyServerOptions } from 'fastify'
 import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, watchFloods } from './http2.js'
 import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, HTTP2_GUARDED, type Http2CutOff, type Http2Guarded, type PenaltyBox } from './http2-abuse.js'
 import { guardHttp2Sessions } from './h2-guarded-socket.js'
+import type { GuardReason } from './h2-frame-guard.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
 import { OpenResponses } from './open-responses.js'
@@ -90,6 +91,7 @@ export function createListener (): Listener {
     },
     refused: () => { current?.stub.emit(HTTP2_CONNECTION_REFUSED) },
     guarded: (reason, remoteAddress) => {
+      if (reason === 'flood') { abuse.cutOff('flood', remoteAddress, 0); return }
       const guarded: Http2Guarded = { reason, address: normalizeAddress(remoteAddress ?? '') }
       current?.stub.emit(HTTP2_GUARDED, guarded)
     }
@@ -194,7 +196,7 @@ interface Abuse {
   cutOff: (reason: Http2CutOff['reason'], remoteAddress: string | undefined, resets: number) => void
   refused: () => void
   /** The frame guard refused a stream or ended a connection from `remoteAddress` (h2-frame-guard.ts). */
-  guarded: (reason: Http2Guarded['reason'], remoteAddress: string | undefined) => void
+  guarded: (reason: GuardReason, remoteAddress: string | undefined) => void
 }
 
 interface Tracked {
