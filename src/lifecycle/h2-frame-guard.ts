@@ -34,10 +34,12 @@ export interface FrameGuard {
   fromClient: (chunk: Buffer) => void
   /** Bytes the session writes to the client: frame headers read (PINGs, DATA, streams ending). */
   toClient: (chunk: Buffer) => void
+  /** A GOAWAY with `code` and the last stream the client opened, if the session's output is between frames. */
+  goaway: (code: number) => Buffer | undefined
 }
 
 // RFC 9113 §6 frame types and flags, §7 error codes.
-const HEADERS = 1; const RST_STREAM = 3; const SETTINGS = 4; const PING = 6; const WINDOW_UPDATE = 8; const CONTINUATION = 9
+const HEADERS = 1; const RST_STREAM = 3; const SETTINGS = 4; const PING = 6; const GOAWAY = 7; const WINDOW_UPDATE = 8; const CONTINUATION = 9
 const ACK = 0x1; const END_HEADERS = 0x4; const PADDED = 0x8; const PRIORITY = 0x20
 export const PROTOCOL_ERROR = 1
 export const FLOW_CONTROL_ERROR = 3
@@ -235,7 +237,16 @@ export function createFrameGuard (actions: GuardActions): FrameGuard {
       }
       flush(i)
     },
-    toClient: sent.sent
+    toClient: sent.sent,
+    goaway (code) {
+      if (!sent.betweenFrames()) return undefined
+      const bytes = Buffer.alloc(17)
+      bytes.writeUIntBE(8, 0, 3)
+      bytes[3] = GOAWAY
+      bytes.writeUInt32BE(lastStream, 9)
+      bytes.writeUInt32BE(code, 13)
+      return bytes
+    }
   }
 
   function increment (): number { return type === WINDOW_UPDATE && length === 4 ? 4 : 0 }

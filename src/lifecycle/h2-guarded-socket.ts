@@ -67,12 +67,9 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
     read () { tls.resume() },
     write (chunk: Buffer, _encoding, done) {
       guard.toClient(chunk)
+      if (tls.write(chunk)) { done(); return }
       draining = done
-      // Done once the TLS socket took it, and not before the next turn of the event loop, as a native
-      // socket's write: nghttp2 must see its own queue of answers grow when a client's frames come
-      // faster than they could be answered (its SETTINGS and PING flood check).
-      if (tls.write(chunk)) setImmediate(release)
-      else tls.once('drain', release)
+      tls.once('drain', release)
     },
     // What the session wrote is in the TLS socket, which sends it before its FIN; Node then destroys
     // the socket on a session error (and with it this stream), or waits for the client's close.
@@ -96,6 +93,10 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
     endConnection (code, why) {
       onGuarded(why, remoteAddress)
       tls.pause()
+      // Written here: Node sends its GOAWAY only if no write of the session is in progress (and
+      // JSStreamSocket completes each write a turn of the event loop later). A second one is harmless.
+      const goaway = guard.goaway(code)
+      if (goaway !== undefined) tls.write(goaway)
       session?.destroy(new Error(`HTTP/2 connection ended by the frame guard: ${why}`), code)
     }
   })

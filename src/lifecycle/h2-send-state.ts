@@ -44,6 +44,8 @@ export interface SendState {
   owe: () => boolean
   /** Bytes the session writes to the client (frame headers read). */
   sent: (chunk: Buffer) => void
+  /** Whether the session's output ended at a frame's end (a frame of ours may be written there). */
+  betweenFrames: () => boolean
 }
 
 export function createSendState (): SendState {
@@ -100,6 +102,7 @@ export function createSendState (): SendState {
       return true
     },
     owe () { return ++owed <= MAX_ACKS_OWED },
+    betweenFrames () { return skip === 0 && headLength === 0 },
     pingAcked () {
       if (pings === 0) return false
       pings--
