@@ -117,9 +117,9 @@ export function createFrameGuard (actions: GuardActions): FrameGuard {
       const increment = bytes.readUInt32BE(i) & 0x7fffffff
       if (increment === 0) return true // nghttp2's own PROTOCOL_ERROR
       if (stream === 0) return sent.growConnection(increment) || end(FLOW_CONTROL_ERROR, 'flow_control')
-      if (sent.growStream(stream, increment)) return true
-      actions.resetStream(stream, FLOW_CONTROL_ERROR, 'flow_control')
-      return false
+      const grown = sent.growStream(stream, increment)
+      if (grown === 'overflow') actions.resetStream(stream, FLOW_CONTROL_ERROR, 'flow_control')
+      return grown === 'ok'
     }
     return true
   }

@@ -15,6 +15,8 @@ const INITIAL_WINDOW = 65_535
 // (a client opening streams nghttp2 ignores after GOAWAY) is not followed; nghttp2 then judges its
 // WINDOW_UPDATEs alone (it still ends the connection on an overflow).
 const MAX_STREAMS = 1000
+// The window of a stream the guard asked to reset (flow control), until the session's RST_STREAM.
+const RESET = -(2 ** 53)
 
 // nghttp2's own bound on acknowledgements queued and not yet written (max_outbound_ack), past which it
 // ends the connection as a SETTINGS or PING flood.
@@ -30,8 +32,12 @@ export interface SendState {
   close: (stream: number) => void
   /** A WINDOW_UPDATE for the connection: false if it takes the window past 2^31-1 (then unchanged). */
   growConnection: (increment: number) => boolean
-  /** One for a stream: false if past 2^31-1 (the stream is no longer followed); true for a stream not followed. */
-  growStream: (stream: number, increment: number) => boolean
+  /**
+   * One for a stream: 'overflow' if past 2^31-1 (the stream is to be reset), 'reset' for one so reset
+   * whose RST_STREAM the session has not yet sent (its WINDOW_UPDATEs are dropped: nghttp2 would judge
+   * them against a window the guard never let grow), 'ok' otherwise (also for a stream not followed).
+   */
+  growStream: (stream: number, increment: number) => 'ok' | 'overflow' | 'reset'
   /** The client's SETTINGS_INITIAL_WINDOW_SIZE: false if an open stream's window goes past 2^31-1. */
   setInitial: (value: number) => boolean
   /** An ACK for a PING of the session's: false when none is outstanding. */
@@ -69,7 +75,7 @@ export function createSendState (): SendState {
       connection -= length
       const window = windows.get(stream)
       if ((flags & END_STREAM) !== 0) windows.delete(stream)
-      else if (window !== undefined) windows.set(stream, window - length)
+      else if (window !== undefined && window !== RESET) windows.set(stream, window - length)
     } else if ((type === HEADERS && (flags & END_STREAM) !== 0) || type === RST_STREAM) {
       windows.delete(bytes.readUInt32BE(at + 5) & 0x7fffffff)
     } else if (type === PING || type === SETTINGS) {
@@ -87,15 +93,17 @@ export function createSendState (): SendState {
     },
     growStream (stream, increment) {
       const window = windows.get(stream)
-      if (window === undefined) return true
-      if (window + increment > MAX_WINDOW) { windows.delete(stream); return false }
+      if (window === undefined) return 'ok'
+      if (window === RESET) return 'reset'
+      if (window + increment > MAX_WINDOW) { windows.set(stream, RESET); return 'overflow' }
       windows.set(stream, window + increment)
-      return true
+      return 'ok'
     },
     setInitial (value) {
       const delta = value - initial
       initial = value
       for (const [stream, window] of windows) {
+        if (window === RESET) continue
         if (window + delta > MAX_WINDOW) return false
         windows.set(stream, window + delta)
       }
