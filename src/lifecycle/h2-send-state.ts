@@ -54,6 +54,8 @@ export interface SendState {
   betweenFrames: () => boolean
 }
 
+// long: the windows, the owed ACKs and the reader of the session's frames are one state, read and
+// changed by each method below.
 export function createSendState (): SendState {
   const windows = new Map<number, number>()
   let initial = INITIAL_WINDOW

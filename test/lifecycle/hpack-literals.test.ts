@@ -35,25 +35,28 @@ t.test('the RFC 7541 examples are clean and complete, whole or octet by octet', 
   }
 })
 
-t.test('NUL, LF and CR in literals', async t => {
+// [what, block, octet by octet, found]
+const CASES: Array<[string, string, boolean, number]> = [
   // 0x00: literal without indexing, new name; 0x10: never indexed; 0x40: incremental indexing; 0x04: indexed name (:path).
-  t.equal(scan('00 01 61 03 61 0d 62', false).found, LITERAL_BAD, 'CR in a raw value')
-  t.equal(scan('00 03 61 0a 62 01 61', false).found, LITERAL_BAD, 'LF in a raw name')
-  t.equal(scan('10 01 61 03 61 00 62', true).found, LITERAL_BAD, 'NUL in a never-indexed value, octet by octet')
-  t.equal(scan('04 03 2f 0a 61', false).found, LITERAL_BAD, 'LF in a value with an indexed name')
-  t.equal(scan('40 01 61 03 61 0d 62', false).found, INDEXED_BAD, 'CR in a literal added to the dynamic table')
+  ['CR in a raw value', '00 01 61 03 61 0d 62', false, LITERAL_BAD],
+  ['LF in a raw name', '00 03 61 0a 62 01 61', false, LITERAL_BAD],
+  ['NUL in a never-indexed value', '10 01 61 03 61 00 62', true, LITERAL_BAD],
+  ['LF in a value with an indexed name', '04 03 2f 0a 61', false, LITERAL_BAD],
+  ['CR in a literal added to the dynamic table', '40 01 61 03 61 0d 62', false, INDEXED_BAD],
   // Huffman: NUL is 13 bits 1111111111000, padded with ones: ff c7.
-  t.equal(scan('00 01 61 82 ff c7', false).found, LITERAL_BAD, 'NUL in a Huffman-coded value')
-  // LF is 30 bits 3ffffffc: 11111111 11111111 11111111 111100 + 11 padding.
-  t.equal(scan('00 01 61 84 ff ff ff f3', true).found, LITERAL_BAD, 'LF in a Huffman-coded value, octet by octet')
-  t.equal(scan('00 01 61 01 62 00 01 63 01 64', false).found, 0, 'clean literals in a row')
-})
+  ['NUL in a Huffman-coded value', '00 01 61 82 ff c7', false, LITERAL_BAD],
+  // LF is 30 bits 3ffffffc: 11111111 11111111 11111111 111100, then 11 of padding.
+  ['LF in a Huffman-coded value', '00 01 61 84 ff ff ff f3', true, LITERAL_BAD],
+  ['clean literals in a row', '00 01 61 01 62 00 01 63 01 64', false, 0],
+  // Not HPACK at all.
+  ['index 0', '80', false, NOT_HPACK],
+  ['Huffman padding that is not all ones', '00 01 61 81 00', false, NOT_HPACK],
+  ['Huffman padding of more than 7 bits', '00 01 61 82 ff ff', false, NOT_HPACK],
+  ['EOS inside a string', '00 01 61 84 ff ff ff ff', false, NOT_HPACK],
+  ['an integer past 2^31', '0f ff ff ff ff ff 0f', false, NOT_HPACK]
+]
 
-t.test('what is not HPACK', async t => {
-  t.equal(scan('80', false).found, NOT_HPACK, 'index 0')
-  t.equal(scan('00 01 61 81 00', false).found, NOT_HPACK, 'Huffman padding that is not all ones')
-  t.equal(scan('00 01 61 82 ff ff', false).found, NOT_HPACK, 'Huffman padding of more than 7 bits')
-  t.equal(scan('00 01 61 84 ff ff ff ff', false).found, NOT_HPACK, 'EOS inside a string')
-  t.equal(scan('0f ff ff ff ff ff 0f', false).found, NOT_HPACK, 'an integer past 2^31')
+t.test('NUL, LF and CR in literals, and what is not HPACK', async t => {
+  for (const [name, hex, bytewise, found] of CASES) t.equal(scan(hex, bytewise).found, found, name)
   t.equal(scan('00 05 61 62', false).complete, false, 'a block that ends inside a string is not complete')
 })
