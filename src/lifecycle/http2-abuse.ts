@@ -4,6 +4,7 @@ import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config/schema.js'
 import type { Metrics } from '../observability/metrics.js'
+import type { GuardReason } from './h2-frame-guard.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 
 /*
@@ -24,6 +25,15 @@ import { normalizeAddress } from '../pipeline/guard/client-address.js'
 export const HTTP2_CUT_OFF = 'portcullis:http2-cut-off'
 /** Emitted there when a new connection is refused because its address was cut off moments ago. */
 export const HTTP2_CONNECTION_REFUSED = 'portcullis:http2-connection-refused'
+
+/** Emitted there, with an Http2Guarded, when the HTTP/2 frame guard refused a stream or ended a connection. */
+export const HTTP2_GUARDED = 'portcullis:http2-guarded'
+
+export interface Http2Guarded {
+  /** field_bytes: CR, LF or NUL in a header field (stream refused); indexed_field_bytes: in one the HPACK table kept (connection ended); flow_control, framing: connection or stream ended. */
+  reason: Exclude<GuardReason, 'flood'>
+  address: string
+}
 
 export interface Http2CutOff {
   /** client_resets: more cancelled streams than the budget; flood: nghttp2 ended a CONTINUATION, SETTINGS or PING flood. */
@@ -79,4 +89,12 @@ export function watchHttp2Abuse (server: EventEmitter, config: Config, metrics: 
       'HTTP/2 connection cut off for abuse')
   })
   server.on(HTTP2_CONNECTION_REFUSED, () => { metrics.http2ConnectionsRefused.inc() })
+  server.on(HTTP2_GUARDED, (guarded: Http2Guarded) => {
+    // A malformed request, as HTTP/1.1's parser refuses the same bytes (guard_bad_request); never the value.
+    if (guarded.reason === 'field_bytes' || guarded.reason === 'indexed_field_bytes') {
+      metrics.rejected.inc({ reason: 'guard_bad_request' })
+      log.warn({ client_ip: guarded.address, reason: 'guard_bad_request', detail: guarded.reason, ended: guarded.reason === 'field_bytes' ? 'stream' : 'connection' },
+        'HTTP/2 header field with CR, LF or NUL refused')
+    } else log.info({ client_ip: guarded.address, detail: guarded.reason }, 'HTTP/2 connection or stream ended by the frame guard')
+  })
 }

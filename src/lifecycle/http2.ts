@@ -7,7 +7,9 @@ import type { Config } from '../config/schema.js'
  * that one connection abusing them (rapid reset, CONTINUATION, SETTINGS or PING floods, HPACK bombs)
  * is closed while the others keep being served. nghttp2 itself refuses malformed messages
  * (connection-specific or upper-case header names, CR/LF/NUL in fields, a content-length the DATA
- * frames do not match); the guard checks the same again before anything is forwarded.
+ * frames do not match); the guard checks the same again before anything is forwarded. What nghttp2
+ * lets through (a field with CR, LF or NUL, which Node drops and serves the request) or Node answers
+ * wrongly, the frame guard in front of the session handles (h2-frame-guard.ts, h2-guarded-socket.ts).
  */
 
 /** The pseudo-headers a request carries (:method, :scheme, :authority, :path): not counted as header fields. */
@@ -96,10 +98,12 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
     session.destroy(new Error('too many streams cancelled by the client'), constants.NGHTTP2_ENHANCE_YOUR_CALM)
     onCutOff(resets)
   }
+  const byGateway = (stream: ServerHttp2Stream): boolean => (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] === true
   session.on('stream', (stream: ServerHttp2Stream) => {
-    if (stream.aborted) { cancelled(); return }
+    // Already aborted: reset by the client before Node handed it on, or refused by the frame guard.
+    if (stream.aborted) { if (!byGateway(stream)) cancelled(); return }
     stream.once('aborted', () => {
-      if (!stream.destroyed && (stream as ServerHttp2Stream & { [CLOSED_BY_GATEWAY]?: true })[CLOSED_BY_GATEWAY] !== true) cancelled()
+      if (!stream.destroyed && !byGateway(stream)) cancelled()
     })
   })
 }
@@ -110,11 +114,22 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
 const NGHTTP2_ERR_FLOODED = -904
 const NGHTTP2_ERR_TOO_MANY_CONTINUATIONS = -905
 
-/** Calls `onFlood` when nghttp2 ends `session` for a flood (its error reaches the session's 'error' event). */
+/**
+ * Emitted on a session, with the error, when it is being destroyed (h2-guarded-socket.ts): Node emits
+ * the error itself only once the socket has closed, after the client may already have seen the GOAWAY.
+ */
+export const SESSION_DESTROYING = 'portcullis:destroying'
+
+/** Calls `onFlood` (once) when nghttp2 ends `session` for a flood. */
 export function watchFloods (session: Http2Session, onFlood: () => void): void {
-  session.on('error', (err: Error & { errno?: number }) => {
-    if (err.errno === NGHTTP2_ERR_FLOODED || err.errno === NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) onFlood()
-  })
+  let seen = false
+  const check = (err: (Error & { errno?: number }) | undefined): void => {
+    if (seen || (err?.errno !== NGHTTP2_ERR_FLOODED && err?.errno !== NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)) return
+    seen = true
+    onFlood()
+  }
+  session.on(SESSION_DESTROYING, check)
+  session.on('error', check)
 }
 
 /** Whether a request came over HTTP/2 (not HTTP/1.1 text claiming "HTTP/2.0", which the guard refuses). */

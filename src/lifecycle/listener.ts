@@ -4,7 +4,9 @@ import { constants as h2, createSecureServer, type Http2SecureServer, type Http2
 import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
 import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, watchFloods } from './http2.js'
-import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, type Http2CutOff, type PenaltyBox } from './http2-abuse.js'
+import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, HTTP2_GUARDED, type Http2CutOff, type Http2Guarded, type PenaltyBox } from './http2-abuse.js'
+import { guardHttp2Sessions } from './h2-guarded-socket.js'
+import type { GuardReason } from './h2-frame-guard.js'
 import { normalizeAddress } from '../pipeline/guard/client-address.js'
 import { serveExpectations } from '../pipeline/guard/expect.js'
 import { OpenResponses } from './open-responses.js'
@@ -87,7 +89,12 @@ export function createListener (): Listener {
       const cut: Http2CutOff = { reason, address: normalizeAddress(remoteAddress ?? ''), resets, refuseAddress: ms => { penalty.refuse(remoteAddress, ms) } }
       current?.stub.emit(HTTP2_CUT_OFF, cut)
     },
-    refused: () => { current?.stub.emit(HTTP2_CONNECTION_REFUSED) }
+    refused: () => { current?.stub.emit(HTTP2_CONNECTION_REFUSED) },
+    guarded: (reason, remoteAddress) => {
+      if (reason === 'flood') { abuse.cutOff('flood', remoteAddress, 0); return }
+      const guarded: Http2Guarded = { reason, address: normalizeAddress(remoteAddress ?? '') }
+      current?.stub.emit(HTTP2_GUARDED, guarded)
+    }
   }
 
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
@@ -188,6 +195,8 @@ interface Abuse {
   /** A connection from `remoteAddress` was cut off (after `resets` cancelled streams). */
   cutOff: (reason: Http2CutOff['reason'], remoteAddress: string | undefined, resets: number) => void
   refused: () => void
+  /** The frame guard refused a stream or ended a connection from `remoteAddress` (h2-frame-guard.ts). */
+  guarded: (reason: GuardReason, remoteAddress: string | undefined) => void
 }
 
 interface Tracked {
@@ -203,6 +212,7 @@ interface Tracked {
  */
 function createHttp2Server (options: SecureServerOptions, http: object, dispatch: Handler, { sessions, sockets, draining, abuse }: Tracked): Http2SecureServer {
   const server = createSecureServer(options, dispatch as never)
+  guardHttp2Sessions(server, abuse.guarded)
   const budget = resetBudgetOf(options)
   // An address just cut off for abuse: closed before its TLS handshake costs anything (http2-abuse.ts).
   server.on('connection', (socket: Socket) => {

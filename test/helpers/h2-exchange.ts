@@ -48,19 +48,23 @@ export const HEADERS_UNKNOWN = new WeakSet<RawResponse>()
 
 /**
  * The HTTP/2 exchange of `bytes`: its one response, or none when the stream or connection was reset
- * (`reset` has the code). `dropped`: fields nghttp2 finds invalid (a name that is not a token, CR, LF
- * or NUL in a value), which Node removes from the request rather than refusing it (node_http2.cc,
+ * (`reset` has the code). `forbidden`: a field has CR, LF or NUL, which the gateway's frame guard refuses
+ * (RST_STREAM PROTOCOL_ERROR). `dropped`: other fields nghttp2 finds invalid (a name that is not a
+ * token), which Node removes from the request rather than refusing it (node_http2.cc,
  * OnInvalidHeader); the rest of the request goes on without them.
  */
-export type H2Exchange = Exchange & { reset?: number, dropped: Array<[string, string]> }
+export type H2Exchange = Exchange & { reset?: number, dropped: Array<[string, string]>, forbidden: boolean }
+
+const FORBIDDEN = /[\r\n\0]/
 
 export async function exchangeH2 (port: number, ca: Buffer, bytes: string | Buffer, timeoutMs = 5000): Promise<H2Exchange> {
   const req = parseH1Request(bytes)
-  const dropped = req.fields.filter(([n, v]) => !TOKEN.test(n) || /[\r\n\0]/.test(v))
-  return { ...await send(port, ca, req, timeoutMs), dropped }
+  const forbidden = req.fields.some(([n, v]) => FORBIDDEN.test(n) || FORBIDDEN.test(v))
+  const dropped = req.fields.filter(([n, v]) => !FORBIDDEN.test(n) && !FORBIDDEN.test(v) && !TOKEN.test(n))
+  return { ...await send(port, ca, req, timeoutMs), dropped, forbidden }
 }
 
-async function send (port: number, ca: Buffer, req: H1Request, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped'>> {
+async function send (port: number, ca: Buffer, req: H1Request, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped' | 'forbidden'>> {
   // One Host becomes :authority; none or several stay as they are (raw frames: Node would add one).
   const hosts = req.fields.filter(([n]) => n === 'host')
   const hostField = hosts.length === 1 ? hosts[0] : undefined
@@ -77,15 +81,16 @@ async function send (port: number, ca: Buffer, req: H1Request, timeoutMs: number
     await new Promise<void>((resolve, reject) => { session.once('connect', () => resolve()); session.once('error', reject) })
     let stream
     try {
-      // Node's client checks names only once the session writes them (a session error, no stream event).
-      if (!fields.every(([n]) => TOKEN.test(n))) throw new Error('not a token')
+      // Node's client checks names only once the session writes them (a session error, no stream event),
+      // and will not send CR, LF or NUL in a value (a stream error of its own, nothing sent).
+      if (!fields.every(([n, v]) => TOKEN.test(n) && !FORBIDDEN.test(v))) throw new Error('not sendable by node:http2')
       stream = session.request(headers, { endStream: req.body.length === 0 })
     } catch {
       return await rawExchange(port, ca, req, hostField[1], timeoutMs)
     }
     stream.on('error', () => {})
     if (req.body.length > 0) stream.end(req.body)
-    return await new Promise<Omit<H2Exchange, 'dropped'>>(resolve => {
+    return await new Promise<Omit<H2Exchange, 'dropped' | 'forbidden'>>(resolve => {
       let head: IncomingHttpHeaders | undefined
       const chunks: Buffer[] = []
       const timer = setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), timeoutMs)
@@ -111,7 +116,7 @@ async function send (port: number, ca: Buffer, req: H1Request, timeoutMs: number
  * Raw frames for what node:http2 will not send. The answer's header block is not decoded beyond
  * :status (so its other headers are unknown: `headers` stays empty); its body is read as is.
  */
-async function rawExchange (port: number, ca: Buffer, req: H1Request, authority: string | undefined, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped'>> {
+async function rawExchange (port: number, ca: Buffer, req: H1Request, authority: string | undefined, timeoutMs: number): Promise<Omit<H2Exchange, 'dropped' | 'forbidden'>> {
   const conn = await openH2(port, ca)
   try {
     const fields: Array<[string, string]> = [[':method', req.method], [':scheme', 'https'], ...(authority !== undefined ? [[':authority', authority] as [string, string]] : []), [':path', req.target],

@@ -104,10 +104,10 @@ t.test('upper-case header names are refused', async t => {
   await expectReset(t, 'Transfer-Encoding', [headers(1, authed('/public/x', [['Transfer-Encoding', 'chunked']], 'POST')), data(1, '0\r\n\r\n')])
 })
 
-t.test('CR, LF and NUL in a field never reach the function (h2 → h1 desync)', async t => {
-  // nghttp2 finds these fields invalid; Node (node_http2.cc OnInvalidHeader) drops the field rather
-  // than resetting the stream, so the request arrives without it. Either way, nothing of it is
-  // forwarded; the guard refuses any such field a future Node would pass on (guard/http2.ts).
+t.test('CR, LF and NUL in a field: the stream is refused, nothing reaches the function (h2 → h1 desync)', async t => {
+  // nghttp2 finds these fields invalid and Node alone would drop the field and serve the request
+  // (node_http2.cc, OnInvalidHeader); the frame guard in front of it refuses the stream (RFC 9113
+  // §8.2.1). More cases (Huffman, split, indexed, trailers): http2-frame-guard.test.ts.
   const cases: Array<[string, string]> = [
     ['x-evil', 'a\r\nx-portcullis-subject: mallory'],
     ['x-evil', 'a\nTransfer-Encoding: chunked-mallory'],
@@ -116,13 +116,7 @@ t.test('CR, LF and NUL in a field never reach the function (h2 → h1 desync)', 
     ['x-e\r\nvil-mallory', 'b'],
     ['x-evil\0mallory', 'b']
   ]
-  for (const [name, value] of cases) {
-    const requests = h.stub.requests.length
-    const out = await exchange(headers(1, authed('/public/x', [[name, value]]), { endStream: true }))
-    t.ok(out.reset === ERROR.PROTOCOL_ERROR || out.status === 400 || out.status === 200, `${JSON.stringify([name, value])}: refused or the field dropped`, { out: { reset: out.reset, status: out.status } })
-    const forwarded = h.stub.requests.slice(requests).join('')
-    t.notMatch(forwarded, /mallory|x-evil/i, `${JSON.stringify(name)}: the field reached the function in no form`)
-  }
+  for (const [name, value] of cases) await expectReset(t, JSON.stringify([name, value]), [headers(1, authed('/public/x', [[name, value]]), { endStream: true })])
 })
 
 t.test('content-length must match the DATA frames', async t => {
@@ -203,6 +197,8 @@ t.test('a stream the client reset in the same read as its HEADERS is dropped bef
   conn.send(headers(41, authed('/public/after-resets'), { endStream: true }))
   const answer = await conn.waitFor(f => f.stream === 41 && f.type === FRAME.HEADERS, 10_000)
   t.equal(answer === undefined ? undefined : statusOf(answer), 200, 'the next stream is served')
+  // Counted once its answer has been written: the client may see it a moment before.
+  for (let i = 0; i < 50 && await h2Requests() === before; i++) await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(await h2Requests() - before, 1, 'only that one went through the request path (counted)')
   t.notOk(h.stub.requests.some(r => r.includes('/public/reset/')), 'no reset stream reached the function')
 })
