@@ -4,8 +4,9 @@ import { createSendState, MAX_WINDOW } from './h2-send-state.js'
 /*
  * The client's HTTP/2 frames, read between the TLS socket and nghttp2 (issue #21), for what Node's
  * HTTP/2 session lets through or answers wrongly, and no option of it changes:
- * - a header field with NUL, LF or CR: nghttp2 calls Node's invalid-header callback, which drops the
- *   field and serves the request (node_http2.cc, OnInvalidHeader). Here the stream is refused instead
+ * - a header field HTTP/1.1 would refuse (a control character in its value, NUL, LF and CR among them;
+ *   a name that is not a token): nghttp2 calls Node's invalid-header callback, which drops the field
+ *   and serves the request (node_http2.cc, OnInvalidHeader). Here the stream is refused instead
  *   (RFC 9113 §8.2.1: malformed), or the connection when the field went into the HPACK dynamic table;
  * - a PING ACK for no PING of the gateway's: Node makes it a session error; RFC 9113 §6.7 has it ignored;
  * - a WINDOW_UPDATE taking a send window past 2^31-1 (§6.9.1): Node 20 ends the connection with
@@ -26,7 +27,7 @@ export interface GuardActions {
   endConnection: (code: number, why: GuardReason) => void
 }
 
-/** field_bytes: NUL, LF or CR in a field; indexed_field_bytes: in one added to the HPACK table. */
+/** field_bytes: a field HTTP/1.1 would refuse (hpack-literals.ts); indexed_field_bytes: one added to the HPACK table. */
 export type GuardReason = 'field_bytes' | 'indexed_field_bytes' | 'flow_control' | 'framing' | 'flood'
 
 export interface FrameGuard {

@@ -1,7 +1,11 @@
 /*
  * The part of HPACK (RFC 7541) the HTTP/2 frame guard needs (h2-frame-guard.ts): find a literal header
- * field whose name or value holds NUL, LF or CR, in a header block that arrives in pieces (frames split
- * across TLS reads, CONTINUATION frames), without keeping the block or the dynamic table.
+ * field that HTTP/1.1's parser would refuse, in a header block that arrives in pieces (frames split
+ * across TLS reads, CONTINUATION frames), without keeping the block or the dynamic table: a value with
+ * a control character other than HTAB (NUL, LF and CR among them: h2 -> h1 desync), or a name with an
+ * octet that is not a token character (RFC 9110 §5.1), a colon past its first octet (a pseudo-header's
+ * is its first). nghttp2 drops such a field silently and serves the request; upper-case names it resets
+ * itself, so they are left to it.
  *
  * Only literals need reading: an indexed field (or a literal's indexed name) is a static-table entry or
  * a dynamic-table entry, and the dynamic table only gains entries through literals with incremental
@@ -14,8 +18,8 @@
  */
 
 /** What a header block held, so far; bits. */
-export const LITERAL_BAD = 1 // a literal not added to the dynamic table had NUL, LF or CR
-export const INDEXED_BAD = 2 // a literal with incremental indexing had one: later blocks could refer to it
+export const LITERAL_BAD = 1 // a literal not added to the dynamic table was not a valid field
+export const INDEXED_BAD = 2 // a literal with incremental indexing was not: later blocks could refer to it
 export const NOT_HPACK = 4 // not a valid encoding (nghttp2 would end the connection, COMPRESSION_ERROR)
 
 /*
@@ -34,10 +38,23 @@ const CODE_LENGTHS = (
   '20,24,20,21,22,21,21,23,22,22,25,25,24,24,26,23,26,27,26,26,27,27,27,27,27,28,27,27,27,27,27,26,30'
 ).split(',').map(Number)
 
+/** Octets a field value must not hold: the control characters but HTAB, and DEL (RFC 9110 §5.5). */
+const BAD_IN_VALUE = Uint8Array.from({ length: 256 }, (_, b) => (b < 0x20 && b !== 0x09) || b === 0x7f ? 1 : 0)
+const TOKEN_PUNCTUATION = "!#$%&'*+-.^_`|~"
+const COLON = 0x3a
+/** Octets a field name must not hold: all but token characters; upper case and the colon are judged apart. */
+const BAD_IN_NAME = Uint8Array.from({ length: 256 }, (_, b) => {
+  const c = String.fromCharCode(b)
+  return /[a-zA-Z0-9]/.test(c) || TOKEN_PUNCTUATION.includes(c) || b === COLON ? 0 : 1
+})
+
 // The decoder reads 4 bits at a time: a state is a node of the code tree, and each (state, nibble)
 // gives the next state and what was decoded on the way (the shortest code has 5 bits: one symbol at most).
-const EMITS_BAD = 0x100 // decoded NUL, LF or CR
+const EMITS_BAD = 0x100 // decoded an octet no value may hold
 const FAILS = 0x200 // decoded EOS, which a string must never contain (§5.2)
+const EMITS = 0x400 // decoded a symbol
+const EMITS_BAD_NAME = 0x800 // decoded an octet no name may hold
+const EMITS_COLON = 0x1000
 
 /**
  * The (state, nibble) table, 16 entries per node, and the states a string may end in: at a symbol's
@@ -76,7 +93,12 @@ function buildDecoder (): { table: Uint16Array, accepting: Uint8Array } {
         if (next >= 0) { node = next; continue }
         const symbol = -next - 1
         if (symbol === 256) flags |= FAILS
-        if (symbol === 0 || symbol === 10 || symbol === 13) flags |= EMITS_BAD
+        else {
+          flags |= EMITS
+          if (BAD_IN_VALUE[symbol] === 1) flags |= EMITS_BAD
+          if (BAD_IN_NAME[symbol] === 1) flags |= EMITS_BAD_NAME
+          if (symbol === COLON) flags |= EMITS_COLON
+        }
         node = 0
       }
       table[state * 16 + nibble] = node | flags
@@ -109,7 +131,8 @@ export class LiteralScanner {
   private shift = 0
   private indexing = false // the literal being read is added to the dynamic table
   private readingName = false
-  private bad = false // the literal being read has NUL, LF or CR so far
+  private bad = false // the literal being read is not a valid field so far
+  private octets = 0 // octets of the name being read so far (a colon is a pseudo-header's only as the first)
   private left = 0 // octets of the string still to come
   private huffman = false
   private state = 0 // Huffman decoder state
@@ -183,13 +206,15 @@ export class LiteralScanner {
   private stringLength (length: number): void {
     this.left = length
     this.state = 0
+    this.octets = 0
     this.where = IN_STRING
     if (length === 0) this.stringRead()
   }
 
   private string (bytes: Uint8Array, start: number, end: number): number {
     const stop = Math.min(end, start + this.left)
-    if (this.huffman) {
+    if (this.readingName) this.name(bytes, start, stop)
+    else if (this.huffman) {
       let state = this.state
       let flags = 0
       for (let i = start; i < stop; i++) {
@@ -204,8 +229,7 @@ export class LiteralScanner {
       if ((flags & FAILS) !== 0) this.found |= NOT_HPACK
     } else {
       for (let i = start; i < stop; i++) {
-        const b = bytes[i]!
-        if (b === 0 || b === 10 || b === 13) { this.bad = true; break }
+        if (BAD_IN_VALUE[bytes[i]!] === 1) { this.bad = true; break }
       }
     }
     this.left -= stop - start
@@ -213,10 +237,39 @@ export class LiteralScanner {
     return stop
   }
 
+  /** A name's octets (names are short, and most come from the static table): symbol by symbol. */
+  private name (bytes: Uint8Array, start: number, stop: number): void {
+    for (let i = start; i < stop; i++) {
+      const b = bytes[i]!
+      if (!this.huffman) {
+        if (BAD_IN_NAME[b] === 1 || (b === COLON && this.octets > 0)) this.bad = true
+        this.octets++
+        continue
+      }
+      const high = DECODE[(this.state << 4) | (b >> 4)]!
+      const low = DECODE[((high & 0xff) << 4) | (b & 0x0f)]!
+      this.nameSymbol(high)
+      this.nameSymbol(low)
+      this.state = low & 0xff
+    }
+  }
+
+  private nameSymbol (entry: number): void {
+    if ((entry & FAILS) !== 0) this.found |= NOT_HPACK
+    if ((entry & EMITS) === 0) return
+    if ((entry & EMITS_BAD_NAME) !== 0 || ((entry & EMITS_COLON) !== 0 && this.octets > 0)) this.bad = true
+    this.octets++
+  }
+
   private stringRead (): void {
     // A Huffman string must end on a symbol, or in at most 7 bits of EOS's prefix (all ones).
     if (this.huffman && ACCEPTING[this.state] === 0) this.found |= NOT_HPACK
-    if (this.readingName) { this.readingName = false; this.where = AT_STRING; return }
+    if (this.readingName) {
+      if (this.octets === 0) this.bad = true // a name has at least one octet
+      this.readingName = false
+      this.where = AT_STRING
+      return
+    }
     if (this.bad) this.found |= this.indexing ? INDEXED_BAD : LITERAL_BAD
     this.where = AT_FIELD
   }

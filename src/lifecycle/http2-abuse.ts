@@ -30,7 +30,7 @@ export const HTTP2_CONNECTION_REFUSED = 'portcullis:http2-connection-refused'
 export const HTTP2_GUARDED = 'portcullis:http2-guarded'
 
 export interface Http2Guarded {
-  /** field_bytes: CR, LF or NUL in a header field (stream refused); indexed_field_bytes: in one the HPACK table kept (connection ended); flow_control, framing: connection or stream ended. */
+  /** field_bytes: a header field HTTP/1.1 would refuse (stream refused); indexed_field_bytes: in one the HPACK table kept (connection ended); flow_control, framing: connection or stream ended. */
   reason: Exclude<GuardReason, 'flood'>
   address: string
 }
@@ -94,7 +94,7 @@ export function watchHttp2Abuse (server: EventEmitter, config: Config, metrics: 
     if (guarded.reason === 'field_bytes' || guarded.reason === 'indexed_field_bytes') {
       metrics.rejected.inc({ reason: 'guard_bad_request' })
       log.warn({ client_ip: guarded.address, reason: 'guard_bad_request', detail: guarded.reason, ended: guarded.reason === 'field_bytes' ? 'stream' : 'connection' },
-        'HTTP/2 header field with CR, LF or NUL refused')
+        'HTTP/2 header field refused: a control character in its value or a name that is not a token')
     } else log.info({ client_ip: guarded.address, detail: guarded.reason }, 'HTTP/2 connection or stream ended by the frame guard')
   })
 }

@@ -6,9 +6,10 @@ import type { Config } from '../config/schema.js'
  * and every per-connection resource an HTTP/2 client can make the gateway hold is bounded here, so
  * that one connection abusing them (rapid reset, CONTINUATION, SETTINGS or PING floods, HPACK bombs)
  * is closed while the others keep being served. nghttp2 itself refuses malformed messages
- * (connection-specific or upper-case header names, CR/LF/NUL in fields, a content-length the DATA
- * frames do not match); the guard checks the same again before anything is forwarded. What nghttp2
- * lets through (a field with CR, LF or NUL, which Node drops and serves the request) or Node answers
+ * (connection-specific or upper-case header names, a content-length the DATA frames do not match);
+ * the guard checks the same again before anything is forwarded. What nghttp2 lets through (a field
+ * with CR, LF, NUL or another control character, or a name that is not a token, which Node drops and
+ * serves the request) or Node answers
  * wrongly, the frame guard in front of the session handles (h2-frame-guard.ts, h2-guarded-socket.ts).
  */
 

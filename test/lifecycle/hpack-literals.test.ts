@@ -48,6 +48,22 @@ const CASES: Array<[string, string, boolean, number]> = [
   // LF is 30 bits 3ffffffc: 11111111 11111111 11111111 111100, then 11 of padding.
   ['LF in a Huffman-coded value', '00 01 61 84 ff ff ff f3', true, LITERAL_BAD],
   ['clean literals in a row', '00 01 61 01 62 00 01 63 01 64', false, 0],
+  // What else HTTP/1.1's parser refuses: other control characters in a value, a name that is not a token.
+  ['SOH in a raw value', '00 01 61 03 61 01 62', false, LITERAL_BAD],
+  ['DEL in a raw value', '00 01 61 03 61 7f 62', true, LITERAL_BAD],
+  ['HTAB and obs-text in a value are fine', '00 01 61 03 61 09 e9', false, 0],
+  ['a space in a raw name', '00 03 61 20 62 01 61', false, LITERAL_BAD],
+  ['a parenthesis in a name added to the dynamic table', '40 03 61 28 62 01 61', true, INDEXED_BAD],
+  ['an empty name', '00 00 01 61', false, LITERAL_BAD],
+  ['a colon inside a raw name', '00 03 61 3a 62 01 61', false, LITERAL_BAD],
+  ['a pseudo-header name as a raw literal is fine', '00 05 3a 70 61 74 68 01 2f', false, 0],
+  ['token punctuation in a name is fine', '00 05 61 2d 5f 7e 21 01 61', false, 0],
+  // Huffman: SOH is 23 bits 7fffd8 (then 1 bit of padding); 'a b' is a 00011, space 010100, b 100011.
+  ['SOH in a Huffman-coded value', '00 01 61 83 ff ff b1', false, LITERAL_BAD],
+  ['a space in a Huffman-coded name', '00 83 1a 91 ff 01 61', true, LITERAL_BAD],
+  // ':' is 7 bits 1011100: ':a' is fine, 'a:' is not.
+  ['a Huffman-coded pseudo-header-like name', '00 82 b8 3f 01 61', false, 0],
+  ['a colon inside a Huffman-coded name', '00 82 1d cf 01 61', false, LITERAL_BAD],
   // Not HPACK at all.
   ['index 0', '80', false, NOT_HPACK],
   ['Huffman padding that is not all ones', '00 01 61 81 00', false, NOT_HPACK],
@@ -56,7 +72,7 @@ const CASES: Array<[string, string, boolean, number]> = [
   ['an integer past 2^31', '0f ff ff ff ff ff 0f', false, NOT_HPACK]
 ]
 
-t.test('NUL, LF and CR in literals, and what is not HPACK', async t => {
+t.test('fields HTTP/1.1 would refuse (control characters in values, names that are not tokens), and what is not HPACK', async t => {
   for (const [name, hex, bytewise, found] of CASES) t.equal(scan(hex, bytewise).found, found, name)
   t.equal(scan('00 05 61 62', false).complete, false, 'a block that ends inside a string is not complete')
 })
