@@ -214,9 +214,13 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
   const server = createSecureServer(options, dispatch as never)
   guardHttp2Sessions(server, abuse.guarded)
   const budget = resetBudgetOf(options)
-  // An address just cut off for abuse: closed before its TLS handshake costs anything (http2-abuse.ts).
-  server.on('connection', (socket: Socket) => {
-    if (!abuse.penalty.refuses(socket.remoteAddress)) return
+  // An address just cut off for abuse: closed before Node's TLS code sees the connection (it would make
+  // a TLS socket and its OpenSSL state first: a flooder retrying at once costs that per attempt).
+  const tlsListener = server.listeners('connection')[0] as ((this: Http2SecureServer, socket: Socket) => void) | undefined
+  if (tlsListener?.name !== 'tlsConnectionListener') throw new Error('Node\'s TLS connection listener was not found: refused addresses cannot be closed before it')
+  server.removeListener('connection', tlsListener)
+  server.prependListener('connection', (socket: Socket) => {
+    if (!abuse.penalty.refuses(socket.remoteAddress)) { tlsListener.call(server, socket); return }
     socket.destroy()
     abuse.refused()
   })
