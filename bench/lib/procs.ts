@@ -36,10 +36,9 @@ function descendants (pid: number): number[] {
 
 /**
  * Runs `measure` with every process of `others` stopped (SIGSTOP, children included) and resumes them
- * after. The systems under test share CPU 1; one that sat idle is not idle to the CPU: V8's memory
- * reducer runs a full collection of its heap some seconds after its load ended, and timers fire, which
- * stalls the one being measured for tens of milliseconds, at random in its run (a fixed-rate p99 is the
- * longest such stall). Stopped, they take nothing; resumed, each is measured from its own state.
+ * after. The systems under test share CPU 1; one that sat idle is not idle to the CPU (a gateway loaded
+ * and then left idle used 0.08–0.15 s of it during a 14 s run of another: timers, garbage collection),
+ * time taken from the one being measured when it does not choose. Stopped, they take nothing.
  */
 export async function alone<T> (others: Proc[], measure: () => Promise<T>): Promise<T> {
   const pids = others.flatMap(p => p.pids())
