@@ -71,6 +71,20 @@ function createLink (tls: TLSSocket, onGuarded: OnGuarded): Link {
       draining = done
       tls.once('drain', release)
     },
+    // The session writes its frames in one batch (JSStreamSocket corks this stream around them): one
+    // TLS write for the batch, as nghttp2 makes on a native socket, not a record and a send per frame.
+    writev (chunks: Array<{ chunk: Buffer }>, done) {
+      tls.cork()
+      let room = true
+      for (const { chunk } of chunks) {
+        guard.toClient(chunk)
+        room = tls.write(chunk)
+      }
+      tls.uncork()
+      if (room) { done(); return }
+      draining = done
+      tls.once('drain', release)
+    },
     // What the session wrote is in the TLS socket, which sends it before its FIN; Node then destroys
     // the socket on a session error (and with it this stream), or waits for the client's close.
     final (done) { tls.end(); done() },
