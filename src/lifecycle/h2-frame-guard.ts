@@ -1,5 +1,6 @@
 import { INDEXED_BAD, LITERAL_BAD, LiteralScanner, NOT_HPACK } from './hpack-literals.js'
-import { createSendState, MAX_WINDOW } from './h2-send-state.js'
+import { constants } from 'node:http2'
+import { createSendState, FRAME, MAX_WINDOW } from './h2-send-state.js'
 
 /*
  * The client's HTTP/2 frames, read between the TLS socket and nghttp2 (issue #21), for what Node's
@@ -40,14 +41,13 @@ export interface FrameGuard {
 }
 
 // RFC 9113 §6 frame types and flags, §7 error codes.
-const HEADERS = 1; const RST_STREAM = 3; const SETTINGS = 4; const PING = 6; const GOAWAY = 7; const WINDOW_UPDATE = 8; const CONTINUATION = 9
-const ACK = 0x1; const END_HEADERS = 0x4; const PADDED = 0x8; const PRIORITY = 0x20
-export const PROTOCOL_ERROR = 1
-export const FLOW_CONTROL_ERROR = 3
-const FRAME_SIZE_ERROR = 6
-const ENHANCE_YOUR_CALM = 11
-const COMPRESSION_ERROR = 9
-const SETTINGS_INITIAL_WINDOW_SIZE = 4
+const { HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION } = FRAME
+const {
+  NGHTTP2_FLAG_ACK: ACK, NGHTTP2_FLAG_END_HEADERS: END_HEADERS, NGHTTP2_FLAG_PADDED: PADDED, NGHTTP2_FLAG_PRIORITY: PRIORITY,
+  NGHTTP2_PROTOCOL_ERROR: PROTOCOL_ERROR, NGHTTP2_FLOW_CONTROL_ERROR: FLOW_CONTROL_ERROR, NGHTTP2_FRAME_SIZE_ERROR: FRAME_SIZE_ERROR,
+  NGHTTP2_ENHANCE_YOUR_CALM: ENHANCE_YOUR_CALM, NGHTTP2_COMPRESSION_ERROR: COMPRESSION_ERROR,
+  NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE: SETTINGS_INITIAL_WINDOW_SIZE
+} = constants
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
 // What the rest of a client frame's payload is to the guard.

@@ -2,7 +2,7 @@ import type { Http2SecureServer, Http2Session, ServerHttp2Stream } from 'node:ht
 import { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { createFrameGuard, type FrameGuard, type GuardReason } from './h2-frame-guard.js'
-import { closeStream, SESSION_DESTROYING } from './http2.js'
+import { closeStream, SESSION_DESTROYING, takeNodeListener } from './http2.js'
 
 /*
  * Puts the frame guard (h2-frame-guard.ts) between each h2 TLS socket and Node's HTTP/2 session.
@@ -35,15 +35,13 @@ interface Link {
 
 /** From now on, every h2 session of `server` reads its client through a frame guard. */
 export function guardHttp2Sessions (server: Http2SecureServer, onGuarded: OnGuarded): void {
-  const nodeListener = server.listeners('secureConnection')[0] as ((this: Http2SecureServer, socket: unknown) => void) | undefined
   // Node's own (lib/internal/http2/core.js): the guard must not be skipped by a Node that changed it.
-  if (nodeListener?.name !== 'connectionListener') throw new Error('Node\'s HTTP/2 connection listener was not found: the frame guard cannot be installed')
-  server.removeListener('secureConnection', nodeListener)
+  const nodeListener = takeNodeListener<[unknown]>(server, 'secureConnection', 'connectionListener', 'the frame guard cannot be installed')
   let opening: Link | undefined
   server.prependListener('secureConnection', (socket: TLSSocket) => {
-    if (socket.alpnProtocol !== 'h2') { nodeListener.call(server, socket); return }
+    if (socket.alpnProtocol !== 'h2') { nodeListener(socket); return }
     opening = createLink(socket, onGuarded)
-    try { nodeListener.call(server, opening.duplex) } finally { opening = undefined }
+    try { nodeListener(opening.duplex) } finally { opening = undefined }
   })
   // Node makes the session and emits 'session' within the listener above, before anyone reads its socket.
   server.prependListener('session', (session: Http2Session) => {

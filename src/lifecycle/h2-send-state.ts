@@ -9,8 +9,10 @@
  * client that raises a window to 2^31-1 by its own count is never above it here.
  */
 
-export const MAX_WINDOW = 2 ** 31 - 1
-const INITIAL_WINDOW = 65_535
+import { constants } from 'node:http2'
+
+export const MAX_WINDOW = constants.MAX_INITIAL_WINDOW_SIZE // 2^31-1
+const INITIAL_WINDOW = constants.DEFAULT_SETTINGS_INITIAL_WINDOW_SIZE
 // Streams whose window is followed at once: far above SETTINGS_MAX_CONCURRENT_STREAMS. A stream past it
 // (a client opening streams nghttp2 ignores after GOAWAY) is not followed; nghttp2 then judges its
 // WINDOW_UPDATEs alone (it still ends the connection on an overflow).
@@ -22,8 +24,10 @@ const RESET = -(2 ** 53)
 // ends the connection as a SETTINGS or PING flood.
 const MAX_ACKS_OWED = 1000
 
-const DATA = 0; const HEADERS = 1; const RST_STREAM = 3; const SETTINGS = 4; const PING = 6
-const END_STREAM = 0x1; const ACK = 0x1
+/** RFC 9113 §6 frame types, which node:http2 does not export (its flags and error codes it does). */
+export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const
+const { DATA, HEADERS, RST_STREAM, SETTINGS, PING } = FRAME
+const { NGHTTP2_FLAG_END_STREAM: END_STREAM, NGHTTP2_FLAG_ACK: ACK } = constants
 
 export interface SendState {
   /** A client HEADERS opened `stream`. */

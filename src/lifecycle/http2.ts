@@ -1,4 +1,5 @@
 import { constants, Http2ServerRequest, type Http2Session, type SecureServerOptions, type ServerHttp2Stream } from 'node:http2'
+import type { EventEmitter } from 'node:events'
 import type { Config } from '../config/schema.js'
 
 /*
@@ -114,6 +115,18 @@ export function limitClientResets (session: Http2Session, budget: ResetBudget, o
 // ends (CONTINUATION flood, CVE-2024-27983). nghttp2 has already ended the connection.
 const NGHTTP2_ERR_FLOODED = -904
 const NGHTTP2_ERR_TOO_MANY_CONTINUATIONS = -905
+
+/**
+ * Takes Node's own `name` listener of `event` off `server` and returns it, so that the gateway's
+ * listener decides whether and with what it runs (a refused address, the frame guard's stream). Throws
+ * when this Node has no such listener: what the gateway puts in front of it must never be skipped.
+ */
+export function takeNodeListener<A extends unknown[]> (server: EventEmitter, event: string, name: string, what: string): (...args: A) => void {
+  const listener = server.listeners(event).find(l => l.name === name) as ((...args: A) => void) | undefined
+  if (listener === undefined) throw new Error(`Node's ${event} listener (${name}) was not found: ${what}`)
+  server.removeListener(event, listener)
+  return (...args) => { listener.apply(server, args) }
+}
 
 /**
  * Emitted on a session, with the error, when it is being destroyed (h2-guarded-socket.ts): Node emits

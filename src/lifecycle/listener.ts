@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { constants as h2, createSecureServer, type Http2SecureServer, type Http2Session, type SecureServerOptions } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
-import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, watchFloods } from './http2.js'
+import { closeStream, isHttp2Request, limitClientResets, resetBudgetOf, takeNodeListener, watchFloods } from './http2.js'
 import { createPenaltyBox, HTTP2_CONNECTION_REFUSED, HTTP2_CUT_OFF, HTTP2_GUARDED, type Http2CutOff, type Http2Guarded, type PenaltyBox } from './http2-abuse.js'
 import { guardHttp2Sessions } from './h2-guarded-socket.js'
 import type { GuardReason } from './h2-frame-guard.js'
@@ -216,11 +216,9 @@ function createHttp2Server (options: SecureServerOptions, http: object, dispatch
   const budget = resetBudgetOf(options)
   // An address just cut off for abuse: closed before Node's TLS code sees the connection (it would make
   // a TLS socket and its OpenSSL state first: a flooder retrying at once costs that per attempt).
-  const tlsListener = server.listeners('connection')[0] as ((this: Http2SecureServer, socket: Socket) => void) | undefined
-  if (tlsListener?.name !== 'tlsConnectionListener') throw new Error('Node\'s TLS connection listener was not found: refused addresses cannot be closed before it')
-  server.removeListener('connection', tlsListener)
+  const tlsListener = takeNodeListener<[Socket]>(server, 'connection', 'tlsConnectionListener', 'refused addresses cannot be closed before it')
   server.prependListener('connection', (socket: Socket) => {
-    if (!abuse.penalty.refuses(socket.remoteAddress)) { tlsListener.call(server, socket); return }
+    if (!abuse.penalty.refuses(socket.remoteAddress)) { tlsListener(socket); return }
     socket.destroy()
     abuse.refused()
   })
