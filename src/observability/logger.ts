@@ -1,4 +1,5 @@
 import { LogController, type FastifyBaseLogger, type FastifyServerOptions } from 'fastify'
+import { register as onExit } from 'on-exit-leak-free'
 import { pino } from 'pino'
 
 /*
@@ -13,16 +14,52 @@ export const REDACT_PATHS = [
   'err.headers.authorization', 'token', 'password', 'secret'
 ]
 
+/** A log destination that can also take lines to write together at the end of the event-loop turn. */
+export interface BatchingDestination extends NodeJS.WritableStream {
+  /** Queues a whole line; the turn's queued lines go out as one write. */
+  writeBatched: (line: string) => void
+  flushSync: () => void
+}
+
 /**
- * Standard output, written synchronously, one write per line. pino's default destination writes
- * asynchronously, and while one write is in flight it appends each new line to one pending string
- * and measures that whole string again (sonic-boom's `Buffer.byteLength` of its last buffer): under
- * load a copy per line that grows with the backlog (bench/STAGES.md, issue #19: 7.5 KiB and a quarter
- * of the access line's CPU per request). Synchronous is also what Node does for its own stdout on
- * files and pipes, and a line is out before the next request's.
+ * Standard output, written synchronously. pino's default destination writes asynchronously, and
+ * while one write is in flight it appends each new line to one pending string and measures that whole
+ * string again (sonic-boom's `Buffer.byteLength` of its last buffer): under load a copy per line that
+ * grows with the backlog (bench/STAGES.md, issue #19: 7.5 KiB and a quarter of the access line's CPU
+ * per request). Synchronous is also what Node does for its own stdout on files and pipes.
+ *
+ * The access lines, one per request, are queued instead and written together when the event-loop turn
+ * that answered them ends (setImmediate): one write for the turn's requests instead of one each (under
+ * load several requests end per turn, and on a pipe to a container runtime each write also wakes its
+ * reader). Every other line is written at once, after whatever is queued, so lines keep their order;
+ * the process's exit writes what is still queued (on-exit-leak-free, as pino flushes its own
+ * destinations: held weakly, so a reload's replaced destinations are not kept for it). A process
+ * killed outright loses the access lines of its last turn, a few milliseconds of them.
  */
-export function createLogDestination (): NodeJS.WritableStream {
-  return pino.destination({ dest: 1, sync: true }) as unknown as NodeJS.WritableStream
+export function createLogDestination (fd = 1): BatchingDestination {
+  const out = pino.destination({ dest: fd, sync: true })
+  // sonic-boom's own write and flushSync, kept before the destination's are put over them.
+  const writeNow = out.write.bind(out)
+  const flushOut = out.flushSync.bind(out)
+  let queued: string[] = []
+  let scheduled = false
+  const flush = (): void => {
+    scheduled = false
+    if (queued.length === 0) return
+    const lines = queued
+    queued = []
+    writeNow(lines.length === 1 ? lines[0]! : lines.join(''))
+  }
+  const destination: BatchingDestination = Object.assign(out as unknown as NodeJS.WritableStream, {
+    write (line: string): boolean { flush(); return writeNow(line) },
+    writeBatched (line: string): void {
+      queued.push(line)
+      if (!scheduled) { scheduled = true; setImmediate(flush) }
+    },
+    flushSync (): void { flush(); flushOut() }
+  })
+  onExit(destination, d => { d.flushSync() })
+  return destination
 }
 
 export function loggerOptions (level: string, stream: NodeJS.WritableStream = createLogDestination()): FastifyServerOptions['logger'] {
@@ -77,7 +114,8 @@ export function createAccessLog (fastifyLog: FastifyBaseLogger, msg: string): (f
   if (!direct) {
     return fields => { log.info(fields, msg) }
   }
-  const write = stream.write!.bind(stream)
+  const batched = (stream as Partial<BatchingDestination>).writeBatched
+  const write = typeof batched === 'function' ? batched.bind(stream) : stream.write!.bind(stream)
   const tail = `,"msg":${JSON.stringify(msg)}${end}`
   return fields => {
     if (!log.isLevelEnabled('info')) return
