@@ -1,4 +1,5 @@
 import type { Decision, RateLimitHint } from '../types.js'
+import { deepFreeze } from './wasm-eval.js'
 
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
@@ -40,6 +41,24 @@ export function toDecision (value: unknown): Decision | null {
     decision.rateLimit = hint
   }
   return decision
+}
+
+/**
+ * toDecision for the values the policy engine returns, which are frozen and shared by the evaluations
+ * that return the same result (wasm-eval.ts): each value is judged once, and its Decision, frozen too,
+ * shared as well. Per gateway generation; the values are held weakly.
+ */
+export function createDecisionReader (): (value: unknown) => Decision | null {
+  const judged = new WeakMap<object, Decision | null>()
+  const allow = deepFreeze(toDecision(true))
+  const deny = deepFreeze(toDecision(false))
+  return value => {
+    if (typeof value === 'boolean') return value ? allow : deny
+    if (value === null || typeof value !== 'object') return null
+    let decision = judged.get(value)
+    if (decision === undefined) judged.set(value, decision = deepFreeze(toDecision(value)))
+    return decision
+  }
 }
 
 /** `{key?, cost?, tier?}`: a non-empty key and tier of bounded length, a positive integer cost. */

@@ -7,11 +7,16 @@ import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
  * found by a native search (the SDK walks the bytes in JavaScript) and decoded from a view kept across
  * calls. The caller serialises the input once and may evaluate it more than once (the shadow policy
  * judges the same bytes as the active one).
+ *
+ * A policy's results repeat (the same allow, reasons and headers for a caller on a route), so each
+ * distinct result text is parsed once and the value shared by every evaluation that returns it: a
+ * lookup of the text instead of JSON.parse and a new object graph per request. Shared values are
+ * frozen, so a caller that tried to change one would throw instead of changing another request's.
  */
 
 /**
  * The entrypoint's result set for an input given as JSON text: `[{"result": ...}]`, or [] when
- * undefined. An empty text is no input (`input` undefined in the policy).
+ * undefined; deeply frozen. An empty text is no input (`input` undefined in the policy).
  */
 export type JsonEvaluation = (inputJson: string, entrypoint: number) => unknown
 
@@ -30,6 +35,19 @@ export function nulTerminated (memory: Buffer, at: number): string {
 }
 
 const PAGE = 64 * 1024
+// Distinct result texts kept parsed, and the longest kept. When full the table starts again: no
+// recency bookkeeping per call, and a policy whose results never repeat costs one lookup each.
+const RESULTS_KEPT = 1024
+const LONGEST_KEPT = 4096
+
+/** `value` and everything in it frozen; returned for chaining. */
+export function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
 // opa_eval's format argument: 0 asks for the result as JSON text.
 const FORMAT_JSON = 0
 
@@ -42,6 +60,7 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
   // Growing the memory detaches its buffer (a view of it then has length 0) and makes a new one. Asked
   // only then: reading `buffer` off the memory object costs more than the check.
   const current = (): Buffer => view.length === 0 ? (view = Buffer.from(p.mem.buffer)) : view
+  const parsed = new Map<string, unknown>()
   return (inputJson, entrypoint) => {
     const at = p.dataHeapPtr
     // UTF-8 takes at most three bytes per UTF-16 unit: room for the worst case, then the exact write.
@@ -51,6 +70,15 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
     // The evaluation's heap starts after the input; every call reuses the same space.
     // Address 0 and length 0 is no input at all, as the SDK passes it (an empty string is one).
     const resultAt = opaEval(0, entrypoint, p.dataAddr, length === 0 ? 0 : at, length, at + length, FORMAT_JSON)
-    return JSON.parse(nulTerminated(current(), resultAt))
+    const text = nulTerminated(current(), resultAt)
+    let value = parsed.get(text)
+    if (value === undefined) {
+      value = deepFreeze(JSON.parse(text))
+      if (text.length <= LONGEST_KEPT) {
+        if (parsed.size >= RESULTS_KEPT) parsed.clear()
+        parsed.set(text, value)
+      }
+    }
+    return value
   }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { toDecision } from '../../../src/pipeline/authorize/decision.js'
+import { createDecisionReader, toDecision } from '../../../src/pipeline/authorize/decision.js'
+import { deepFreeze } from '../../../src/pipeline/authorize/wasm-eval.js'
 
 const NO_HEADERS = { upstream: {}, client: {} }
 
@@ -114,4 +115,18 @@ t.test('reserved header names are refused on either side', async t => {
 t.test('names that only look like reserved ones are allowed', async t => {
   const headers = { 'x-forwarded': 'a', 'hosts': 'b', 'x-portcullis-tenant': 'c', 'x-te': 'd' }
   t.same(toDecision({ allow: true, headers: { upstream: headers } })?.headers.upstream, headers)
+})
+
+t.test('the decision reader judges a shared value once and shares its frozen decision', async t => {
+  const read = createDecisionReader()
+  const value = deepFreeze({ allow: true, reasons: ['r'], headers: { client: { 'x-a': '1' } } })
+  const first = read(value)
+  t.same(first, { allow: true, reasons: ['r'], headers: { upstream: {}, client: { 'x-a': '1' } } })
+  t.equal(read(value), first, 'the same value: the same decision')
+  t.ok(Object.isFrozen(first) && Object.isFrozen(first!.headers.client))
+  t.not(read(deepFreeze({ allow: true, reasons: ['r'], headers: { client: { 'x-a': '2' } } })), first, 'another value is judged on its own')
+  t.equal(read(true), read(true))
+  t.equal(read(false)?.allow, false)
+  t.equal(read(deepFreeze({ allow: 'yes' })), null, 'a malformed value is still null')
+  t.equal(read(undefined), null)
 })

@@ -149,3 +149,26 @@ decision := {"allow": true, "v": concat("|", [input.s, input.t])} if input.k == 
   t.equal(engine.evaluate(undefined), undefined, 'no input: undefined decision')
   t.same(resets, [], 'nothing faulted')
 })
+
+t.test('results that repeat are parsed once, shared and frozen; different results stay apart', async t => {
+  const { engine } = await engineFor(t, `package gateway.authz
+
+decision := {"allow": true, "reasons": ["echo"], "headers": {"upstream": {"x-echo": input.v}}}
+`)
+  const a1 = engine.evaluate({ v: 'a' }) as { headers: { upstream: Record<string, string> } }
+  const a2 = engine.evaluate({ v: 'a' })
+  const b = engine.evaluate({ v: 'b' }) as { headers: { upstream: Record<string, string> } }
+  t.equal(a1, a2, 'the same result text: the same value')
+  t.not(a1, b)
+  t.equal(a1.headers.upstream['x-echo'], 'a')
+  t.equal(b.headers.upstream['x-echo'], 'b', 'another input\'s result is its own')
+  t.ok(Object.isFrozen(a1) && Object.isFrozen(a1.headers.upstream), 'frozen all the way down')
+  t.throws(() => { a1.headers.upstream['x-echo'] = 'changed' }, TypeError, 'a caller cannot change what other requests share')
+  t.equal((engine.evaluate({ v: 'a' }) as typeof a1).headers.upstream['x-echo'], 'a')
+  // More distinct results than the table keeps: each still the policy's own answer.
+  for (let i = 0; i < 1100; i++) {
+    const r = engine.evaluate({ v: `v${i}` }) as typeof a1
+    if (r.headers.upstream['x-echo'] !== `v${i}`) t.fail(`result ${i} was another's`)
+  }
+  t.equal((engine.evaluate({ v: 'a' }) as typeof a1).headers.upstream['x-echo'], 'a', 'after the table started again')
+})
