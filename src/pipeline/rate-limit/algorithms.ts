@@ -38,16 +38,21 @@ export function gcraParams (spec: LimitSpec): { intervalUs: number, toleranceUs:
 /** Entries kept per process; the least recently used bucket is forgotten first. */
 const MEMORY_BUCKETS = 100_000
 
-/** The in-process store: one process's view, used alone (store: memory) or when Redis fails. */
+/**
+ * The in-process store: one process's view, used alone (store: memory) or when Redis fails. A bucket
+ * remembers the definition it was counted under (the caller's string for the limit's settings): a
+ * limit whose definition changed over a reload starts its buckets afresh instead of inheriting the old
+ * counts. Kept beside the count, not in the key, so a request makes no key string of its own.
+ */
 export function createMemoryLimiter (now: () => number = () => performance.timeOrigin + performance.now()) {
-  const windows = new LRUCache<string, { count: number, resetAt: number }>({ max: MEMORY_BUCKETS })
-  const tats = new LRUCache<string, number>({ max: MEMORY_BUCKETS })
+  const windows = new LRUCache<string, { count: number, resetAt: number, definition: string }>({ max: MEMORY_BUCKETS })
+  const tats = new LRUCache<string, { tat: number, definition: string }>({ max: MEMORY_BUCKETS })
 
-  function fixedWindow (key: string, cost: number, spec: LimitSpec): Verdict {
+  function fixedWindow (key: string, cost: number, spec: LimitSpec, definition: string): Verdict {
     const t = now()
     let w = windows.get(key)
-    if (w === undefined || w.resetAt <= t) {
-      w = { count: 0, resetAt: t + spec.windowMs }
+    if (w === undefined || w.resetAt <= t || w.definition !== definition) {
+      w = { count: 0, resetAt: t + spec.windowMs, definition }
       windows.set(key, w)
     }
     const resetMs = w.resetAt - t
@@ -56,22 +61,30 @@ export function createMemoryLimiter (now: () => number = () => performance.timeO
     return { allowed: true, remaining: spec.max - w.count, resetMs, retryAfterMs: 0 }
   }
 
-  function gcra (key: string, cost: number, spec: LimitSpec): Verdict {
+  function gcra (key: string, cost: number, spec: LimitSpec, definition: string): Verdict {
     const { intervalUs, toleranceUs } = gcraParams(spec)
     const t = Math.floor(now() * 1000)
-    const tat = Math.max(tats.get(key) ?? t, t)
+    const entry = tats.get(key)
+    const tat = Math.max(entry !== undefined && entry.definition === definition ? entry.tat : t, t)
     const next = tat + cost * intervalUs
     const allowAt = next - toleranceUs
     if (t < allowAt) {
       return { allowed: false, remaining: Math.floor((toleranceUs - (tat - t)) / intervalUs), resetMs: (tat - t) / 1000, retryAfterMs: (allowAt - t) / 1000 }
     }
-    tats.set(key, next) // a TAT in the past means a full bucket, so stale entries need no expiry
+    // A TAT in the past means a full bucket, so stale entries need no expiry.
+    if (entry !== undefined) {
+      entry.tat = next
+      entry.definition = definition
+    } else {
+      tats.set(key, { tat: next, definition })
+    }
     return { allowed: true, remaining: Math.floor((toleranceUs - (next - t)) / intervalUs), resetMs: (next - t) / 1000, retryAfterMs: 0 }
   }
 
   return {
-    consume (key: string, cost: number, spec: LimitSpec): Verdict {
-      return spec.algorithm === 'gcra' ? gcra(key, cost, spec) : fixedWindow(key, cost, spec)
+    /** `definition`: the limit's settings as a string; a bucket counted under another starts afresh. */
+    consume (key: string, cost: number, spec: LimitSpec, definition = ''): Verdict {
+      return spec.algorithm === 'gcra' ? gcra(key, cost, spec, definition) : fixedWindow(key, cost, spec, definition)
     },
     get size (): number { return windows.size + tats.size }
   }

@@ -139,8 +139,22 @@ const limit: FastifyPluginAsync<RateLimitOptions> = async (app, { metrics, store
         prefix = perRoute.get(route)
         if (prefix === undefined) perRoute.set(route, prefix = bucketPrefix('route', route, name))
       }
-      return storeKey(bucketHash(prefix + principalIdentity(request, clientBucketIp(request))), hint?.cost ?? 1)
+      return storeKey(principalHash(request, prefix), hint?.cost ?? 1)
     }
+  }
+  // A token's principal comes back from the verified-token cache with the same claims object on each
+  // of its requests: its bucket's hash is kept on that object (weakly), checked against the issuer,
+  // subject and bucket prefix it was made for, so a remembered caller's key is found without building
+  // its name and looking that up (issue #19). Other callers' names are hashed through bucketHash.
+  const byClaims = new WeakMap<object, { prefix: string, issuer: string, subject: string, hash: string }>()
+  const principalHash = (request: FastifyRequest, prefix: string): string => {
+    const p = request.principal
+    if (p === null || p.type !== 'jwt') return bucketHash(prefix + principalIdentity(request, clientBucketIp(request)))
+    const known = byClaims.get(p.claims)
+    if (known !== undefined && known.prefix === prefix && known.issuer === p.issuer && known.subject === p.subject) return known.hash
+    const hash = bucketHash(prefix + principalIdentity(request, ''))
+    byClaims.set(p.claims, { prefix, issuer: p.issuer, subject: p.subject, hash })
+    return hash
   }
   const specs: LimitSpec[] = []
   for (const route of config.routes) {

@@ -19,7 +19,7 @@ export interface Bucket {
 
 /**
  * In-process counters outlive reloads (lifecycle/process-state.ts); a limit whose definition changed
- * must not inherit the old one's counts, so the definition is part of each in-process key.
+ * must not inherit the old one's counts, so each in-process bucket is counted under its definition.
  */
 function definitionOf (spec: LimitSpec): string {
   return `\0${spec.algorithm}:${spec.max}:${spec.windowMs}:${spec.burst}`
@@ -68,11 +68,11 @@ export function createRateLimitStore (config: Config['rateLimit'], metrics: Metr
 
   // The memory store answers at once: no promise is made for it (issue #19: this runs per request).
   function consume (key: string, cost: number, bucket: Bucket, definition: string): Verdict | Promise<Verdict> {
-    if (redis === null) return memory.consume(key + definition, cost, bucket.spec)
+    if (redis === null) return memory.consume(key, cost, bucket.spec, definition)
     return redis.consume(prefix + key, cost, bucket.spec).catch(() => {
       const action = bucket.onStoreError === 'local' ? 'local' : 'fail_closed'
       metrics.rateLimitStoreErrors.inc({ route: bucket.label, action })
-      if (action === 'local') return memory.consume(key + definition, cost, bucket.fallback)
+      if (action === 'local') return memory.consume(key, cost, bucket.fallback, definition)
       throw new GW_ERR_RATE_LIMIT_STORE()
     })
   }

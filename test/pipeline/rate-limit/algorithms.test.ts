@@ -56,3 +56,15 @@ t.test('gcra: burst below max makes the rate smooth; cost counts as several cell
   t.notOk(l.consume('c', 5, spec).allowed, '6 + 5 cells exceed the burst of 10')
   t.equal(l.consume('c', 4, spec).remaining, 0)
 })
+
+t.test('a bucket counted under another definition of its limit starts afresh; under its own it carries on', async t => {
+  for (const algorithm of ['fixed-window', 'gcra'] as const) {
+    const { l } = limiter()
+    const spec: LimitSpec = { algorithm, max: 3, windowMs: 60_000, burst: 3 }
+    t.equal(allowedOf(Array.from({ length: 5 }, () => l.consume('a', 1, spec, 'v1'))), 3, `${algorithm}: the limit`)
+    t.notOk(l.consume('a', 1, spec, 'v1').allowed, `${algorithm}: the same definition (a reload that kept the limit) keeps the count`)
+    const raised: LimitSpec = { ...spec, max: 4, burst: 4 }
+    t.equal(allowedOf(Array.from({ length: 6 }, () => l.consume('a', 1, raised, 'v2'))), 4, `${algorithm}: a changed limit counts from zero`)
+    t.equal(l.size, 1, `${algorithm}: one bucket, not one per definition`)
+  }
+})
