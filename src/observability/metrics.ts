@@ -41,6 +41,7 @@ export function createMetrics (registry: Registry) {
   // Bumped on every request: counted as plain numbers and handed on when read (tally.ts).
   const requestTally = createTally<'route' | 'method' | 'outcome' | 'status_class'>()
   const protocolTally = createTally<'protocol'>()
+  const policyDecisionTally = createTally<'route' | 'result'>()
   const requestsInFlight = { count: 0 }
   return {
     registry,
@@ -102,8 +103,10 @@ export function createMetrics (registry: Registry) {
       name: 'portcullis_policy_decisions_total',
       help: 'Policy decisions, by route and result (allow, deny, error)',
       labelNames: ['route', 'result'] as const,
-      registers
+      registers,
+      collect () { policyDecisionTally.flush(this) }
     }),
+    policyDecisionTally,
     policyDuration: new Histogram({
       name: 'portcullis_policy_evaluation_seconds',
       help: 'Time spent evaluating the policy for one request',

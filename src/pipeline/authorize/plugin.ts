@@ -7,9 +7,10 @@ import {
 } from '../../errors.js'
 import type { DecisionLog } from '../../observability/decision-log.js'
 import type { Metrics } from '../../observability/metrics.js'
+import type { TallySeries } from '../../observability/tally.js'
 import { DECISION_ID_HEADER } from '../../util/header-names.js'
 import { routeOf, syncHook, type Decision, type PolicyInput } from '../types.js'
-import { toDecision } from './decision.js'
+import { createDecisionReader } from './decision.js'
 import { createPolicyInputWriter } from './input.js'
 import { policyMasks } from './log-mask.js'
 import { PolicyEvaluationFault } from './policy-engine.js'
@@ -48,6 +49,17 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
   app.decorateRequest('policyRevision', null)
 
   const writeInput = createPolicyInputWriter()
+  const toDecision = createDecisionReader()
+  // The decisions counter's series per route, counted as plain numbers (observability/tally.ts).
+  const decided = new Map<string, Record<'allow' | 'deny' | 'error', TallySeries>>()
+  const count = (routeId: string, result: 'allow' | 'deny' | 'error'): void => {
+    let series = decided.get(routeId)
+    if (series === undefined) {
+      const one = (r: typeof result): TallySeries => metrics.policyDecisionTally.series(`${routeId}\0${r}`, { route: routeId, result: r })
+      decided.set(routeId, series = { allow: one('allow'), deny: one('deny'), error: one('error') })
+    }
+    series[result].pending++
+  }
   // Synchronous (syncHook in pipeline/types.ts: no promise per request); a throw is the refusal.
   const decide = (request: FastifyRequest, reply: FastifyReply): void => {
     const route = routeOf(request)
@@ -70,7 +82,7 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       value = engine.evaluateJson(inputJson, entrypoint)
     } catch (err) {
       failure = refusalFor(err)
-      metrics.policyDecisions.inc({ route: route.id, result: 'error' })
+      count(route.id, 'error')
       request.log.error({ decision_id: request.decisionId, policy_revision: engine.revision, code: failure.code, err }, 'policy evaluation failed')
       throw failure
     } finally {
@@ -105,12 +117,13 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
       request.log.warn({ decision_id: request.decisionId, policy_revision: engine.revision, route_id: route.id }, 'policy returned a malformed decision')
     }
     if (decision === null) {
-      metrics.policyDecisions.inc({ route: route.id, result: 'error' })
+      count(route.id, 'error')
       throw new GW_ERR_AUTHZ_BAD_DECISION()
     }
     request.decision = decision
-    metrics.policyDecisions.inc({ route: route.id, result: decision.allow ? 'allow' : 'deny' })
-    for (const [name, value] of Object.entries(decision.headers.client)) reply.header(name, value)
+    count(route.id, decision.allow ? 'allow' : 'deny')
+    const clientHeaders = decision.headers.client
+    for (const name in clientHeaders) reply.header(name, clientHeaders[name]!)
     if (!decision.allow) {
       const denied = new GW_ERR_AUTHZ_DENIED()
       if (decision.status !== undefined) (denied as { statusCode: number }).statusCode = decision.status
