@@ -79,7 +79,7 @@ export class BoundHistogram<L extends string = string> {
   readonly name: string
   readonly help: string
   readonly labelNames: readonly L[]
-  private readonly bounds: readonly number[]
+  readonly buckets: readonly number[]
   /** Every label set bound, by its values; kept across resets and reloads, as prom-client's series. */
   private readonly bound = new Map<string, HistogramSeries>()
   /** The exported series, in the order of their first observation (prom-client's order). */
@@ -94,7 +94,7 @@ export class BoundHistogram<L extends string = string> {
     this.name = config.name
     this.help = config.help
     this.labelNames = Object.freeze([...config.labelNames ?? []])
-    this.bounds = Object.freeze([...config.buckets])
+    this.buckets = Object.freeze([...config.buckets])
     // prom-client exports a histogram without labels from the start, at zero.
     if (this.labelNames.length === 0) this.series({} as Record<L, string>).expose()
     for (const registry of config.registers) registry.registerMetric(this as unknown as Metric)
@@ -105,7 +105,7 @@ export class BoundHistogram<L extends string = string> {
     const key = this.labelNames.map(name => labels[name]).join('\0')
     let series = this.bound.get(key)
     if (series === undefined) {
-      series = new HistogramSeries(Object.freeze({ ...labels }), this.bounds, this.live)
+      series = new HistogramSeries(Object.freeze({ ...labels }), this.buckets, this.live)
       this.bound.set(key, series)
     }
     return series
@@ -129,9 +129,9 @@ export class BoundHistogram<L extends string = string> {
     for (const series of this.live) {
       const sharedLabels = series.labels
       let cumulative = 0
-      for (let i = 0; i < this.bounds.length; i++) {
+      for (let i = 0; i < this.buckets.length; i++) {
         cumulative += series.counts[i]!
-        values.push({ labels: { le: this.bounds[i]! }, sharedLabels, value: cumulative, metricName: bucket, exemplar: null })
+        values.push({ labels: { le: this.buckets[i]! }, sharedLabels, value: cumulative, metricName: bucket, exemplar: null })
       }
       values.push(
         { labels: { le: '+Inf' }, sharedLabels, value: series.count, metricName: bucket, exemplar: null },
