@@ -152,8 +152,11 @@ t.test('the gateway\'s three request histograms read as prom-client\'s would', a
     t.equal(await metrics.registry.getSingleMetricAsString(name), await oracle.getSingleMetricAsString(name), name)
   }
   await read('portcullis_policy_evaluation_seconds') // at zero before any request
-  const upstream = createStatusSeries(metrics.upstreamDuration, (upstream, status) => ({ upstream, status_class: `${Math.floor(status / 100)}xx` }))
+  const upstreamOf = () => createStatusSeries(metrics.upstreamDuration, (upstream, status) => ({ upstream, status_class: `${Math.floor(status / 100)}xx` }))
+  const upstream = upstreamOf()
   t.equal(upstream('fn', 200), upstream('fn', 204), 'one series per upstream and status class')
+  t.not(upstream('fn', 200), upstream('fn', 502))
+  t.equal(upstreamOf()('fn', 200), upstream('fn', 200), 'the next generation (a reload) observes into the same series')
   for (const [i, v] of values().entries()) {
     const labels = { route: i % 2 === 0 ? 'hello' : 'other', method: 'GET', outcome: 'forwarded' }
     metrics.requestDuration.series(labels).observe(v)
