@@ -34,6 +34,7 @@ export function stageRules (dist: string): StageRule[] {
     own('pipeline/', 'pipeline, other'),
     own('observability/metrics.js', 'metrics'),
     own('observability/event-loop-delay.js', 'metrics'),
+    own('observability/histogram.js', 'metrics'),
     // The observe hook builds the access line (and counts the request through metrics.js, matched above).
     own('observability/plugin.js', 'access log'),
     own('observability/logger.js', 'access log'),

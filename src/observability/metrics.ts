@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client'
+import { Counter, Gauge, collectDefaultMetrics, type Registry } from 'prom-client'
 import { createEventLoopDelay } from './event-loop-delay.js'
+import { BoundHistogram } from './histogram.js'
 import { createShadowMetrics } from './shadow-metrics.js'
 import { createTally } from './tally.js'
 
@@ -56,7 +57,9 @@ export function createMetrics (registry: Registry) {
       collect () { requestTally.flush(this) }
     }),
     requestTally,
-    requestDuration: new Histogram({
+    // Observed on every request, as are policyDuration and upstreamDuration: through a series bound
+    // once per label set, not prom-client's Histogram (histogram.ts).
+    requestDuration: new BoundHistogram({
       name: 'portcullis_request_duration_seconds',
       help: 'Time from request start to response end, by route, method and outcome',
       labelNames: ['route', 'method', 'outcome'] as const,
@@ -107,7 +110,7 @@ export function createMetrics (registry: Registry) {
       collect () { policyDecisionTally.flush(this) }
     }),
     policyDecisionTally,
-    policyDuration: new Histogram({
+    policyDuration: new BoundHistogram({
       name: 'portcullis_policy_evaluation_seconds',
       help: 'Time spent evaluating the policy for one request',
       buckets: POLICY_BUCKETS,
@@ -140,7 +143,7 @@ export function createMetrics (registry: Registry) {
       labelNames: ['route'] as const,
       registers
     }),
-    upstreamDuration: new Histogram({
+    upstreamDuration: new BoundHistogram({
       name: 'portcullis_upstream_duration_seconds',
       help: 'Time until the upstream answered with headers, by upstream and status class',
       labelNames: ['upstream', 'status_class'] as const,

@@ -26,6 +26,11 @@ t.test('workers share the port; the primary\'s /metrics sums every worker; SIGTE
   for (let i = 0; i < 10; i++) t.equal((await httpsClient(t, files.caFile).send(`${gw.url}/hello/${i}`, { token })).status, 200)
   const metrics = (await admin.send(`${gw.adminUrl}/metrics`)).text
   t.match(metrics, /^portcullis_requests_total\{route="hello",method="GET",outcome="forwarded",status_class="2xx"\} 10$/m, 'one total across workers')
+  // The request histograms (observability/histogram.ts) are summed as prom-client's own were.
+  t.match(metrics, /^portcullis_request_duration_seconds_bucket\{le="\+Inf",route="hello",method="GET",outcome="forwarded"\} 10$/m)
+  t.match(metrics, /^portcullis_request_duration_seconds_count\{route="hello",method="GET",outcome="forwarded"\} 10$/m)
+  t.match(metrics, /^portcullis_policy_evaluation_seconds_count 10$/m)
+  t.match(metrics, /^portcullis_upstream_duration_seconds_count\{upstream="fn",status_class="2xx"\} 10$/m)
 
   gw.child.kill('SIGTERM')
   t.equal(await gw.exited, 0)

@@ -6,6 +6,7 @@ import {
   GW_ERR_GUARD_BAD_REQUEST, GW_ERR_INTERNAL, GW_ERR_UPSTREAM_BUSY, GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE, GW_ERR_UPSTREAM_TOTAL_TIMEOUT
 } from '../../errors.js'
 import { statusClass, type Metrics } from '../../observability/metrics.js'
+import { createStatusSeries } from '../../observability/histogram.js'
 import { markUpstreamError } from '../error-reply.js'
 import { isHttp2Request } from '../../lifecycle/http2.js'
 import { buildUpstreamHeaders, copyResponseHeaders, type HeaderRules } from './headers.js'
@@ -65,6 +66,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
     if (!(err instanceof GW_ERR_UPSTREAM_TOTAL_TIMEOUT || err instanceof GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE)) metrics.upstreamErrors.inc({ upstream: id, kind: classify(err).kind ?? 'failed' })
     markUpstreamError(err)
   }]))
+  const upstreamDuration = createStatusSeries(metrics.upstreamDuration, (upstream, status) => ({ upstream, status_class: statusClass(status) }))
   const forwarding = new Map<string, RouteForwarding>()
   for (const r of routes) {
     const u = upstreams.get(r.upstream)
@@ -151,7 +153,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
         throw error
       }
       const elapsed = performance.now() - exchange.startedAt
-      metrics.upstreamDuration.observe({ upstream: upstream.id, status_class: statusClass(response.statusCode) }, elapsed / 1000)
+      upstreamDuration(upstream.id, response.statusCode).observe(elapsed / 1000)
       return sendAnswer(request, reply, response, settings, elapsed, metrics)
     },
     async close () {
