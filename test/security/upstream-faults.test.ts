@@ -102,6 +102,26 @@ t.test('an answer cut short after its head reaches the client as visibly incompl
   }
 })
 
+t.test('a short declared body that fails before its end is answered as a failure: the gateway body, nothing of the upstream', async t => {
+  // A body of at most 64 KiB with a declared length and type is taken whole before the head goes out
+  // (forward/upstream-call.ts), so its failure can still be answered, and nothing of it leaks.
+  const head = `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-leak: ${MARK}\r\ncontent-length: 100\r\n\r\n${MARK}`
+  const cases: Array<[string, Responder, number, string, string]> = [
+    ['closes mid-body', writeAndClose(head), 502, 'GW_ERR_UPSTREAM_FAILED', 'failed'],
+    ['body stalls past bodyTimeoutMs', write(head), 504, 'GW_ERR_UPSTREAM_BODY_TIMEOUT', 'body_timeout']
+  ]
+  for (const [name, respond, status, code, kind] of cases) {
+    h.stub.respond = respond
+    const before = await upstreamErrors('demo-function', kind)
+    const ex = await h.send(h.head('GET', '/public/x'), { timeoutMs: 6000 })
+    expectErrorBody(t, name, ex.responses[0], status, code)
+    t.notMatch(JSON.stringify(ex.responses[0]?.headers ?? {}), MARK, `${name}: none of the function's headers`)
+    t.equal(await upstreamErrors('demo-function', kind), before + 1, `${name}: counted as ${kind}`)
+  }
+  h.stub.respond = answerOk
+  await expectForwarded(t, h, 'the next request', h.head('GET', '/public/x'), { target: '/public/x' })
+})
+
 t.test('an extra response from the function is never given to another client', async t => {
   // Response queue poisoning (CVE-2019-18277-style desync, Apache mod_proxy CVE-2023-25690 family): a
   // second, unsolicited response on a pooled connection must not answer the next client's request.

@@ -23,7 +23,7 @@ export interface Forwarder {
    * Resolves with the answer's body, which Fastify sends: resolving with the reply instead would make
    * Fastify wait for the response's end through stream listeners (Reply.then) on every request.
    */
-  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<Readable>
+  handle: (request: FastifyRequest, reply: FastifyReply) => Promise<Readable | Buffer>
   close: () => Promise<void>
   /** Drain timeout: ends every exchange still in flight (503 GW_ERR_UPSTREAM_SHUTDOWN before its head). */
   cutOff: () => Promise<void>
@@ -107,7 +107,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
       const body = hasBody ? limitBody(request.raw, route.maxBodyBytes) : null
       // The chain's last handler, and the exchange's abort signal: a client that goes away cancels the
       // upstream request (on, not once: 'close' comes once, and once() would wrap the listener).
-      const call = new UpstreamCall(reply.raw, body)
+      const call = new UpstreamCall(reply.raw, body, request.method)
       reply.raw.on('close', call.clientGone)
       request.raw.on('error', call.clientGone)
       const exchange: Exchange = {
@@ -152,7 +152,7 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
         else request.log.warn({ upstream: upstream.id, kind, err: (err as Error).message }, 'upstream request failed')
         throw error
       }
-      const elapsed = performance.now() - exchange.startedAt
+      const elapsed = response.headersAt - exchange.startedAt
       upstreamDuration(upstream.id, response.statusCode).observe(elapsed / 1000)
       return sendAnswer(request, reply, response, settings, elapsed, metrics)
     },
@@ -167,26 +167,27 @@ export function createForwarder ({ upstreams, routes, metrics, credentials, head
 
 /**
  * The function's answer to the client: status and allowed headers set on the reply, and the body to
- * send, under the route's size cap. Positional arguments: an options object would be one more
- * allocation per request.
+ * send, under the route's size cap (a body taken whole is within it: its declared length was checked).
+ * Positional arguments: an options object would be one more allocation per request.
  */
 function sendAnswer (request: FastifyRequest, reply: FastifyReply, response: UpstreamResponse, settings: RouteForwarding,
-  elapsed: number, metrics: Metrics): Readable {
+  elapsed: number, metrics: Metrics): Readable | Buffer {
   const { maxResponseBytes } = settings
   const upstream = settings.upstream.id
   const declared = Number(response.headers['content-length'] ?? 0)
   if (declared > maxResponseBytes) {
     // Cancels the exchange (and its deadline); undici errors a body destroyed unread: nothing to report.
-    response.body.on('error', () => {}).destroy()
+    if (!Buffer.isBuffer(response.body)) response.body.on('error', () => {}).destroy()
     metrics.upstreamErrors.inc({ upstream, kind: 'response_too_large' })
     throw new GW_ERR_UPSTREAM_RESPONSE_TOO_LARGE()
   }
   request.upstreamStatus = response.statusCode
   request.upstreamMs = Math.round(elapsed * 1000) / 1000
-  // on, not once: a stream emits 'error' once at most, and once() would wrap the listener.
-  response.body.on('error', settings.onBodyError)
   reply.code(response.statusCode)
   copyResponseHeaders(response.headers, reply)
+  if (Buffer.isBuffer(response.body)) return response.body
+  // on, not once: a stream emits 'error' once at most, and once() would wrap the listener.
+  response.body.on('error', settings.onBodyError)
   return maxResponseBytes === Infinity
     ? response.body
     : capBody(response.body, maxResponseBytes, () => {
