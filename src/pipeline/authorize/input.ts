@@ -14,11 +14,15 @@ const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'
 /** Writes the policy `input` document (PolicyInput in pipeline/types.ts) of one request as JSON text. */
 export type PolicyInputWriter = (request: FastifyRequest, route: RouteContext, nowMs: number) => string
 
+// Canonical paths whose path and segments fields are kept written; past this many the table starts again.
+const PATHS_KEPT = 1024
+
 /**
  * Request data enters the policy only through here, as data. The input is written as the JSON text the
  * policy engine reads (JSON.parse of it is the document, for the decision log), field by field in
  * PolicyInput's order. What is the same for every request of a route (its id and metadata) or of a
- * verified token (the principal: cached tokens come back as the same claims object) is serialised once.
+ * verified token (the principal: cached tokens come back as the same claims object) is serialised once,
+ * and so is what the same path gives (its path and decoded segments).
  */
 export function createPolicyInputWriter (): PolicyInputWriter {
   const routes = new WeakMap<RouteContext, string>()
@@ -26,6 +30,16 @@ export function createPolicyInputWriter (): PolicyInputWriter {
   const routeJson = (route: RouteContext): string => {
     let json = routes.get(route)
     if (json === undefined) routes.set(route, json = JSON.stringify({ id: route.id, metadata: route.metadata }))
+    return json
+  }
+  const paths = new Map<string, string>()
+  const pathJson = (path: string): string => {
+    let json = paths.get(path)
+    if (json === undefined) {
+      json = `"path":${JSON.stringify(path)},"segments":${JSON.stringify(pathSegments(path))}`
+      if (paths.size >= PATHS_KEPT) paths.clear()
+      paths.set(path, json)
+    }
     return json
   }
   const principalJson = (p: Principal): string => {
@@ -40,7 +54,7 @@ export function createPolicyInputWriter (): PolicyInputWriter {
     const p = request.principal
     const cert = request.clientCertificate
     return `{"method":${JSON.stringify(request.method)},"protocol":${JSON.stringify(protocolOf(request.raw))}` +
-      `,"path":${JSON.stringify(request.canonicalPath)},"segments":${JSON.stringify(pathSegments(request.canonicalPath))}` +
+      `,${pathJson(request.canonicalPath)}` +
       `,"query":${queryJson(request.rawQuery)},"headers":${headersJson(request.headers)}` +
       `,"client":{"ip":${JSON.stringify(request.clientAddress)}}` +
       `,"tls":{"client_certificate":${cert === null ? 'null' : JSON.stringify(toPolicyCertificate(cert))}}` +

@@ -101,3 +101,15 @@ t.test('a client certificate and its principal', async t => {
     principal: { type: 'mtls', subject: 'spiffe://test/svc', claims: {} }
   })
 })
+
+t.test('each path\'s own path and segments, also past the paths the writer keeps written', async t => {
+  const write = createPolicyInputWriter()
+  const read = (path: string): { path: string, segments: string[] } => JSON.parse(write(request({ canonicalPath: path }), route, 1)) as { path: string, segments: string[] }
+  t.strictSame(read('/orders/a%20b'), { ...read('/orders/a%20b'), path: '/orders/a%20b', segments: ['orders', 'a b'] })
+  for (let i = 0; i < 1500; i++) {
+    const got = read(`/orders/${i}%2F`)
+    if (got.path !== `/orders/${i}%2F` || got.segments[1] !== `${i}/`) t.fail(`path ${i} got ${JSON.stringify(got)}`)
+  }
+  t.strictSame(read('/orders/a%20b').segments, ['orders', 'a b'], 'a path written before the table started again')
+  t.strictSame(read('/').segments, [])
+})
