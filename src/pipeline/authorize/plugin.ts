@@ -116,8 +116,6 @@ const authorize: FastifyPluginAsync<AuthorizeOptions> = async (app, { policy, me
     request.policyRevision = engine.revision
     if (decision === null) {
       request.log.warn({ decision_id: request.decisionId, policy_revision: engine.revision, route_id: route.id }, 'policy returned a malformed decision')
-    }
-    if (decision === null) {
       count(route.id, 'error')
       throw new GW_ERR_AUTHZ_BAD_DECISION()
     }
