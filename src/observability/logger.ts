@@ -41,6 +41,7 @@ export function createLogDestination (fd = 1): BatchingDestination {
   // sonic-boom's own write and flushSync, kept before the destination's are put over them.
   const writeNow = out.write.bind(out)
   const flushOut = out.flushSync.bind(out)
+  const flushLater = out.flush.bind(out)
   let queued: string[] = []
   let scheduled = false
   const flush = (): void => {
@@ -56,7 +57,9 @@ export function createLogDestination (fd = 1): BatchingDestination {
       queued.push(line)
       if (!scheduled) { scheduled = true; setImmediate(flush) }
     },
-    flushSync (): void { flush(); flushOut() }
+    flushSync (): void { flush(); flushOut() },
+    // pino's logger.flush(cb) calls this: what is queued goes first.
+    flush (cb?: (err?: Error) => void): void { flush(); flushLater(cb) }
   })
   onExit(destination, d => { d.flushSync() })
   return destination

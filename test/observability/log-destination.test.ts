@@ -24,10 +24,14 @@ t.test('queued lines come out in the order logged, before any line written after
     d.writeBatched('a1\\n'); d.writeBatched('a2\\n')
     d.write('now\\n')
     d.writeBatched('a3\\n')
-    setImmediate(() => { d.write('next turn\\n') })
+    setImmediate(() => {
+      d.write('next turn\\n')
+      d.writeBatched('a4\\n')
+      d.flush(() => { d.write('flushed\\n') }) // pino's logger.flush(cb)
+    })
   `)
   t.equal(code, 0)
-  t.equal(out, 'a1\na2\nnow\na3\nnext turn\n')
+  t.equal(out, 'a1\na2\nnow\na3\nnext turn\na4\nflushed\n')
 })
 
 t.test('lines queued in the turn that calls process.exit are still written', async t => {
