@@ -44,7 +44,7 @@ export function createLogDestination (fd = 1): BatchingDestination {
   const flushLater = out.flush.bind(out)
   let queued: string[] = []
   let scheduled = false
-  const flush = (): void => {
+  const writeQueued = (): void => {
     scheduled = false
     if (queued.length === 0) return
     const lines = queued
@@ -52,14 +52,14 @@ export function createLogDestination (fd = 1): BatchingDestination {
     writeNow(lines.length === 1 ? lines[0]! : lines.join(''))
   }
   const destination: BatchingDestination = Object.assign(out as unknown as NodeJS.WritableStream, {
-    write (line: string): boolean { flush(); return writeNow(line) },
+    write (line: string): boolean { writeQueued(); return writeNow(line) },
     writeBatched (line: string): void {
       queued.push(line)
-      if (!scheduled) { scheduled = true; setImmediate(flush) }
+      if (!scheduled) { scheduled = true; setImmediate(writeQueued) }
     },
-    flushSync (): void { flush(); flushOut() },
+    flushSync (): void { writeQueued(); flushOut() },
     // pino's logger.flush(cb) calls this: what is queued goes first.
-    flush (cb?: (err?: Error) => void): void { flush(); flushLater(cb) }
+    flush (cb?: (err?: Error) => void): void { writeQueued(); flushLater(cb) }
   })
   onExit(destination, d => { d.flushSync() })
   return destination

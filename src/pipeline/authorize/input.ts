@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
 import { protocolOf } from '../../lifecycle/http2.js'
 import type { ClientCertificate, PolicyCertificate, Principal, RouteContext } from '../types.js'
 
@@ -14,7 +15,7 @@ const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'
 /** Writes the policy `input` document (PolicyInput in pipeline/types.ts) of one request as JSON text. */
 export type PolicyInputWriter = (request: FastifyRequest, route: RouteContext, nowMs: number) => string
 
-// Canonical paths whose path and segments fields are kept written; past this many the table starts again.
+// Canonical paths whose path and segments fields are kept written (the least recently seen forgotten first).
 const PATHS_KEPT = 1024
 
 /**
@@ -32,14 +33,10 @@ export function createPolicyInputWriter (): PolicyInputWriter {
     if (json === undefined) routes.set(route, json = JSON.stringify({ id: route.id, metadata: route.metadata }))
     return json
   }
-  const paths = new Map<string, string>()
+  const paths = new LRUCache<string, string>({ max: PATHS_KEPT })
   const pathJson = (path: string): string => {
     let json = paths.get(path)
-    if (json === undefined) {
-      json = `"path":${JSON.stringify(path)},"segments":${JSON.stringify(pathSegments(path))}`
-      if (paths.size >= PATHS_KEPT) paths.clear()
-      paths.set(path, json)
-    }
+    if (json === undefined) paths.set(path, json = `"path":${JSON.stringify(path)},"segments":${JSON.stringify(pathSegments(path))}`)
     return json
   }
   const principalJson = (p: Principal): string => {

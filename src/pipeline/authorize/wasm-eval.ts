@@ -1,4 +1,5 @@
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm'
+import { LRUCache } from 'lru-cache'
 
 /*
  * One evaluation through OPA's WASM ABI 1.2 entry point `opa_eval`, as the SDK's own fast path
@@ -35,8 +36,7 @@ export function nulTerminated (memory: Buffer, at: number): string {
 }
 
 const PAGE = 64 * 1024
-// Distinct result texts kept parsed, and the longest kept. When full the table starts again: no
-// recency bookkeeping per call, and a policy whose results never repeat costs one lookup each.
+// Distinct result texts kept parsed (the least recently returned forgotten first), and the longest kept.
 const RESULTS_KEPT = 1024
 const LONGEST_KEPT = 4096
 
@@ -60,7 +60,7 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
   // Growing the memory detaches its buffer (a view of it then has length 0) and makes a new one. Asked
   // only then: reading `buffer` off the memory object costs more than the check.
   const current = (): Buffer => view.length === 0 ? (view = Buffer.from(p.mem.buffer)) : view
-  const parsed = new Map<string, unknown>()
+  const parsed = new LRUCache<string, object>({ max: RESULTS_KEPT })
   return (inputJson, entrypoint) => {
     const at = p.dataHeapPtr
     // UTF-8 takes at most three bytes per UTF-16 unit: room for the worst case, then the exact write.
@@ -73,11 +73,8 @@ export function jsonEvaluation (policy: LoadedPolicy): JsonEvaluation {
     const text = nulTerminated(current(), resultAt)
     let value = parsed.get(text)
     if (value === undefined) {
-      value = deepFreeze(JSON.parse(text))
-      if (text.length <= LONGEST_KEPT) {
-        if (parsed.size >= RESULTS_KEPT) parsed.clear()
-        parsed.set(text, value)
-      }
+      value = deepFreeze(JSON.parse(text) as object) // a result set: always an array
+      if (text.length <= LONGEST_KEPT) parsed.set(text, value)
     }
     return value
   }

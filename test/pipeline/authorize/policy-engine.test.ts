@@ -170,5 +170,5 @@ decision := {"allow": true, "reasons": ["echo"], "headers": {"upstream": {"x-ech
     const r = engine.evaluate({ v: `v${i}` }) as typeof a1
     if (r.headers.upstream['x-echo'] !== `v${i}`) t.fail(`result ${i} was another's`)
   }
-  t.equal((engine.evaluate({ v: 'a' }) as typeof a1).headers.upstream['x-echo'], 'a', 'after the table started again')
+  t.equal((engine.evaluate({ v: 'a' }) as typeof a1).headers.upstream['x-echo'], 'a', 'after it was forgotten from the table')
 })
