@@ -58,19 +58,28 @@ try {
   else samples.set(H2_SCENARIO.id, [])
   // CPU time of the system under test over wall time: how many cores it used.
   const cores = new Map<string, number[]>(stack.scenarios.map(s => [s.id, []]))
+  // Resident memory at the end of each measured run, under that run's load (median reported).
+  const rss = new Map<string, number[]>([...stack.scenarios.map(s => [s.id, []] as [string, number[]]), [H2_SCENARIO.id, []]])
   for (let round = 1; round <= ROUNDS; round++) {
     if (h2load !== null) {
-      const r = await only(h2Target.proc, () => runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS))
+      const r = await only(h2Target.proc, async () => {
+        const r = await runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS)
+        rss.get(H2_SCENARIO.id)!.push(rssMiB(h2Target.proc.pids()))
+        return r
+      })
       samples.get(H2_SCENARIO.id)!.push(r)
       log(`round ${round}/${ROUNDS} ${H2_SCENARIO.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors}`)
     }
-    for (const s of stack.scenarios) {
+    // A B C ... in odd rounds, ... C B A in even ones: the first scenario measured on a process just
+    // resumed (4's two tokens share one) measured lower in every run, warm second or not, so neither
+    // token is always first, and drift over a round hits both ends alike.
+    for (const s of round % 2 === 1 ? stack.scenarios : [...stack.scenarios].reverse()) {
       const { r, cpu } = await only(s.proc, async () => {
-        // Just resumed after the others' runs (SIGCONT): a second of load first, unmeasured, so that the
-        // first scenario measured on a process (4's RS256, before its ES256) does not pay for waking it.
+        // Just resumed after the others' runs (SIGCONT): a second of load first, unmeasured.
         await runWrk(tools, LOAD_CPU, s.url, s.headers, 1, CONNECTIONS)
         const before = cpuSeconds(s.proc.pids())
         const r = await runWrk(tools, LOAD_CPU, s.url, s.headers, SECONDS, CONNECTIONS)
+        rss.get(s.id)!.push(rssMiB(s.proc.pids()))
         return { r, cpu: cpuSeconds(s.proc.pids()) - before }
       })
       samples.get(s.id)!.push({ rps: r.rps, p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, cpu_us_per_req: cpu * 1e6 / r.requests, errors: r.errors + r.non2xx })
@@ -78,8 +87,8 @@ try {
       log(`round ${round}/${ROUNDS} ${s.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors + r.non2xx}`)
     }
   }
-  const results: ScenarioResult[] = stack.scenarios.map(s => ({ id: s.id, label: s.label, samples: samples.get(s.id)!, rss_mib: rssMiB(s.proc.pids()) }))
-  if (samples.has(H2_SCENARIO.id)) results.push({ ...H2_SCENARIO, samples: samples.get(H2_SCENARIO.id)!, rss_mib: rssMiB(h2Target.proc.pids()) })
+  const results: ScenarioResult[] = stack.scenarios.map(s => ({ id: s.id, label: s.label, samples: samples.get(s.id)!, rss_mib: median(rss.get(s.id)!) }))
+  if (samples.has(H2_SCENARIO.id)) results.push({ ...H2_SCENARIO, samples: samples.get(H2_SCENARIO.id)!, rss_mib: median(rss.get(H2_SCENARIO.id)!) })
 
   // Added latency, open loop (vegeta): each gateway at half its own saturation with the bare proxy at
   // the same rate, and every scenario at one common rate (lib/fixed-rate.ts).

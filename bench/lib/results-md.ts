@@ -120,8 +120,9 @@ ${targets.join('\n')}
 ## Saturation (closed loop: wrk, 1 thread, ${run.connections} connections, ${run.seconds} s × ${run.rounds} interleaved rounds)
 
 Median of the rounds, (min–max). Latency in ms. CPU is user+system time of the system under test per
-request (all its processes: a cluster's primary and workers). RSS is measured after the rounds (scenario
-4 is one process serving both token types; scenario 5c is the primary and its two workers). "× bare"
+request (all its processes: a cluster's primary and workers). RSS is read at the end of each measured
+run, still under its load, and the median of the rounds given (scenario 4 is one process serving both
+token types, and the HTTP/2 row's too; scenario 5c is the primary and its two workers). "× bare"
 divides by the bare proxy on the same CPUs (scenario 2, or 2×2 for the two-CPU rows).
 
 | scenario | CPUs | requests/s | p50 | p99 | p99.9 | CPU µs/req | RSS MiB | × bare | × direct (1) | errors |
