@@ -19,7 +19,10 @@ export interface AssertionRequest {
   bodySha256?: string
 }
 
-export type AssertionMinter = (req: AssertionRequest) => Promise<string>
+export type AssertionMinter = (req: AssertionRequest) => string
+
+/** base64url SHA-256 of an empty body: what a bound request without a body (a GET) carries. */
+const EMPTY_BODY_SHA256 = createHash('sha256').digest('base64url')
 
 /**
  * Signs one assertion per request: who the caller is (as the gateway verified it), for which
@@ -29,11 +32,19 @@ export type AssertionMinter = (req: AssertionRequest) => Promise<string>
  * The compact JWS is put together here and signed with node:crypto's one-shot `sign`, not jose's
  * SignJWT: jose signs through WebCrypto (a promise and a thread-pool hop per signature), which made the
  * assertion the costliest step the gateway adds per request (`npm run bench:micro` has both side by
- * side). Verification everywhere, in the tests too, stays with jose and `portcullis/verify`.
+ * side). It is synchronous, like the signature, so attaching it costs no promise. The protected header
+ * is the same for every assertion a key signs: encoded once per key. Verification everywhere, in the
+ * tests too, stays with jose and `portcullis/verify`.
  */
 export function createAssertionMinter (config: AssertionConfig, keys: KeyRing): AssertionMinter {
-  return async (req) => {
+  const headers = new WeakMap<SigningKey, string>()
+  return (req) => {
     const key = keys.current()
+    let header = headers.get(key)
+    if (header === undefined) {
+      header = base64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: ASSERTION_TYP }))
+      headers.set(key, header)
+    }
     const iat = Math.floor(Date.now() / 1000)
     const claims: Record<string, unknown> = {
       method: req.method,
@@ -55,16 +66,20 @@ export function createAssertionMinter (config: AssertionConfig, keys: KeyRing): 
     claims.jti = randomUUID()
     // An anonymous caller (public route) has no subject; the assertion then says so by omitting it.
     if (req.principal.type !== 'anonymous') claims.sub = req.principal.subject
-    return signCompact({ alg: key.alg, kid: key.kid, typ: ASSERTION_TYP }, claims, key)
+    return signCompact(header, claims, key)
   }
 }
 
+const base64url = (json: string): string => Buffer.from(json).toString('base64url')
+
 /** RFC 7515 compact serialization: ES256 signatures in the JOSE (r || s) form, EdDSA as is. */
-function signCompact (header: Record<string, string>, payload: Record<string, unknown>, key: SigningKey): string {
-  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+function signCompact (header: string, payload: Record<string, unknown>, key: SigningKey): string {
+  const input = `${header}.${base64url(JSON.stringify(payload))}`
+  // The signing input is base64url, ASCII: latin1 copies it byte for byte, without UTF-8 encoding.
+  const bytes = Buffer.from(input, 'latin1')
   const signature = key.alg === 'ES256'
-    ? sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
-    : sign(null, Buffer.from(input), key.privateKey)
+    ? sign('sha256', bytes, { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
+    : sign(null, bytes, key.privateKey)
   return `${input}.${signature.toString('base64url')}`
 }
 
@@ -78,16 +93,16 @@ export const assertionKind = credentialKind({
     const audience = settings.audience ?? upstream.url.replace(/\/$/, '')
     const header = config.assertion.header
     return {
-      attach: async (input, body) => {
-        input.headers[header] = await mint({
+      attach: (input, body) => {
+        input.headers[header] = mint({
           principal: input.principal,
           audience,
           method: input.method,
           path: input.path,
           requestId: input.requestId,
-          ...(Buffer.isBuffer(body) || (settings.bindBody && body === null)
-            ? { bodySha256: createHash('sha256').update(body ?? Buffer.alloc(0)).digest('base64url') }
-            : {})
+          bodySha256: Buffer.isBuffer(body)
+            ? (body.length === 0 ? EMPTY_BODY_SHA256 : createHash('sha256').update(body).digest('base64url'))
+            : settings.bindBody && body === null ? EMPTY_BODY_SHA256 : undefined
         })
       }
     }
