@@ -45,17 +45,19 @@ const { tools } = stack
 await addShadowScenario(stack).catch(async (err: unknown) => { await stack.stop(); throw err })
 const log = (m: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`) }
 // Every load runs with the other systems under test stopped (procs.ts alone: why).
-const systems = [...new Set(stack.scenarios.map(s => s.proc))]
+const systems = [...new Set([...stack.scenarios.map(s => s.proc), stack.h2.proc])]
 const only = <T>(proc: Proc, measure: () => Promise<T>): Promise<T> => alone(systems.filter(p => p !== proc), measure)
 try {
   // Saturation, closed loop (wrk).
-  for (const s of stack.scenarios) await only(s.proc, () => runWrk(tools, LOAD_CPU, s.url, s.headers, 3, CONNECTIONS)) // warm-up: JIT, pools, TLS sessions
-  const samples = new Map<string, Sample[]>(stack.scenarios.map(s => [s.id, []]))
-  // HTTP/2 (issue #21): h2load against the ES256 scenario's process and route, in the same rounds.
+  // HTTP/2 (issue #21): h2load against the ES256 scenario's config and route, in the same rounds.
   const h2load = await findH2load()
-  const h2Target = stack.scenarios.find(s => s.id === 'portcullis-es256')!
+  const h2Target = stack.h2
   if (h2load === null) log('h2load not installed (Debian: nghttp2-client): the HTTP/2 scenario is left out')
-  else samples.set(H2_SCENARIO.id, [])
+  // Warm-up: JIT, pools, TLS sessions.
+  for (const s of stack.scenarios) await only(s.proc, () => runWrk(tools, LOAD_CPU, s.url, s.headers, 3, CONNECTIONS))
+  if (h2load !== null) await only(h2Target.proc, () => runH2load(h2load, tools, LOAD_CPU, h2Target, 3, CONNECTIONS))
+  const samples = new Map<string, Sample[]>(stack.scenarios.map(s => [s.id, []]))
+  if (h2load !== null) samples.set(H2_SCENARIO.id, [])
   // CPU time of the system under test over wall time: how many cores it used.
   const cores = new Map<string, number[]>(stack.scenarios.map(s => [s.id, []]))
   // Resident memory at the end of each measured run, under that run's load (median reported).
@@ -63,6 +65,7 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     if (h2load !== null) {
       const r = await only(h2Target.proc, async () => {
+        await runH2load(h2load, tools, LOAD_CPU, h2Target, 1, CONNECTIONS) // unmeasured, as below
         const r = await runH2load(h2load, tools, LOAD_CPU, h2Target, SECONDS, CONNECTIONS)
         rss.get(H2_SCENARIO.id)!.push(rssMiB(h2Target.proc.pids()))
         return r

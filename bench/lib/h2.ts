@@ -10,7 +10,7 @@ import { pinned, type Tools } from './tools.js'
 
 /*
  * The HTTP/2 scenario of `npm run bench` (issue #21): h2load (Debian's nghttp2-client) against the
- * same Portcullis process and route as the ES256 scenario, so the same upstream (forwarded over
+ * ES256 scenario's config and route on a process of its own, so the same upstream (forwarded over
  * HTTP/1.1 as configured). One TLS connection per client with up to `streams` requests in flight on
  * each; latency percentiles come from h2load's per-request log. One stream per connection by default:
  * the same 50 requests in flight as wrk's HTTP/1.1 runs (ten each would put 500 in flight, past the

@@ -49,7 +49,7 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
   const verifyUs = (alg: string): number => (micro.find(t => t.name === `authenticate ${alg} (warm)`)?.p50_ns ?? NaN) / 1000
 
   const rows = results.map(r => {
-    // The HTTP/2 row (lib/h2.ts) measures scenario 4's process: its CPUs and its reference.
+    // The HTTP/2 row (lib/h2.ts) measures scenario 4's config: its CPUs and its reference.
     const s = byId.get(r.id) ?? { cpus: 1, bare: 'bare' }
     const x = (f: (s: Sample) => number, digits = 0): string => spread(r.samples.map(f), digits)
     const errors = r.samples.reduce((a, v) => a + v.errors, 0)
@@ -122,7 +122,7 @@ ${targets.join('\n')}
 Median of the rounds, (min–max). Latency in ms. CPU is user+system time of the system under test per
 request (all its processes: a cluster's primary and workers). RSS is read at the end of each measured
 run, still under its load, and the median of the rounds given (scenario 4 is one process serving both
-token types, and the HTTP/2 row's too; scenario 5c is the primary and its two workers). "× bare"
+token types; the HTTP/2 row's is another with the same config; scenario 5c is the primary and its two workers). "× bare"
 divides by the bare proxy on the same CPUs (scenario 2, or 2×2 for the two-CPU rows).
 
 | scenario | CPUs | requests/s | p50 | p99 | p99.9 | CPU µs/req | RSS MiB | × bare | × direct (1) | errors |

@@ -18,6 +18,8 @@ export const PORTS = {
   upstream: BASE, direct: BASE + 1, bare: BASE + 2, nginx: BASE + 3, portcullis: BASE + 4, portcullisAdmin: BASE + 5, opa: BASE + 6, baseline: BASE + 7, baselineAdmin: BASE + 8,
   // Scenario 5: the gateway assertion, the Redis store, --workers 2, and the bare proxy on two CPUs.
   assertion: BASE + 9, assertionAdmin: BASE + 10, redisStore: BASE + 11, redisStoreAdmin: BASE + 12, redis: BASE + 13, workers: BASE + 14, workersAdmin: BASE + 15, bareCluster: BASE + 16,
+  // Scenario 4h (HTTP/2): scenario 4's config on a process of its own.
+  h2: BASE + 17, h2Admin: BASE + 18,
   // npm run bench:stages: its own upstream and gateways, so that it can run beside npm run bench.
   stagesUpstream: BASE + 20, stagesBare: BASE + 21, stages: BASE + 22, stagesAdmin: BASE + 23, stagesAssertion: BASE + 24, stagesAssertionAdmin: BASE + 25, stagesShadow: BASE + 26, stagesShadowAdmin: BASE + 27
 }
@@ -106,12 +108,13 @@ ${v.assertion === true ? '    credentials: { assertion: { bindBody: true } }\n' 
 ${v.assertion === true ? ASSERTION : ''}`
 }
 
-/** Scenario 5's configs: the assertion on, the Redis store, and scenario 4's config for --workers 2. */
+/** Scenario 5's configs (the assertion on, the Redis store, scenario 4's config for --workers 2) and 4h's. */
 function scenario5Configs (): Record<string, string> {
   return {
     'portcullis-assertion.yaml': gatewayYaml({ port: PORTS.assertion, admin: PORTS.assertionAdmin, assertion: true, about: 'Scenario 5a: scenario 4 with the gateway assertion on, as in the demo.' }),
     'portcullis-redis.yaml': gatewayYaml({ port: PORTS.redisStore, admin: PORTS.redisStoreAdmin, redisPort: PORTS.redis, about: 'Scenario 5b: scenario 4 with the rate-limit counters in Redis.' }),
-    'portcullis-workers.yaml': gatewayYaml({ port: PORTS.workers, admin: PORTS.workersAdmin, about: 'Scenario 5c: scenario 4\'s config, run with --workers 2.' })
+    'portcullis-workers.yaml': gatewayYaml({ port: PORTS.workers, admin: PORTS.workersAdmin, about: 'Scenario 5c: scenario 4\'s config, run with --workers 2.' }),
+    'portcullis-h2.yaml': gatewayYaml({ port: PORTS.h2, admin: PORTS.h2Admin, about: 'Scenario 4h: scenario 4\'s config, for HTTP/2 clients (h2load).' })
   }
 }
 

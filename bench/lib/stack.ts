@@ -40,7 +40,9 @@ export interface Stack {
   tools: Tools
   work: Workdir
   scenarios: Scenario[]
-  procs: Record<'upstream' | 'direct' | 'nginx' | 'bare' | 'portcullis' | 'redis' | 'assertion' | 'redisStore' | 'workers' | 'bareCluster', Proc> & { baseline?: Proc }
+  /** Scenario 4h's target, for h2load (lib/h2.ts): scenario 4's config and route on a process of its own. */
+  h2: Scenario
+  procs: Record<'upstream' | 'direct' | 'nginx' | 'bare' | 'portcullis' | 'h2' | 'redis' | 'assertion' | 'redisStore' | 'workers' | 'bareCluster', Proc> & { baseline?: Proc }
   stop: () => Promise<void>
 }
 
@@ -62,7 +64,7 @@ async function expectOk (url: string, headers: Record<string, string>, ca: strin
 export async function startStack (dir: string, opts: { baseline?: string } = {}): Promise<Stack> {
   const tools = await resolveTools()
   await assertPortsFree([PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis, PORTS.portcullisAdmin, PORTS.assertion, PORTS.assertionAdmin,
-    PORTS.redisStore, PORTS.redisStoreAdmin, PORTS.redis, PORTS.workers, PORTS.workersAdmin, PORTS.bareCluster, PORTS.opa,
+    PORTS.redisStore, PORTS.redisStoreAdmin, PORTS.redis, PORTS.workers, PORTS.workersAdmin, PORTS.bareCluster, PORTS.h2, PORTS.h2Admin, PORTS.opa,
     ...(opts.baseline !== undefined ? [PORTS.baseline, PORTS.baselineAdmin] : [])])
   const work = await prepare(dir)
   const nginx = (name: string, cpu: number): Proc => start(name, pinned(tools, cpu, [tools.nginx, '-c', `${dir}/${name}.conf`, '-p', dir, '-e', `${dir}/${name}.log`]))
@@ -79,6 +81,8 @@ export async function startStack (dir: string, opts: { baseline?: string } = {})
     bare: start('bare-proxy', pinned(tools, SUT_CPU, [process.execPath, '--import', 'tsx', `${ROOT}bench/servers/bare-proxy.ts`,
       String(PORTS.bare), `https://127.0.0.1:${PORTS.upstream}`, dir])),
     portcullis: gateway('portcullis', SUT_CPU),
+    // Apart from scenario 4's process, so that what HTTP/2 sessions leave in memory is not read as HTTP/1.1's RSS.
+    h2: gateway('portcullis-h2', SUT_CPU),
     assertion: gateway('portcullis-assertion', SUT_CPU),
     redisStore: gateway('portcullis-redis', SUT_CPU),
     workers: gateway('portcullis-workers', BOTH_CPUS, ['--workers', '2']),
@@ -94,8 +98,8 @@ export async function startStack (dir: string, opts: { baseline?: string } = {})
     await stopAll(Object.values(procs))
   }
   try {
-    // Nine Node processes (and three nginx) start on two shared cores at once: give them time.
-    for (const port of [PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis, PORTS.assertion, PORTS.redisStore, PORTS.workers, PORTS.bareCluster,
+    // Ten Node processes (and three nginx) start on two shared cores at once: give them time.
+    for (const port of [PORTS.upstream, PORTS.direct, PORTS.nginx, PORTS.bare, PORTS.portcullis, PORTS.h2, PORTS.assertion, PORTS.redisStore, PORTS.workers, PORTS.bareCluster,
       ...(procs.baseline !== undefined ? [PORTS.baseline] : [])]) await waitForPort(port, 90_000)
     const auth = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` })
     const url = (port: number): string => `https://127.0.0.1:${port}/hello`
@@ -115,9 +119,10 @@ export async function startStack (dir: string, opts: { baseline?: string } = {})
       { id: 'bare-2', label: '2×2 bare proxy, 2 workers, 2 CPUs', url: url(PORTS.bareCluster), headers: {}, proc: procs.bareCluster, cpus: 2, bare: 'bare-2', gateway: false },
       { id: 'workers-2', label: '5c Portcullis, ES256, --workers 2, 2 CPUs', url: url(PORTS.workers), headers: es, proc: procs.workers, cpus: 2, bare: 'bare-2', gateway: true }
     ]
+    const h2 = { ...scenarios.find(s => s.id === 'portcullis-es256')!, url: url(PORTS.h2), proc: procs.h2 }
     const ca = readFileSync(`${dir}/ca.crt`, 'utf8')
-    for (const s of scenarios) await expectOk(s.url, s.headers, ca)
-    return { tools, work, scenarios, procs, stop }
+    for (const s of [...scenarios, h2]) await expectOk(s.url, s.headers, ca)
+    return { tools, work, scenarios, h2, procs, stop }
   } catch (err) {
     await stop()
     throw err
