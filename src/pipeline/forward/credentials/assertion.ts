@@ -3,6 +3,7 @@ import type { AssertionConfig } from '../../../config/schema.js'
 import type { Principal } from '../../types.js'
 import { credentialKind } from './kind.js'
 import type { KeyRing, SigningKey } from './signing-keys.js'
+import { createTurnBatch } from './turn-batch.js'
 
 /** The JWT `typ` of a gateway assertion, so no other JWT can stand in for one. */
 export const ASSERTION_TYP = 'portcullis-assertion+jwt'
@@ -32,7 +33,7 @@ const EMPTY_BODY_SHA256 = createHash('sha256').digest('base64url')
  * The compact JWS is put together here and signed with node:crypto's one-shot `sign`, not jose's
  * SignJWT: jose signs through WebCrypto (a promise and a thread-pool hop per signature), which made the
  * assertion the costliest step the gateway adds per request (`npm run bench:micro` has both side by
- * side). It is synchronous, like the signature, so attaching it costs no promise. The protected header
+ * side). It is synchronous, like the signature; the kind below defers it to the end of the turn. The protected header
  * is the same for every assertion a key signs: encoded once per key. Verification everywhere, in the
  * tests too, stays with jose and `portcullis/verify`.
  */
@@ -92,8 +93,10 @@ export const assertionKind = credentialKind({
     const mint = createAssertionMinter(config.assertion, keys)
     const audience = settings.audience ?? upstream.url.replace(/\/$/, '')
     const header = config.assertion.header
+    // Signed at the end of the turn with the turn's other assertions: turn-batch.ts says why.
+    const atTurnEnd = createTurnBatch()
     return {
-      attach: (input, body) => {
+      attach: async (input, body) => atTurnEnd(() => {
         input.headers[header] = mint({
           principal: input.principal,
           audience,
@@ -104,7 +107,7 @@ export const assertionKind = credentialKind({
             ? (body.length === 0 ? EMPTY_BODY_SHA256 : createHash('sha256').update(body).digest('base64url'))
             : settings.bindBody && body === null ? EMPTY_BODY_SHA256 : undefined
         })
-      }
+      })
     }
   }
 })
