@@ -43,3 +43,9 @@ export function p99At (runs: Map<string, RateResult[]>, id: string, rate: number
   const rs = runs.get(rateKey(id, rate)) ?? []
   return rs.length === 0 ? NaN : median(rs.map(r => r.p99_us))
 }
+
+/** How far a scenario's p99 at a rate moved between rounds (max − min, µs): the noise an added p99 sits in. */
+export function p99Span (runs: Map<string, RateResult[]>, id: string, rate: number): number {
+  const p99s = (runs.get(rateKey(id, rate)) ?? []).map(r => r.p99_us)
+  return p99s.length === 0 ? NaN : Math.max(...p99s) - Math.min(...p99s)
+}

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { OPA_VERSION } from '../../scripts/opa.mjs'
-import { p99At, rateKey, RATE_STEP, type RatePlan } from './fixed-rate.js'
+import { p99At, p99Span, rateKey, RATE_STEP, type RatePlan } from './fixed-rate.js'
 import type { RateResult } from './load.js'
 import { median, spread, type Sample, type ScenarioResult } from './report.js'
 import { BOTH_CPUS, LOAD_CPU, SUT_CPU, type Scenario } from './stack.js'
@@ -76,6 +76,15 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
   const worstOwnId = [...plan.own].find(([id, rate]) => added(id, rate) === worstOwn)?.[0]
   const gatewaysCommon = scenarios.filter(s => s.gateway).map(s => s.id)
   const worstCommon = Math.max(...gatewaysCommon.map(id => added(id, plan.common)))
+  // An added p99 is judged only where the bare proxy's own p99 held still between rounds: where it moved
+  // by more than the 2 ms being judged, so would the difference, whichever its sign.
+  const P99_BUDGET = 2000
+  const noise = (runs: Array<[string, number]>): number => Math.max(...runs.map(([id, rate]) => p99Span(fixed, byId.get(id)!.bare, rate)))
+  const ownNoise = noise([...plan.own])
+  const commonNoise = noise(gatewaysCommon.map(id => [id, plan.common]))
+  const p99Target = (what: string, worst: string, value: number, span: number): string => span > P99_BUDGET
+    ? target(what, `${worst}; not judged: the bare proxy's own p99 moved by ${ms(span)} ms between rounds`, null)
+    : target(what, worst, value <= P99_BUDGET)
   const workers = rps('workers-2') / rps('portcullis-es256')
   const bareScaling = rps('bare-2') / rps('bare')
   const pRss = result('portcullis-es256').rss_mib
@@ -89,8 +98,8 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
     target('with the gateway assertion ≥ 0.7 × bare proxy', `${(rps('assertion') / rps('bare')).toFixed(2)} ×`, rps('assertion') / rps('bare') >= 0.7),
     target('CPU added over the bare proxy ≤ 50 µs/request', `${(worstCpu4 - cpuUs('bare')).toFixed(0)} µs (${worstCpu4.toFixed(0)} vs ${cpuUs('bare').toFixed(0)}, the worse of RS256/ES256)`, worstCpu4 - cpuUs('bare') <= 50),
     target('CPU added with the assertion ≤ 80 µs/request', `${(cpuUs('assertion') - cpuUs('bare')).toFixed(0)} µs`, cpuUs('assertion') - cpuUs('bare') <= 80),
-    target('added p99 ≤ 2 ms at 50 % of each gateway\'s own saturation', `${ms(worstOwn)} ms (worst: ${worstOwnId === undefined ? '?' : label(worstOwnId)})`, worstOwn <= 2000),
-    target(`added p99 ≤ 2 ms at a common rate (${plan.common} req/s)`, `${ms(worstCommon)} ms (worst of the gateways)`, worstCommon <= 2000),
+    p99Target('added p99 ≤ 2 ms at 50 % of each gateway\'s own saturation', `${ms(worstOwn)} ms (worst: ${worstOwnId === undefined ? '?' : label(worstOwnId)})`, worstOwn, ownNoise),
+    p99Target(`added p99 ≤ 2 ms at a common rate (${plan.common} req/s)`, `${ms(worstCommon)} ms (worst of the gateways)`, worstCommon, commonNoise),
     target('`--workers 2` on two CPUs ≥ 1.8 × one worker', `${workers.toFixed(2)} × (the bare proxy on the same CPUs: ${bareScaling.toFixed(2)} ×; see "Two CPUs")`, workers >= 1.8),
     target('RSS under load ≤ 1.5 × bare proxy', `${(pRss / bRss).toFixed(2)} × (${pRss.toFixed(0)} vs ${bRss.toFixed(0)} MiB)`, pRss / bRss <= 1.5),
     target('RSS flat over a 5-minute soak', soak === null ? 'not run (`npm run bench:soak`)' : `${soak.rss_start_mib.toFixed(0)} → ${soak.rss_end_mib.toFixed(0)} MiB (max ${soak.rss_max_mib.toFixed(0)}) over ${soak.minutes} min`, soak === null ? null : soak.flat),
