@@ -33,9 +33,9 @@ const EMPTY_BODY_SHA256 = createHash('sha256').digest('base64url')
  * The compact JWS is put together here and signed with node:crypto's one-shot `sign`, not jose's
  * SignJWT: jose signs through WebCrypto (a promise and a thread-pool hop per signature), which made the
  * assertion the costliest step the gateway adds per request (`npm run bench:micro` has both side by
- * side). It is synchronous, like the signature; the kind below defers it to the end of the turn. The protected header
- * is the same for every assertion a key signs: encoded once per key. Verification everywhere, in the
- * tests too, stays with jose and `portcullis/verify`.
+ * side). It is synchronous, like the signature; the kind below defers it to the end of the turn. The
+ * protected header is the same for every assertion a key signs: encoded once per key. Verification
+ * everywhere, in the tests too, stays with jose and `portcullis/verify`.
  */
 export function createAssertionMinter (config: AssertionConfig, keys: KeyRing): AssertionMinter {
   const headers = new WeakMap<SigningKey, string>()
@@ -96,7 +96,7 @@ export const assertionKind = credentialKind({
     // Signed at the end of the turn with the turn's other assertions: turn-batch.ts says why.
     const atTurnEnd = createTurnBatch()
     return {
-      attach: async (input, body) => atTurnEnd(() => {
+      attach: (input, body) => atTurnEnd(() => {
         input.headers[header] = mint({
           principal: input.principal,
           audience,
