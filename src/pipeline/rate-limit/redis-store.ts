@@ -1,7 +1,8 @@
-import type { Cluster, Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RateLimitStoreConfig } from '../../config/schema.js'
 import { createRedisConnection, type RedisConnection } from '../../redis/connection.js'
+import { createTurnQueue } from '../../util/turn-queue.js'
 import { gcraParams, type LimitSpec, type Verdict } from './algorithms.js'
 
 /*
@@ -47,9 +48,43 @@ redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now)
 return {1, math.floor((tolerance - (nxt - now)) / interval), nxt - now, 0}
 `
 
-type ScriptClient = (Redis | Cluster) & {
-  portcullisFixedWindow: (key: string, max: number, windowMs: number, cost: number) => Promise<unknown>
-  portcullisGcra: (key: string, intervalUs: number, toleranceUs: number, cost: number) => Promise<unknown>
+type Script = 'portcullisFixedWindow' | 'portcullisGcra'
+type ScriptArgs = [key: string, ...numbers: number[]]
+type Scripts = Record<Script, (...args: ScriptArgs) => unknown>
+type ScriptClient = (Redis | Cluster) & Scripts
+type Send = (script: Script, args: ScriptArgs) => Promise<unknown>
+
+interface Queued { script: Script, args: ScriptArgs, resolve: (reply: unknown) => void, reject: (err: unknown) => void }
+
+/*
+ * The commands of one event-loop turn go to Redis in one write, as one pipeline: under load a turn
+ * holds many requests, and one write and one read for all of them cost the gateway and Redis less than
+ * one each. Each pipeline is sent at once, whatever is still in flight, so a slow Redis delays a command
+ * by its own wait only. (ioredis's enableAutoPipelining holds a pipeline back until the previous one
+ * has answered: when Redis paused, commands waited twice and missed their deadline.) Each command keeps
+ * its own reply or error, and its own deadline (health.run). Redis Cluster takes a pipeline only within
+ * one slot: there each command goes alone.
+ */
+function createSender (client: ScriptClient): Send {
+  const alone: Send = (script, args) => client[script](...args) as Promise<unknown>
+  if (client instanceof Cluster) return alone
+  const queue = createTurnQueue<Queued>(jobs => {
+    if (jobs.length === 1) {
+      const job = jobs[0]!
+      alone(job.script, job.args).then(job.resolve, job.reject)
+      return
+    }
+    const pipeline = client.pipeline()
+    for (const job of jobs) (pipeline as unknown as Scripts)[job.script](...job.args)
+    pipeline.exec().then(results => {
+      for (let i = 0; i < jobs.length; i++) {
+        const [err, reply] = results?.[i] ?? [new Error('no reply for a pipelined command'), null]
+        if (err !== null) jobs[i]!.reject(err)
+        else jobs[i]!.resolve(reply)
+      }
+    }, (err: unknown) => { for (const job of jobs) job.reject(err) })
+  })
+  return (script, args) => new Promise((resolve, reject) => { queue({ script, args, resolve, reject }) })
 }
 
 /** A reply that is not the script's array of integers is a store fault, never a verdict. */
@@ -79,6 +114,7 @@ export function createRedisStore (config: RateLimitStoreConfig, log: FastifyBase
   const client = connection.client as ScriptClient
   client.defineCommand('portcullisFixedWindow', { numberOfKeys: 1, lua: FIXED_WINDOW })
   client.defineCommand('portcullisGcra', { numberOfKeys: 1, lua: GCRA })
+  const send = createSender(client)
 
   return {
     get up (): boolean { return health.up },
@@ -86,10 +122,10 @@ export function createRedisStore (config: RateLimitStoreConfig, log: FastifyBase
     async consume (key: string, cost: number, spec: LimitSpec): Promise<Verdict> {
       if (spec.algorithm === 'gcra') {
         const { intervalUs, toleranceUs } = gcraParams(spec)
-        const [allowed, remaining, resetUs, retryUs] = await health.run(() => client.portcullisGcra(key, intervalUs, toleranceUs, cost), integers(4)) as [number, number, number, number]
+        const [allowed, remaining, resetUs, retryUs] = await health.run(() => send('portcullisGcra', [key, intervalUs, toleranceUs, cost]), integers(4)) as [number, number, number, number]
         return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: resetUs / 1000, retryAfterMs: retryUs / 1000 }
       }
-      const [allowed, remaining, ttl] = await health.run(() => client.portcullisFixedWindow(key, spec.max, spec.windowMs, cost), integers(3)) as [number, number, number]
+      const [allowed, remaining, ttl] = await health.run(() => send('portcullisFixedWindow', [key, spec.max, spec.windowMs, cost]), integers(3)) as [number, number, number]
       return { allowed: allowed === 1, remaining: Math.max(0, remaining), resetMs: ttl, retryAfterMs: allowed === 1 ? 0 : ttl }
     },
     async close (): Promise<void> {

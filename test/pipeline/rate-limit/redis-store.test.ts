@@ -78,3 +78,24 @@ t.test('Redis paused (SIGSTOP): requests are answered while it hangs, and nothin
   t.ok(sent <= 150, `Redis ran ${sent} rate-limit scripts for 500 requests made while it hung: the first three waves only, no backlog`)
   t.ok((await store.consume('k', 1, spec)).allowed)
 })
+
+t.test('the commands of one turn go to Redis together, and each keeps its own reply', async t => {
+  const redis = await startRedis(t)
+  const { store } = await storeOn(t, redis)
+  const reads = async (): Promise<number> => Number(/^total_reads_processed:(\d+)/m.exec(await redis.command('INFO stats'))?.[1])
+  const spec: LimitSpec = { algorithm: 'gcra', max: 5, windowMs: 60_000, burst: 5 }
+  await redis.command('LPUSH odd x')
+  await store.consume('warm', 1, spec)
+  const before = await reads()
+  const outcomes = await Promise.allSettled([
+    ...Array.from({ length: 40 }, async (_, i) => store.consume(`k${i % 4}`, 1, spec)),
+    store.consume('odd', 1, spec)
+  ])
+  // The INFO of `reads()` is one read of its own.
+  const taken = await reads() - before - 1
+  t.ok(taken <= 3, `Redis read 41 commands sent in one turn in ${taken} reads: one write from the gateway, not one each`)
+  const allowed = outcomes.slice(0, 40).map(o => o.status === 'fulfilled' && o.value.allowed)
+  t.equal(allowed.filter(Boolean).length, 20, 'five allowed for each of the four keys')
+  t.match(outcomes[40], { status: 'rejected', reason: { message: /WRONGTYPE/ } }, 'the odd key fails alone')
+  t.ok(outcomes.slice(0, 40).every(o => o.status === 'fulfilled'), 'its turn-mates all got their verdicts')
+})

@@ -1,3 +1,5 @@
+import { createTurnQueue } from '../../../util/turn-queue.js'
+
 /*
  * Work deferred to the end of the event-loop turn and run there together. What the gateway assertion's
  * ECDSA signature reads (OpenSSL's code and P-256 tables, whole windows of them for constant time) has
@@ -11,15 +13,11 @@
 export type TurnBatch = <T>(work: () => T) => Promise<T>
 
 export function createTurnBatch (): TurnBatch {
-  let queue: Array<() => void> = []
-  const runQueued = (): void => {
-    const jobs = queue
-    queue = []
+  const queue = createTurnQueue<() => void>(jobs => {
     for (let i = 0; i < jobs.length; i++) jobs[i]!()
-  }
+  })
   return work => new Promise((resolve, reject) => {
-    if (queue.length === 0) setImmediate(runQueued)
-    queue.push(() => {
+    queue(() => {
       try {
         resolve(work())
       } catch (err) {
