@@ -63,7 +63,7 @@ for (const v of VARIANTS) await writeFile(`${dir}/portcullis-${v.id}.yaml`, conf
 
 const procs: Record<string, Proc> = {
   upstream: start('nginx-rl-upstream', pinned(tools, LOAD_CPU, [tools.nginx, '-c', `${dir}/nginx-rl-upstream.conf`, '-p', dir, '-e', `${dir}/nginx-rl-upstream.log`])),
-  redis: start('redis', pinned(tools, LOAD_CPU, ['redis-server', '--port', String(P.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])),
+  redisServer: start('redis', pinned(tools, LOAD_CPU, ['redis-server', '--port', String(P.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'])),
   bare: start('bare-proxy', pinned(tools, SUT_CPU, [process.execPath, '--import', 'tsx', `${HERE}servers/bare-proxy.ts`, String(P.bare), `https://127.0.0.1:${P.upstream}`, dir]))
 }
 for (const v of VARIANTS) procs[v.id] = start(`portcullis-${v.id}`, pinned(tools, SUT_CPU, [process.execPath, ...GATEWAY_NODE_ARGS, `${HERE}../dist/cli.js`, 'start', '-c', `${dir}/portcullis-${v.id}.yaml`]))
@@ -117,8 +117,5 @@ Raw samples: [ratelimit.json](ratelimit.json).
   await writeFile(`${HERE}ratelimit.json`, JSON.stringify({ command, date: new Date().toISOString(), samples: Object.fromEntries(samples) }, null, 2) + '\n')
   log('wrote bench/RATELIMIT.md and bench/ratelimit.json')
 } finally {
-  // redis-server has twice outlived SIGTERM and the SIGKILL that follows it in stopAll here (not
-  // understood yet); it holds no data worth a clean shutdown, so it is killed outright first.
-  procs.redis!.child.kill('SIGKILL')
   await stopAll(Object.values(procs))
 }
