@@ -68,21 +68,24 @@ interface Queued { script: Script, args: ScriptArgs, resolve: (reply: unknown) =
 function createSender (client: ScriptClient): Send {
   const alone: Send = (script, args) => client[script](...args) as Promise<unknown>
   if (client instanceof Cluster) return alone
-  const queue = createTurnQueue<Queued>(jobs => {
+  const sendAll = async (jobs: Queued[]): Promise<void> => {
     if (jobs.length === 1) {
       const job = jobs[0]!
-      alone(job.script, job.args).then(job.resolve, job.reject)
+      job.resolve(await alone(job.script, job.args))
       return
     }
     const pipeline = client.pipeline()
     for (const job of jobs) (pipeline as unknown as Scripts)[job.script](...job.args)
-    pipeline.exec().then(results => {
-      for (let i = 0; i < jobs.length; i++) {
-        const [err, reply] = results?.[i] ?? [new Error('no reply for a pipelined command'), null]
-        if (err !== null) jobs[i]!.reject(err)
-        else jobs[i]!.resolve(reply)
-      }
-    }, (err: unknown) => { for (const job of jobs) job.reject(err) })
+    const results = await pipeline.exec()
+    for (let i = 0; i < jobs.length; i++) {
+      const [err, reply] = results?.[i] ?? [new Error('no reply for a pipelined command'), null]
+      if (err !== null) jobs[i]!.reject(err)
+      else jobs[i]!.resolve(reply)
+    }
+  }
+  // Whatever fails, in ioredis or here, fails the requests of the turn (a promise settles only once).
+  const queue = createTurnQueue<Queued>(jobs => {
+    sendAll(jobs).catch((err: unknown) => { for (const job of jobs) job.reject(err) })
   })
   return (script, args) => new Promise((resolve, reject) => { queue({ script, args, resolve, reject }) })
 }

@@ -98,4 +98,7 @@ t.test('the commands of one turn go to Redis together, and each keeps its own re
   t.equal(allowed.filter(Boolean).length, 20, 'five allowed for each of the four keys')
   t.match(outcomes[40], { status: 'rejected', reason: { message: /WRONGTYPE/ } }, 'the odd key fails alone')
   t.ok(outcomes.slice(0, 40).every(o => o.status === 'fulfilled'), 'its turn-mates all got their verdicts')
+  await redis.stop()
+  const refused = await Promise.allSettled(Array.from({ length: 20 }, async (_, i) => store.consume(`k${i}`, 1, spec)))
+  t.ok(refused.every(o => o.status === 'rejected'), 'a turn sent to a stopped Redis: every request fails, none hangs')
 })
