@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { parseArgs } from 'node:util'
 import { DEFAULT_BUNDLE } from '../scripts/opa.mjs'
 import { alone, cpuSeconds, rssMiB, stopAll, type Proc } from './lib/procs.js'
-import { runVegeta, runWrk, type RateResult } from './lib/load.js'
+import { probeOnce, runVegeta, runWrk, type RateResult } from './lib/load.js'
 import { planFixedRates, rateKey } from './lib/fixed-rate.js'
 import { chartSvg, median, type Sample, type ScenarioResult } from './lib/report.js'
 import { resultsMarkdown, type Authz } from './lib/results-md.js'
@@ -77,17 +77,19 @@ try {
     // resumed (4's two tokens share one) measured lower in every run, warm second or not, so neither
     // token is always first, and drift over a round hits both ends alike.
     for (const s of round % 2 === 1 ? stack.scenarios : [...stack.scenarios].reverse()) {
-      const { r, cpu } = await only(s.proc, async () => {
+      const { r, cpu, failed } = await only(s.proc, async () => {
         // Just resumed after the others' runs (SIGCONT): a second of load first, unmeasured.
         await runWrk(tools, LOAD_CPU, s.url, s.headers, 1, CONNECTIONS)
         const before = cpuSeconds(s.proc.pids())
         const r = await runWrk(tools, LOAD_CPU, s.url, s.headers, SECONDS, CONNECTIONS)
+        const cpu = cpuSeconds(s.proc.pids()) - before
         rss.get(s.id)!.push(rssMiB(s.proc.pids()))
-        return { r, cpu: cpuSeconds(s.proc.pids()) - before }
+        const failed = r.errors + r.non2xx === 0 ? undefined : `${r.errors} socket errors, ${r.non2xx} non-2xx; one request after the run got ${await probeOnce(s.url, s.headers)}`
+        return { r, cpu, failed }
       })
-      samples.get(s.id)!.push({ rps: r.rps, p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, cpu_us_per_req: cpu * 1e6 / r.requests, errors: r.errors + r.non2xx })
+      samples.get(s.id)!.push({ rps: r.rps, p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, cpu_us_per_req: cpu * 1e6 / r.requests, errors: r.errors + r.non2xx, ...(failed === undefined ? {} : { failure: failed }) })
       cores.get(s.id)!.push(cpu * r.rps / r.requests)
-      log(`round ${round}/${ROUNDS} ${s.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors + r.non2xx}`)
+      log(`round ${round}/${ROUNDS} ${s.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors + r.non2xx}${failed === undefined ? '' : ` (${failed})`}`)
     }
   }
   const results: ScenarioResult[] = stack.scenarios.map(s => ({ id: s.id, label: s.label, samples: samples.get(s.id)!, rss_mib: median(rss.get(s.id)!) }))

@@ -123,7 +123,7 @@ try {
       log(`round ${round}/${ROUNDS} ${s.id}: ${Math.round(r.rps)} req/s, p99 ${r.p99_us} us, errors ${r.errors + r.non2xx}`)
     }
   }
-  const of = (id: string, k: keyof Sample): number[] => samples.get(id)!.map(x => x[k])
+  const of = (id: string, k: Exclude<keyof Sample, 'failure'>): number[] => samples.get(id)!.map(x => x[k])
   const plainRps = median(of('plain', 'rps'))
   const plainCpu = median(of('plain', 'cpu_us_per_req'))
   const rows = scenarios.map(s => `| ${s.label} | ${spread(of(s.id, 'rps'))} | ` +

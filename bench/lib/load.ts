@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { get } from 'node:https'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { pinned, type Tools } from './tools.js'
@@ -35,6 +36,24 @@ export async function runWrk (tools: Tools, cpu: number, url: string, headers: R
   if (line === undefined) throw new Error(`no wrk result in: ${out}`)
   const r = JSON.parse(line) as { requests: number, duration_us: number, errors: number, non2xx: number, p50_us: number, p99_us: number, p999_us: number }
   return { rps: r.requests / (r.duration_us / 1e6), p50_us: r.p50_us, p99_us: r.p99_us, p999_us: r.p999_us, requests: r.requests, errors: r.errors, non2xx: r.non2xx }
+}
+
+/**
+ * One request as wrk sends them, made right after a run in which some failed, so that the run says what
+ * the failures were: the status and the gateway's error code (or the start of the body), or the socket
+ * error. wrk only counts them. Like wrk, it does not check the certificate.
+ */
+export async function probeOnce (url: string, headers: Record<string, string>): Promise<string> {
+  return await new Promise(resolve => {
+    const req = get(url, { headers, rejectUnauthorized: false, timeout: 5000 }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => resolve(`${String(res.statusCode)} ${/"code":"(\w+)"/.exec(body)?.[1] ?? body.slice(0, 80)}`))
+    })
+    req.on('error', err => resolve(`socket: ${err.message}`))
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')))
+  })
 }
 
 /**

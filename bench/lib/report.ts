@@ -4,7 +4,11 @@
  * stack for two bar charts.
  */
 
-export interface Sample { rps: number, p50_us: number, p99_us: number, p999_us: number, cpu_us_per_req: number, errors: number }
+export interface Sample {
+  rps: number, p50_us: number, p99_us: number, p999_us: number, cpu_us_per_req: number, errors: number
+  /** When some failed: socket errors and non-2xx answers apart, and what one request got right after. */
+  failure?: string
+}
 export interface ScenarioResult { id: string, label: string, samples: Sample[], rss_mib: number }
 
 export function median (xs: number[]): number {
