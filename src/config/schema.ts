@@ -126,6 +126,16 @@ const Upstream = Type.Object({
   headersTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   bodyTimeoutMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 30_000 }),
   connections: Type.Integer({ minimum: 1, maximum: 1024, default: 64 }),
+  // undici closes an idle connection after 4 s: under uneven traffic the connections beyond the usual
+  // concurrency expired between bursts, and each burst opened them again at once, a TLS handshake
+  // each, at the moment the function was busiest (bench/README.md: p99 9–34 ms at a quarter of the
+  // gateway's capacity, 5.6 ms with 60 s). 60 s is nginx's and Kong's upstream keep-alive default.
+  keepAliveTimeoutMs: Type.Integer({
+    minimum: 1_000,
+    maximum: 600_000,
+    default: 60_000,
+    description: 'how long an idle connection to the function is kept for the next request; a shorter Keep-Alive: timeout=N from the function wins (N less 2 s). Keep it below the idle timeout of the function\'s server or load balancer when that one sends no Keep-Alive header'
+  }),
   // Envoy's circuit breaker lets 1024 requests wait per cluster, sized for services with many hosts.
   // A function's concurrency is `connections`: at most as many waiting as running, for at most a
   // second, keeps a slow route from holding a fast one for longer than a client would wait anyway.

@@ -46,6 +46,9 @@ export async function createUpstream (config: UpstreamConfig, { log, metrics }: 
   const tls = await createClientTls(config, { log, metrics })
   const pool = new Pool(url.origin, {
     connections: config.connections,
+    // Without a Keep-Alive hint from the function, and as the upper bound of one (schema.ts says why).
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: config.keepAliveTimeoutMs,
     // Enforced by exactTimeouts instead (undici's own fire up to a second late).
     headersTimeout: 0,
     bodyTimeout: 0,
