@@ -12,12 +12,18 @@ t.test('the added p99 is judged against how far the reference moved between roun
   t.ok(Number.isNaN(p99Span(runs, 'bare', 4000)), 'not run at that rate')
 })
 
-t.test('each gateway at half its own saturation, with the bare proxy beside it; all at the common rate', async t => {
+t.test('each gateway at half its own saturation, with the function called directly and the bare proxy beside it; all at the common rate', async t => {
   const plan = planFixedRates([
+    { id: 'direct', cpus: 1, bare: 'bare', gateway: false },
     { id: 'bare', cpus: 1, bare: 'bare', gateway: false },
-    { id: 'gw', cpus: 1, bare: 'bare', gateway: true }
-  ], id => id === 'bare' ? 9_000 : 6_130)
-  t.same([...plan.own], [['gw', 3050]])
-  t.equal(plan.common, 3050)
-  t.same(plan.jobs, [{ id: 'gw', rate: 3050 }, { id: 'bare', rate: 3050 }])
+    { id: 'gw', cpus: 1, bare: 'bare', gateway: true },
+    { id: 'slow', cpus: 1, bare: 'bare', gateway: true }
+  ], id => ({ direct: 30_000, bare: 9_000, gw: 6_130, slow: 4_020 })[id]!)
+  t.same([...plan.own], [['gw', 3050], ['slow', 2000]])
+  t.equal(plan.common, 2000, 'half the slowest proxy\'s saturation; the direct calls are no proxy')
+  t.same(plan.jobs, [
+    { id: 'gw', rate: 3050 }, { id: 'direct', rate: 3050 }, { id: 'bare', rate: 3050 },
+    { id: 'slow', rate: 2000 }, { id: 'direct', rate: 2000 }, { id: 'bare', rate: 2000 },
+    { id: 'gw', rate: 2000 }
+  ], 'each (scenario, rate) once')
 })
