@@ -15,8 +15,10 @@ export function start (name: string, cmd: string[], env: NodeJS.ProcessEnv = {})
   const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + String(d)).slice(-4000) })
-  child.once('exit', code => {
-    if (code !== 0 && code !== null) process.stderr.write(`${name} exited ${code}: ${stderr}\n`)
+  // Any end that stopAll did not ask for is reported, a signal's too: a run that then finds nothing on
+  // the port says why.
+  child.once('exit', (code, signal) => {
+    if (!child.killed) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${name} (pid ${child.pid}) ended on its own: ${signal ?? `exit code ${code}`}: ${stderr}\n`)
   })
   return { name, child, pids: () => (child.pid === undefined ? [] : [child.pid, ...descendants(child.pid)]) }
 }
