@@ -161,7 +161,7 @@ const Upstream = Type.Object({
   totalTimeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 120_000, description: 'the whole upstream exchange, body included' }),
   retryConnectFailures: Type.Boolean({
     default: true,
-    description: 'retry once when a connection could not be opened, or when the function closed a kept-alive connection as the request went out on it (before any answer), for GET, HEAD, OPTIONS, PUT and DELETE without a body'
+    description: 'retry once when a connection could not be opened, for GET, HEAD, OPTIONS, PUT and DELETE without a body'
   }),
   circuitBreaker: CircuitBreaker,
   maxConcurrentPerIdentity: Type.Optional(Type.Integer({

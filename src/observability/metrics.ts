@@ -201,7 +201,7 @@ export function createMetrics (registry: Registry) {
     }),
     upstreamRetries: new Counter({
       name: 'portcullis_upstream_retries_total',
-      help: 'Requests sent a second time after the first could not connect or met a kept-alive connection the function was closing, by upstream',
+      help: 'Requests sent a second time after the first could not connect, by upstream',
       labelNames: ['upstream'] as const,
       registers
     }),

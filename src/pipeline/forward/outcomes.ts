@@ -51,22 +51,10 @@ export function classify (err: unknown): Outcome {
   return { error: new GW_ERR_UPSTREAM_FAILED(), kind: 'failed', transport: true }
 }
 
-/**
- * Whether one retry is safe for a request that has no effect of its own to repeat (retry.ts): the
- * failure came before the request could reach the function, or the function closed a kept-alive
- * connection as the request went out on it. A client must expect that (RFC 9112 §9.3.1), since the
- * function's server may close an idle connection at any moment; undici checks an idle connection for
- * a close before it writes on it, which leaves the close still in flight. Said by undici's error for a
- * connection closed with the request unanswered, on a connection that had read an answer before.
- * A function that closes a new connection without answering is not asked again.
- */
+/** Whether a failure happened before the request could reach the function, so one retry is safe. */
 export function isRetryable (err: unknown): boolean {
-  if (NEVER_SENT.has(codeOf(err))) return true
-  if (!(err instanceof undiciErrors.SocketError) || !CLOSED.has(err.message)) return false
-  return (err.socket?.bytesRead ?? 0) > 0
+  return NEVER_SENT.has(codeOf(err))
 }
-// undici's SocketError messages for a connection the other side ended or that closed: not a bad answer.
-const CLOSED = new Set(['other side closed', 'closed'])
 
 /** Streams a request body through, failing once it passes the limit (for bodies without a length). */
 export function limitBody (body: Readable, max: number): Readable {

@@ -4,9 +4,8 @@ import { isRetryable } from './outcomes.js'
 
 /*
  * One retry where it cannot repeat an effect: only a request without a body, of an idempotent method
- * (RFC 9110 §9.2.2), whose first attempt never reached the function (no connection) or went out on a
- * kept-alive connection the function was closing (outcomes.ts: isRetryable), before any answer, and
- * only while its client is still there. Sent again at once, through the circuit breaker like any attempt.
+ * (RFC 9110 §9.2.2), whose first attempt never reached the function (no connection), and only while
+ * its client is still there. Sent again at once, through the circuit breaker like any attempt.
  *
  * Not undici's interceptors.retry: that one wraps every request (a handler, a controller proxy and two
  * copies of the options each time), makes an Error with a stack for every answer of 300 or more
@@ -18,20 +17,14 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 class RetryOnce extends PassHandler {
   #retried = false
-  #answered = false
 
   constructor (next: Handler, private readonly dispatch: Dispatcher['dispatch'], private readonly exchange: Exchange,
     private readonly onRetry: (err: Error, exchange: Exchange) => void) {
     super(next)
   }
 
-  override onResponseStart (controller: Controller, statusCode: number, headers: Parameters<PassHandler['onResponseStart']>[2], statusMessage?: string): void {
-    this.#answered = true
-    super.onResponseStart(controller, statusCode, headers, statusMessage)
-  }
-
   override onResponseError (controller: Controller, err: Error): void {
-    if (!this.#retried && !this.#answered && isRetryable(err) && !this.exchange.client.destroyed) {
+    if (!this.#retried && isRetryable(err) && !this.exchange.client.destroyed) {
       this.#retried = true
       this.onRetry(err, this.exchange)
       this.dispatch(this.exchange, this)
