@@ -236,10 +236,13 @@ function createRemoteKeySource (issuer: IssuerConfig, jwks: RemoteJwks, opts: Ke
       // Asked moments ago: a key published since (and used at once) is worth waiting out the rest of
       // the cooldown for, when that is within the request's wait; a kid the IdP never had is then
       // refused after one refresh per cooldown, however many arrive.
-      const rest = cooldownMs - (now() - lastAttempt)
+      const asked = lastAttempt
+      const rest = cooldownMs - (now() - asked)
       if (rest >= waitMs) throw new errors.JWKSNoMatchingKey()
       await new Promise(resolve => setTimeout(resolve, rest))
-      await refreshWithin(waitMs - rest)
+      // A request that arrived later waited less and may have refreshed already: its answer is this
+      // one's too (a second fetch in the same cooldown is what the cooldown is there to prevent).
+      if (inFlight !== null || lastAttempt === asked) await refreshWithin(waitMs - rest)
     } else {
       // Not held back by the background back-off: the cooldown already bounds these fetches to one
       // per issuer per cooldown, and an unknown kid is how a recovered IdP's new key is learnt at once

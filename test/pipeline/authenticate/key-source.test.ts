@@ -64,6 +64,24 @@ t.test('a storm of unknown kids causes no fetch storm', async t => {
   t.ok((idp.hits['/keys'] ?? 0) <= 2 + cooldowns, `JWKS fetched ${idp.hits['/keys']} times for 50 unknown kids (${cooldowns} full cooldowns passed)`)
 })
 
+t.test('requests that wait out the same cooldown share one refresh, whichever wakes first', async t => {
+  const idp = await startIdp(t)
+  const key = makeKey('ES256', 'k')
+  idp.keys = [key]
+  let clock = 0
+  const { keys, check, claims } = await setup(t, idp, { discovery: true }, () => clock)
+  await keys.warm() // a fetch at 0: the next one for an unknown kid at 1000 (the default cooldown)
+  const [early, late] = await Promise.all([sign({ ...key, kid: 'early' }, claims), sign({ ...key, kid: 'late' }, claims)])
+  clock = 500
+  const first = check(early) // waits 500 ms
+  await new Promise(resolve => setTimeout(resolve, 50)) // until it has read the clock
+  clock = 800
+  const second = check(late) // waits 200 ms, wakes first and refreshes
+  const results = await Promise.all([first, second])
+  t.ok(results.every(r => r.kind === 'failure' && r.reason === 'unknown_key'))
+  t.equal(idp.hits['/keys'], 2, 'the warm-up and one refresh: the request that woke last used it')
+})
+
 t.test('known keys keep working while the IdP is down', async t => {
   const idp = await startIdp(t)
   const key = makeKey('ES256', 'k')
