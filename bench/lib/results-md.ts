@@ -53,7 +53,7 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
     const s = byId.get(r.id) ?? { cpus: 1, bare: 'bare' }
     const x = (f: (s: Sample) => number, digits = 0): string => spread(r.samples.map(f), digits)
     const errors = r.samples.reduce((a, v) => a + v.errors, 0)
-    return `| ${r.label} | ${s.cpus} | ${x(v => v.rps)} | ${x(v => v.p50_us / 1000, 2)} | ${x(v => v.p99_us / 1000, 2)} | ${x(v => v.p999_us / 1000, 2)} | ${x(v => v.cpu_us_per_req)} | ${r.rss_mib.toFixed(0)} | ${(rps(r.id) / rps(s.bare)).toFixed(2)} | ${(rps(r.id) / rps('direct')).toFixed(2)} | ${errors} |`
+    return `| ${r.label} | ${s.cpus} | ${x(v => v.rps)} | ${x(v => v.p50_us / 1000, 2)} | ${x(v => v.p99_us / 1000, 2)} | ${x(v => v.p999_us / 1000, 2)} | ${x(v => v.cpu_us_per_req)} | ${r.rss_mib.toFixed(0)} | ${(rps(r.id) / rps(s.bare)).toFixed(2)} | ${(rps(r.id) / rps(DIRECT)).toFixed(2)} | ${errors} |`
   })
 
   // Open loop: a row per (scenario, rate), with the function called directly and the bare proxy (on
@@ -67,7 +67,7 @@ export async function resultsMarkdown (d: RunData): Promise<string> {
   }
   const ownRows = [...plan.own].map(([id, rate]) => rateRow(id, rate, true))
   const commonRows = scenarios.map(s => rateRow(s.id, plan.common, false))
-  const slowest = scenarios.filter(s => s.id !== 'direct').reduce((a, b) => rps(a.id) <= rps(b.id) ? a : b)
+  const slowest = scenarios.filter(s => s.id !== DIRECT).reduce((a, b) => rps(a.id) <= rps(b.id) ? a : b)
 
   // Targets (issue #19).
   const gateway4 = ['portcullis-rs256', 'portcullis-es256']

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import type { Test } from 'tap'
@@ -14,7 +15,6 @@ import { createCa } from '../../../src/tls/pki.js'
 
 const ca = await createCa('keep-alive test CA')
 const cert = await ca.issue({ commonName: 'fn', ipAddresses: ['127.0.0.1'], usage: 'server' })
-const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 async function setup (t: Test, upstream: Record<string, unknown>, keepAliveHint?: number) {
   let connections = 0
